@@ -1,0 +1,50 @@
+# The two commands: `make demo` runs the whole pipeline, `make test` checks everything.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+# named after pyproject.toml's content, not its time: nbdev-export rewrites the file unchanged
+STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-16)
+# files that nbdev-export and nbdev-clean may rewrite: the sync check compares them before and after
+SYNCED = find nbs mlproj -type f \( -name '*.ipynb' -o -name '*.py' \) -not -path '*/.ipynb_checkpoints/*' | sort | xargs sha256sum
+
+.PHONY: help install demo test sync-check nbtest pytest lab export clean
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/'
+
+$(STAMP):
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --disable-pip-version-check -q -e '.[dev]'
+	rm -f $(VENV)/.installed-*; touch $(STAMP)
+
+install: $(STAMP) ## create .venv and install the project from its own files
+
+demo: $(STAMP) ## data, train, evaluate, register, then serve the model and query it over HTTP
+	$(BIN)/mlproj demo
+
+test: $(STAMP) sync-check nbtest pytest ## notebooks in sync and clean, notebook tests, then pytest
+
+sync-check: $(STAMP) ## nbdev-export and nbdev-clean must change nothing
+	@before=$$($(SYNCED)); \
+	$(BIN)/nbdev-export && $(BIN)/nbdev-clean && \
+	after=$$($(SYNCED)); \
+	if [ "$$before" != "$$after" ]; then \
+	  echo "sync check FAILED: nbdev-export/nbdev-clean changed these files; commit the notebooks and mlproj/ together:"; \
+	  diff <(echo "$$before") <(echo "$$after") | grep '^>' | awk '{print "  " $$3}'; exit 1; \
+	else echo "sync check: notebooks and mlproj/ are in sync and clean"; fi
+
+nbtest: $(STAMP) ## run every notebook in nbs/ as a test (job notebooks are run by pytest)
+	$(BIN)/nbdev-test
+
+pytest: $(STAMP) ## the test suite in tests/
+	$(BIN)/pytest
+
+lab: $(STAMP) ## open JupyterLab on the notebooks (installs it on first use)
+	$(BIN)/pip install --disable-pip-version-check -q -e '.[dev,lab]'
+	$(BIN)/jupyter lab nbs
+
+export: $(STAMP) ## notebooks -> mlproj/, then clean the notebooks
+	$(BIN)/nbdev-export && $(BIN)/nbdev-clean
+
+clean: ## remove generated runs, stores and caches (not .venv)
+	rm -rf reports/runs reports/index.html store .pytest_cache
