@@ -1,0 +1,46 @@
+"""The FastAPI application: `create_app(settings)` builds it; `app_from_env` is uvicorn's factory.
+
+    uvicorn deploy.app:app_from_env --factory
+"""
+from __future__ import annotations
+
+import os
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from starlette.concurrency import run_in_threadpool
+
+from mlproj import __version__
+from mlproj.settings import Settings, load_settings
+
+from .limits import BodyLimit
+from .routes import health, models, predict
+from .serving import load_model
+
+__all__ = ['create_app', 'app_from_env']
+
+
+def create_app(settings: Settings, # the project's settings, built once by the caller
+               model_ref: str | int | None = None # version or alias; default: [serving] model, else newest accepted
+              ) -> FastAPI:
+    "The API app. Its model loads at startup; if that fails, /health still answers and /ready and /predict say why."
+    ref = model_ref or settings.serving.model or None
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        app.state.registry, app.state.model, app.state.model_error = await run_in_threadpool(load_model, settings, ref)
+        yield
+
+    app = FastAPI(title='mlproj', version=__version__, lifespan=lifespan,
+                  summary='Reads handwritten digits: 8x8 counts or image files in, digit and probabilities out.')
+    app.state.settings = settings
+    app.state.registry, app.state.model = None, None
+    app.state.model_error = 'no model is loaded: the application has not started (its lifespan has not run)'
+    app.add_middleware(BodyLimit, max_bytes=settings.serving.max_body_bytes)
+    for r in (health.router, models.router, predict.router): app.include_router(r)
+    return app
+
+
+def app_from_env() -> FastAPI:
+    "The app as settings.ini and MLPROJ_* variables set it up; MLPROJ_MODEL (or MLPROJ_SERVING_MODEL) picks the model."
+    return create_app(load_settings(), os.environ.get('MLPROJ_MODEL') or None)

@@ -1,0 +1,20 @@
+"""The model registry as the server sees it."""
+from __future__ import annotations
+
+from fastapi import APIRouter, HTTPException
+from starlette.concurrency import run_in_threadpool
+
+from ..deps import MaybeModelDep, RegistryDep
+from ..schemas import ErrorDetail, Models
+
+router = APIRouter(tags=['models'])
+
+
+@router.get('/models', responses={503: {'model': ErrorDetail, 'description': 'the model store cannot be read'}})
+async def models(registry: RegistryDep, served: MaybeModelDep) -> Models:
+    "Every registered version with its metrics, the aliases, and the version being served."
+    try: rows, index = await run_in_threadpool(lambda: (registry.listing(), registry.index()))
+    except Exception as e: raise HTTPException(503, f'the model registry cannot be read: {e}') from e
+    current = served.version if served else None
+    return Models(serving=current, aliases={a: int(v) for a, v in index['aliases'].items()},
+                  versions=[dict(r, serving=r['version'] == current) for r in rows])
