@@ -43,7 +43,7 @@ class Data:
 @dataclass(frozen=True)
 class Train:
     "Defaults of the training job; each can be changed per run with a job parameter."
-    max_epochs: int = 30
+    max_epochs: int = 50
     batch_size: int = 64
     lr: float = 3e-3
     seed: int = 0

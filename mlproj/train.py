@@ -18,7 +18,7 @@ class TrainConfig:
     dataset_version: str # id of the dataset version to train on
     run_dir: str # folder the run writes into
     store: str = 'store' # the store holding the dataset version
-    max_epochs: int = 30
+    max_epochs: int = 50
     batch_size: int = 64
     lr: float = 3e-3
     seed: int = 0
