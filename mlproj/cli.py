@@ -16,14 +16,21 @@ __all__ = ['EXIT_ERROR', 'EXIT_USAGE', 'EXIT_REJECTED', 'parse_value', 'cmd_data
 # %% ../nbs/10_cli.ipynb #7a79cf63
 EXIT_ERROR, EXIT_USAGE, EXIT_REJECTED = 1, 2, 3
 
-def parse_value(text:str):
-    "A -p value as papermill would read it: int, float, bool, None, else the string."
-    low = text.lower()
-    if low in ('true', 'false'): return low == 'true'
+def parse_value(text:str, typ:str|None=None # the parameter's annotated type (str, int, float, bool); None: guess as papermill does
+               ):
+    "A -p value as the job notebook's parameter declares it; 'none' is None for any type."
+    low = text.strip().lower()
     if low in ('none', 'null'): return None
-    for cast in (int, float):
+    if typ == 'str': return text
+    if typ == 'bool' or (typ is None and low in ('true', 'false')):
+        if low in ('true', 'yes', '1'): return True
+        if low in ('false', 'no', '0'): return False
+        raise ValueError(f'{text!r} is not a bool (true or false)')
+    casts = {'int': [int], 'float': [float]}.get(typ, [int, float])
+    for cast in casts:
         try: return cast(text)
         except ValueError: pass
+    if typ in ('int', 'float'): raise ValueError(f'{text!r} is not {"an" if typ == "int" else "a"} {typ}')
     return text
 
 # %% ../nbs/10_cli.ipynb #a10a1f00
@@ -34,7 +41,8 @@ def _job_parameters(settings, job:str, pairs:list) -> dict:
     params = {}
     for key, value in pairs or []:
         if key not in known: raise ValueError(f"the {job} job has no parameter {key!r}; it takes: {', '.join(known)}")
-        params[key] = parse_value(value)
+        try: params[key] = parse_value(value, known[key].get('inferred_type_name'))
+        except ValueError as e: raise ValueError(f'-p {key}: {e}') from None
     return params
 
 def _say(step:str, msg:str): print(f'[{step}] {msg}', flush=True)

@@ -14,7 +14,7 @@ from .settings import Problem
 
 # %% auto #0
 __all__ = ['confusion', 'classification_metrics', 'majority_baseline', 'Acceptance', 'check_acceptance', 'evaluate_run',
-           'confusion_html']
+           'evaluate_train_run', 'summary_markdown', 'confusion_html']
 
 # %% ../nbs/07_evaluate.ipynb #b0408635
 def confusion(y_true:np.ndarray, y_pred:np.ndarray, n_classes:int=10) -> np.ndarray:
@@ -78,6 +78,31 @@ def evaluate_run(train_dir:str|Path, # a training run's folder (it holds model.o
                 min_macro_f1=problem.min_macro_f1, min_class_recall=problem.min_class_recall))
 
 # %% ../nbs/07_evaluate.ipynb #0397a07f
+def evaluate_train_run(settings, # the project's `Settings`
+                       train_run:str|None=None, # a training run id; None: the newest finished one
+                       out_dir:str|Path|None=None, # where metrics.json goes; None: reports/runs/interactive-evaluate
+                       split:str='test') -> dict:
+    "Evaluate a training run on its own dataset version and write the result to `out_dir`/metrics.json."
+    from mlproj.jobs import find_run, read_run
+    train_dir = find_run(settings, train_run, job='train')
+    vid = read_run(train_dir)['metrics']['dataset_version']
+    result = dict(evaluate_run(train_dir, vid, settings.store_url, settings.problem, split), train_run=train_dir.name)
+    out = Path(out_dir or settings.reports_dir/'runs'/'interactive-evaluate')
+    out.mkdir(parents=True, exist_ok=True)
+    (out/'metrics.json').write_text(json.dumps(result, indent=1))
+    return result
+
+def summary_markdown(result:dict) -> str:
+    "The model beside the majority baseline, and the recall of each class, as Markdown tables."
+    m, b = result['model'], result['baseline']
+    rows = [('accuracy', 'accuracy'), ('macro-F1', 'macro_f1')]
+    t = f"| {result['split']} split | model | majority baseline (always {b['answer']}) |\n|---|---:|---:|\n"
+    t += ''.join(f'| {name} | {m[k]:.4f} | {b[k]:.4f} |\n' for name, k in rows)
+    t += f"| lowest class recall | {min(m['per_class_recall']):.4f} | {min(b['per_class_recall']):.4f} |\n| images | {m['n']} | {b['n']} |\n\n"
+    n = len(m['per_class_recall'])
+    return t + '| class | ' + ' | '.join(map(str, range(n))) + ' |\n|---|' + '---:|'*n + '\n| recall | ' + ' | '.join(f'{r:.3f}' for r in m['per_class_recall']) + ' |'
+
+# %% ../nbs/07_evaluate.ipynb #cbf01b93
 def confusion_html(m:list) -> str:
     "The confusion matrix as an HTML table, shaded by count (rows: true class, columns: predicted)."
     m = np.asarray(m); top = max(int(m.max()), 1)

@@ -9,7 +9,7 @@ from dataclasses import dataclass, asdict, field
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['TrainConfig', 'TrainResult', 'config_from_settings', 'train']
+__all__ = ['TrainConfig', 'TrainResult', 'config_from_settings', 'train', 'history_markdown']
 
 # %% ../nbs/05_train.ipynb #eb2f9285
 @dataclass(frozen=True)
@@ -73,11 +73,12 @@ def train(cfg:TrainConfig) -> TrainResult:
     dm = DigitsDataModule(cfg.store, cfg.dataset_version, cfg.batch_size, cfg.seed)
     model = DigitsClassifier(DigitsCNN(NetConfig(width=cfg.width, hidden=cfg.hidden)), lr=cfg.lr, augment=cfg.augment, seed=cfg.seed)
     logger, wandb_id = False, None
-    if cfg.wandb_mode != 'disabled':
+    if cfg.wandb_mode != 'disabled': # our own wandb.init: WandbLogger's passes a deprecated `anonymous` setting
+        import wandb
         from pytorch_lightning.loggers import WandbLogger
-        logger = WandbLogger(project=cfg.wandb_project, save_dir=str(run_dir), name=run_dir.name, mode=cfg.wandb_mode,
-                             config=asdict(cfg), settings=dict(silent=True, console='off'))
-        wandb_id = logger.experiment.id
+        run = wandb.init(project=cfg.wandb_project, dir=str(run_dir), name=run_dir.name, mode=cfg.wandb_mode,
+                         config=asdict(cfg), settings=wandb.Settings(silent=True, console='off'))
+        logger, wandb_id = WandbLogger(experiment=run), run.id
     history = []
     trainer = pl.Trainer(max_epochs=cfg.max_epochs, accelerator='cpu', devices=1, deterministic=True, logger=logger,
                          callbacks=[_history_callback(history)], enable_checkpointing=False, enable_model_summary=False,
@@ -96,3 +97,13 @@ def train(cfg:TrainConfig) -> TrainResult:
     res = TrainResult(str(run_dir), cfg.dataset_version, history[-1]['val_acc'], len(history), round(seconds, 2), wandb_id, history)
     (run_dir/'metrics.json').write_text(json.dumps({k: v for k, v in asdict(res).items() if k != 'run_dir'}, indent=1))
     return res
+
+# %% ../nbs/05_train.ipynb #51d682d0
+def history_markdown(history:list, # `TrainResult.history`
+                     every:int=5 # show every n-th epoch (and the last)
+                    ) -> str:
+    "Loss and validation accuracy per epoch as a Markdown table."
+    f = lambda h, k: f"{h[k]:.4f}" if k in h else ''
+    rows = [h for i, h in enumerate(history) if i % every == every - 1 or i == 0 or i == len(history) - 1]
+    return ('| epoch | train loss | val loss | val acc |\n|---:|---:|---:|---:|\n'
+            + '\n'.join(f"| {h['epoch'] + 1} | {f(h, 'train_loss')} | {f(h, 'val_loss')} | {f(h, 'val_acc')} |" for h in rows))

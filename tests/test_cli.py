@@ -39,6 +39,8 @@ def test_cli_errors_are_one_line(tmp_path):
     assert r.returncode == 1 and r.stderr.count('\n') == 1 and 'no model is registered' in r.stderr
     r = subprocess.run([MLPROJ, 'train', '-p', 'epochs', '3'], capture_output=True, text=True, cwd=ROOT, env=env)
     assert r.returncode == 1 and "no parameter 'epochs'" in r.stderr and 'max_epochs' in r.stderr
+    r = subprocess.run([MLPROJ, 'train', '-p', 'max_epochs', 'ten'], capture_output=True, text=True, cwd=ROOT, env=env)
+    assert r.returncode == 1 and "-p max_epochs: 'ten' is not an int" in r.stderr
     r = subprocess.run([MLPROJ, 'register'], capture_output=True, text=True, cwd=ROOT, env=env)
     assert r.returncode == 1 and 'no finished evaluate run' in r.stderr
     r = subprocess.run([MLPROJ, 'models'], capture_output=True, text=True, cwd=tmp_path, env={'PATH': '/usr/bin:/bin'})

@@ -9,6 +9,7 @@ import pytest
 from conftest import ROOT
 from mlproj.data import benchmark_version
 from mlproj.jobs import JobFailed, find_run, read_run, run_job
+from mlproj.settings import to_env
 
 JOBS = sorted((ROOT / 'nbs' / 'jobs').glob('*.ipynb'))
 
@@ -22,35 +23,45 @@ def test_job_notebook_keeps_parameters_tag_through_nbdev_clean(nb, tmp_path):
     assert len(tagged) == 1
 
 
+def _mlproj(settings, *args):
+    "Run the real CLI with `settings` in its environment."
+    env = {'PATH': '/usr/bin:/bin', 'HOME': str(settings.reports_dir.parent), **to_env(settings)}
+    return subprocess.run([str(ROOT / '.venv/bin/mlproj'), *args], capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
+
+
 def test_train_job_honours_parameters(settings):
     vid = benchmark_version(settings)
-    runs = [run_job(settings, 'train', dict(dataset_version=vid, max_epochs=n, limit_train_batches=2, wandb_mode='disabled'),
-                    progress=False) for n in (1, 2)]
-    assert [read_run(r)['metrics']['epochs'] for r in runs] == [1, 2]
-    info = read_run(runs[1])
-    assert info['state'] == 'done' and info['parameters']['max_epochs'] == 2
-    assert set(info['code_version']) == {'commit', 'dirty'}
-    assert info['metrics']['dataset_version'] == vid
-    assert {'train.ipynb', 'train.html', 'metrics.json', 'run.json', 'model.onnx', 'model.safetensors'} <= {p.name for p in runs[1].iterdir()}
+    r = _mlproj(settings, 'train', '--quiet', '-p', 'max_epochs', '1', '-p', 'limit_train_batches', '2', '-p', 'wandb_mode', 'disabled')
+    assert r.returncode == 0, r.stderr
+    first = find_run(settings, job='train')
+    second = run_job(settings, 'train', dict(dataset_version=vid, max_epochs=2, limit_train_batches=2, wandb_mode='disabled'),
+                     progress=False)
+    assert [read_run(d)['metrics']['epochs'] for d in (first, second)] == [1, 2]
+    info = read_run(first)
+    assert info['state'] == 'done' and info['parameters']['max_epochs'] == 1 and info['parameters']['dataset_version'] == vid
+    assert set(info['code_version']) == {'commit', 'dirty'} and info['metrics']['dataset_version'] == vid
+    assert {'train.ipynb', 'train.html', 'metrics.json', 'run.json', 'model.onnx', 'model.safetensors'} <= {p.name for p in first.iterdir()}
     # the executed notebook records the parameters papermill injected
-    nb = nbformat.read(runs[1] / 'train.ipynb', as_version=4)
-    assert nb.metadata.papermill.parameters['max_epochs'] == 2
-    assert find_run(settings, job='train') == runs[1]
-    assert runs[1].name in (settings.reports_dir / 'index.html').read_text()
+    assert nbformat.read(first / 'train.ipynb', as_version=4).metadata.papermill.parameters['max_epochs'] == 1
+    assert find_run(settings, job='train') == second
+    assert second.name in (settings.reports_dir / 'index.html').read_text()
 
 
-def test_failing_job_leaves_its_notebook_with_the_error(settings):
-    with pytest.raises(JobFailed, match='no dataset version') as e:
-        run_job(settings, 'train', dict(dataset_version='0000000000000000', wandb_mode='disabled'), progress=False)
-    run = e.value.run_dir
+def test_failing_job_exits_nonzero_and_leaves_its_notebook_with_the_error(settings):
+    r = _mlproj(settings, 'train', '--quiet', '-p', 'dataset_version', '0000000000000000', '-p', 'wandb_mode', 'disabled')
+    assert r.returncode == 1 and r.stderr.count('\n') == 1
+    assert 'train job failed: KeyError' in r.stderr and 'no dataset version' in r.stderr and 'train.ipynb' in r.stderr
+    run = next((settings.reports_dir / 'runs').iterdir())
     info = json.loads((run / 'run.json').read_text())
     assert info['state'] == 'failed' and 'KeyError' in info['error']
-    nb = nbformat.read(e.value.notebook, as_version=4)
+    nb = nbformat.read(run / 'train.ipynb', as_version=4)
     errors = [o for c in nb.cells if c.cell_type == 'code' for o in c.get('outputs', []) if o.output_type == 'error']
     assert errors and errors[0].ename == 'KeyError'
     assert (run / 'train.html').is_file()
     with pytest.raises(FileNotFoundError, match='no finished train run'):
         find_run(settings, job='train')
+    with pytest.raises(JobFailed, match='no dataset version'):
+        run_job(settings, 'train', dict(dataset_version='0000000000000000', wandb_mode='disabled'), progress=False)
 
 
 def test_evaluate_job_reports_model_and_baseline(trained, tmp_path):
