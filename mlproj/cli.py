@@ -144,14 +144,17 @@ def _query_server(settings, version:int, n:int=8):
     from mlproj.registry import Registry
     from mlproj.settings import to_env
     from mlproj.store import Store
+    import tempfile
     port = _free_port()
     env = {**os.environ, **to_env(settings), 'MLPROJ_SERVING_MODEL': str(version)}
-    proc = subprocess.Popen(_serve_argv('127.0.0.1', port), env=env, cwd=settings.root, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    log = tempfile.TemporaryFile() # the server's log: a pipe nobody reads could fill up and stall it
+    proc = subprocess.Popen(_serve_argv('127.0.0.1', port), env=env, cwd=settings.root, stdout=subprocess.DEVNULL, stderr=log)
+    server_log = lambda: (log.seek(0), log.read().decode(errors='replace'))[1]
     url = f'http://127.0.0.1:{port}'
     try:
         deadline = time.monotonic() + 60
         while True:
-            if proc.poll() is not None: raise RuntimeError(f'the server exited with {proc.returncode}: {proc.stderr.read().decode()[-500:]}')
+            if proc.poll() is not None: raise RuntimeError(f'the server exited with {proc.returncode}: {server_log()[-500:]}')
             try:
                 if httpx.get(f'{url}/ready', timeout=1).status_code == 200: break
             except httpx.TransportError: pass
@@ -177,7 +180,8 @@ def _query_server(settings, version:int, n:int=8):
         proc.terminate()
         try: proc.wait(timeout=20)
         except subprocess.TimeoutExpired: proc.kill(); proc.wait()
-    clean = b'Application shutdown complete' in proc.stderr.read()
+    clean = 'Application shutdown complete' in server_log()
+    log.close()
     _say('serve', 'server stopped' + ('' if clean else f' without a clean shutdown (exit code {proc.returncode})'))
 
 def cmd_demo(args, settings):

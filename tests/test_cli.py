@@ -47,3 +47,54 @@ def test_cli_errors_are_one_line(tmp_path):
     assert r.returncode == 1 and 'no settings.ini' in r.stderr
     r = subprocess.run([MLPROJ, 'serve', '--port', 'eighty'], capture_output=True, text=True, cwd=ROOT, env=env)
     assert r.returncode == 2 and 'invalid int value' in r.stderr
+
+
+@pytest.fixture
+def registered_env(trained, tmp_path):
+    "Environment for the CLI with a private copy of the fixture's store (model version 1 registered)."
+    import shutil
+    s, _, _ = trained
+    shutil.copytree(s.store_url, tmp_path / 'store')
+    return {'PATH': '/usr/bin:/bin', 'MLPROJ_PATHS_STORE': str(tmp_path / 'store'), 'MLPROJ_PATHS_REPORTS': str(tmp_path / 'r')}
+
+
+def test_models_and_promote_move_aliases(registered_env):
+    run = lambda *a: subprocess.run([MLPROJ, *a], capture_output=True, text=True, cwd=ROOT, env=registered_env)
+    r = run('promote', '1', '--to', 'production')
+    assert r.returncode == 0 and 'production -> version 1' in r.stdout
+    r = run('models')
+    assert r.returncode == 0
+    row = r.stdout.splitlines()[1].split()
+    assert row[0] == '1' and float(row[2]) > 0.9 and row[4] == 'True' and row[5] == 'production'
+    r = run('promote', '7', '--to', 'staging')
+    assert r.returncode == 1 and "no model version or alias '7'" in r.stderr
+
+
+def test_serve_command_serves_the_registered_model(registered_env):
+    import httpx
+    import socket
+    import time
+    with socket.socket() as sock:
+        sock.bind(('127.0.0.1', 0))
+        port = sock.getsockname()[1]
+    proc = subprocess.Popen([MLPROJ, 'serve', '--port', str(port), '--model', '1'], cwd=ROOT, env=registered_env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert proc.poll() is None, proc.communicate()
+            try:
+                r = httpx.get(f'http://127.0.0.1:{port}/ready', timeout=1)
+                if r.status_code == 200: break
+            except httpx.TransportError: pass
+            assert time.monotonic() < deadline, 'not ready within 60 s'
+            time.sleep(0.2)
+        assert r.json()['model_version'] == 1
+        pixels = [[0, 0, 5, 13, 9, 1, 0, 0], [0, 0, 13, 15, 10, 15, 5, 0], [0, 3, 15, 2, 0, 11, 8, 0], [0, 4, 12, 0, 0, 8, 8, 0],
+                  [0, 5, 8, 0, 0, 9, 8, 0], [0, 4, 11, 0, 1, 12, 7, 0], [0, 2, 14, 5, 10, 12, 0, 0], [0, 0, 6, 13, 10, 0, 0, 0]]
+        r = httpx.post(f'http://127.0.0.1:{port}/predict', json={'pixels': pixels}, timeout=10)
+        assert r.status_code == 200 and r.json()['predictions'][0]['label'] == 0  # the first UCI digit, a zero
+    finally:
+        proc.terminate()
+        out, _ = proc.communicate(timeout=20)
+    assert f'http://127.0.0.1:{port}' in out
