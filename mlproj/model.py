@@ -6,7 +6,6 @@
 from __future__ import annotations
 from dataclasses import dataclass, asdict
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn

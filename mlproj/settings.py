@@ -5,7 +5,7 @@
 # %% ../nbs/00_settings.ipynb #c0223f7e
 from __future__ import annotations
 import configparser, os
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Mapping
 
