@@ -115,7 +115,7 @@ def cmd_promote(args, settings):
     from mlproj.store import Store
     _say('promote', f'{args.to} -> version {Registry(Store(settings.store_url)).set_alias(args.to, args.version)}')
 
-# %% ../nbs/10_cli.ipynb #a6150342
+# %% ../nbs/10_cli.ipynb #e8aeb1c9
 def _serve_argv(host, port, workers=1) -> list[str]:
     return [sys.executable, '-m', 'uvicorn', 'deploy.app:app_from_env', '--factory', '--host', host, '--port', str(port),
             '--workers', str(workers), '--no-access-log']
@@ -129,7 +129,7 @@ def cmd_serve(args, settings):
     _say('serve', f'http://{host}:{port} (docs at /docs); Ctrl-C stops it')
     os.execve(sys.executable, _serve_argv(host, port, args.workers), {**os.environ, **env})
 
-# %% ../nbs/10_cli.ipynb #e8aeb1c9
+# %% ../nbs/10_cli.ipynb #c668d3e4
 def _free_port() -> int:
     import socket
     with socket.socket() as s:
@@ -200,7 +200,7 @@ def cmd_demo(args, settings):
           f'  `mlproj serve`, then http://{settings.serving.host}:{settings.serving.port}/docs  the API')
     return 0 if passed else EXIT_REJECTED
 
-# %% ../nbs/10_cli.ipynb #fe505bbf
+# %% ../nbs/10_cli.ipynb #0dfe42e0
 def build_parser() -> argparse.ArgumentParser:
     "The argument parser of `mlproj` and its subcommands."
     p = argparse.ArgumentParser(prog='mlproj', description='Handwritten digits from notebook to served model: '

@@ -11,7 +11,7 @@ from .store import Store, Example, Provenance, put_item, get_item, item_provenan
 
 # %% auto #0
 __all__ = ['UCI_MEDIA_TYPE', 'BENCHMARK_SOURCE', 'SPLITS', 'encode_counts', 'decode_example', 'stratified_split',
-           'build_benchmark', 'benchmark_version', 'load_split']
+           'build_benchmark', 'load_split', 'benchmark_version']
 
 # %% ../nbs/03_data.ipynb #7a39d378
 UCI_MEDIA_TYPE = 'application/x-uci-digits-8x8' # 64 bytes: the counts of an 8x8 image, row by row
@@ -58,12 +58,6 @@ def build_benchmark(store:Store,
                        description='UCI handwritten digits benchmark, stratified split',
                        split=dict(method='stratified', seed=seed, val_fraction=val_fraction, test_fraction=test_fraction))
 
-# %% ../nbs/03_data.ipynb #83266df4
-def benchmark_version(settings, progress:bool=False) -> str:
-    "The id of the benchmark version as settings.ini [data] splits it, built if the store lacks it."
-    d = settings.data
-    return build_benchmark(Store(settings.store_url), d.seed, d.val_fraction, d.test_fraction, progress)
-
 # %% ../nbs/03_data.ipynb #bdf2a26f
 def load_split(store:Store, vid:str, split:str) -> tuple[np.ndarray, np.ndarray]:
     "Inputs (n, 8, 8) float32 and labels (n,) int64 of one split of dataset version `vid`."
@@ -75,3 +69,9 @@ def load_split(store:Store, vid:str, split:str) -> tuple[np.ndarray, np.ndarray]
         return media[d]
     X = np.stack([decode_example(get_item(store, e.sha256), media_type(e.sha256)) for e in exs]) if exs else np.zeros((0, 8, 8), np.float32)
     return X, np.array([e.label for e in exs], dtype=np.int64)
+
+# %% ../nbs/03_data.ipynb #34d4f880
+def benchmark_version(settings, progress:bool=False) -> str:
+    "The id of the benchmark version as settings.ini [data] splits it, built if the store lacks it."
+    d = settings.data
+    return build_benchmark(Store(settings.store_url), d.seed, d.val_fraction, d.test_fraction, progress)

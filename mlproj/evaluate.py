@@ -77,7 +77,7 @@ def evaluate_run(train_dir:str|Path, # a training run's folder (it holds model.o
                 acceptance=asdict(acc), criteria=dict(min_test_accuracy=problem.min_test_accuracy,
                 min_macro_f1=problem.min_macro_f1, min_class_recall=problem.min_class_recall))
 
-# %% ../nbs/07_evaluate.ipynb #0397a07f
+# %% ../nbs/07_evaluate.ipynb #cbf01b93
 def evaluate_train_run(settings, # the project's `Settings`
                        train_run:str|None=None, # a training run id; None: the newest finished one
                        out_dir:str|Path|None=None, # where metrics.json goes; None: reports/runs/interactive-evaluate
@@ -92,6 +92,7 @@ def evaluate_train_run(settings, # the project's `Settings`
     (out/'metrics.json').write_text(json.dumps(result, indent=1))
     return result
 
+# %% ../nbs/07_evaluate.ipynb #6a07f2c3
 def summary_markdown(result:dict) -> str:
     "The model beside the majority baseline, and the recall of each class, as Markdown tables."
     m, b = result['model'], result['baseline']
@@ -102,7 +103,7 @@ def summary_markdown(result:dict) -> str:
     n = len(m['per_class_recall'])
     return t + '| class | ' + ' | '.join(map(str, range(n))) + ' |\n|---|' + '---:|'*n + '\n| recall | ' + ' | '.join(f'{r:.3f}' for r in m['per_class_recall']) + ' |'
 
-# %% ../nbs/07_evaluate.ipynb #cbf01b93
+# %% ../nbs/07_evaluate.ipynb #158abb61
 def confusion_html(m:list) -> str:
     "The confusion matrix as an HTML table, shaded by count (rows: true class, columns: predicted)."
     m = np.asarray(m); top = max(int(m.max()), 1)

@@ -12,7 +12,7 @@ from .store import utc_now
 from .settings import to_env
 
 # %% auto #0
-__all__ = ['JobFailed', 'code_version', 'new_run_id', 'runs_dir', 'find_run', 'read_run', 'run_job', 'write_index']
+__all__ = ['JobFailed', 'code_version', 'new_run_id', 'runs_dir', 'find_run', 'read_run', 'write_index', 'run_job']
 
 # %% ../nbs/09_jobs.ipynb #6c652871
 class JobFailed(RuntimeError):
@@ -54,7 +54,7 @@ def read_run(run_dir:Path) -> dict:
     if (run_dir/'metrics.json').is_file(): info['metrics'] = json.loads((run_dir/'metrics.json').read_text())
     return info
 
-# %% ../nbs/09_jobs.ipynb #2d0f5acc
+# %% ../nbs/09_jobs.ipynb #bc4acd20
 class _environ:
     "Set environment variables for the duration of a `with` block (the kernel inherits them), then restore."
     def __init__(self, updates:dict): self.updates, self.saved = updates, {}
@@ -66,7 +66,7 @@ class _environ:
             if v is None: os.environ.pop(k, None)
             else: os.environ[k] = v
 
-# %% ../nbs/09_jobs.ipynb #3b765709
+# %% ../nbs/09_jobs.ipynb #e24c86d7
 def _write_json(path:Path, obj):
     tmp = path.with_name(path.name + '.tmp')
     tmp.write_text(json.dumps(obj, indent=1, default=str))
@@ -80,6 +80,30 @@ def _to_html(nb_path:Path) -> Path:
     out.write_text(html, encoding='utf-8')
     return out
 
+# %% ../nbs/09_jobs.ipynb #24df9c58
+def write_index(settings) -> Path:
+    "reports/index.html: every run, newest first, with its state, headline metrics and links."
+    import html
+    rows = []
+    for d in sorted(runs_dir(settings).glob('*/run.json'), reverse=True):
+        info = read_run(d.parent)
+        m = info.get('metrics', {})
+        head = m.get('model', m) # evaluation runs nest the model's metrics
+        figs = ', '.join(f'{k} {head[k]:.4f}' for k in ('accuracy', 'macro_f1', 'val_acc') if isinstance(head.get(k), float))
+        if 'acceptance' in m: figs += ' — ' + ('PASS' if m['acceptance']['passed'] else 'FAIL')
+        rid = html.escape(info['run_id'])
+        link = f'<a href="runs/{rid}/{html.escape(info["report"])}">{rid}</a>' if info.get('report') else rid
+        rows.append(f"<tr><td>{link}</td><td>{html.escape(info['job'])}</td><td>{info['state']}</td>"
+                    f"<td>{html.escape(figs)}</td><td>{html.escape(info.get('error') or '')}</td></tr>")
+    page = ('<!doctype html><meta charset="utf-8"><title>mlproj reports</title><h1>Runs</h1>'
+            '<table border="1" cellpadding="4"><tr><th>run</th><th>job</th><th>state</th><th>figures</th><th>error</th></tr>'
+            + ''.join(rows) + '</table>')
+    out = settings.reports_dir/'index.html'
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(page, encoding='utf-8')
+    return out
+
+# %% ../nbs/09_jobs.ipynb #1cfa1fb7
 def run_job(settings, # the project's `Settings`
             job:str, # a notebook name in nbs/jobs/, e.g. train
             parameters:dict|None=None, # papermill parameters; run_dir is added
@@ -114,26 +138,3 @@ def run_job(settings, # the project's `Settings`
     write_index(settings)
     if error: raise JobFailed(f'{job} job failed: {error}; see {out}', run_dir, out)
     return run_dir
-
-# %% ../nbs/09_jobs.ipynb #e24c86d7
-def write_index(settings) -> Path:
-    "reports/index.html: every run, newest first, with its state, headline metrics and links."
-    import html
-    rows = []
-    for d in sorted(runs_dir(settings).glob('*/run.json'), reverse=True):
-        info = read_run(d.parent)
-        m = info.get('metrics', {})
-        head = m.get('model', m) # evaluation runs nest the model's metrics
-        figs = ', '.join(f'{k} {head[k]:.4f}' for k in ('accuracy', 'macro_f1', 'val_acc') if isinstance(head.get(k), float))
-        if 'acceptance' in m: figs += ' — ' + ('PASS' if m['acceptance']['passed'] else 'FAIL')
-        rid = html.escape(info['run_id'])
-        link = f'<a href="runs/{rid}/{html.escape(info["report"])}">{rid}</a>' if info.get('report') else rid
-        rows.append(f"<tr><td>{link}</td><td>{html.escape(info['job'])}</td><td>{info['state']}</td>"
-                    f"<td>{html.escape(figs)}</td><td>{html.escape(info.get('error') or '')}</td></tr>")
-    page = ('<!doctype html><meta charset="utf-8"><title>mlproj reports</title><h1>Runs</h1>'
-            '<table border="1" cellpadding="4"><tr><th>run</th><th>job</th><th>state</th><th>figures</th><th>error</th></tr>'
-            + ''.join(rows) + '</table>')
-    out = settings.reports_dir/'index.html'
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(page, encoding='utf-8')
-    return out

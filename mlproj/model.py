@@ -81,7 +81,7 @@ class DigitsDataModule(pl.LightningDataModule):
     def val_dataloader(self): return self._loader('val')
     def test_dataloader(self): return self._loader('test')
 
-# %% ../nbs/04_model.ipynb #8938ae21
+# %% ../nbs/04_model.ipynb #87e1c0c1
 class DigitsClassifier(pl.LightningModule):
     "Cross-entropy training of a network given to it, AdamW with a one-cycle schedule."
     def __init__(self, net:nn.Module, lr:float=3e-3, weight_decay:float=1e-4, augment:bool=True, seed:int=0):
@@ -111,7 +111,7 @@ class DigitsClassifier(pl.LightningModule):
         sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=self.lr, total_steps=self.trainer.estimated_stepping_batches)
         return dict(optimizer=opt, lr_scheduler=dict(scheduler=sched, interval='step'))
 
-# %% ../nbs/04_model.ipynb #9bd0fbf7
+# %% ../nbs/04_model.ipynb #971f8445
 def save_net(net:DigitsCNN, folder) -> list[str]:
     "Write `net.json` and `model.safetensors` into `folder`; return the file names."
     import json

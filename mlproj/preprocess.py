@@ -18,7 +18,7 @@ MAX_COUNT = BLOCK*BLOCK # 16: a block whose pixels are all on
 class InputError(ValueError):
     "An input that cannot be turned into a digit; the message says what to fix."
 
-# %% ../nbs/01_preprocess.ipynb #defee401
+# %% ../nbs/01_preprocess.ipynb #2aacb824
 def decode_image(data:bytes, # the bytes of a PNG, JPEG or other image file Pillow reads
                  max_side:int=4096 # larger images are refused before they are decoded
                 ) -> np.ndarray:
@@ -44,7 +44,7 @@ def decode_image(data:bytes, # the bytes of a PNG, JPEG or other image file Pill
         return grey
     return np.asarray(im.convert('L'), dtype=np.float32)/255
 
-# %% ../nbs/01_preprocess.ipynb #44b024a4
+# %% ../nbs/01_preprocess.ipynb #75af2b6c
 def to_bitmap(grey:np.ndarray # grey levels in 0..1, any size, either polarity
              ) -> np.ndarray:
     "The digit as a 32x32 boolean bitmap: ink found, cropped, longer side scaled to 32, centred."
@@ -71,7 +71,7 @@ def block_counts(bitmap:np.ndarray # a 32x32 boolean bitmap
     n = bitmap.shape[0]//BLOCK
     return bitmap.reshape(n, BLOCK, n, BLOCK).sum((1, 3)).astype(np.float32)
 
-# %% ../nbs/01_preprocess.ipynb #fb1f5c5f
+# %% ../nbs/01_preprocess.ipynb #16dd65e6
 def to_model_input(x, # an 8x8 (or 64-long) array of counts 0..16, a (H, W) grey image in 0..1, or encoded image bytes
                    max_side:int=4096 # the largest image side accepted
                   ) -> np.ndarray:
@@ -86,7 +86,7 @@ def to_model_input(x, # an 8x8 (or 64-long) array of counts 0..16, a (H, W) grey
     if min(a.shape) < 2 or max(a.shape) > max_side: raise InputError(f'a grey image must be 2 to {max_side} pixels a side, got {a.shape}')
     return block_counts(to_bitmap(a))
 
-# %% ../nbs/01_preprocess.ipynb #14e523f5
+# %% ../nbs/01_preprocess.ipynb #fb35fe6e
 def render_counts(counts:np.ndarray, # 8x8 counts 0..16
                   size:int=160, # side of the drawn digit, pixels
                   margin:int=30, # blank page around it

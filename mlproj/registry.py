@@ -34,7 +34,7 @@ class Bundle:
     @property
     def onnx(self) -> bytes: return self.files['model.onnx']
 
-# %% ../nbs/08_registry.ipynb #0106f41d
+# %% ../nbs/08_registry.ipynb #5566f39c
 class Registry:
     "Model versions and aliases in a store."
     def __init__(self, store:Store): self.store = store

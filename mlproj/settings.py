@@ -62,7 +62,7 @@ class Serving:
     max_image_side: int = 4096
     threads: int = 1
 
-# %% ../nbs/00_settings.ipynb #4819a27a
+# %% ../nbs/00_settings.ipynb #7197fe76
 _SECTIONS = dict(problem=Problem, paths=Paths, data=Data, train=Train, serving=Serving)
 
 @dataclass(frozen=True)
@@ -85,7 +85,7 @@ class Settings:
     @property
     def reports_dir(self) -> Path: return Path(self.resolve(self.paths.reports))
 
-# %% ../nbs/00_settings.ipynb #7197fe76
+# %% ../nbs/00_settings.ipynb #4effa4d0
 def _convert(value:str, typ, where:str):
     "`value` as `typ` (given by its name, since the dataclasses use postponed annotations)."
     try:
@@ -131,7 +131,7 @@ def load_settings(path:Path|str|None=None, # settings.ini; default: $MLPROJ_SETT
         parts[name] = cls(**values)
     return Settings(root=path.parent.resolve(), **parts)
 
-# %% ../nbs/00_settings.ipynb #4170845f
+# %% ../nbs/00_settings.ipynb #010cbfb5
 def to_env(settings:Settings) -> dict[str,str]:
     "Environment variables that make `load_settings()` in another process return `settings` again."
     env = {'MLPROJ_SETTINGS': str(settings.root/'settings.ini')}

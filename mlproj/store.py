@@ -53,7 +53,7 @@ class Store:
 
     def exists(self, path:str) -> bool: return self.fs.exists(path)
 
-# %% ../nbs/02_store.ipynb #eff2ea7f
+# %% ../nbs/02_store.ipynb #0ba1710f
 def _item_path(store, digest, suffix=''): return store.path('raw', digest[:2], digest + suffix)
 
 @dataclass(frozen=True)
@@ -83,7 +83,7 @@ def item_provenance(store:Store, digest:str) -> dict:
     "The provenance recorded when `digest` was first stored."
     return json.loads(store.read(_item_path(store, digest, '.json')))
 
-# %% ../nbs/02_store.ipynb #f20c4225
+# %% ../nbs/02_store.ipynb #374c8afd
 @dataclass(frozen=True)
 class Example:
     "One labelled item of a dataset version."

@@ -9,7 +9,7 @@ from dataclasses import dataclass, asdict, field
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['TrainConfig', 'TrainResult', 'config_from_settings', 'train', 'history_markdown']
+__all__ = ['TrainConfig', 'TrainResult', 'config_from_settings', 'history_markdown', 'train']
 
 # %% ../nbs/05_train.ipynb #eb2f9285
 @dataclass(frozen=True)
@@ -41,7 +41,7 @@ class TrainResult:
     wandb_run_id: str|None
     history: list = field(default_factory=list) # one dict per epoch: train_loss, val_loss, val_acc
 
-# %% ../nbs/05_train.ipynb #c06cabaa
+# %% ../nbs/05_train.ipynb #476d1042
 def config_from_settings(settings, # a `mlproj.settings.Settings`
                          dataset_version:str, run_dir:str,
                          **overrides # TrainConfig fields; a None value keeps the default from settings.ini [train]
@@ -53,7 +53,17 @@ def config_from_settings(settings, # a `mlproj.settings.Settings`
     base.update({k: v for k, v in overrides.items() if v is not None})
     return TrainConfig(dataset_version=dataset_version, run_dir=str(run_dir), store=settings.store_url, **base)
 
-# %% ../nbs/05_train.ipynb #6953dee2
+# %% ../nbs/05_train.ipynb #51d682d0
+def history_markdown(history:list, # `TrainResult.history`
+                     every:int=5 # show every n-th epoch (and the last)
+                    ) -> str:
+    "Loss and validation accuracy per epoch as a Markdown table."
+    f = lambda h, k: f"{h[k]:.4f}" if k in h else ''
+    rows = [h for i, h in enumerate(history) if i % every == every - 1 or i == 0 or i == len(history) - 1]
+    return ('| epoch | train loss | val loss | val acc |\n|---:|---:|---:|---:|\n'
+            + '\n'.join(f"| {h['epoch'] + 1} | {f(h, 'train_loss')} | {f(h, 'val_loss')} | {f(h, 'val_acc')} |" for h in rows))
+
+# %% ../nbs/05_train.ipynb #985ed8e5
 def _history_callback(history):
     import pytorch_lightning as pl
     class History(pl.Callback):
@@ -97,13 +107,3 @@ def train(cfg:TrainConfig) -> TrainResult:
     res = TrainResult(str(run_dir), cfg.dataset_version, history[-1]['val_acc'], len(history), round(seconds, 2), wandb_id, history)
     (run_dir/'metrics.json').write_text(json.dumps({k: v for k, v in asdict(res).items() if k != 'run_dir'}, indent=1))
     return res
-
-# %% ../nbs/05_train.ipynb #51d682d0
-def history_markdown(history:list, # `TrainResult.history`
-                     every:int=5 # show every n-th epoch (and the last)
-                    ) -> str:
-    "Loss and validation accuracy per epoch as a Markdown table."
-    f = lambda h, k: f"{h[k]:.4f}" if k in h else ''
-    rows = [h for i, h in enumerate(history) if i % every == every - 1 or i == 0 or i == len(history) - 1]
-    return ('| epoch | train loss | val loss | val acc |\n|---:|---:|---:|---:|\n'
-            + '\n'.join(f"| {h['epoch'] + 1} | {f(h, 'train_loss')} | {f(h, 'val_loss')} | {f(h, 'val_acc')} |" for h in rows))
