@@ -41,7 +41,7 @@ pytest: $(STAMP) ## the test suite in tests/
 
 lab: $(STAMP) ## open JupyterLab on the notebooks (installs it on first use)
 	$(BIN)/pip install --disable-pip-version-check -q -e '.[dev,lab]'
-	$(BIN)/jupyter lab nbs
+	$(BIN)/jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root) nbs
 
 export: $(STAMP) ## notebooks -> mlproj/, then clean the notebooks
 	$(BIN)/nbdev-export && $(BIN)/nbdev-clean
