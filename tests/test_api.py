@@ -29,6 +29,7 @@ from deploy.limits import BodyLimit
 from deploy.serving import ServedModel
 from mlproj.data import load_split
 from mlproj.predict import Predictor
+from mlproj.preprocess import render_counts
 from mlproj.registry import Registry
 from mlproj.store import Store
 
@@ -64,14 +65,8 @@ def copy_models(trained, tmp: Path):
 
 
 def png(counts, side=160, margin=40, dark_on_light=False, fmt='PNG') -> bytes:
-    "8x8 counts drawn as a large grey image: scaled up bilinearly, with a margin; light ink on dark unless told."
-    small = Image.fromarray((np.asarray(counts) / 16).astype(np.float32), 'F')
-    big = small.resize((side, side), Image.Resampling.BILINEAR)
-    grey = np.pad(np.clip(np.asarray(big) * 255, 0, 255).astype(np.uint8), margin)
-    if dark_on_light: grey = 255 - grey
-    buf = io.BytesIO()
-    Image.fromarray(grey, 'L').save(buf, fmt)
-    return buf.getvalue()
+    "8x8 counts drawn as a large image, light ink on dark unless told (the drawing is mlproj's own, as the demo sends)."
+    return render_counts(counts, size=side, margin=margin, dark_on_light=dark_on_light, fmt=fmt)
 
 
 def labels(response) -> np.ndarray:
