@@ -4,7 +4,7 @@
 
 # %% ../nbs/10_cli.ipynb #6e83ddd3
 from __future__ import annotations
-import argparse, json, sys
+import argparse, json, sys, textwrap
 from pathlib import Path
 
 from .settings import load_settings
@@ -201,6 +201,16 @@ def cmd_demo(args, settings):
     return 0 if passed else EXIT_REJECTED
 
 # %% ../nbs/10_cli.ipynb #0dfe42e0
+def _job_epilog(job:str) -> str|None:
+    "The parameters cell of a job notebook, for its command's --help (read as JSON: no papermill at start-up)."
+    import mlproj
+    nb = Path(mlproj.__file__).resolve().parents[1]/'nbs'/'jobs'/f'{job}.ipynb'
+    try: cells = json.loads(nb.read_text())['cells']
+    except (OSError, ValueError, KeyError): return None
+    src = next((''.join(c['source']) for c in cells if 'parameters' in c.get('metadata', {}).get('tags', [])), None)
+    return src and f'parameters of nbs/jobs/{job}.ipynb (set with -p KEY VALUE):\n' + '\n'.join('  ' + l for l in src.splitlines())
+
+# %% ../nbs/10_cli.ipynb #53c0a39f
 def build_parser() -> argparse.ArgumentParser:
     "The argument parser of `mlproj` and its subcommands."
     p = argparse.ArgumentParser(prog='mlproj', description='Handwritten digits from notebook to served model: '
@@ -208,8 +218,9 @@ def build_parser() -> argparse.ArgumentParser:
                                 '(MLPROJ_<SECTION>_<KEY> variables override it).')
     p.add_argument('--settings', help='settings.ini to use (default: $MLPROJ_SETTINGS, else the nearest one above the working directory)')
     sub = p.add_subparsers(dest='command', metavar='COMMAND', required=True)
-    def add(name, fn, help, jobs=False):
-        s = sub.add_parser(name, help=help, description=help)
+    def add(name, fn, help, jobs=False, job=None):
+        s = sub.add_parser(name, help=help, description=textwrap.fill(help, 79), epilog=job and _job_epilog(job),
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
         s.set_defaults(fn=fn)
         if jobs:
             s.add_argument('-p', nargs=2, action='append', metavar=('KEY', 'VALUE'), default=[],
@@ -217,10 +228,10 @@ def build_parser() -> argparse.ArgumentParser:
             s.add_argument('-q', '--quiet', action='store_true', help='no progress bar')
         return s
     add('data', cmd_data, 'Store the digits benchmark as a content-hashed dataset version (idempotent) and print its id.')
-    s = add('train', cmd_train, 'Run the training job notebook (nbs/jobs/train.ipynb) through papermill into reports/runs/<run-id>/.', jobs=True)
+    s = add('train', cmd_train, 'Run the training job notebook (nbs/jobs/train.ipynb) through papermill into reports/runs/<run-id>/.', jobs=True, job='train')
     s.add_argument('--dataset-version', help='dataset version id (default: the benchmark, built if missing)')
     s = add('evaluate', cmd_evaluate, 'Run the evaluation job notebook on a training run and check the acceptance criteria '
-            '(exit code 3 when they are not met).', jobs=True)
+            '(exit code 3 when they are not met).', jobs=True, job='evaluate')
     s.add_argument('--train-run', help='training run id (default: the newest finished one)')
     s = add('register', cmd_register, 'Add an evaluated model to the model store as a new version.')
     s.add_argument('--eval-run', help='evaluation run id (default: the newest finished one)')
@@ -234,7 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument('--port', type=int, help='default: settings.ini [serving] port')
     s.add_argument('--model', help='version number or alias (default: [serving] model, else the newest accepted version)')
     s.add_argument('--workers', type=int, default=1, help='uvicorn worker processes (default 1)')
-    s = add('demo', cmd_demo, 'Run the whole pipeline: data, train, evaluate, register, then serve the model and query it over HTTP.', jobs=True)
+    s = add('demo', cmd_demo, 'Run the whole pipeline: data, train, evaluate, register, then serve the model and query it over HTTP.', jobs=True, job='train')
     s.add_argument('--epochs', type=int, help='training epochs (default: settings.ini [train] max_epochs)')
     return p
 
