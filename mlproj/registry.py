@@ -75,10 +75,11 @@ class Registry:
         self._write_index(idx)
         return version
 
-    def resolve(self, ref:str|int|None=None # a version number, an alias, or None/'' for the newest accepted version
+    def resolve(self, ref:str|int|None=None, # a version number, an alias, or None/'' for the newest accepted version
+                idx:dict|None=None # the index, if already read
                ) -> int:
         "The version number `ref` names."
-        idx = self.index()
+        idx = idx or self.index()
         if not idx['versions']: raise RegistryError(f'no model is registered in {self.store.url}: run `mlproj register` first')
         if ref in (None, ''):
             ok = [int(v) for v, e in idx['versions'].items() if e['accepted']]
@@ -92,8 +93,9 @@ class Registry:
 
     def load(self, ref:str|int|None=None) -> Bundle:
         "The bundle `ref` names, every file checked against its recorded sha256."
-        v = self.resolve(ref)
-        entry = self.index()['versions'][str(v)]
+        idx = self.index()
+        v = self.resolve(ref, idx)
+        entry = idx['versions'][str(v)]
         body = self.store.read(self._p(str(v), 'bundle.json'))
         if sha256(body) != entry['bundle_sha256']: raise IntegrityError(f'model version {v}: bundle.json has been changed')
         manifest = json.loads(body)
@@ -103,17 +105,17 @@ class Registry:
             if sha256(files[f]) != digest: raise IntegrityError(f'model version {v}: {f} does not match its sha256; refusing to load it')
         return Bundle(v, manifest, files)
 
-    def manifest(self, ref:str|int|None=None) -> dict:
+    def manifest(self, ref:str|int|None=None, idx:dict|None=None) -> dict:
         "bundle.json of a version (unverified: for listing; `load` checks)."
-        return json.loads(self.store.read(self._p(str(self.resolve(ref)), 'bundle.json')))
+        return json.loads(self.store.read(self._p(str(self.resolve(ref, idx)), 'bundle.json')))
 
     def set_alias(self, alias:str, ref:str|int) -> int:
         "Point `alias` at a version; `production` only at one that passed acceptance."
         if alias not in ALIASES: raise RegistryError(f"alias must be one of {', '.join(ALIASES)}, not {alias!r}")
-        v = self.resolve(ref)
         idx = self.index()
+        v = self.resolve(ref, idx)
         if alias == 'production' and not idx['versions'][str(v)]['accepted']:
-            fails = '; '.join(self.manifest(v)['acceptance']['failures'])
+            fails = '; '.join(self.manifest(v, idx)['acceptance']['failures'])
             raise RegistryError(f'version {v} did not pass acceptance ({fails}); it cannot be promoted to production')
         idx['aliases'][alias] = v
         self._write_index(idx)
@@ -124,7 +126,7 @@ class Registry:
         idx = self.index()
         out = []
         for v in sorted(idx['versions'], key=int):
-            m = self.manifest(v)
+            m = self.manifest(v, idx)
             out.append(dict(version=int(v), registered=m['registered'], accuracy=m['metrics']['accuracy'],
                             macro_f1=m['metrics']['macro_f1'], accepted=idx['versions'][v]['accepted'],
                             dataset_version=m['dataset_version'], aliases=[a for a, t in idx['aliases'].items() if int(t) == int(v)]))
