@@ -11,7 +11,7 @@ from .store import Store, Example, Provenance, put_item, get_item, item_provenan
 
 # %% auto #0
 __all__ = ['UCI_MEDIA_TYPE', 'BENCHMARK_SOURCE', 'SPLITS', 'encode_counts', 'decode_example', 'stratified_split',
-           'build_benchmark', 'load_split', 'benchmark_version']
+           'build_benchmark', 'load_splits', 'load_split', 'split_labels', 'benchmark_version']
 
 # %% ../nbs/03_data.ipynb #7a39d378
 UCI_MEDIA_TYPE = 'application/x-uci-digits-8x8' # 64 bytes: the counts of an 8x8 image, row by row
@@ -59,16 +59,29 @@ def build_benchmark(store:Store,
                        split=dict(method='stratified', seed=seed, val_fraction=val_fraction, test_fraction=test_fraction))
 
 # %% ../nbs/03_data.ipynb #bdf2a26f
-def load_split(store:Store, vid:str, split:str) -> tuple[np.ndarray, np.ndarray]:
-    "Inputs (n, 8, 8) float32 and labels (n,) int64 of one split of dataset version `vid`."
-    if split not in SPLITS: raise ValueError(f'split must be one of {SPLITS}, not {split!r}')
-    exs = [e for e in get_version(store, vid)['examples'] if e.split == split]
+def load_splits(store:Store, vid:str, splits:tuple=SPLITS) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    "{split: (inputs (n, 8, 8) float32, labels (n,) int64)} of dataset version `vid`, reading its manifest once."
+    bad = [s for s in splits if s not in SPLITS]
+    if bad: raise ValueError(f'split must be one of {SPLITS}, not {bad[0]!r}')
+    examples = get_version(store, vid)['examples']
     media = {}
     def media_type(d):
         if d not in media: media[d] = item_provenance(store, d)['media_type']
         return media[d]
-    X = np.stack([decode_example(get_item(store, e.sha256), media_type(e.sha256)) for e in exs]) if exs else np.zeros((0, 8, 8), np.float32)
-    return X, np.array([e.label for e in exs], dtype=np.int64)
+    out = {}
+    for split in splits:
+        exs = [e for e in examples if e.split == split]
+        X = np.stack([decode_example(get_item(store, e.sha256), media_type(e.sha256)) for e in exs]) if exs else np.zeros((0, 8, 8), np.float32)
+        out[split] = X, np.array([e.label for e in exs], dtype=np.int64)
+    return out
+
+def load_split(store:Store, vid:str, split:str) -> tuple[np.ndarray, np.ndarray]:
+    "Inputs (n, 8, 8) float32 and labels (n,) int64 of one split of dataset version `vid`."
+    return load_splits(store, vid, (split,))[split]
+
+def split_labels(store:Store, vid:str, split:str) -> np.ndarray:
+    "The labels of one split, from the manifest alone (no item is read)."
+    return np.array([e.label for e in get_version(store, vid)['examples'] if e.split == split], dtype=np.int64)
 
 # %% ../nbs/03_data.ipynb #34d4f880
 def benchmark_version(settings, progress:bool=False) -> str:

@@ -66,11 +66,11 @@ def evaluate_run(train_dir:str|Path, # a training run's folder (it holds model.o
                  split:str='test') -> dict:
     "Evaluate a training run's exported model and the majority baseline on a split; check acceptance."
     from mlproj.store import Store
-    from mlproj.data import load_split
+    from mlproj.data import load_split, split_labels
     from mlproj.predict import Predictor
     st = Store(store_url)
     X, y = load_split(st, dataset_version, split)
-    _, y_train = load_split(st, dataset_version, 'train')
+    y_train = split_labels(st, dataset_version, 'train')
     model = classification_metrics(y, Predictor(str(Path(train_dir)/'model.onnx')).predict(X))
     acc = check_acceptance(model, problem)
     return dict(split=split, dataset_version=dataset_version, model=model, baseline=majority_baseline(y_train, y),

@@ -13,7 +13,7 @@ import pytorch_lightning as pl
 
 from .preprocess import MAX_COUNT
 from .store import Store
-from .data import load_split
+from .data import load_splits
 
 # %% auto #0
 __all__ = ['NetConfig', 'DigitsCNN', 'WithProbabilities', 'random_affine', 'DigitsDataModule', 'DigitsClassifier', 'save_net',
@@ -70,9 +70,8 @@ class DigitsDataModule(pl.LightningDataModule):
         self.store_url, self.version, self.batch_size, self.seed = store_url, version, batch_size, seed
 
     def setup(self, stage:str|None=None):
-        st = Store(self.store_url)
-        self.splits = {s: torch.utils.data.TensorDataset(*map(torch.from_numpy, load_split(st, self.version, s)))
-                       for s in ('train', 'val', 'test')}
+        self.splits = {s: torch.utils.data.TensorDataset(*map(torch.from_numpy, xy))
+                       for s, xy in load_splits(Store(self.store_url), self.version).items()}
 
     def _loader(self, split, shuffle=False):
         g = torch.Generator().manual_seed(self.seed)
