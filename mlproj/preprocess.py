@@ -34,7 +34,8 @@ def decode_image(data:bytes, # the bytes of a PNG, JPEG or other image file Pill
         raise InputError(f'image claims to be larger than any side of {max_side} pixels allows (a decompression bomb?)') from None
     if max(im.size) > max_side: raise InputError(f'image is {im.size[0]}x{im.size[1]}; the largest side allowed is {max_side}')
     try: im.load()
-    except (OSError, SyntaxError) as e: raise InputError(f'image file is damaged or truncated: {e}') from None
+    except Exception as e: # untrusted bytes: any decoder failure (OSError, SyntaxError, struct.error, ...) is the input's
+        raise InputError(f'image file is damaged or truncated: {e}') from None
     if 'A' in im.getbands() or 'transparency' in im.info:
         rgba = np.asarray(im.convert('RGBA'), dtype=np.float32)/255
         grey, alpha = rgba[..., :3].mean(-1), rgba[..., 3]

@@ -5,8 +5,10 @@
 # %% ../nbs/05_train.ipynb #2a1f2038
 from __future__ import annotations
 import json, time
-from dataclasses import dataclass, asdict, field
+from dataclasses import dataclass, asdict, field, fields
 from pathlib import Path
+
+from .settings import Train
 
 # %% auto #0
 __all__ = ['TrainConfig', 'TrainResult', 'config_from_settings', 'history_markdown', 'train']
@@ -18,16 +20,17 @@ class TrainConfig:
     dataset_version: str # id of the dataset version to train on
     run_dir: str # folder the run writes into
     store: str = 'store' # the store holding the dataset version
-    max_epochs: int = 50
-    batch_size: int = 64
-    lr: float = 3e-3
-    seed: int = 0
-    augment: bool = True # random small rotations, scalings and shifts
+    # defaults of the fields shared with settings.ini [train] are that section's own defaults
+    max_epochs: int = Train.max_epochs
+    batch_size: int = Train.batch_size
+    lr: float = Train.lr
+    seed: int = Train.seed
+    augment: bool = Train.augment # random small rotations, scalings and shifts
     width: int = 16 # channels of the first convolution
     hidden: int = 64 # units of the hidden dense layer
     limit_train_batches: float = 1.0 # a fraction (or, above 1, a number) of training batches per epoch, for smoke runs
-    wandb_mode: str = 'offline' # offline, online or disabled
-    wandb_project: str = 'mlproj'
+    wandb_mode: str = Train.wandb_mode # offline, online or disabled
+    wandb_project: str = Train.wandb_project
     progress: bool = True # show Lightning's progress bar
 
 @dataclass(frozen=True)
@@ -47,9 +50,7 @@ def config_from_settings(settings, # a `mlproj.settings.Settings`
                          **overrides # TrainConfig fields; a None value keeps the default from settings.ini [train]
                         ) -> TrainConfig:
     "A run's `TrainConfig`: settings.ini [train] with the job's parameters on top."
-    t = settings.train
-    base = dict(max_epochs=t.max_epochs, batch_size=t.batch_size, lr=t.lr, seed=t.seed, augment=t.augment,
-                wandb_mode=t.wandb_mode, wandb_project=t.wandb_project)
+    base = {f.name: getattr(settings.train, f.name) for f in fields(settings.train)}
     base.update({k: v for k, v in overrides.items() if v is not None})
     return TrainConfig(dataset_version=dataset_version, run_dir=str(run_dir), store=settings.store_url, **base)
 
