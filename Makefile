@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-16)
 # files that nbdev-export and nbdev-clean may rewrite: the sync check compares them before and after
 SYNCED = find nbs mlproj -type f \( -name '*.ipynb' -o -name '*.py' \) -not -path '*/.ipynb_checkpoints/*' | sort | xargs sha256sum
 
-.PHONY: help install demo test sync-check nbtest pytest lab export clean
+.PHONY: help install demo test test-full sync-check nbtest pytest pytest-full lab export clean
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/'
 
@@ -36,7 +36,12 @@ sync-check: $(STAMP) ## nbdev-export and nbdev-clean must change nothing
 nbtest: $(STAMP) ## run every notebook in nbs/ as a test (job notebooks are run by pytest)
 	$(BIN)/nbdev-test
 
-pytest: $(STAMP) ## the test suite in tests/
+pytest: $(STAMP) ## the fast tier of tests/ (everything not marked `full`)
+	$(BIN)/pytest -m 'not full'
+
+test-full: $(STAMP) sync-check nbtest pytest-full ## the fast tier and the slow one (tests marked `full`)
+
+pytest-full: $(STAMP) ## every test in tests/, the slow ones too
 	$(BIN)/pytest
 
 lab: $(STAMP) ## open JupyterLab on the notebooks (installs it on first use)

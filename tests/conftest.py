@@ -38,3 +38,17 @@ def trained(tmp_path_factory):
     Registry(Store(s.store_url)).register(run_dir, ev, train_run='train-fixture', eval_run='eval-fixture',
                                           code_version={'commit': None, 'dirty': None}, parameters={'max_epochs': 10})
     return s, run_dir, ev
+
+
+@pytest.fixture(scope='session')
+def browser():
+    """A headless Debian Chromium driven by Playwright (never a downloaded browser); skips, saying how to get one."""
+    import shutil
+    exe = shutil.which('chromium') or shutil.which('chromium-browser')
+    if not exe: pytest.skip('no chromium on PATH: `apt-get install chromium` (Debian) to run the browser tests')
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=exe, args=['--headless', '--no-sandbox', '--disable-gpu',
+                               '--disable-background-networking', '--disable-component-update', '--no-first-run'])
+        yield b
+        b.close()
