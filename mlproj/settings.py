@@ -61,6 +61,7 @@ class Serving:
     max_batch: int = 256
     max_image_side: int = 4096
     threads: int = 1
+    tokens_file: str = '' # `name secret` lines: bearer tokens for the job and admin endpoints (keep it outside git)
 
 # %% ../nbs/00_settings.ipynb #7197fe76
 _SECTIONS = dict(problem=Problem, paths=Paths, data=Data, train=Train, serving=Serving)
