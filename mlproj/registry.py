@@ -6,14 +6,17 @@ Docs: https://mlproj.github.io/mlproj/registry.html.md"""
 
 # %% ../nbs/08_registry.ipynb #c4d1f78f
 from __future__ import annotations
-import json, uuid
+import copy, getpass, json, os, random, time, uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from .store import Store, sha256, canonical_json, utc_now, IntegrityError
+from fastcore.basics import patch
+
+from .store import Store, sha256, canonical_json, utc_now, IntegrityError, Conflict, UnsafeFile, MAX_READ
 
 # %% auto #0
-__all__ = ['BUNDLE_FILES', 'PREPROCESSING', 'ALIASES', 'RegistryError', 'Bundle', 'Registry']
+__all__ = ['BUNDLE_FILES', 'PREPROCESSING', 'ALIASES', 'GRACE', 'ATTEMPTS', 'MAX_BACKOFF', 'INDEX_MAX', 'MANIFEST_MAX',
+           'RegistryError', 'RegistryDamaged', 'Bundle', 'Registry']
 
 # %% ../nbs/08_registry.ipynb #fe020478
 BUNDLE_FILES = ('model.onnx', 'model.safetensors', 'net.json')
@@ -23,9 +26,15 @@ PREPROCESSING = dict(
     representation='UCI digits: the digit in a 32x32 bitmap, longer side scaled to 32 and centred; on-pixels counted in each 4x4 block (0..16)',
     output='probabilities', output_shape=['batch', 10])
 ALIASES = ('staging', 'production')
+GRACE = 3600.0 # seconds a registration may take before `prune` may give up its claimed number
+ATTEMPTS, MAX_BACKOFF = 400, 0.25 # compare-and-swap attempts of one change, and the longest wait between two
+INDEX_MAX, MANIFEST_MAX = 64 * 2**20, 16 * 2**20 # the largest index.json and bundle.json read
 
 class RegistryError(Exception):
     "A registry request that cannot be met; the message says why."
+
+class RegistryDamaged(RegistryError, IntegrityError):
+    "A registry file is missing, broken or unsafe; the message names it and says what to do."
 
 @dataclass(frozen=True)
 class Bundle:
@@ -37,45 +46,140 @@ class Bundle:
     def onnx(self) -> bytes: return self.files['model.onnx']
 
 # %% ../nbs/08_registry.ipynb #5566f39c
+def _caller(by:str|None=None) -> str:
+    "Who makes a change: the name given (e.g. an API token's caller), else the login name."
+    if by: return by
+    try: return getpass.getuser()
+    except Exception: return 'unknown'
+
+def _backoff(attempt:int) -> float:
+    "Seconds to wait before retry `attempt`: exponential with full jitter, so racing writers spread out."
+    return random.uniform(0, min(MAX_BACKOFF, 0.002 * 2 ** attempt))
+
 class Registry:
-    "Model versions and aliases in a store."
-    def __init__(self, store:Store): self.store = store
+    "Model versions and aliases in a store; every change is a compare-and-swap of `models/index.json`."
+    def __init__(self, store:Store):
+        self.store = store
+        self.conflicts = 0 # compare-and-swaps and claims this object lost to other writers (and retried)
 
     def _p(self, *parts): return self.store.path('models', *parts)
+    def _name(self, path): return path[len(self.store.root.rstrip('/')) + 1:] if path.startswith(self.store.root.rstrip('/')) else path
+
+    # -- reading the index
+
+    def _parse(self, data:bytes|None) -> dict:
+        "The index from its bytes, with every field a later step relies on checked; refused with the file's name otherwise."
+        if data is None: return dict(format=2, generation=0, last_version=0, versions={}, aliases={}, history=[], retired={})
+        where = f'{self._p("index.json")}'
+        fix = ('restore it from a backup, or rebuild it from the version folders with `mlproj models repair` '
+               '(aliases and history are then lost)')
+        if not data.strip(): raise RegistryDamaged(f'{where} is empty: {fix}')
+        try: idx = json.loads(data)
+        except ValueError as e: raise RegistryDamaged(f'{where} is not valid JSON ({e}): {fix}') from None
+        if not isinstance(idx, dict) or not isinstance(idx.get('versions'), dict) or not isinstance(idx.get('aliases'), dict):
+            raise RegistryDamaged(f'{where} is not a registry index (an object with "versions" and "aliases" objects): {fix}')
+        for v, e in idx['versions'].items():
+            if not (isinstance(v, str) and v.isdigit() and int(v) > 0 and str(int(v)) == v) or not isinstance(e, dict) \
+               or not isinstance(e.get('bundle_sha256'), str):
+                raise RegistryDamaged(f'{where}: its entry for version {v!r} is not a version number with a bundle_sha256: {fix}')
+        idx.setdefault('format', 1); idx.setdefault('generation', 0); idx.setdefault('history', []); idx.setdefault('retired', {})
+        idx.setdefault('last_version', max(map(int, idx['versions']), default=0))
+        return idx
+
+    def _read(self) -> tuple[dict, str|None]:
+        try: data, tag = self.store.read_tagged(self._p('index.json'), INDEX_MAX)
+        except UnsafeFile as e: raise RegistryDamaged(f'the registry index cannot be read: {e}') from None
+        return self._parse(data), tag
 
     def index(self) -> dict:
-        "{'versions': {n: {...}}, 'aliases': {name: n}}; empty when nothing is registered."
-        if not self.store.exists(self._p('index.json')): return dict(versions={}, aliases={})
-        return json.loads(self.store.read(self._p('index.json')))
+        "{'versions': {n: {...}}, 'aliases': {name: n}, 'history': [...], 'generation': g, ...}; empty when nothing is registered."
+        return self._read()[0]
 
-    def _write_index(self, idx): self.store.write(self._p('index.json'), canonical_json(idx))
+    def generation(self) -> int:
+        "How many changes the registry has seen: it grows by one with every register, promotion, rollback or prune."
+        return self.index()['generation']
+
+    def stamp(self) -> str|None:
+        "A cheap token (one stat, or one HEAD on S3) that changes whenever the index does: poll it, read the index when it moves."
+        return self.store.tag(self._p('index.json'))
+
+    # -- changing the index: read, change, compare-and-swap, retry with backoff
+
+    def _update(self, change, # index -> the changed index, or None when there is nothing to change
+                what:str) -> dict:
+        "Apply `change` to the index as one compare-and-swap, retried on contention; returns the index it wrote (or found)."
+        for attempt in range(ATTEMPTS):
+            idx, tag = self._read()
+            new = change(copy.deepcopy(idx))
+            if new is None: return idx
+            new.update(format=2, generation=idx['generation'] + 1)
+            try:
+                self.store.swap(self._p('index.json'), canonical_json(new), tag)
+                return new
+            except Conflict:
+                self.conflicts += 1
+                time.sleep(_backoff(attempt))
+        raise RegistryError(f'{what}: {ATTEMPTS} attempts to update {self._p("index.json")} lost the race to other writers; try again')
+
+    # -- registering: claim a number, write the bundle under it, then commit it to the index
+
+    def _claim(self, start:int, nonce:str, by:str) -> int:
+        "The first free version number from `start`, claimed by an exclusive create of claims/<n>.json (never reused)."
+        n = start
+        while True:
+            path = self._p('claims', f'{n}.json')
+            try:
+                self.store.create(path, canonical_json(dict(nonce=nonce, by=by, at=utc_now(), t=time.time())))
+                return n
+            except Conflict:
+                if self._claim_of(n).get('nonce') == nonce: return n # our own create, answered twice (a retried request)
+                self.conflicts += 1
+                n += 1
+
+    def _claim_of(self, n) -> dict:
+        try: c = json.loads(self.store.read(self._p('claims', f'{n}.json'), 4096))
+        except (FileNotFoundError, ValueError, UnsafeFile): return {}
+        return c if isinstance(c, dict) else {}
 
     def register(self, run_dir:str|Path, # a training run's folder with the BUNDLE_FILES
                  evaluation:dict, # `mlproj.evaluate.evaluate_run`'s result for that run
+                 by:str|None=None, # who registers (default: the login name)
                  **provenance # dataset_version, code_version, train_run, eval_run, parameters ...
                 ) -> int:
-        "Add the run's model as a new version; return its number."
-        run_dir = Path(run_dir)
+        "Add the run's model as a new version; return its number, which is this bundle's for good."
+        run_dir, by, nonce = Path(run_dir), _caller(by), uuid.uuid4().hex
         missing = [f for f in BUNDLE_FILES if not (run_dir/f).is_file()]
         if missing: raise RegistryError(f"{run_dir} lacks {', '.join(missing)}: is it a finished training run?")
         files = {f: (run_dir/f).read_bytes() for f in BUNDLE_FILES}
         idx = self.index()
-        version = max(map(int, idx['versions']), default=0) + 1
-        manifest = dict(format=1, version=version, registered=utc_now(), preprocessing=PREPROCESSING,
+        start = max([idx['last_version'], *map(int, idx['versions']), *map(int, idx['retired'])], default=0) + 1
+        version = self._claim(start, nonce, by)
+        manifest = dict(format=1, version=version, registered=utc_now(), registered_by=by, preprocessing=PREPROCESSING,
                         metrics={k: evaluation['model'][k] for k in ('n', 'accuracy', 'macro_f1', 'per_class_recall')},
                         baseline={k: evaluation['baseline'][k] for k in ('accuracy', 'macro_f1', 'answer')},
                         acceptance=evaluation['acceptance'], criteria=evaluation['criteria'], split=evaluation['split'],
                         dataset_version=evaluation['dataset_version'], **provenance,
-                        files={f: sha256(b) for f, b in files.items()})
+                        files={f: sha256(b) for f, b in files.items()}, sizes={f: len(b) for f, b in files.items()})
         body = json.dumps(manifest, indent=1, sort_keys=True).encode()
-        tmp = self._p(f'.tmp-{version}-{uuid.uuid4().hex}')
-        for f, b in [*files.items(), ('bundle.json', body)]: self.store.write(f'{tmp}/{f}', b)
-        if self.store.exists(self._p(str(version))): raise RegistryError(f'version {version} appeared while registering; try again')
-        self.store.fs.mv(tmp, self._p(str(version)), recursive=True)
-        idx['versions'][str(version)] = dict(bundle_sha256=sha256(body), registered=manifest['registered'],
-                                             accepted=bool(evaluation['acceptance']['passed']))
-        self._write_index(idx)
+        for f, b in [*files.items(), ('bundle.json', body)]: self.store.write(self._p(str(version), f), b, sync=True)
+        entry = dict(bundle_sha256=sha256(body), registered=manifest['registered'], by=by, claim=nonce,
+                     accepted=bool(evaluation['acceptance']['passed']))
+        def change(idx):
+            have = idx['versions'].get(str(version))
+            if have is not None and have.get('claim') == nonce: return None # already committed (a retried request)
+            if str(version) in idx['retired']:
+                raise RegistryError(f'version {version} was claimed by this registration but given up by a cleanup '
+                                    f'(`mlproj models prune`) because it took longer than the grace period; register again')
+            if have is not None:
+                raise RegistryDamaged(f"{self._p('index.json')} already lists version {version}, which {self._p('claims', f'{version}.json')} "
+                                      'gives to this registration: the index was edited by hand; register again')
+            idx['versions'][str(version)] = entry
+            idx['last_version'] = max(idx['last_version'], version)
+            return idx
+        self._update(change, f'registering version {version}')
         return version
+
+    # -- reading versions
 
     def resolve(self, ref:str|int|None=None, # a version number, an alias, or None/'' for the newest accepted version
                 idx:dict|None=None # the index, if already read
@@ -84,44 +188,65 @@ class Registry:
         idx = idx or self.index()
         if not idx['versions']: raise RegistryError(f'no model is registered in {self.store.url}: run `mlproj register` first')
         if ref in (None, ''):
-            ok = [int(v) for v, e in idx['versions'].items() if e['accepted']]
+            ok = [int(v) for v, e in idx['versions'].items() if e.get('accepted') is True]
             if not ok: raise RegistryError('no registered version passed acceptance; name one explicitly to serve it anyway')
             return max(ok)
         ref = str(ref)
-        if ref in idx['aliases']: return int(idx['aliases'][ref])
+        if ref in idx['aliases']:
+            t = idx['aliases'][ref]
+            where = self._p('index.json')
+            if isinstance(t, bool) or not isinstance(t, (int, str)) or not str(t).isdigit():
+                raise RegistryDamaged(f'{where}: alias {ref!r} holds {t!r}, not a version number: point it at a version with '
+                                      f'`mlproj promote N --to {ref}`')
+            if str(int(t)) not in idx['versions']:
+                raise RegistryDamaged(f'{where}: alias {ref!r} points at version {t}, which is not registered (its files may have been '
+                                      f'deleted by hand): point it at a registered version with `mlproj promote N --to {ref}`')
+            return int(t)
         if ref in idx['versions']: return int(ref)
+        if ref in idx['retired']:
+            r = idx['retired'][ref]
+            raise RegistryError(f"model version {ref} was {r.get('why', 'removed')} by {r.get('by', '?')} at {r.get('at', '?')}; "
+                                f"registered versions: {', '.join(sorted(idx['versions'], key=int))}")
         raise RegistryError(f"no model version or alias {ref!r}; versions: {', '.join(sorted(idx['versions'], key=int))}; "
                             f"aliases: {', '.join(idx['aliases']) or 'none'}")
+
+    def _file(self, v:int, name:str, limit:int) -> bytes:
+        "A file of version `v`, with what is wrong and what to do when it cannot be read."
+        path = self._p(str(v), name)
+        try: return self.store.read(path, limit)
+        except FileNotFoundError:
+            raise RegistryDamaged(f'model version {v}: {path} is missing: restore it, or remove the version with '
+                                  f'`mlproj models prune` (it cannot be loaded as it is)') from None
+        except UnsafeFile as e: raise RegistryDamaged(f'model version {v}: {e}') from None
+
+    def _manifest(self, v:int, idx:dict, check:bool) -> dict:
+        body = self._file(v, 'bundle.json', MANIFEST_MAX)
+        if check and sha256(body) != idx['versions'][str(v)]['bundle_sha256']:
+            raise IntegrityError(f'model version {v}: bundle.json has been changed')
+        try: m = json.loads(body)
+        except ValueError: m = None
+        files = m.get('files') if isinstance(m, dict) else None
+        if not isinstance(files, dict) or not all(isinstance(f, str) and f and '/' not in f and '\\' not in f and not f.startswith('.')
+                                                  and isinstance(d, str) for f, d in files.items()):
+            raise RegistryDamaged(f'model version {v}: {self._p(str(v), "bundle.json")} is not a bundle manifest (a "files" object of '
+                                  'plain file names and their sha256): restore it, or remove the version with `mlproj models prune`')
+        return m
 
     def load(self, ref:str|int|None=None) -> Bundle:
         "The bundle `ref` names, every file checked against its recorded sha256."
         idx = self.index()
         v = self.resolve(ref, idx)
-        entry = idx['versions'][str(v)]
-        body = self.store.read(self._p(str(v), 'bundle.json'))
-        if sha256(body) != entry['bundle_sha256']: raise IntegrityError(f'model version {v}: bundle.json has been changed')
-        manifest = json.loads(body)
-        files = {}
+        manifest = self._manifest(v, idx, check=True)
+        files, sizes = {}, manifest.get('sizes') if isinstance(manifest.get('sizes'), dict) else {}
         for f, digest in manifest['files'].items():
-            files[f] = self.store.read(self._p(str(v), f))
+            files[f] = self._file(v, f, sizes[f] if isinstance(sizes.get(f), int) else MAX_READ)
             if sha256(files[f]) != digest: raise IntegrityError(f'model version {v}: {f} does not match its sha256; refusing to load it')
         return Bundle(v, manifest, files)
 
     def manifest(self, ref:str|int|None=None, idx:dict|None=None) -> dict:
         "bundle.json of a version (unverified: for listing; `load` checks)."
-        return json.loads(self.store.read(self._p(str(self.resolve(ref, idx)), 'bundle.json')))
-
-    def set_alias(self, alias:str, ref:str|int) -> int:
-        "Point `alias` at a version; `production` only at one that passed acceptance."
-        if alias not in ALIASES: raise RegistryError(f"alias must be one of {', '.join(ALIASES)}, not {alias!r}")
-        idx = self.index()
-        v = self.resolve(ref, idx)
-        if alias == 'production' and not idx['versions'][str(v)]['accepted']:
-            fails = '; '.join(self.manifest(v, idx)['acceptance']['failures'])
-            raise RegistryError(f'version {v} did not pass acceptance ({fails}); it cannot be promoted to production')
-        idx['aliases'][alias] = v
-        self._write_index(idx)
-        return v
+        idx = idx or self.index()
+        return self._manifest(self.resolve(ref, idx), idx, check=False)
 
     def listing(self) -> list[dict]:
         "One row per version: number, registration time, accuracy, macro-F1, accepted, aliases."
@@ -129,7 +254,165 @@ class Registry:
         out = []
         for v in sorted(idx['versions'], key=int):
             m = self.manifest(v, idx)
-            out.append(dict(version=int(v), registered=m['registered'], accuracy=m['metrics']['accuracy'],
-                            macro_f1=m['metrics']['macro_f1'], accepted=idx['versions'][v]['accepted'],
-                            dataset_version=m['dataset_version'], aliases=[a for a, t in idx['aliases'].items() if int(t) == int(v)]))
+            try: acc, f1, dv = m['metrics']['accuracy'], m['metrics']['macro_f1'], m['dataset_version']
+            except (KeyError, TypeError):
+                raise RegistryDamaged(f'model version {v}: {self._p(v, "bundle.json")} lacks its metrics or dataset version: '
+                                      'restore it, or remove the version with `mlproj models prune`') from None
+            out.append(dict(version=int(v), registered=m.get('registered', idx['versions'][v].get('registered')), accuracy=acc,
+                            macro_f1=f1, accepted=idx['versions'][v].get('accepted') is True, dataset_version=dv,
+                            aliases=[a for a, t in idx['aliases'].items() if str(t) == v]))
         return out
+
+# %% ../nbs/08_registry.ipynb #a1d53e0c
+def _alias_stack(history:list, alias:str) -> list[int]:
+    "The versions `alias` has pointed at, oldest first, with the moves that rollbacks undid taken off."
+    stack = []
+    for h in history:
+        if h.get('alias') != alias or h.get('from') == h.get('to'): continue
+        if h.get('action') == 'rollback':
+            if stack: stack.pop()
+            if not stack or stack[-1] != h['to']: stack.append(h['to'])
+        else:
+            if not stack and h.get('from') is not None: stack.append(h['from'])
+            stack.append(h['to'])
+    return stack
+
+@patch
+def _move(self:Registry, alias:str, target, # a version ref, or a function of the index giving the version number
+          by:str|None, reason:str, force:bool, action:str) -> int:
+    if alias not in ALIASES: raise RegistryError(f"alias must be one of {', '.join(ALIASES)}, not {alias!r}")
+    by, op = _caller(by), uuid.uuid4().hex
+    def change(idx):
+        done = next((h for h in reversed(idx['history'][-64:]) if h.get('op') == op), None)
+        if done: return None # our own swap, answered twice (a retried request)
+        v = target(idx) if callable(target) else self.resolve(target, idx)
+        accepted = idx['versions'][str(v)].get('accepted') is True
+        if alias == 'production' and not accepted and not force:
+            fails = '; '.join(self.manifest(v, idx).get('acceptance', {}).get('failures', [])) or 'no acceptance recorded'
+            raise RegistryError(f'version {v} did not pass acceptance ({fails}); it cannot be promoted to production '
+                                '(--force with a --reason overrides this, and the history records it)')
+        frm = idx['aliases'].get(alias)
+        idx['aliases'][alias] = v
+        idx['history'].append({'generation': idx['generation'] + 1, 'at': utc_now(), 'by': by, 'action': action, 'alias': alias,
+                               'from': None if frm is None else int(frm), 'to': v, 'reason': reason or '',
+                               'forced': bool(force and alias == 'production' and not accepted), 'op': op})
+        return idx
+    idx = self._update(change, f'moving {alias}')
+    return next(h['to'] for h in reversed(idx['history']) if h.get('op') == op)
+
+@patch
+def set_alias(self:Registry, alias:str, # staging or production
+              ref:str|int, # the version (or an alias naming it)
+              by:str|None=None, # who promotes (default: the login name)
+              reason:str='', # why, kept in the history
+              force:bool=False # let production take a version that did not pass acceptance (recorded as forced)
+             ) -> int:
+    "Point `alias` at a version; `production` only at one that passed acceptance, unless forced. The move is kept in the history."
+    return self._move(alias, ref, by, reason, force, 'promote')
+
+@patch
+def rollback(self:Registry, alias:str='production', by:str|None=None, reason:str='', force:bool=False) -> int:
+    "Move `alias` back to the version it pointed at before its latest move (repeat to go further back); return it."
+    def previous(idx):
+        stack = _alias_stack(idx['history'], alias)
+        if len(stack) < 2: raise RegistryError(f'{alias} has no earlier version in its history to roll back to; '
+                                               f'point it at a version with `mlproj promote N --to {alias}`')
+        if str(stack[-2]) not in idx['versions']:
+            raise RegistryError(f'{alias} would roll back to version {stack[-2]}, which has been removed; '
+                                f'point it at a version with `mlproj promote N --to {alias}`')
+        return stack[-2]
+    return self._move(alias, previous, by, reason, force, 'rollback')
+
+@patch
+def history(self:Registry, alias:str|None=None) -> list[dict]:
+    "Every alias move, oldest first: generation, at, by, action, alias, from, to, reason, forced."
+    return [h for h in self.index()['history'] if alias in (None, h.get('alias'))]
+
+# %% ../nbs/08_registry.ipynb #9c3e5f71
+@patch
+def prune(self:Registry, keep:int|None=None, # keep the newest `keep` versions; None: only clean what crashed writers left
+          by:str|None=None, # who prunes (default: the login name)
+          grace:float=GRACE # seconds before an unfinished registration or temporary file counts as abandoned
+         ) -> dict:
+    "Remove old versions that no alias points at (nor would roll back to), and what crashed writers left; say what went."
+    by, removed = _caller(by), []
+    if keep is not None:
+        if keep < 1: raise RegistryError(f'keep must be at least 1, not {keep}')
+        def change(idx):
+            protected = {int(t) for t in idx['aliases'].values() if str(t).isdigit()}
+            protected |= {s[-2] for a in idx['aliases'] for s in [_alias_stack(idx['history'], a)] if len(s) > 1}
+            newest = set(sorted(map(int, idx['versions']))[-keep:])
+            removed[:] = sorted(v for v in map(int, idx['versions']) if v not in newest | protected)
+            if not removed: return None
+            for v in removed:
+                del idx['versions'][str(v)]
+                idx['retired'][str(v)] = dict(why='pruned', by=by, at=utc_now())
+            return idx
+        self._update(change, 'pruning')
+    abandoned = self._abandon(by, grace)
+    return dict(removed=removed, abandoned=abandoned, deleted=self._sweep(grace))
+
+@patch
+def _abandon(self:Registry, by:str, grace:float) -> list[int]:
+    "Give up claimed numbers whose registration has not committed within `grace`: retired in the index, so they are never used."
+    idx = self.index()
+    stale = []
+    for p in self.store.ls(self._p('claims')):
+        n = p.rsplit('/', 1)[-1][:-5]
+        if not p.endswith('.json') or not n.isdigit() or n in idx['versions'] or n in idx['retired']: continue
+        t = self._claim_of(n).get('t')
+        age = time.time() - t if isinstance(t, (int, float)) else self.store.age(p)
+        if age is None or age > grace: stale.append(int(n))
+    if not stale: return []
+    gone = []
+    def change(idx):
+        gone[:] = [n for n in stale if str(n) not in idx['versions'] and str(n) not in idx['retired']]
+        if not gone: return None
+        for n in gone: idx['retired'][str(n)] = dict(why='abandoned', by=by, at=utc_now())
+        idx['last_version'] = max([idx['last_version'], *gone])
+        return idx
+    self._update(change, 'giving up abandoned registrations')
+    return sorted(gone)
+
+@patch
+def _sweep(self:Registry, grace:float) -> list[str]:
+    "Delete the folders of retired versions and temporary files older than `grace`; return what was deleted."
+    idx, deleted = self.index(), []
+    def old(p):
+        age = self.store.age(p)
+        return age is None or age > grace
+    for p in self.store.ls(self._p()):
+        name = p.rsplit('/', 1)[-1]
+        if name in idx['retired'] or ('.tmp-' in name and old(p)): doomed = [p]
+        elif name.isdigit() or name == 'claims': doomed = [q for q in self.store.ls(p) if '.tmp-' in q.rsplit('/', 1)[-1] and old(q)]
+        else: doomed = []
+        for q in doomed: self.store.delete(q); deleted.append(self._name(q))
+    return deleted
+
+@patch
+def repair(self:Registry, by:str|None=None) -> dict:
+    "Rebuild a damaged `models/index.json` from the version folders (aliases and history are lost); the damaged file is kept."
+    path = self._p('index.json')
+    try:
+        self.index()
+        raise RegistryError(f'{path} is readable: there is nothing to repair')
+    except RegistryDamaged: pass
+    if self.store.kind == 'local' and os.path.islink(path): os.unlink(path) # never followed: the rebuilt index takes its place
+    try: data, tag = self.store.read_tagged(path, INDEX_MAX)
+    except UnsafeFile: self.store.delete(path); data, tag = None, None
+    idx, skipped = self._parse(None), []
+    for n in sorted((p.rsplit('/', 1)[-1] for p in self.store.ls(self._p())), key=lambda n: (len(n), n)):
+        p = self._p(n, 'bundle.json')
+        if not n.isdigit() or not self.store.exists(p): continue
+        try:
+            m = self._manifest(int(n), idx, check=False)
+            for f, d in m['files'].items():
+                if sha256(self._file(int(n), f, MAX_READ)) != d: raise IntegrityError(f'{f} does not match its sha256')
+        except (RegistryError, IntegrityError) as e: skipped.append(f'{n}: {e}'); continue
+        idx['versions'][n] = dict(bundle_sha256=sha256(self.store.read(p, MANIFEST_MAX)), registered=m.get('registered'), by=_caller(by),
+                                  accepted=m.get('acceptance', {}).get('passed') is True, repaired=True)
+    claims = [int(n[:-5]) for n in (p.rsplit('/', 1)[-1] for p in self.store.ls(self._p('claims'))) if n.endswith('.json') and n[:-5].isdigit()]
+    idx['last_version'] = max([0, *map(int, idx['versions']), *claims])
+    if data is not None: self.store.write(f'{path}.damaged-{int(time.time())}', data)
+    self.store.swap(path, canonical_json(dict(idx, format=2, generation=1)), tag)
+    return dict(versions=sorted(map(int, idx['versions'])), skipped=skipped)

@@ -6,16 +6,17 @@ Docs: https://mlproj.github.io/mlproj/store.html.md"""
 
 # %% ../nbs/02_store.ipynb #bad15acc
 from __future__ import annotations
-import hashlib, json, uuid
+import errno, fcntl, hashlib, json, os, shutil, stat, threading, time, uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Iterable
 
-import fsspec
+import fsspec, fsspec.asyn
 
 # %% auto #0
-__all__ = ['sha256', 'canonical_json', 'utc_now', 'IntegrityError', 'Store', 'Provenance', 'put_item', 'get_item',
-           'item_provenance', 'Example', 'put_version', 'get_version', 'list_versions']
+__all__ = ['MAX_READ', 'sha256', 'canonical_json', 'utc_now', 'IntegrityError', 'Conflict', 'UnsafeFile', 'Store', 'Provenance',
+           'put_item', 'get_item', 'item_provenance', 'Example', 'put_version', 'get_version', 'list_versions']
 
 # %% ../nbs/02_store.ipynb #56659dd1
 def sha256(data:bytes) -> str:
@@ -34,26 +35,220 @@ class IntegrityError(Exception):
     "Stored bytes do not match the hash they are stored under."
 
 # %% ../nbs/02_store.ipynb #ab3a56f7
+MAX_READ = 2**30 # bytes one read returns at most unless the caller sets its own cap
+
+class Conflict(Exception):
+    "A conditional write lost: the path already exists, or it changed since it was read."
+
+class UnsafeFile(IntegrityError):
+    "A stored path that is not read: a link, not a regular file, outside the store, or over its size cap."
+
+_MEMORY_LOCK = threading.Lock() # memory:// lives in one process: a lock makes its conditional writes atomic
+
+def _fsync_dir(d):
+    fd = os.open(d, os.O_RDONLY)
+    try: os.fsync(fd)
+    finally: os.close(fd)
+
+def _write_synced(path, data):
+    with open(path, 'wb') as f:
+        f.write(data); f.flush(); os.fsync(f.fileno())
+
 class Store:
     "A folder or fsspec URL holding raw items, dataset versions and model bundles."
     def __init__(self, url:str # a local folder or any fsspec URL
                 ):
         self.url = url
         self.fs, self.root = fsspec.core.url_to_fs(url)
+        protocols = {self.fs.protocol} if isinstance(self.fs.protocol, str) else set(self.fs.protocol)
+        self.kind = 'local' if 'file' in protocols else 's3' if protocols & {'s3', 's3a'} else 'memory' if 'memory' in protocols else 'other'
 
     def path(self, *parts:str) -> str: return '/'.join([self.root.rstrip('/'), *parts])
 
-    def write(self, path:str, data:bytes):
+    def write(self, path:str, data:bytes, sync:bool=False # local folder: fsync the file before it takes its name
+             ):
         "Write `data` at `path` atomically: a reader sees the old file or the new one, never half."
-        self.fs.makedirs(path.rsplit('/', 1)[0], exist_ok=True)
         tmp = f'{path}.tmp-{uuid.uuid4().hex}'
+        if self.kind == 'local':
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            try:
+                if sync: _write_synced(tmp, data)
+                else: Path(tmp).write_bytes(data)
+                os.replace(tmp, path)
+            finally:
+                if os.path.lexists(tmp): os.unlink(tmp)
+            return
+        if self.kind == 's3': return self.fs.pipe_file(path, data) # one PUT is atomic: no temporary name
+        self.fs.makedirs(path.rsplit('/', 1)[0], exist_ok=True)
         with self.fs.open(tmp, 'wb') as f: f.write(data)
         self.fs.mv(tmp, path)
 
-    def read(self, path:str) -> bytes:
-        with self.fs.open(path, 'rb') as f: return f.read()
+    def _check_local(self, path):
+        "Refuse a local path that leaves the store, by `..` or through a linked folder."
+        root, real = os.path.normpath(self.root), os.path.realpath(self.root)
+        if os.path.commonpath([root, os.path.normpath(path)]) != root or \
+           os.path.commonpath([real, os.path.realpath(os.path.dirname(path))]) != real:
+            raise UnsafeFile(f'{path} lies outside the store {self.url} (through a link or ..): the store never reads outside '
+                             'itself; remove the link and put the file itself in its place')
 
-    def exists(self, path:str) -> bool: return self.fs.exists(path)
+    def _read_local(self, path, limit):
+        self._check_local(path)
+        try: fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except OSError as e:
+            if e.errno == errno.ELOOP: raise UnsafeFile(f'{path} is a symbolic link, not a file: the store never follows links; '
+                                                       'replace it by the file itself') from None
+            raise
+        with os.fdopen(fd, 'rb') as f:
+            st = os.fstat(f.fileno())
+            if not stat.S_ISREG(st.st_mode): raise UnsafeFile(f'{path} is not a regular file (a device, pipe or folder): remove it '
+                                                              'and put the file itself in its place')
+            if st.st_size > limit: raise UnsafeFile(f'{path} holds {st.st_size} bytes, more than the {limit} allowed here: it is not '
+                                                    'the file that belongs there; restore that file')
+            data = f.read(limit + 1)
+        if len(data) > limit: raise UnsafeFile(f'{path} grew past the {limit} bytes allowed while it was read')
+        return data
+
+    def read(self, path:str, limit:int|None=None # refuse files larger than this many bytes (default MAX_READ)
+            ) -> bytes:
+        "The bytes at `path`; links, devices and files over `limit` are refused, not read."
+        limit = MAX_READ if limit is None else limit
+        if self.kind == 'local': return self._read_local(path, limit)
+        if self.kind == 's3': return self.read_tagged(path, limit, missing_ok=False)[0]
+        with self.fs.open(path, 'rb') as f: data = f.read(limit + 1)
+        if len(data) > limit: raise UnsafeFile(f'{path} holds more than the {limit} bytes allowed here: restore the file that belongs there')
+        return data
+
+    def exists(self, path:str) -> bool: return os.path.lexists(path) if self.kind == 'local' else self.fs.exists(path)
+
+    def delete(self, path:str):
+        "Remove a file or a folder with everything in it (gone already is fine); a link is removed, never what it points at."
+        if self.kind == 'local':
+            def gone_already(fn, p, exc):
+                if not issubclass(exc[0], FileNotFoundError): raise exc[1]
+            try:
+                if os.path.islink(path) or not os.path.isdir(path): os.unlink(path)
+                else: shutil.rmtree(path, onerror=gone_already)
+            except FileNotFoundError: pass
+        else:
+            try: self.fs.rm(path, recursive=True)
+            except FileNotFoundError: pass
+            self.fs.invalidate_cache(path)
+
+    def ls(self, path:str) -> list[str]:
+        "Paths of the entries of folder `path`, read now (no cached listing); [] when it does not exist."
+        if self.kind == 'local':
+            try: return [f'{path.rstrip("/")}/{n}' for n in sorted(os.listdir(path))]
+            except (FileNotFoundError, NotADirectoryError): return []
+        self.fs.invalidate_cache(path)
+        try: return sorted(p.rstrip('/') for p in self.fs.ls(path, detail=False) if p.rstrip('/') != path.rstrip('/'))
+        except FileNotFoundError: return []
+
+    # -- conditional writes: the primitives that let several writers share a store without a server
+
+    def read_tagged(self, path:str, limit:int|None=None, missing_ok:bool=True) -> tuple[bytes|None, str|None]:
+        "(bytes, tag) of `path`, or (None, None) when it is absent: `swap` takes the tag to replace exactly these bytes."
+        limit = MAX_READ if limit is None else limit
+        if self.kind == 's3':
+            bucket, key, _ = self.fs.split_path(path)
+            async def get():
+                r = await self.fs._call_s3('get_object', Bucket=bucket, Key=key)
+                try:
+                    if r['ContentLength'] > limit: raise UnsafeFile(f'{path} holds {r["ContentLength"]} bytes, more than the {limit} allowed here: '
+                                                                    'it is not the file that belongs there; restore that file')
+                    return await r['Body'].read(), r['ETag']
+                finally: r['Body'].close()
+            try: return fsspec.asyn.sync(self.fs.loop, get)
+            except FileNotFoundError:
+                if missing_ok: return None, None
+                raise
+        try: data = self.read(path, limit)
+        except FileNotFoundError:
+            if missing_ok: return None, None
+            raise
+        return data, sha256(data)
+
+    def create(self, path:str, data:bytes):
+        "Write `data` at `path` only if nothing is there; raise `Conflict` if something is (one winner among racing writers)."
+        if self.kind == 'local':
+            d = os.path.dirname(path)
+            os.makedirs(d, exist_ok=True)
+            tmp = f'{path}.tmp-{uuid.uuid4().hex}'
+            try:
+                _write_synced(tmp, data)
+                try: os.link(tmp, path) # atomic and exclusive: the complete file appears under its name, or nothing
+                except FileExistsError: raise Conflict(f'{path} already exists') from None
+            finally: os.unlink(tmp)
+            return _fsync_dir(d)
+        if self.kind == 's3':
+            try: return self.fs.pipe_file(path, data, mode='create') # PUT with If-None-Match: *
+            except FileExistsError: raise Conflict(f'{path} already exists') from None
+            except OSError as e: self._s3_conflict(e, path)
+        self._memory_only()
+        with _MEMORY_LOCK:
+            if self.fs.exists(path): raise Conflict(f'{path} already exists')
+            self.fs.pipe_file(path, data)
+
+    def swap(self, path:str, data:bytes, tag:str|None # from `read_tagged`; None: only if `path` is absent
+            ):
+        "Replace `path` by `data` only if it still holds the bytes `tag` was read with; raise `Conflict` otherwise."
+        if tag is None: return self.create(path, data)
+        if self.kind == 'local':
+            d, name = os.path.split(path)
+            lock = os.open(os.path.join(d, f'.{name}.lock'), os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX) # held for a compare and a rename; the kernel drops it if the holder dies
+                if self.read_tagged(path)[1] != tag: raise Conflict(f'{path} changed since it was read')
+                tmp = f'{path}.tmp-{uuid.uuid4().hex}'
+                try:
+                    _write_synced(tmp, data)
+                    os.replace(tmp, path)
+                finally:
+                    if os.path.lexists(tmp): os.unlink(tmp)
+                _fsync_dir(d)
+            finally: os.close(lock)
+            return
+        if self.kind == 's3':
+            bucket, key, _ = self.fs.split_path(path)
+            try: fsspec.asyn.sync(self.fs.loop, self.fs._call_s3, 'put_object', Bucket=bucket, Key=key, Body=data, IfMatch=tag)
+            except FileNotFoundError: raise Conflict(f'{path} was removed since it was read') from None
+            except OSError as e: self._s3_conflict(e, path)
+            finally: self.fs.invalidate_cache(path)
+            return
+        self._memory_only()
+        with _MEMORY_LOCK:
+            if self.read_tagged(path)[1] != tag: raise Conflict(f'{path} changed since it was read')
+            self.fs.pipe_file(path, data)
+
+    def tag(self, path:str) -> str|None:
+        "A cheap opaque token (one stat or HEAD) that changes whenever `path` is replaced; None when absent."
+        try:
+            if self.kind == 'local':
+                st = os.lstat(path)
+                return f'{st.st_ino}-{st.st_mtime_ns}-{st.st_size}'
+            self.fs.invalidate_cache(path)
+            info = self.fs.info(path)
+        except FileNotFoundError: return None
+        return str(info.get('ETag') or info.get('mtime') or info.get('LastModified') or info.get('created')) + f"-{info.get('size')}"
+
+    def age(self, path:str) -> float|None:
+        "Seconds since `path` was last modified (None when unknown or absent)."
+        try:
+            if self.kind == 'local': return time.time() - os.lstat(path).st_mtime
+            info = self.fs.info(path)
+        except FileNotFoundError: return None
+        t = info.get('LastModified') or info.get('mtime') or info.get('created')
+        if isinstance(t, datetime): t = t.timestamp()
+        return None if t is None else time.time() - float(t)
+
+    def _s3_conflict(self, e, path):
+        code = getattr(getattr(e, '__cause__', None), 'response', {}).get('Error', {}).get('Code')
+        if code in ('PreconditionFailed', 'ConditionalRequestConflict', '412', '409'): raise Conflict(f'{path} changed since it was read') from None
+        raise e
+
+    def _memory_only(self):
+        if self.kind != 'memory': raise NotImplementedError(
+            f'{self.url}: conditional writes are implemented for a local folder, s3:// and memory://, not {self.fs.protocol}; '
+            'the model registry needs them to stay consistent under concurrent writers')
 
 # %% ../nbs/02_store.ipynb #0ba1710f
 def _item_path(store, digest, suffix=''): return store.path('raw', digest[:2], digest + suffix)
