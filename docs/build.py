@@ -102,8 +102,9 @@ def notebook_page(nb_path: Path) -> tuple[str, str, str]:
     cells = json.loads(nb_path.read_text())['cells']
     src = lambda c: ''.join(c['source'])
     exp = next((re.search(r'#\|\s*default_exp\s+(\S+)', src(c))[1] for c in cells if '#| default_exp' in src(c)), None)
-    mod = importlib.import_module(f'mlproj.{exp}')
+    mod = importlib.import_module(f'mlproj.{exp}') if exp else None # a notebook that exports nothing: a tutorial
     public = set(getattr(mod, '__all__', []))
+    exp = exp or nb_path.stem
     title, parts, documented = exp, [], set()
     for c in cells:
         s = src(c)
@@ -120,7 +121,7 @@ def notebook_page(nb_path: Path) -> tuple[str, str, str]:
     missing = sorted(public - documented)
     if missing: parts += ['### Also exported', ''] + [api_doc(getattr(mod, n), n) for n in missing]
     body = '\n\n'.join(parts)
-    source = f'\n\n*Source: `nbs/{nb_path.name}`, exported to `mlproj/{exp}.py`.*\n'
+    source = f'\n\n*Source: `nbs/{nb_path.name}`' + (f', exported to `mlproj/{exp}.py`.*\n' if mod else '.*\n')
     return exp, title, body + source
 
 
@@ -212,9 +213,10 @@ def build(out: Path = SITE, quiet: bool = False) -> dict:
     for nb in sorted((ROOT / 'nbs').glob('[0-9]*.ipynb')):
         name, title, md = notebook_page(nb)
         modules.append((title, f'{name}.md', md))
-    tutorial = [(t, f, m) for t, f, m in modules if f == 'tutorial.md']
-    modules = [p for p in modules if p not in tutorial]
-    pages += tutorial + modules
+    if (ROOT / 'nbs' / 'tutorial.ipynb').is_file():
+        _, title, md = notebook_page(ROOT / 'nbs' / 'tutorial.ipynb')
+        pages.append((title, 'tutorial.md', md))
+    pages += modules
     pages += [('Job notebooks', 'job-notebooks.md', jobs_page()), ('CLI reference', 'cli-reference.md', cli_page())]
     pages.append(('Reports', 'reports.md', reports_page(src / 'pages')))
     bench = ROOT / 'reports' / 'bench' / 'results.md'
