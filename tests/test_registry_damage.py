@@ -112,6 +112,15 @@ def test_served_model_reason_names_the_damaged_file(reg, tmp_path):
     assert model is None and 'models/index.json is empty' in reason
 
 
+def test_models_endpoint_names_a_damaged_alias(reg, tmp_path):
+    from fastapi.testclient import TestClient
+    from deploy.app import create_app
+    edit_index(reg, aliases={'production': 1, 'staging': '/etc/passwd'})
+    with TestClient(create_app(make_settings(tmp_path))) as client:
+        r = client.get('/models')
+    assert r.status_code == 503 and "alias 'staging' holds '/etc/passwd', not a version number" in r.json()['detail']
+
+
 # -- the commands, end to end
 
 
