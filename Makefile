@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-16)
 # files that nbdev-export and nbdev-clean may rewrite: the sync check compares them before and after
 SYNCED = find nbs mlproj -type f \( -name '*.ipynb' -o -name '*.py' \) -not -path '*/.ipynb_checkpoints/*' | sort | xargs sha256sum
 
-.PHONY: help install demo test test-full sync-check nbtest pytest pytest-full lab export clean
+.PHONY: help install demo test test-full sync-check nbtest pytest pytest-full lab export clean bench
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/'
 
@@ -47,6 +47,12 @@ pytest-full: $(STAMP) ## every test in tests/, the slow ones too
 lab: $(STAMP) ## open JupyterLab on the notebooks (installs it on first use)
 	$(BIN)/pip install --disable-pip-version-check -q -e '.[dev,lab]'
 	$(BIN)/jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root) nbs
+
+bench: $(STAMP) ## P1-P4 of issue 12 side by side in one run: ratios to reports/bench/results.{json,md} (a few minutes)
+	$(BIN)/pip install --disable-pip-version-check -q -e '.[dev,bench]'
+	@command -v wrk >/dev/null || { echo 'installing wrk (Debian)'; apt-get install -y -q wrk >/dev/null || \
+	  echo 'no wrk: the load comes from an async httpx client instead'; }
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 export: $(STAMP) ## notebooks -> mlproj/, then clean the notebooks
 	$(BIN)/nbdev-export && $(BIN)/nbdev-clean
