@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common import BENCH, SECONDS, Server, free_port, load, uvicorn_argv
+from common import BENCH, ROUNDS, SECONDS, Server, free_port, load, uvicorn_argv
 
 
 def _offers(url: str, media_type: str) -> bool:
@@ -54,21 +54,24 @@ def run(settings, version: int, work: Path, log=print) -> dict:
     def measure(name, url, body, ctype, c):
         r = load(url, body, ctype, c, work=work)
         log(f'  {name:<40} c={c:<3} {r["rps"]:>9.1f} req/s')
-        out[name + f'_c{c}'] = r['rps']
+        out[name + f'_c{c}'] = max(out.get(name + f'_c{c}', 0), r['rps']) # the best round
         return r['rps']
 
     port = free_port()
     with Server(uvicorn_argv('serve_app:app', port), port, env, log=work / 'server.log') as s:
-        for c in (1, 32):
-            measure('predict_one_json', f'{s.url}/predict', one, 'application/json', c)
-            measure('noop_one_json', f'{s.url}/noop', one, 'application/json', c)
-        measure('predict_batch256_json', f'{s.url}/predict', batch, 'application/json', 4)
-        measure('noop_batch256_json', f'{s.url}/noop', batch, 'application/json', 4)
-        if _offers(s.url, 'application/x-npy'):
-            out['body_bytes']['batch_npy'] = len(_npy(x))
-            measure('predict_batch256_npy', f'{s.url}/predict', _npy(x), 'application/x-npy', 4)
-    out['inprocess_batch256_images_s'] = in_process(bundle.onnx, x, settings.serving.threads)
-    log(f"  {'onnxruntime in-process, batch 256':<46} {out['inprocess_batch256_images_s']:>9.0f} images/s")
+        npy = _offers(s.url, 'application/x-npy')
+        for _ in range(ROUNDS): # interleaved rounds, the best of each kept: other load on the machine only lowers figures
+            for c in (1, 32):
+                measure('predict_one_json', f'{s.url}/predict', one, 'application/json', c)
+                measure('noop_one_json', f'{s.url}/noop', one, 'application/json', c)
+            measure('predict_batch256_json', f'{s.url}/predict', batch, 'application/json', 4)
+            measure('noop_batch256_json', f'{s.url}/noop', batch, 'application/json', 4)
+            if npy:
+                out['body_bytes']['batch_npy'] = len(_npy(x))
+                measure('predict_batch256_npy', f'{s.url}/predict', _npy(x), 'application/x-npy', 4)
+            ips = in_process(bundle.onnx, x, settings.serving.threads)
+            out['inprocess_batch256_images_s'] = max(out.get('inprocess_batch256_images_s', 0), ips)
+            log(f"  {'onnxruntime in-process, batch 256':<46} {ips:>9.0f} images/s")
 
     port = free_port()
     with Server(uvicorn_argv('serve_app:app', port, workers=2), port, env, log=work / 'server2.log') as s:
@@ -79,5 +82,6 @@ def run(settings, version: int, work: Path, log=print) -> dict:
     onnx.write_bytes(bundle.onnx)
     port = free_port()
     with Server([sys.executable, str(BENCH / 'litserve_app.py'), str(onnx), str(port)], port, log=work / 'litserve.log') as s:
-        for c in (1, 32): measure('litserve_one_json', f'{s.url}/predict', one, 'application/json', c)
+        for _ in range(ROUNDS):
+            for c in (1, 32): measure('litserve_one_json', f'{s.url}/predict', one, 'application/json', c)
     return out

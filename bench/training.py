@@ -11,15 +11,15 @@ from pathlib import Path
 from common import ROOT
 
 
-def plain_fit(cfg) -> tuple[float, float]:
-    "(seconds, val accuracy) of a plain PyTorch loop doing what `train(cfg)`'s Trainer does: same data, net, optimiser, schedule, augmentation, validation each epoch."
+def plain_fit(cfg) -> tuple[float, float, float]:
+    "(wall seconds, CPU seconds, val accuracy) of a plain PyTorch loop doing what `train(cfg)`'s Trainer does: same data, net, optimiser, schedule, augmentation, validation each epoch."
     import torch
     import torch.nn.functional as F
     from torch.utils.data import DataLoader, TensorDataset
     from mlproj.data import load_splits
     from mlproj.model import DigitsCNN, NetConfig, random_affine
     from mlproj.store import Store
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     torch.manual_seed(cfg.seed)
     torch.use_deterministic_algorithms(True)
     splits = {s: TensorDataset(*map(torch.from_numpy, xy)) for s, xy in load_splits(Store(cfg.store), cfg.dataset_version).items()}
@@ -45,48 +45,87 @@ def plain_fit(cfg) -> tuple[float, float]:
                 logits = net(x)
                 F.cross_entropy(logits, y)
                 right, n = right + int((logits.argmax(-1) == y).sum()), n + len(y)
-    return time.perf_counter() - start, right / n
+    return time.perf_counter() - start, time.process_time() - cpu, right / n
+
+
+class FitClock:
+    "Wall and CPU seconds of every `Trainer.fit` while in the `with` block (CPU time is what other load on the machine disturbs least)."
+    def __enter__(self):
+        import pytorch_lightning as pl
+        self.wall, self.cpu, self.orig = [], [], pl.Trainer.fit
+        clock = self
+        def fit(trainer, *a, **kw):
+            w, c = time.perf_counter(), time.process_time()
+            try: return clock.orig(trainer, *a, **kw)
+            finally: clock.wall.append(time.perf_counter() - w); clock.cpu.append(time.process_time() - c)
+        pl.Trainer.fit = fit
+        return self
+
+    def __exit__(self, *exc):
+        import pytorch_lightning as pl
+        pl.Trainer.fit = self.orig
 
 
 def p3(settings, vid: str, work: Path, epochs: int, repeats: int = 3, log=print) -> tuple[dict, Path]:
     "Lightning `fit` (as `train` configures it) against the plain loop, interleaved, best of `repeats`; and a trained run."
     from mlproj.train import config_from_settings, train
-    light, plain, accs = [], [], {}
-    for i in range(repeats):
-        run_dir = work / 'runs' / f'p3-{i}'
-        res = train(config_from_settings(settings, vid, run_dir, max_epochs=epochs, wandb_mode='disabled', progress=False))
-        light.append(res.seconds)
-        s, acc = plain_fit(config_from_settings(settings, vid, run_dir, max_epochs=epochs))
-        plain.append(s)
-        accs = dict(lightning_val_acc=res.val_acc, plain_val_acc=round(acc, 5))
-        log(f'  round {i + 1}: Lightning fit {res.seconds:.2f} s, plain loop {s:.2f} s ({epochs} epochs)')
-    return dict(epochs=epochs, lightning_s=min(light), plain_s=min(plain), **accs), run_dir
+    plain, plain_cpu, accs = [], [], {}
+    with FitClock() as clock:
+        for i in range(repeats):
+            run_dir = work / 'runs' / f'p3-{i}'
+            res = train(config_from_settings(settings, vid, run_dir, max_epochs=epochs, wandb_mode='disabled', progress=False))
+            s, c, acc = plain_fit(config_from_settings(settings, vid, run_dir, max_epochs=epochs))
+            plain.append(s)
+            plain_cpu.append(c)
+            accs = dict(lightning_val_acc=res.val_acc, plain_val_acc=round(acc, 5))
+            log(f'  round {i + 1}: Lightning fit {clock.wall[-1]:.2f} s ({clock.cpu[-1]:.2f} s CPU), '
+                f'plain loop {s:.2f} s ({c:.2f} s CPU), {epochs} epochs')
+    return dict(epochs=epochs, lightning_s=min(clock.wall), plain_s=min(plain), lightning_cpu_s=min(clock.cpu),
+                plain_cpu_s=min(plain_cpu), **accs), run_dir
 
 
 _DIRECT = '''import json, sys, time
-t0 = time.perf_counter()
 from mlproj.settings import load_settings
 from mlproj.train import config_from_settings, train
 s = load_settings()
-r = train(config_from_settings(s, sys.argv[1], sys.argv[2], max_epochs=int(sys.argv[3]), progress=False))
-print(json.dumps(dict(fit_s=r.seconds, in_process_s=time.perf_counter() - t0)))
+cfg = config_from_settings(s, sys.argv[1], sys.argv[2], max_epochs=int(sys.argv[3]), progress=False)
+t0 = time.perf_counter()
+import pytorch_lightning, wandb, mlproj.model  # what train() imports on its first call
+imports = time.perf_counter() - t0
+t0 = time.perf_counter()
+r = train(cfg)
+print(json.dumps(dict(fit_s=r.seconds, call_s=time.perf_counter() - t0, imports_s=imports)))
 '''
 
 
-def p4(settings, vid: str, work: Path, epochs: int = 2, log=print) -> dict:
-    "A training job through papermill (`mlproj train`) against `train(cfg)` called directly, each in a fresh process."
+def _children_cpu() -> float:
+    import resource
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def p4(settings, vid: str, work: Path, epochs: int = 2, repeats: int = 2, log=print) -> dict:
+    "A training job through papermill (`mlproj train`) against `train(cfg)` called directly, each in a fresh process; best of `repeats`."
+    rounds = [_p4_round(settings, vid, work / f'p4-{i}', epochs, log) for i in range(repeats)]
+    return dict(epochs=epochs, **{k: min(r[k] for r in rounds) for k in rounds[0]})
+
+
+def _p4_round(settings, vid, work, epochs, log) -> dict:
     from mlproj.settings import to_env
     env = {**os.environ, **to_env(settings)}
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), _children_cpu()
     subprocess.run([str(Path(sys.executable).with_name('mlproj')), 'train', '--dataset-version', vid, '-p', 'max_epochs', str(epochs), '--quiet'],
                    cwd=ROOT, env=env, check=True, capture_output=True)
-    job_s = time.perf_counter() - start
-    run = max((settings.reports_dir / 'runs').glob('*-train-*'))
+    job_s, job_cpu = time.perf_counter() - start, _children_cpu() - cpu
+    run = max((settings.reports_dir / 'runs').glob('*-train-*'), key=lambda p: p.stat().st_mtime)
     job_fit = json.loads((run / 'metrics.json').read_text())['seconds']
-    start = time.perf_counter()
-    out = subprocess.run([sys.executable, '-c', _DIRECT, vid, str(work / 'runs' / 'p4-direct'), str(epochs)],
+    start, cpu = time.perf_counter(), _children_cpu()
+    out = subprocess.run([sys.executable, '-c', _DIRECT, vid, str(work / 'direct'), str(epochs)],
                          cwd=ROOT, env=env, check=True, capture_output=True, text=True)
-    direct_s = time.perf_counter() - start
+    direct_s, direct_cpu = time.perf_counter() - start, _children_cpu() - cpu
     d = json.loads(out.stdout.strip().splitlines()[-1])
-    log(f'  job {job_s:.2f} s (fit {job_fit:.2f} s); direct {direct_s:.2f} s (fit {d["fit_s"]:.2f} s)')
-    return dict(epochs=epochs, job_s=job_s, job_fit_s=job_fit, direct_s=direct_s, direct_fit_s=d['fit_s'])
+    log(f'  job {job_s:.2f} s ({job_cpu:.2f} s CPU, fit {job_fit:.2f} s); direct {direct_s:.2f} s ({direct_cpu:.2f} s CPU; '
+        f'imports {d.get("imports_s", 0):.2f} s, then the train(cfg) call {d["call_s"]:.2f} s, its fit {d["fit_s"]:.2f} s)')
+    return dict(job_s=job_s, job_cpu_s=job_cpu, job_fit_s=job_fit, direct_s=direct_s, direct_cpu_s=direct_cpu,
+                overhead_s=job_s - direct_s, overhead_outside_fit_s=(job_s - job_fit) - (direct_s - d['fit_s']),
+                direct_call_s=d['call_s'], direct_imports_s=d.get('imports_s', 0), direct_fit_s=d['fit_s'])
