@@ -1,69 +1,18 @@
 """The registry on S3, through fsspec/s3fs against a real S3 API server (moto in server mode on 127.0.0.1):
 conditional puts (If-None-Match: *, If-Match) carry the same guarantees as on a folder."""
-import os
-import socket
-import subprocess
-import sys
-import time
-import uuid
-
 import pytest
 
 from mlproj.registry import Registry, RegistryError
 from mlproj.store import Conflict, Store
 from test_registry_concurrency import fake_evaluation, fake_run, stress
 
-# moto checks a condition and then stores the object in two steps, and its server runs requests on threads, so two
-# racing conditional PUTs can both pass the check; S3 itself decides them atomically. This server runs moto's app
-# one request at a time, which is what a conditional write on S3 guarantees.
-SERIALIZED_MOTO = '''
-import sys, threading
-from werkzeug.serving import run_simple
-from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
-app, lock = DomainDispatcherApplication(create_backend_app), threading.Lock()
-def one_at_a_time(environ, start_response):
-    with lock: return list(app(environ, start_response))
-run_simple('127.0.0.1', int(sys.argv[1]), one_at_a_time, threaded=True, request_handler=MotoRequestHandler)
-'''
-
-
-@pytest.fixture(scope='module')
-def s3_server():
-    "An S3 API on 127.0.0.1 (moto), with the AWS variables that point s3fs at it; yields a bucket URL."
-    pytest.importorskip('s3fs')
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, '-c', SERIALIZED_MOTO, str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    env = dict(AWS_ENDPOINT_URL=f'http://127.0.0.1:{port}', AWS_ACCESS_KEY_ID='testing', AWS_SECRET_ACCESS_KEY='testing',
-               AWS_DEFAULT_REGION='us-east-1')
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                socket.create_connection(('127.0.0.1', port), timeout=1).close()
-                break
-            except OSError:
-                assert proc.poll() is None and time.monotonic() < deadline, 'the S3 server did not start'
-                time.sleep(0.1)
-        import s3fs
-        s3fs.S3FileSystem.clear_instance_cache()
-        fs = s3fs.S3FileSystem()
-        fs.mkdir('registry-tests')
-        yield 's3://registry-tests'
-    finally:
-        for k, v in saved.items():
-            if v is None: os.environ.pop(k, None)
-            else: os.environ[k] = v
-        proc.terminate()
-        proc.wait(20)
-
 
 @pytest.fixture
-def s3_url(s3_server):
-    return f'{s3_server}/{uuid.uuid4().hex[:8]}'
+def s3_url(s3_store_url):
+    "A fresh prefix on the session's S3 server (tests/conftest.py), with AWS_* set (spawned processes inherit them)."
+    import s3fs
+    s3fs.S3FileSystem.clear_instance_cache()  # a filesystem cached before AWS_ENDPOINT_URL was set would miss the server
+    return s3_store_url
 
 
 def test_conditional_writes_on_s3(s3_url):
