@@ -15,8 +15,8 @@ from .settings import Settings
 __all__ = ['MAX_HELD', 'SWEEP_EVERY', 'Forbidden', 'NotFound', 'Conflict', 'hash_token', 'open_db', 'create_project', 'add_items',
            'get_project', 'add_person', 'person_for_token', 'next_assignment', 'progress', 'answer', 'undo',
            'cohen_kappa', 'fleiss_kappa', 'coincidences', 'krippendorff_alpha', 'votes', 'majority', 'agreement',
-           'suggest', 'to_review', 'adjudicate', 'hash_split', 'export_consensus', 'capture_feedback', 'cmd_serve',
-           'cmd_create', 'cmd_add', 'cmd_status', 'cmd_suggest', 'cmd_export', 'add_commands']
+           'suggest', 'to_review', 'adjudicate', 'hash_split', 'export_consensus', 'capture_feedback', 'capture_unsure',
+           'cmd_serve', 'cmd_create', 'cmd_add', 'cmd_status', 'cmd_suggest', 'cmd_export', 'add_commands']
 
 # %% ../nbs/21_annotate.ipynb #01c12642
 class Forbidden(PermissionError):
@@ -455,7 +455,15 @@ def export_consensus(db, settings, project:str) -> tuple[str, dict]:
                       parent=parent, project=p.name, votes=kept)
     return vid, counts | dict(examples=len(examples), inherited=len(set(base) - set(kept)))
 
-# %% ../nbs/21_annotate.ipynb #d12eb4be
+# %% ../nbs/21_annotate.ipynb #4cba5556
+_feedback_dbs = {}
+
+def _feedback_db(settings):
+    "One migrated database per URL for the service's process (opened on the first input kept)."
+    url = settings.annotate.database or str(settings.root/'annotate.sqlite')
+    if url not in _feedback_dbs: _feedback_dbs[url] = open_db(settings)
+    return _feedback_dbs[url]
+
 def capture_feedback(settings:Settings, data:bytes, media_type:str, # the input's bytes, e.g. image/png
                      source:str, # where it came from: 'predict' (unsure production input) or 'demo correction'
                      probabilities=None, # the model's answer; the input is kept only when its margin is below [annotate] feedback_margin
@@ -465,26 +473,32 @@ def capture_feedback(settings:Settings, data:bytes, media_type:str, # the input'
     a = settings.annotate
     if not a.feedback: return None
     if probabilities is not None and label is None:
-        top = sorted(probabilities)[-2:]
+        top = sorted(float(p) for p in probabilities)[-2:]
         if top[-1] - top[0] >= a.feedback_margin: return None
     from mlproj.store import Provenance, Store, put_item
     headers = {'model_answer': [round(float(x), 4) for x in probabilities] if probabilities is not None else None, 'label': label}
     sha = put_item(Store(settings.store_url), data, Provenance(source=f'service:{source}', media_type=media_type,
                                                                licence='given to the service', headers=headers))
-    own = db is None
-    db = db or open_db(settings)
-    try:
-        try: pid = get_project(db, a.feedback_project).id
-        except NotFound:
-            try: pid = create_project(db, a.feedback_project, [str(d) for d in range(10)], [], overlap=a.overlap,
-                                      lease_seconds=a.lease_seconds, source='feedback', guide='Inputs the service was unsure of, and corrections people made on the demo page.')
-            except ValueError: pid = get_project(db, a.feedback_project).id # created meanwhile by another process
-        add_items(db, pid, [(sha, media_type)])
-    finally:
-        if own: db.close()
+    db = db or _feedback_db(settings)
+    try: pid = get_project(db, a.feedback_project).id
+    except NotFound:
+        try: pid = create_project(db, a.feedback_project, [str(d) for d in range(10)], [], overlap=a.overlap, lease_seconds=a.lease_seconds,
+                                  source='feedback', guide='Inputs the service was unsure of, and corrections people made on the demo page.')
+        except ValueError: pid = get_project(db, a.feedback_project).id # created meanwhile by another process
+    add_items(db, pid, [(sha, media_type)])
     return sha
 
-# %% ../nbs/21_annotate.ipynb #1c749feb
+def capture_unsure(settings:Settings, x, # (n, 8, 8) model inputs (counts 0..16)
+                   probabilities, # (n, 10) the model's answers
+                   source:str='predict') -> list[str]:
+    "Keep the inputs of a served batch that the model is unsure of (see `capture_feedback`); returns their hashes."
+    import numpy as np
+    from mlproj.data import UCI_MEDIA_TYPE, encode_counts
+    if not settings.annotate.feedback: return []
+    kept = [capture_feedback(settings, encode_counts(np.rint(xi)), UCI_MEDIA_TYPE, source, p) for xi, p in zip(x, probabilities)]
+    return [h for h in kept if h]
+
+# %% ../nbs/21_annotate.ipynb #f446fe7b
 def _link(settings, token:str) -> str:
     a = settings.annotate
     return f"{(a.base_url or f'http://{a.host}:{a.port}').rstrip('/')}/login/{token}"

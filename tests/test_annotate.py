@@ -195,3 +195,30 @@ def test_annotate_commands_create_add_and_export(tmp_path):
     assert r.returncode == 1 and r.stderr.count('\n') == 1 and 'already exists' in r.stderr
     r = run('export', 'p')
     assert r.returncode == 0 and '3 examples' in r.stdout and '3 kept from the parent' in r.stdout and '3 items still open' in r.stdout
+
+
+def test_unsure_production_inputs_flow_into_the_feedback_project(trained, tmp_path):
+    import shutil
+    from fastapi.testclient import TestClient
+    from deploy.app import create_app
+    from mlproj.store import Store, item_provenance
+    s0, _, _ = trained
+    shutil.copytree(s0.store_url, tmp_path / 'store')
+    env = dict(MLPROJ_ANNOTATE_DATABASE=f'sqlite:///{tmp_path}/a.sqlite')
+    pixels = {'pixels': [[0] * 64, [16] * 64]}
+    with TestClient(create_app(make_settings(tmp_path, **env))) as c: # off by default: nothing kept
+        assert c.post('/predict', json=pixels).status_code == 200
+    db = A.open_db(make_settings(tmp_path, **env))
+    with pytest.raises(A.NotFound): A.get_project(db, 'feedback')
+    on = make_settings(tmp_path, MLPROJ_ANNOTATE_FEEDBACK='true', MLPROJ_ANNOTATE_FEEDBACK_MARGIN='1.01', **env) # every input is unsure
+    with TestClient(create_app(on)) as c:
+        assert c.post('/predict', json=pixels).status_code == 200
+        assert c.post('/predict', json=pixels).status_code == 200 # the same inputs again: stored once
+    from sqlalchemy import select
+    from mlproj.db import Item
+    p = A.get_project(db, 'feedback')
+    with db.read() as sess: shas = sess.scalars(select(Item.sha256).where(Item.project_id == p.id)).all()
+    assert len(shas) == 2
+    prov = item_provenance(Store(on.store_url), shas[0])
+    assert prov['source'] == 'service:predict' and len(prov['headers']['model_answer']) == 10
+    db.close()
