@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-16)
 # files that nbdev-export and nbdev-clean may rewrite: the sync check compares them before and after
 SYNCED = find nbs mlproj -type f \( -name '*.ipynb' -o -name '*.py' \) -not -path '*/.ipynb_checkpoints/*' | sort | xargs sha256sum
 
-.PHONY: help install demo test test-full sync-check nbtest pytest pytest-full lab export docs docs-serve clean
+.PHONY: help install demo test test-full sync-check nbtest pytest pytest-full lab export docs docs-serve clean bench
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/'
 
@@ -56,6 +56,12 @@ docs: $(STAMP) ## build the docs site offline from the notebooks into _site/ (nb
 
 docs-serve: $(STAMP) ## build the docs site and preview it at http://127.0.0.1:8001
 	$(BIN)/python docs/build.py --serve
+
+bench: $(STAMP) ## P1-P4 of issue 12 side by side in one run: ratios to reports/bench/results.{json,md} (a few minutes)
+	$(BIN)/pip install --disable-pip-version-check -q -e '.[dev,bench]'
+	@command -v wrk >/dev/null || { echo 'installing wrk (Debian)'; apt-get install -y -q wrk >/dev/null || \
+	  echo 'no wrk: the load comes from an async httpx client instead'; }
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 export: $(STAMP) ## notebooks -> mlproj/, then clean the notebooks
 	$(BIN)/nbdev-export && $(BIN)/nbdev-clean

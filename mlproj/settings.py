@@ -52,6 +52,11 @@ class Train:
     augment: bool = True
     wandb_mode: str = 'offline'
     wandb_project: str = 'mlproj'
+    # where training runs: Lightning's own Trainer arguments (several GPUs: accelerator gpu, devices 4, strategy ddp)
+    accelerator: str = 'cpu' # cpu, gpu, auto ...
+    devices: int = 1 # processes (CPU) or GPUs per node
+    strategy: str = 'auto' # auto, ddp, ddp_spawn, fsdp ...
+    num_nodes: int = 1 # machines, each started by torchrun or the cluster's launcher (SLURM)
 
 @dataclass(frozen=True)
 class Serving:

@@ -34,6 +34,10 @@ class TrainConfig:
     wandb_mode: str = Train.wandb_mode # offline, online or disabled
     wandb_project: str = Train.wandb_project
     progress: bool = True # show Lightning's progress bar
+    accelerator: str = Train.accelerator # Lightning's Trainer arguments: where training runs
+    devices: int = Train.devices
+    strategy: str = Train.strategy
+    num_nodes: int = Train.num_nodes
 
 @dataclass(frozen=True)
 class TrainResult:
@@ -45,6 +49,7 @@ class TrainResult:
     seconds: float
     wandb_run_id: str|None
     history: list = field(default_factory=list) # one dict per epoch: train_loss, val_loss, val_acc
+    world_size: int = 1 # processes that trained it (devices x nodes)
 
 # %% ../nbs/05_train.ipynb #476d1042
 def config_from_settings(settings, # a `mlproj.settings.Settings`
@@ -75,25 +80,39 @@ def _history_callback(history):
             history.append(dict(epoch=trainer.current_epoch, **{k: round(float(m[k]), 5) for k in ('train_loss', 'val_loss', 'val_acc') if k in m}))
     return History()
 
+def _rank() -> int:
+    "This process's rank in a distributed run, from the variables Lightning, torchrun and SLURM set (0 alone)."
+    import os
+    return next((int(os.environ[k]) for k in ('RANK', 'LOCAL_RANK', 'SLURM_PROCID', 'JSM_NAMESPACE_RANK') if k in os.environ), 0)
+
+def _wandb_run(cfg:TrainConfig, run_dir:Path):
+    "Our own wandb.init (WandbLogger's passes a deprecated `anonymous` setting), or None when tracking is off."
+    if cfg.wandb_mode == 'disabled': return None
+    import wandb
+    return wandb.init(project=cfg.wandb_project, dir=str(run_dir), name=run_dir.name, mode=cfg.wandb_mode,
+                      config=asdict(cfg), settings=wandb.Settings(silent=True, console='off'))
+
 def train(cfg:TrainConfig) -> TrainResult:
-    "Train the digits CNN as `cfg` says; save, export and describe it in `cfg.run_dir`."
+    "Train the digits CNN as `cfg` says; save, export and describe it in `cfg.run_dir` (process 0 does, under DDP)."
     import logging, warnings
-    import pytorch_lightning as pl
-    from mlproj.model import DigitsCNN, DigitsClassifier, DigitsDataModule, NetConfig, save_net, export_onnx
+    from concurrent.futures import ThreadPoolExecutor
     run_dir = Path(cfg.run_dir); run_dir.mkdir(parents=True, exist_ok=True)
+    with ThreadPoolExecutor(1) as pool: # wandb starts its service while Lightning is imported: 1 to 2 s saved
+        tracking = pool.submit(_wandb_run, cfg, run_dir) if _rank() == 0 else None
+        import pytorch_lightning as pl
+        from mlproj.model import DigitsCNN, DigitsClassifier, DigitsDataModule, NetConfig, save_net, export_onnx
+        run = tracking and tracking.result()
     logging.getLogger('pytorch_lightning.utilities.rank_zero').setLevel(logging.WARNING) # no GPU/TPU/tip banners
     pl.seed_everything(cfg.seed, verbose=False)
     dm = DigitsDataModule(cfg.store, cfg.dataset_version, cfg.batch_size, cfg.seed)
     model = DigitsClassifier(DigitsCNN(NetConfig(width=cfg.width, hidden=cfg.hidden)), lr=cfg.lr, augment=cfg.augment, seed=cfg.seed)
     logger, wandb_id = False, None
-    if cfg.wandb_mode != 'disabled': # our own wandb.init: WandbLogger's passes a deprecated `anonymous` setting
-        import wandb
+    if run:
         from pytorch_lightning.loggers import WandbLogger
-        run = wandb.init(project=cfg.wandb_project, dir=str(run_dir), name=run_dir.name, mode=cfg.wandb_mode,
-                         config=asdict(cfg), settings=wandb.Settings(silent=True, console='off'))
         logger, wandb_id = WandbLogger(experiment=run), run.id
     history = []
-    trainer = pl.Trainer(max_epochs=cfg.max_epochs, accelerator='cpu', devices=1, deterministic=True, logger=logger,
+    trainer = pl.Trainer(max_epochs=cfg.max_epochs, accelerator=cfg.accelerator, devices=cfg.devices, strategy=cfg.strategy,
+                         num_nodes=cfg.num_nodes, deterministic=True, logger=logger,
                          callbacks=[_history_callback(history)], enable_checkpointing=False, enable_model_summary=False,
                          enable_progress_bar=cfg.progress, limit_train_batches=cfg.limit_train_batches,
                          log_every_n_steps=1, num_sanity_val_steps=0)
@@ -104,9 +123,11 @@ def train(cfg:TrainConfig) -> TrainResult:
         trainer.fit(model, datamodule=dm)
     seconds = time.perf_counter() - start
     if logger: logger.experiment.finish()
+    res = TrainResult(str(run_dir), cfg.dataset_version, history[-1]['val_acc'], len(history), round(seconds, 2), wandb_id, history,
+                      trainer.world_size)
+    if trainer.global_rank: return res # one process writes the run's files
     net = model.net.eval()
     save_net(net, run_dir)
     export_onnx(net, run_dir/'model.onnx')
-    res = TrainResult(str(run_dir), cfg.dataset_version, history[-1]['val_acc'], len(history), round(seconds, 2), wandb_id, history)
     (run_dir/'metrics.json').write_text(json.dumps({k: v for k, v in asdict(res).items() if k != 'run_dir'}, indent=1))
     return res
