@@ -70,6 +70,8 @@ def add_items(db, project_id:int, items:list[tuple[str,str]]) -> int:
         new = [dict(project_id=project_id, sha256=h, media_type=m, position=pos + i, taken=0, done=0)
                for i, (h, m) in enumerate(dict((h, m) for h, m in items if h not in have).items())]
         if new: s.execute(Item.__table__.insert(), new)
+    if new and not db.sqlite: # fresh statistics, or PostgreSQL plans the hand-out query for an empty table
+        with db.engine.connect() as c: c.exec_driver_sql('ANALYZE annotate_item'); c.exec_driver_sql('ANALYZE annotate_assignment'); c.commit()
     return len(new)
 
 def get_project(db, name:str):
