@@ -283,8 +283,7 @@ def _move(self:Registry, alias:str, target, # a version ref, or a function of th
     if alias not in ALIASES: raise RegistryError(f"alias must be one of {', '.join(ALIASES)}, not {alias!r}")
     by, op = _caller(by), uuid.uuid4().hex
     def change(idx):
-        done = next((h for h in reversed(idx['history'][-64:]) if h.get('op') == op), None)
-        if done: return None # our own swap, answered twice (a retried request)
+        if any(h.get('op') == op for h in idx['history']): return None # our own swap, answered twice (a retried request)
         v = target(idx) if callable(target) else self.resolve(target, idx)
         accepted = idx['versions'][str(v)].get('accepted') is True
         if alias == 'production' and not accepted and not force:
