@@ -4,6 +4,8 @@
 """
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
 from contextlib import asynccontextmanager
 
@@ -14,10 +16,12 @@ from mlproj import __version__
 from mlproj.settings import Settings, load_settings
 
 from .limits import BodyLimit
-from .routes import health, models, predict
-from .serving import load_model
+from .routes import admin, health, models, predict
+from .serving import Reloader, load_model
 
 __all__ = ['create_app', 'app_from_env']
+
+log = logging.getLogger(__name__)
 
 
 def create_app(settings: Settings, # the project's settings, built once by the caller
@@ -29,16 +33,32 @@ def create_app(settings: Settings, # the project's settings, built once by the c
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         app.state.registry, app.state.model, app.state.model_error = await run_in_threadpool(load_model, settings, ref)
-        yield
+        app.state.reloader = Reloader(app.state, settings, ref)
+        await run_in_threadpool(app.state.reloader.check) # takes the registry's stamp as of now
+        poll = asyncio.create_task(_poll(app.state.reloader, settings.serving.reload_seconds))
+        try: yield
+        finally:
+            poll.cancel()
+            await asyncio.gather(poll, return_exceptions=True)
 
     app = FastAPI(title='mlproj', version=__version__, lifespan=lifespan,
                   summary='Reads handwritten digits: 8x8 counts or image files in, digit and probabilities out.')
     app.state.settings = settings
     app.state.registry, app.state.model = None, None
     app.state.model_error = 'no model is loaded: the application has not started (its lifespan has not run)'
+    app.state.reload_error = None
     app.add_middleware(BodyLimit, max_bytes=settings.serving.max_body_bytes)
-    for r in (health.router, models.router, predict.router): app.include_router(r)
+    for r in (health.router, models.router, predict.router, admin.router): app.include_router(r)
     return app
+
+
+async def _poll(reloader: Reloader, every: float):
+    "Ask the registry every `every` seconds whether the served reference moved (a stat); swap when it did. 0: never."
+    if every <= 0: return
+    while True:
+        await asyncio.sleep(every)
+        try: await run_in_threadpool(reloader.check)
+        except Exception: log.exception('checking the registry for a new model failed') # never ends the loop
 
 
 def app_from_env() -> FastAPI:

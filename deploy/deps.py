@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Request
+from fastapi import Depends, HTTPException, Request, Response
 
 from mlproj.registry import Registry
 from mlproj.settings import Settings
@@ -22,10 +22,11 @@ async def get_settings(request: Request) -> Settings: return request.app.state.s
 async def get_model_or_none(request: Request) -> ServedModel | None: return request.app.state.model
 
 
-async def get_model(request: Request) -> ServedModel:
-    "The served model, or 503 with the reason there is none."
-    model = request.app.state.model
+async def get_model(request: Request, response: Response) -> ServedModel:
+    "The served model (its version in the `X-Model-Version` header), or 503 with the reason there is none."
+    model = request.app.state.model # read once: a hot reload swaps the attribute, this request keeps the model it took
     if model is None: raise HTTPException(503, request.app.state.model_error)
+    response.headers['X-Model-Version'] = str(model.version)
     return model
 
 

@@ -55,5 +55,6 @@ class ModelRow(BaseModel):
 
 class Models(BaseModel):
     serving: int | None = Field(description='the version /predict uses; null when no model is loaded')
+    reload_error: str | None = Field(None, description='why the version the served reference now names was refused (the old one keeps serving)')
     aliases: dict[str, int]
     versions: list[ModelRow]

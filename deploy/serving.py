@@ -1,7 +1,13 @@
-"""The model the app serves: loaded from the registry once, at startup."""
+"""The model the app serves: loaded from the registry at startup, then kept on the version its reference names.
+
+A `Reloader` polls the registry's cheap stamp (one stat of the index); when it moves and the reference now names another
+version, the new bundle is loaded and every file checked beside the old one, then `app.state.model` is swapped in one
+assignment. Requests hold the model they started with, so none fails during a swap. A bundle that fails its checks is
+refused: the old version keeps serving and the reason goes to the log and to `/models` (`reload_error`)."""
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass
 
 from mlproj.predict import Predictor
@@ -9,7 +15,7 @@ from mlproj.registry import Registry, RegistryError
 from mlproj.settings import Settings
 from mlproj.store import IntegrityError, Store
 
-__all__ = ['ServedModel', 'load_model']
+__all__ = ['ServedModel', 'load_model', 'Reloader']
 
 log = logging.getLogger(__name__)
 
@@ -22,19 +28,71 @@ class ServedModel:
     manifest: dict # the bundle's bundle.json
 
 
+def _load(registry: Registry, settings: Settings, ref) -> ServedModel:
+    bundle = registry.load(ref)
+    return ServedModel(bundle.version, Predictor(bundle.onnx, threads=settings.serving.threads), bundle.manifest)
+
+
+def _what(ref) -> str: return f'model {str(ref)!r}' if ref else 'the newest accepted model'
+
+
+def _log_failure(reason: str, e: Exception):
+    if isinstance(e, (RegistryError, IntegrityError)): log.error('%s', reason)
+    else: log.exception('%s', reason)
+
+
 def load_model(settings: Settings, ref: str | int | None # a version, an alias, or None for the newest accepted
               ) -> tuple[Registry | None, ServedModel | None, str | None]:
     "(registry, model, None) or, when the model cannot be loaded, (registry or None, None, the reason); never raises."
     registry = None
-    what = f'model {str(ref)!r}' if ref else 'the newest accepted model'
     try:
         registry = Registry(Store(settings.store_url))
-        bundle = registry.load(ref)
-        model = ServedModel(bundle.version, Predictor(bundle.onnx, threads=settings.serving.threads), bundle.manifest)
+        model = _load(registry, settings, ref)
     except Exception as e:
-        reason = f'no model is loaded: {what} could not be loaded: {e}'
-        if isinstance(e, (RegistryError, IntegrityError)): log.error('%s', reason)
-        else: log.exception('%s', reason)
+        reason = f'no model is loaded: {_what(ref)} could not be loaded: {e}'
+        _log_failure(reason, e)
         return registry, None, reason
     log.info('serving model version %d from %s', model.version, settings.store_url)
     return registry, model, None
+
+
+class Reloader:
+    "Keeps `state.model` on the version `ref` names: load and verify beside the old one, then swap; a bad bundle is refused."
+    def __init__(self, state, # the app's state: registry, model, model_error, reload_error
+                 settings: Settings, ref: str | int | None, # what the server serves (a version, an alias, or None)
+                 on_swap=None, # called with (old version or None, new version) after a swap
+                 on_failure=None): # called with the reason when a new version cannot be loaded
+        self.state, self.settings, self.ref = state, settings, ref
+        self.on_swap, self.on_failure = on_swap, on_failure
+        self.stamp, self._lock = None, threading.Lock()
+
+    def check(self, force: bool = False # look even when the registry's stamp has not moved
+             ) -> int | None:
+        "Swap to the version `ref` names now if it moved; returns the version served. Blocking: run it in a thread."
+        with self._lock:
+            st = self.state
+            try:
+                if st.registry is None: st.registry = Registry(Store(self.settings.store_url))
+                stamp = st.registry.stamp()
+                if stamp == self.stamp and not force: return st.model.version if st.model else None
+                v = st.registry.resolve(self.ref)
+            except Exception as e:
+                st.reload_error = f'the registry cannot be read to check {_what(self.ref)}: {e}'
+                _log_failure(st.reload_error, e)
+                return st.model.version if st.model else None
+            self.stamp = stamp
+            old = st.model.version if st.model else None
+            if v == old:
+                st.reload_error = None
+                return old
+            try: model = _load(st.registry, self.settings, v)
+            except Exception as e:
+                keep = f'version {old} keeps serving' if old is not None else 'no model is served'
+                st.reload_error = f'version {v} ({_what(self.ref)}) was refused, {keep}: {e}'
+                _log_failure(st.reload_error, e)
+                if self.on_failure: self.on_failure(st.reload_error)
+                return old
+            st.model, st.model_error, st.reload_error = model, None, None # one assignment: requests in flight keep theirs
+            log.info('now serving model version %d (was %s)', v, old)
+            if self.on_swap: self.on_swap(old, v)
+            return v

@@ -69,6 +69,7 @@ class Serving:
     max_image_side: int = 4096
     threads: int = 1
     tokens_file: str = '' # `name secret` lines: bearer tokens for the job and admin endpoints (keep it outside git)
+    reload_seconds: float = 1.0 # how often the server asks the registry whether the model it serves has moved; 0: never
 
 @dataclass(frozen=True)
 class Annotate:

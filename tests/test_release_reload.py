@@ -1,0 +1,163 @@
+"""Hot reload over real HTTP: a promotion under load at concurrency 32, a tampered bundle refused, admin auth."""
+import asyncio
+import logging
+import os
+import queue
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+
+from deploy.app import create_app
+from mlproj.registry import Registry
+from mlproj.store import Store
+
+from conftest import ROOT, make_settings
+
+PIXELS = {'pixels': ([0, 0, 5, 13, 9, 1, 0, 0] * 8)}
+
+
+def _store_with_two_versions(trained, tmp: Path) -> Registry:
+    "A copy of the fixture's store with version 2 registered from the same run, production on version 1."
+    settings, run_dir, ev = trained
+    shutil.copytree(Path(settings.store_url) / 'models', tmp / 'store' / 'models')
+    reg = Registry(Store(str(tmp / 'store')))
+    reg.register(run_dir, ev, train_run='train-fixture', eval_run='eval-fixture',
+                 code_version={'commit': None, 'dirty': None}, parameters={'max_epochs': 10})
+    reg.set_alias('production', 1, by='test', reason='start on 1', force=True)
+    return reg
+
+
+def _serve(tmp: Path, **env):
+    "uvicorn serving production from tmp/store, polling every 0.2 s: (process, url, log lines)."
+    base = {k: v for k, v in os.environ.items() if not k.startswith('MLPROJ_')}
+    env = {**base, 'MLPROJ_SETTINGS': str(ROOT / 'settings.ini'), 'MLPROJ_PATHS_STORE': str(tmp / 'store'),
+           'MLPROJ_PATHS_REPORTS': str(tmp / 'reports'), 'MLPROJ_SERVING_MODEL': 'production',
+           'MLPROJ_SERVING_RELOAD_SECONDS': '0.2', **env}
+    proc = subprocess.Popen([sys.executable, '-m', 'uvicorn', 'deploy.app:app_from_env', '--factory', '--host', '127.0.0.1',
+                             '--port', '0', '--no-access-log'], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    log, ports = [], queue.Queue()
+    def read():
+        for line in proc.stderr:
+            log.append(line)
+            if m := re.search(r'Uvicorn running on http://127\.0\.0\.1:(\d+)', line): ports.put(int(m[1]))
+        ports.put(None)
+    proc.reader = threading.Thread(target=read, daemon=True)
+    proc.reader.start()
+    port = ports.get(timeout=120)
+    assert port, ''.join(log)
+    url = f'http://127.0.0.1:{port}'
+    deadline = time.monotonic() + 60
+    while httpx.get(f'{url}/ready').status_code != 200:
+        assert time.monotonic() < deadline, ''.join(log)
+        time.sleep(0.1)
+    return proc, url, log
+
+
+def _stop(proc, log):
+    proc.terminate()
+    code = proc.wait(timeout=30)
+    proc.reader.join(timeout=10)
+    proc.stderr.close()
+    assert code in (0, -signal.SIGTERM) and 'Application shutdown complete' in ''.join(log), ''.join(log)
+
+
+async def _load(url, stop: asyncio.Event, results: list, clients=32):
+    "`clients` loops posting /predict until `stop`: (t, status, field version, header version, latency) each."
+    async def one(c, k):
+        while not stop.is_set():
+            t = time.monotonic()
+            try:
+                r = await c.post('/predict', json=PIXELS)
+                results.append((t, r.status_code, r.json().get('model_version'), r.headers.get('x-model-version'), time.monotonic() - t, k))
+            except Exception as e: results.append((t, repr(e), None, None, time.monotonic() - t, k))
+    limits = httpx.Limits(max_connections=clients)
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=30) as c:
+        await asyncio.gather(*(one(c, k) for k in range(clients)))
+
+
+logging.getLogger('httpx').setLevel(logging.WARNING) # one line per request otherwise
+
+
+def _p99(xs): return sorted(xs)[int(0.99 * (len(xs) - 1))] if xs else float('nan')
+
+
+def test_promotion_under_load_switches_versions_with_no_failed_request(trained, tmp_path):
+    reg = _store_with_two_versions(trained, tmp_path)
+    proc, url, log = _serve(tmp_path)
+    try:
+        results, stop = [], asyncio.Event()
+        async def scenario():
+            task = asyncio.create_task(_load(url, stop, results))
+            await asyncio.sleep(2)
+            t_promote = time.monotonic()
+            await asyncio.to_thread(reg.set_alias, 'production', 2, 'test', 'under load')
+            deadline = time.monotonic() + 30
+            while not any(r[2] == 2 for r in results) and time.monotonic() < deadline: await asyncio.sleep(0.05)
+            t_swapped = time.monotonic()
+            await asyncio.sleep(1.5)
+            stop.set()
+            await task
+            return t_promote, t_swapped
+        t_promote, t_swapped = asyncio.run(scenario())
+    finally: _stop(proc, log)
+    failed = [r for r in results if r[1] != 200]
+    assert not failed, failed[:5]
+    assert all(str(r[2]) == r[3] for r in results), 'the header and the field disagree'
+    versions = [r[2] for r in sorted(results)]
+    assert versions[0] == 1 and versions[-1] == 2
+    for k in range(32): # each client's requests are sequential: once one answered from version 2, none from 1
+        mine = [r[2] for r in sorted(results) if r[5] == k]
+        assert 2 in mine and 1 not in mine[mine.index(2):], (k, mine)
+    before = [r[4] for r in results if r[0] < t_promote]
+    during = [r[4] for r in results if t_promote <= r[0] <= t_swapped + 0.5]
+    print(f'\nrequests {len(results)}, failed {len(failed)}; p99 before {_p99(before)*1000:.1f} ms ({len(before)}), '
+          f'during the swap {_p99(during)*1000:.1f} ms ({len(during)}); swap {t_swapped - t_promote:.2f} s after the promotion')
+
+
+def test_tampered_bundle_is_refused_while_the_old_keeps_answering(trained, tmp_path):
+    reg = _store_with_two_versions(trained, tmp_path)
+    onnx = tmp_path / 'store' / 'models' / '2' / 'model.onnx'
+    data = bytearray(onnx.read_bytes()); data[len(data) // 2] ^= 0xFF
+    onnx.write_bytes(bytes(data))
+    proc, url, log = _serve(tmp_path)
+    try:
+        reg.set_alias('production', 2, by='test', reason='tampered')
+        deadline = time.monotonic() + 30
+        while not (m := httpx.get(f'{url}/models').json())['reload_error']:
+            assert time.monotonic() < deadline, ''.join(log)
+            time.sleep(0.1)
+        assert 'version 2' in m['reload_error'] and 'sha256' in m['reload_error'] and m['serving'] == 1, m
+        r = httpx.post(f'{url}/predict', json=PIXELS)
+        assert r.status_code == 200 and r.json()['model_version'] == 1 and r.headers['x-model-version'] == '1'
+        assert any('version 2' in l and 'refused' in l for l in log), ''.join(log)
+    finally: _stop(proc, log)
+
+
+def test_admin_endpoints_need_a_token_and_reload_on_demand(trained, tmp_path):
+    reg = _store_with_two_versions(trained, tmp_path)
+    s = make_settings(tmp_path, MLPROJ_SERVING_MODEL='production', MLPROJ_SERVING_RELOAD_SECONDS='0')
+    with TestClient(create_app(s)) as c:
+        assert c.post('/admin/reload').status_code == 503 # no token configured: off
+        c.app.state.tokens = {'s3cret': 'ops'}
+        assert c.post('/admin/reload').status_code == 401
+        assert c.post('/admin/reload', headers={'Authorization': 'Bearer nope'}).status_code == 403
+        auth = {'Authorization': 'Bearer s3cret'}
+        reg.set_alias('production', 2, by='test', reason='no polling here')
+        assert c.post('/predict', json=PIXELS).json()['model_version'] == 1 # polling is off
+        assert c.post('/admin/reload', headers=auth).json() == {'serving': 2, 'reload_error': None}
+        assert c.post('/predict', json=PIXELS).headers['x-model-version'] == '2'
+        r = c.post('/admin/promote', headers=auth, json={'version': 1, 'reason': 'back'})
+        assert r.status_code == 200 and r.json()['serving'] == 1, r.text
+        assert reg.history('production')[-1]['by'] == 'ops'
+        r = c.post('/admin/promote', headers=auth, json={'version': 9})
+        assert r.status_code == 409 and 'version' in r.json()['detail'], r.text
