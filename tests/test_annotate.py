@@ -53,7 +53,7 @@ def _run_concurrency(settings, db_url, seconds, n_items):
     overlap, lease = 3, 1
     tokens = bench.make_project(settings, db_url, n_items=n_items, n_people=50, overlap=overlap, lease_seconds=lease, name='conc')
     leavers = tuple(sorted(tokens)[:5]) # close their tab holding a lease
-    with bench.serve(settings, db_url) as url:
+    with bench.serve(settings, db_url) as (url, _):
         out = bench.run_annotators(url, tokens, seconds, abandon=leavers)
         assert out['errors'] == [] and len(out['abandoned']) == 5
         time.sleep(lease + 0.5)
@@ -98,7 +98,7 @@ def test_a_token_cannot_read_or_write_anothers_work(settings, db_url):
     db = A.open_db(settings, db_url)
     rev = A.add_person(db, 'p2', 'rev', 'reviewer')
     db.close()
-    with bench.serve(settings, db_url) as url:
+    with bench.serve(settings, db_url) as (url, _):
         c = {n: httpx.Client(base_url=url, headers={'authorization': f'Bearer {t}'}) for n, t in {**tokens, 'x': other['a00'], 'rev': rev}.items()}
         mine = c['a00'].get('/api/next').json()['next']
         assert c['a00'].get(mine['image']).status_code == 200
