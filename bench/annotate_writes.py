@@ -93,8 +93,13 @@ def run_annotators(url: str, tokens: dict[str, str], # name -> token
         rng = random.Random(seed)
         await asyncio.gather(*[_annotator(url, n, t, seconds, labels, random.Random(rng.random()), out, n in abandon)
                                for n, t in tokens.items()])
+    import threading
     t0 = time.perf_counter()
-    asyncio.run(main())
+    def run():
+        try: asyncio.run(main())
+        except BaseException as e: out['errors'].append(('crash', repr(e)))
+    t = threading.Thread(target=run) # a thread of its own: the caller may be inside an event loop (Playwright)
+    t.start(); t.join()
     out['seconds'] = time.perf_counter() - t0
     return out
 
