@@ -76,7 +76,7 @@ async def _annotator(url, name, token, seconds, labels, rng, out, abandon=False,
             if r.status_code == 200:
                 out['latency'].append(dt)
                 body = r.json()
-                out['acked'].append((name, a['id'], a['item_id'], label))
+                out['acked'].append((name, body['saved']['id'], a['item_id'], label)) # a new id when the lease ran out and was claimed again
                 a = body['next']
             elif r.status_code == 409:
                 out['conflicts'] += 1
