@@ -247,8 +247,19 @@ def answer(db, person, assignment_id:int, label:int|None, # None: skip the item 
         if label is not None and (isinstance(label, bool) or not isinstance(label, int) or not 0 <= label < len(project.labels)):
             raise ValueError(f'label must be an integer from 0 to {len(project.labels) - 1}')
         a = _owned(s, person, assignment_id, lock=True)
+        c0 = s.connection()
+        if a is None and label is None and item_id is not None: # a skip after the lease ran out: remember it all the same
+            from sqlalchemy import insert, select
+            if c0.execute(select(I.c.project_id).where(I.c.id == item_id)).scalar() != project.id: raise NotFound(f'no item {item_id} in your project')
+            again = c0.execute(select(T.c.id).where(T.c.item_id == item_id, T.c.person_id == person.id)).scalar()
+            if again is not None: raise Conflict(f'this item came back to you as assignment {again}')
+            now = _now()
+            aid = c0.execute(insert(T).values(project_id=project.id, item_id=item_id, person_id=person.id, slot=None, state='skipped',
+                                              leased=now, expires=now)).inserted_primary_key[0]
+            return dict(saved=dict(id=aid, item_id=item_id, state='skipped', label=None), next=_next(db, s, person, project, exclude),
+                        progress=progress(s, person, db))
         if a is None:
-            if item_id is None or label is None: raise NotFound(f'no assignment {assignment_id} (its lease ran out)')
+            if item_id is None: raise NotFound(f'no assignment {assignment_id} (its lease ran out)')
             got = _claim(s, person, project, item_id)
             if got is None: raise Conflict('your lease on this item ran out and it went to others; the label was not kept')
             a = _owned(s, person, got['id'])
