@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Mapping
 
 # %% auto #0
-__all__ = ['SettingsError', 'Problem', 'Paths', 'Data', 'Train', 'Serving', 'Settings', 'find_settings', 'load_settings',
+__all__ = ['SettingsError', 'Problem', 'Paths', 'Data', 'Train', 'Serving', 'Queue', 'Settings', 'find_settings', 'load_settings',
            'to_env']
 
 # %% ../nbs/00_settings.ipynb #4b3b745d
@@ -63,8 +63,21 @@ class Serving:
     threads: int = 1
     tokens_file: str = '' # `name secret` lines: bearer tokens for the job and admin endpoints (keep it outside git)
 
+@dataclass(frozen=True)
+class Queue:
+    "The job queue (Dramatiq on the Redis protocol) and its workers."
+    url: str = '' # redis://host:6379/0 of an existing broker; empty: the embedded server `mlproj up` starts
+    data: str = 'queue' # folder of the embedded server's data and socket
+    workers: int = 2 # worker processes that `mlproj up` and `mlproj worker` start (one job at a time each)
+    retries: int = 2 # times a job that raised is run again before it is marked failed
+    retry_backoff: float = 5.0 # seconds before the first retry; doubled each time up to max_backoff
+    max_backoff: float = 300.0
+    time_limit: float = 1440.0 # minutes a job may run before it is stopped (Dramatiq's default is 10)
+    heartbeat_timeout: float = 15.0 # seconds without a heartbeat after which a worker is dead and its job is delivered again
+    maintenance_chance: int = 100000 # per million broker calls that look for dead workers' jobs (Dramatiq's default: 1000)
+
 # %% ../nbs/00_settings.ipynb #7197fe76
-_SECTIONS = dict(problem=Problem, paths=Paths, data=Data, train=Train, serving=Serving)
+_SECTIONS = dict(problem=Problem, paths=Paths, data=Data, train=Train, serving=Serving, queue=Queue)
 
 @dataclass(frozen=True)
 class Settings:
@@ -75,6 +88,7 @@ class Settings:
     data: Data = Data()
     train: Train = Train()
     serving: Serving = Serving()
+    queue: Queue = Queue()
 
     def resolve(self, location:str) -> str:
         "`location` as a URL or an absolute path (a relative path is taken from the project root)."
