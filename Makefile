@@ -8,13 +8,16 @@ STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-16)
 # files that nbdev-export and nbdev-clean may rewrite: the sync check compares them before and after
 SYNCED = find nbs mlproj -type f \( -name '*.ipynb' -o -name '*.py' \) -not -path '*/.ipynb_checkpoints/*' | sort | xargs sha256sum
 
-.PHONY: help install demo test test-full sync-check nbtest pytest pytest-full lab export clean
+.PHONY: help install demo test test-full sync-check nbtest pytest pytest-full lab export docs docs-serve clean bench
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/'
 
 $(STAMP):
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --disable-pip-version-check -q -e '.[dev]'
+	@# notebooks merge cell by cell (nbdev's merge driver; .gitattributes names it) with no per-person setup
+	-git rev-parse --git-dir >/dev/null 2>&1 && git config merge.jupyternotebook.name "nbdev's notebook merge" \
+	  && git config merge.jupyternotebook.driver "$(CURDIR)/$(BIN)/nbdev-merge %O %A %B %P"
 	rm -f $(VENV)/.installed-*; touch $(STAMP)
 
 install: $(STAMP) ## create .venv and install the project from its own files
@@ -44,12 +47,24 @@ test-full: $(STAMP) sync-check nbtest pytest-full ## the fast tier and the slow 
 pytest-full: $(STAMP) ## every test in tests/, the slow ones too
 	$(BIN)/pytest
 
-lab: $(STAMP) ## open JupyterLab on the notebooks (installs it on first use)
+lab: $(STAMP) ## open JupyterLab on the notebooks, cleaning them on save (installs it on first use)
 	$(BIN)/pip install --disable-pip-version-check -q -e '.[dev,lab]'
-	$(BIN)/jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root) nbs
+	$(BIN)/jupyter lab --config=$(CURDIR)/jupyter_server_config.py $(if $(filter 0,$(shell id -u)),--allow-root) nbs
+
+docs: $(STAMP) ## build the docs site offline from the notebooks into _site/ (nbdev-docs where Quarto is installed)
+	$(BIN)/python docs/build.py
+
+docs-serve: $(STAMP) ## build the docs site and preview it at http://127.0.0.1:8001
+	$(BIN)/python docs/build.py --serve
+
+bench: $(STAMP) ## P1-P4 of issue 12 side by side in one run: ratios to reports/bench/results.{json,md} (a few minutes)
+	$(BIN)/pip install --disable-pip-version-check -q -e '.[dev,bench]'
+	@command -v wrk >/dev/null || { echo 'installing wrk (Debian)'; apt-get install -y -q wrk >/dev/null || \
+	  echo 'no wrk: the load comes from an async httpx client instead'; }
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 export: $(STAMP) ## notebooks -> mlproj/, then clean the notebooks
 	$(BIN)/nbdev-export && $(BIN)/nbdev-clean
 
 clean: ## remove generated runs, stores and caches (not .venv)
-	rm -rf reports/runs reports/index.html store .pytest_cache
+	rm -rf reports/runs reports/index.html store .pytest_cache _site _site.src

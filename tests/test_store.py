@@ -10,10 +10,11 @@ def test_crash_mid_write_keeps_previous_content(tmp_path, monkeypatch):
     st.write(path, b'old')
 
     def boom(*a, **k): raise OSError('killed')
-    monkeypatch.setattr(st.fs, 'mv', boom)
+    monkeypatch.setattr('mlproj.store.os.replace', boom)  # the rename that gives the new bytes their name
     with pytest.raises(OSError):
         st.write(path, b'new content')
     monkeypatch.undo()
     assert st.read(path) == b'old'
+    assert [p.name for p in (tmp_path / 'datasets').iterdir()] == ['x.json']  # the temporary file is gone
     st.write(path, b'new')
     assert st.read(path) == b'new'

@@ -1,0 +1,34 @@
+"""The API as `mlproj serve` builds it, plus `POST /noop`: the same JSON body read and answered with the same shape, no model.
+
+    uvicorn serve_app:app --factory --app-dir bench   (settings from MLPROJ_* variables, as `mlproj serve` passes them)
+"""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+from fastapi import Request
+from fastapi.responses import JSONResponse
+
+from deploy.app import app_from_env
+
+# ten probabilities as a float32 softmax prints them: as long to encode as the model's
+PROBS = np.random.default_rng(0).dirichlet(np.full(10, 0.3)).astype(np.float32).tolist()
+
+
+def _count(pixels) -> int:
+    "Images in a JSON pixels field: 1 for 64 counts or 8x8, else the length of the list."
+    if not pixels or not isinstance(pixels[0], list): return 1
+    return 1 if len(pixels) == 8 and not isinstance(pixels[0][0], list) and len(pixels[0]) == 8 else len(pixels)
+
+
+def app():
+    "The served app with the no-op twin of /predict beside it."
+    api = app_from_env()
+
+    @api.post('/noop', include_in_schema=False)
+    async def noop(request: Request):
+        n = _count(json.loads(await request.body())['pixels'])
+        return JSONResponse(dict(model_version=0, predictions=[dict(label=int(np.argmax(PROBS)), probabilities=PROBS)
+                                                               for _ in range(n)]))
+    return api

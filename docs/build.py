@@ -1,0 +1,256 @@
+"""Build the docs site offline, from the notebooks: `python docs/build.py [--serve]` (or `make docs`, `make docs-serve`).
+
+The home page is the README; each module notebook becomes a page with its prose, its examples and an API section
+(every exported name: signature, each parameter's type, default and comment, docstring); the job notebooks, the
+CLI's help, the runs under reports/ and the benchmark table (reports/bench/results.md) get pages of their own.
+MkDocs with Material renders it into `_site/` from package registries only: no Quarto, no download. Where Quarto is
+installed, `nbdev-docs` still builds nbdev's own site from the same notebooks. Pages are named as nbdev names them
+(`store.html`, and `store.html.md` beside it), so the links in the modules' docstrings work on both sites."""
+from __future__ import annotations
+
+import argparse, ast, importlib, inspect, json, os, re, shutil, subprocess, sys, time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SITE = ROOT / '_site'
+DIRECTIVE = re.compile(r'^\s*#\|.*$\n?', re.M)
+
+
+# ---------------------------------------------------------------- Markdown from Quarto-flavoured notebook text
+
+def quarto_to_md(text: str) -> str:
+    "Quarto-only syntax as plain Markdown: front matter, `{...}` link attributes, `:::` callouts, `#|` directives."
+    text = re.sub(r'\A---\n.*?\n---\n', '', text, flags=re.S)
+    text = re.sub(r'(\]\([^)]*\))\{[^}]*\}', r'\1', text)
+
+    def callout(m):
+        kind = {'note': 'note', 'tip': 'tip', 'warning': 'warning', 'important': 'danger', 'caution': 'warning'}.get(m[1], 'note')
+        return f'!!! {kind}\n' + ''.join(f'    {l}\n' for l in m[2].strip('\n').splitlines())
+    text = re.sub(r'^::: *\{\.callout-(\w+)[^}]*\}\n(.*?)^:::\s*$', callout, text, flags=re.S | re.M)
+    return DIRECTIVE.sub('', text)
+
+
+# ---------------------------------------------------------------- the API section of an exported name
+
+def _fmt(v) -> str:
+    if v is inspect.Parameter.empty: return ''
+    return v if isinstance(v, str) else getattr(v, '__name__', None) or str(v).replace('typing.', '')
+
+
+def _signature(sig: inspect.Signature) -> str:
+    "A signature as written in the source: annotations unquoted (the modules use postponed annotations)."
+    parts, star = [], False
+    for p in sig.parameters.values():
+        if p.kind is p.KEYWORD_ONLY and not star: parts.append('*'); star = True
+        prefix = {p.VAR_POSITIONAL: '*', p.VAR_KEYWORD: '**'}.get(p.kind, '')
+        star = star or p.kind is p.VAR_POSITIONAL
+        a = f': {_fmt(p.annotation)}' if p.annotation is not p.empty else ''
+        d = '' if p.default is p.empty else (f' = {p.default!r}' if a else f'={p.default!r}')
+        parts.append(f'{prefix}{p.name}{a}{d}')
+    ret = f' -> {_fmt(sig.return_annotation)}' if sig.return_annotation is not sig.empty else ''
+    return f"({', '.join(parts)}){ret}"
+
+
+def api_doc(obj, name: str) -> str:
+    "Markdown for one exported function or class: signature, a table of its parameters' comments, its docstring."
+    from fastcore.docments import docments
+    target = obj.__init__ if inspect.isclass(obj) and '__init__' in vars(obj) else obj
+    kind = 'class' if inspect.isclass(obj) else 'def'
+    out = [f'### `{name}` {{ #{name} .api }}', '']
+    try: sig = inspect.signature(obj)
+    except (TypeError, ValueError): sig = None
+    if sig is not None:
+        out += ['```python', f'{kind} {name}{_signature(sig)}', '```', '']
+        try: docs = docments(target, full=True)
+        except Exception: docs = {}
+        rows = [(p, _fmt(d.get('anno')), '' if d.get('default') is inspect.Parameter.empty else repr(d.get('default')),
+                 d.get('docment') or '') for p, d in docs.items() if p not in ('self', 'return')]
+        if any(r[3] for r in rows):
+            out += ['| parameter | type | default | |', '| --- | --- | --- | --- |']
+            out += ['| `{}` | `{}` | {} | {} |'.format(p, t.replace('|', '\\|') or ' ', f'`{d}`' if d else '', c.replace('|', '\\|'))
+                    for p, t, d, c in rows]
+            out.append('')
+    elif not callable(obj): out += ['```python', f'{name} = {obj!r}'[:300], '```', '']
+    doc = inspect.getdoc(obj) if (callable(obj) or inspect.isclass(obj)) else None
+    if doc: out += [doc.strip(), '']
+    if inspect.isclass(obj):
+        for m, f in vars(obj).items():
+            if m.startswith('_') or not (inspect.isfunction(f) or isinstance(f, property)): continue
+            d = inspect.getdoc(f) or ''
+            sig = '' if isinstance(f, property) else _signature(inspect.signature(f)).replace('(self, ', '(').replace('(self)', '()')
+            out.append(f'- `{m}{sig}`' + (f': {d.splitlines()[0]}' if d else ''))
+        out.append('')
+    return '\n'.join(out)
+
+
+def _defined(src: str) -> list[str]:
+    "Names an exported cell defines at its top level."
+    try: tree = ast.parse(DIRECTIVE.sub('', src))
+    except SyntaxError: return []
+    names = []
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)): names.append(node.name)
+        elif isinstance(node, ast.Assign): names += [t.id for t in node.targets if isinstance(t, ast.Name)]
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name): names.append(node.target.id)
+    return names
+
+
+# ---------------------------------------------------------------- pages
+
+def notebook_page(nb_path: Path) -> tuple[str, str, str]:
+    "(module name, title, Markdown) of a module notebook: its prose, its examples, and the API of what it exports."
+    cells = json.loads(nb_path.read_text())['cells']
+    src = lambda c: ''.join(c['source'])
+    exp = next((re.search(r'#\|\s*default_exp\s+(\S+)', src(c))[1] for c in cells if '#| default_exp' in src(c)), None)
+    mod = importlib.import_module(f'mlproj.{exp}') if exp else None # a notebook that exports nothing: a tutorial
+    public = set(getattr(mod, '__all__', []))
+    exp = exp or nb_path.stem
+    title, parts, documented = exp, [], set()
+    for c in cells:
+        s = src(c)
+        if c['cell_type'] == 'markdown':
+            if s.startswith('# ') and title == exp: title = s.splitlines()[0][2:].strip()
+            parts.append(quarto_to_md(s))
+            continue
+        if re.search(r'^#\|\s*(default_exp|hide)\b', s, re.M): continue
+        if re.search(r'^#\|\s*export', s, re.M):
+            names = [n for n in _defined(s) if n in public and n not in documented]
+            documented.update(names)
+            parts += [api_doc(getattr(mod, n), n) for n in names]
+        elif s.strip(): parts.append('```python\n' + DIRECTIVE.sub('', s).strip() + '\n```')
+    missing = sorted(public - documented)
+    if missing: parts += ['### Also exported', ''] + [api_doc(getattr(mod, n), n) for n in missing]
+    body = '\n\n'.join(parts)
+    source = f'\n\n*Source: `nbs/{nb_path.name}`' + (f', exported to `mlproj/{exp}.py`.*\n' if mod else '.*\n')
+    return exp, title, body + source
+
+
+def jobs_page() -> str:
+    "The job notebooks: what each takes (its parameters cell) and what it runs."
+    out = ['# Job notebooks', '', 'Each notebook in `nbs/jobs/` is a job: papermill runs it with `-p` parameters into its own '
+           'run folder under `reports/runs/` (see [Jobs](jobs.md) and the [CLI](cli-reference.md)).', '']
+    for nb in sorted((ROOT / 'nbs' / 'jobs').glob('*.ipynb')):
+        cells = json.loads(nb.read_text())['cells']
+        out += [f'## {nb.stem}', '', f'`mlproj {nb.stem}` or `papermill nbs/jobs/{nb.name} out.ipynb -p KEY VALUE`', '']
+        for c in cells:
+            s = ''.join(c['source']).strip()
+            if not s: continue
+            if c['cell_type'] == 'markdown': out += [quarto_to_md(s).replace('\n# ', '\n### '), '']
+            else:
+                params = 'parameters' in c.get('metadata', {}).get('tags', [])
+                out += ['```python' + (' title="parameters"' if params else ''), DIRECTIVE.sub('', s), '```', '']
+    return '\n'.join(out)
+
+
+def cli_page() -> str:
+    "Every command's --help, as the CLI prints it."
+    from mlproj.cli import build_parser
+    parser = build_parser()
+    subs = parser._subparsers._group_actions[0].choices
+    out = ['# CLI reference', '', 'Every command of `mlproj`, with the help it prints.', '', '```text', parser.format_help().strip(), '```', '']
+    for name, sp in subs.items():
+        out += [f'## mlproj {name}', '', '```text', sp.format_help().strip(), '```', '']
+    return '\n'.join(out)
+
+
+def reports_page(site: Path) -> str:
+    "Every run under reports/runs/, newest first, with its parameters, headline figures and its HTML report copied in."
+    runs_dir = ROOT / 'reports' / 'runs'
+    out = ['# Reports', '']
+    runs = sorted(runs_dir.glob('*/run.json'), key=lambda p: p.parent.name, reverse=True) if runs_dir.is_dir() else []
+    if not runs: return '\n'.join(out + ['No run yet: `make demo` (or `mlproj train`, `mlproj evaluate`) makes some.', ''])
+    out += ['| run | job | state | figures | parameters | report |', '| --- | --- | --- | --- | --- | --- |']
+    for rj in runs:
+        try: run = json.loads(rj.read_text())
+        except ValueError: continue
+        d, m = rj.parent, {}
+        if (d / 'metrics.json').is_file():
+            try: m = json.loads((d / 'metrics.json').read_text())
+            except ValueError: m = {}
+        figs = []
+        for k in ('val_acc', 'accuracy'):
+            if isinstance(m.get(k), (int, float)): figs.append(f'{k} {m[k]:.4f}')
+        if isinstance(m.get('model'), dict) and 'accuracy' in m['model']: figs.append(f"test accuracy {m['model']['accuracy']:.4f}")
+        if isinstance(m.get('acceptance'), dict): figs.append('PASS' if m['acceptance'].get('passed') else 'FAIL')
+        params = ', '.join(f'{k}={v}' for k, v in (run.get('parameters') or {}).items())
+        reports = sorted(d.glob('*.html'))
+        link = ''
+        if reports:
+            (site / 'runs' / d.name).mkdir(parents=True, exist_ok=True)
+            for r in reports: shutil.copy2(r, site / 'runs' / d.name / r.name)
+            link = ' '.join(f'[{r.stem}](runs/{d.name}/{r.name})' for r in reports)
+        cell = lambda s: str(s).replace('|', '\\|')
+        out.append(f"| `{d.name}` | {run.get('job', '')} | {run.get('state', '')} | {cell('; '.join(figs))} | {cell(params)} | {link} |")
+    return '\n'.join(out) + '\n'
+
+
+MKDOCS = """site_name: mlproj
+site_description: Notebook-driven research-to-production template for machine learning
+docs_dir: {src}/pages
+site_dir: {site}
+use_directory_urls: false
+theme:
+  name: material
+  font: false  # no web fonts from a CDN: the site works offline
+  features: [navigation.sections, content.code.copy, search.highlight]
+plugins: [search]
+markdown_extensions: [admonition, tables, attr_list, md_in_html, toc, pymdownx.superfences, pymdownx.details]
+nav:
+{nav}
+"""
+
+
+def build(out: Path = SITE, quiet: bool = False) -> dict:
+    "Write the Markdown pages and mkdocs.yml beside `out` (in `<out>.src/`) and build the site into `out`."
+    t0 = time.perf_counter()
+    out = Path(out).resolve()
+    src = out.with_name(out.name + '.src')
+    shutil.rmtree(src, ignore_errors=True); (src / 'pages').mkdir(parents=True)
+    out.mkdir(parents=True, exist_ok=True)
+    readme = (ROOT / 'README.md').read_text()
+    pages = [('Home', 'index.md', readme)]
+    modules = []
+    for nb in sorted((ROOT / 'nbs').glob('[0-9]*.ipynb')):
+        name, title, md = notebook_page(nb)
+        modules.append((title, f'{name}.md', md))
+    if (ROOT / 'nbs' / 'tutorial.ipynb').is_file():
+        _, title, md = notebook_page(ROOT / 'nbs' / 'tutorial.ipynb')
+        pages.append((title, 'tutorial.md', md))
+    pages += modules
+    pages += [('Job notebooks', 'job-notebooks.md', jobs_page()), ('CLI reference', 'cli-reference.md', cli_page())]
+    pages.append(('Reports', 'reports.md', reports_page(src / 'pages')))
+    bench = ROOT / 'reports' / 'bench' / 'results.md'
+    if bench.is_file(): pages.append(('Benchmarks', 'benchmarks.md', bench.read_text()))
+    for _, fname, md in pages: (src / 'pages' / fname).write_text(md)
+    nav = '\n'.join(f'  - {json.dumps(t)}: {f}' if f in ('index.md', 'tutorial.md', 'job-notebooks.md', 'cli-reference.md',
+                                                          'reports.md', 'benchmarks.md') else '' for t, f, _ in pages)
+    nav = '\n'.join(l for l in nav.splitlines() if l)
+    mods = [(t, f) for t, f, _ in modules]
+    nav += '\n  - Modules:\n' + '\n'.join(f'    - {json.dumps(t)}: {f}' for t, f in mods)
+    cfg = src / 'mkdocs.yml'
+    cfg.write_text(MKDOCS.format(src=src, site=out, nav=nav))
+    r = subprocess.run([sys.executable, '-m', 'mkdocs', 'build', '--clean', '--strict', '-f', str(cfg)], capture_output=True, text=True,
+                       env={**os.environ, 'NO_MKDOCS_2_WARNING': '1'})
+    if r.returncode: raise SystemExit(f'docs: mkdocs failed:\n{r.stdout}{r.stderr}')
+    for _, fname, md in pages: (out / fname.replace('.md', '.html.md')).write_text(md) # nbdev's docstring links
+    result = dict(pages=len(pages), modules=len(modules), seconds=round(time.perf_counter() - t0, 2), site=str(out))
+    if not quiet: print(f"docs: {result['pages']} pages ({result['modules']} modules) in {result['seconds']} s: {out}/index.html")
+    return result
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument('--serve', action='store_true', help='build, then serve the site at http://127.0.0.1:8001 until Ctrl-C')
+    p.add_argument('--out', type=Path, default=SITE, help='where the site goes (default: _site/)')
+    a = p.parse_args(argv)
+    build(a.out)
+    if a.serve:
+        import http.server, functools
+        handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(a.out))
+        print('docs: http://127.0.0.1:8001/index.html (Ctrl-C stops)')
+        try: http.server.ThreadingHTTPServer(('127.0.0.1', 8001), handler).serve_forever()
+        except KeyboardInterrupt: pass
+
+
+if __name__ == '__main__':
+    main()
