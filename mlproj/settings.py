@@ -27,6 +27,10 @@ class Problem:
     min_test_accuracy: float = 0.97 # lowest accuracy on the held-out test split
     min_macro_f1: float = 0.97 # lowest macro-averaged F1 on the test split
     min_class_recall: float = 0.93 # lowest recall of any single class on the test split
+    min_service_like_accuracy: float = 0.95 # lowest accuracy on the service-like set (drawn and typeset digits, see servicelike)
+    max_service_like_gap: float = 0.04 # largest allowed test accuracy minus service-like accuracy
+    service_like_seed: int = 1000 # seed of the service-like set's generator (synthetic training data must use another)
+    service_like_per_digit: int = 40 # generated service-like images of each digit
     test_method: str = ''
 
 @dataclass(frozen=True)
