@@ -12,8 +12,8 @@ from pathlib import Path
 from .settings import load_settings
 
 # %% auto #0
-__all__ = ['EXIT_ERROR', 'EXIT_USAGE', 'EXIT_REJECTED', 'STAGES', 'parse_value', 'cmd_data', 'cmd_train', 'cmd_evaluate',
-           'cmd_register', 'cmd_models', 'cmd_promote', 'cmd_serve', 'cmd_demo', 'build_parser', 'main']
+__all__ = ['EXIT_ERROR', 'EXIT_USAGE', 'EXIT_REJECTED', 'STAGES', 'parse_value', 'cmd_train', 'cmd_evaluate', 'cmd_register',
+           'cmd_models', 'cmd_promote', 'cmd_serve', 'cmd_demo', 'build_parser', 'main']
 
 # %% ../nbs/90_cli.ipynb #7a79cf63
 EXIT_ERROR, EXIT_USAGE, EXIT_REJECTED = 1, 2, 3
@@ -49,19 +49,11 @@ def _job_parameters(settings, job:str, pairs:list) -> dict:
 
 def _say(step:str, msg:str): print(f'[{step}] {msg}', flush=True)
 
-def cmd_data(args, settings) -> str:
-    from mlproj.data import benchmark_version
-    from mlproj.store import Store, get_version
-    vid = benchmark_version(settings, progress=True)
-    counts = {}
-    for e in get_version(Store(settings.store_url), vid)['examples']: counts[e.split] = counts.get(e.split, 0) + 1
-    _say('data', f"dataset version {vid}: {sum(counts.values())} images ({', '.join(f'{n} {s}' for s, n in counts.items())}) in {settings.store_url}")
-    return vid
-
 def _train(settings, pairs, dataset_version=None, quiet=False) -> Path:
+    from mlproj.data import announce_benchmark
     from mlproj.jobs import run_job, read_run
     params = _job_parameters(settings, 'train', pairs)
-    if 'dataset_version' not in params: params['dataset_version'] = dataset_version or cmd_data(None, settings)
+    if 'dataset_version' not in params: params['dataset_version'] = dataset_version or announce_benchmark(settings)
     _say('train', f"running nbs/jobs/train.ipynb with {json.dumps(params)}")
     run = run_job(settings, 'train', params, progress=not quiet)
     m = read_run(run)['metrics']
@@ -245,7 +237,7 @@ def _job_epilog(job:str) -> str|None:
 
 # %% ../nbs/90_cli.ipynb #5a9e0c22
 # modules below the CLI whose `add_commands(add)` adds their commands, in the order --help lists them
-STAGES = ('lighten', 'annotate')
+STAGES = ('data', 'lighten', 'annotate', 'servicelike', 'queue')
 
 # %% ../nbs/90_cli.ipynb #53c0a39f
 def build_parser() -> argparse.ArgumentParser:
@@ -264,7 +256,6 @@ def build_parser() -> argparse.ArgumentParser:
                            help="a job notebook parameter, as papermill's -p (repeatable)")
             s.add_argument('-q', '--quiet', action='store_true', help='no progress bar')
         return s
-    add('data', cmd_data, 'Store the digits benchmark as a content-hashed dataset version (idempotent) and print its id.')
     s = add('train', cmd_train, 'Run the training job notebook (nbs/jobs/train.ipynb) through papermill into reports/runs/<run-id>/.', jobs=True, job='train')
     s.add_argument('--dataset-version', help='dataset version id (default: the benchmark, built if missing)')
     s = add('evaluate', cmd_evaluate, 'Run the evaluation job notebook on a training run and check the acceptance criteria '
