@@ -14,7 +14,7 @@ from mlproj import __version__
 from mlproj.settings import Settings, load_settings
 
 from .limits import BodyLimit, Guard, Workers
-from .routes import health, models, predict
+from .routes import health, jobs, models, predict
 from .schemas import document_refusals
 from .serving import load_model
 
@@ -40,7 +40,7 @@ def create_app(settings: Settings, # the project's settings, built once by the c
     app.state.workers = Workers(settings.serving.decode_threads) # CPU work off the event loop, bounded
     app.add_middleware(BodyLimit, max_bytes=settings.serving.max_body_bytes)
     app.add_middleware(Guard, max_concurrent=settings.serving.max_concurrent, body_timeout=settings.serving.body_timeout)
-    for r in (health.router, models.router, predict.router): app.include_router(r)
+    for r in (health.router, models.router, predict.router, jobs.router): app.include_router(r)
     return document_refusals(app) # last: it documents every route's 401/403/408/503
 
 
