@@ -83,10 +83,19 @@ def _calls(dependant):
     for d in dependant.dependencies: yield from _calls(d)
 
 
+async def _plain_validation_error(request, exc):
+    "FastAPI's request validation errors as every other refusal: one `detail` string saying what to fix."
+    from fastapi.responses import JSONResponse
+    parts = [f"{'.'.join(map(str, e.get('loc', ())))}: {e.get('msg', '')}" for e in exc.errors()]
+    return JSONResponse({'detail': 'the request does not match the schema: ' + '; '.join(parts)}, 422)
+
+
 def document_refusals(app, exempt: tuple = ('/health',)):
     "Make `app`'s OpenAPI schema list the answers any route can give besides its own: 503 when busy, 408 for a slow body, 401/403/503 behind a token."
+    from fastapi.exceptions import RequestValidationError
     from fastapi.routing import APIRoute
     from .auth import require_token
+    app.add_exception_handler(RequestValidationError, _plain_validation_error)
     built = app.openapi
 
     def openapi() -> dict:
@@ -103,6 +112,8 @@ def document_refusals(app, exempt: tuple = ('/health',)):
                 if op is None: continue
                 more = {**extra, **({'408': '[serving] body_timeout passed before the body arrived; the connection is '
                                             'closed'} if 'requestBody' in op else {})}
+                if '422' in op['responses']: # FastAPI's own validation errors answer with ErrorDetail too
+                    op['responses']['422']['content'] = _ERROR
                 for code, why in more.items():
                     op['responses'].setdefault(code, {'description': why, 'content': _ERROR})
         app.openapi_schema = schema
