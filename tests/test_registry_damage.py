@@ -169,3 +169,19 @@ def test_damaged_index_through_the_cli_is_one_line_naming_the_file(reg, cli):
         assert r.returncode == 1 and r.stderr.count('\n') == 1 and 'models/index.json is not valid JSON' in r.stderr
     r = cli('models', 'repair')
     assert r.returncode == 0 and 'versions 1, 2' in r.stdout and cli('models').returncode == 0
+
+
+def test_index_of_the_previous_registry_is_read_and_carried_forward(reg):
+    "A store written before generations, claims and history: read as it is, upgraded by the next change, leftovers cleaned."
+    idx = json.loads((models(reg) / 'index.json').read_text())
+    old = {'versions': {v: {k: e[k] for k in ('bundle_sha256', 'registered', 'accepted')} for v, e in idx['versions'].items()},
+           'aliases': {'production': 1}}
+    (models(reg) / 'index.json').write_text(json.dumps(old))
+    for p in (models(reg) / 'claims').iterdir(): p.unlink()
+    (models(reg) / '.tmp-3-0123abcd').mkdir()  # what the previous registry left when a register failed
+    (models(reg) / '.tmp-3-0123abcd' / 'model.onnx').write_bytes(b'half')
+    assert reg.load('production').version == 1 and reg.generation() == 0 and reg.history() == []
+    assert reg.register(fake_run(Path(reg.store.root).parent / 'runs', 'new'), fake_evaluation(True)) == 3
+    assert reg.set_alias('production', 3) == 3 and reg.rollback() == 1
+    assert reg.index()['format'] == 2 and reg.generation() == 3
+    assert reg.prune(grace=0)['deleted'] == ['models/.tmp-3-0123abcd']
