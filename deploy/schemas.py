@@ -110,7 +110,8 @@ def document_refusals(app, exempt: tuple = ('/health',)):
             for method in route.methods:
                 op = schema['paths'].get(route.path_format, {}).get(method.lower())
                 if op is None: continue
-                more = {**extra, **({'408': '[serving] body_timeout passed before the body arrived; the connection is '
+                more = {**extra, **({'400': 'the body cannot be parsed (not valid JSON or multipart, not UTF-8)',
+                                     '408': '[serving] body_timeout passed before the body arrived; the connection is '
                                             'closed'} if 'requestBody' in op else {})}
                 if '422' in op['responses']: # FastAPI's own validation errors answer with ErrorDetail too
                     op['responses']['422']['content'] = _ERROR
