@@ -68,7 +68,9 @@ class FitClock:
 
 def p3(settings, vid: str, work: Path, epochs: int, repeats: int = 3, log=print) -> tuple[dict, Path]:
     "Lightning `fit` (as `train` configures it) against the plain loop, interleaved, best of `repeats`; and a trained run."
+    import torch
     from mlproj.train import config_from_settings, train
+    torch.set_num_threads(1) # both sides: a second intra-op thread spin-waits on a busy machine and blurs CPU time
     plain, plain_cpu, accs = [], [], {}
     with FitClock() as clock:
         for i in range(repeats):
