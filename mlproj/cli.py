@@ -12,8 +12,8 @@ from pathlib import Path
 from .settings import load_settings
 
 # %% auto #0
-__all__ = ['EXIT_ERROR', 'EXIT_USAGE', 'EXIT_REJECTED', 'STAGES', 'parse_value', 'cmd_data', 'cmd_train', 'cmd_evaluate',
-           'cmd_register', 'cmd_models', 'cmd_promote', 'cmd_serve', 'cmd_demo', 'build_parser', 'main']
+__all__ = ['EXIT_ERROR', 'EXIT_USAGE', 'EXIT_REJECTED', 'STAGES', 'parse_value', 'cmd_train', 'cmd_evaluate', 'cmd_register',
+           'cmd_models', 'cmd_promote', 'cmd_serve', 'cmd_demo', 'build_parser', 'main']
 
 # %% ../nbs/90_cli.ipynb #7a79cf63
 EXIT_ERROR, EXIT_USAGE, EXIT_REJECTED = 1, 2, 3
@@ -49,19 +49,11 @@ def _job_parameters(settings, job:str, pairs:list) -> dict:
 
 def _say(step:str, msg:str): print(f'[{step}] {msg}', flush=True)
 
-def cmd_data(args, settings) -> str:
-    from mlproj.data import benchmark_version
-    from mlproj.store import Store, get_version
-    vid = benchmark_version(settings, progress=True)
-    counts = {}
-    for e in get_version(Store(settings.store_url), vid)['examples']: counts[e.split] = counts.get(e.split, 0) + 1
-    _say('data', f"dataset version {vid}: {sum(counts.values())} images ({', '.join(f'{n} {s}' for s, n in counts.items())}) in {settings.store_url}")
-    return vid
-
 def _train(settings, pairs, dataset_version=None, quiet=False) -> Path:
+    from mlproj.data import announce_benchmark
     from mlproj.jobs import run_job, read_run
     params = _job_parameters(settings, 'train', pairs)
-    if 'dataset_version' not in params: params['dataset_version'] = dataset_version or cmd_data(None, settings)
+    if 'dataset_version' not in params: params['dataset_version'] = dataset_version or announce_benchmark(settings)
     _say('train', f"running nbs/jobs/train.ipynb with {json.dumps(params)}")
     run = run_job(settings, 'train', params, progress=not quiet)
     m = read_run(run)['metrics']
@@ -103,19 +95,50 @@ def _register(settings, eval_run=None, alias=None) -> int:
 
 def cmd_register(args, settings): _register(settings, args.eval_run, args.alias)
 
-def cmd_models(args, settings):
+def _registry(settings):
     from mlproj.registry import Registry
     from mlproj.store import Store
-    rows = Registry(Store(settings.store_url)).listing()
-    if not rows: return print(f'no model registered in {settings.store_url}')
+    return Registry(Store(settings.store_url))
+
+def _models_list(reg):
+    rows = reg.listing()
+    if not rows: return print(f'no model registered in {reg.store.url}')
     print(f"{'version':>7}  {'registered':25}  {'accuracy':>8}  {'macro-F1':>8}  {'accepted':8}  aliases")
     for r in rows:
         print(f"{r['version']:>7}  {r['registered']:25}  {r['accuracy']:>8.4f}  {r['macro_f1']:>8.4f}  {str(r['accepted']):8}  {', '.join(r['aliases'])}")
 
+def _models_history(reg, alias=None):
+    rows = reg.history(alias)
+    if not rows: return print('no alias has been moved yet')
+    print(f"{'gen':>5}  {'at':25}  {'by':12}  {'action':8}  {'alias':10}  {'from':>4}  {'to':>4}  {'forced':6}  reason")
+    for h in rows:
+        print(f"{h['generation']:>5}  {h['at']:25}  {h['by'][:12]:12}  {h['action']:8}  {h['alias']:10}  {str(h['from'] or '-'):>4}  "
+              f"{h['to']:>4}  {str(h['forced']):6}  {h['reason']}")
+
+def cmd_models(args, settings):
+    reg, action = _registry(settings), getattr(args, 'action', None) or 'list'
+    if action == 'list': return _models_list(reg)
+    if action == 'history': return _models_history(reg, args.alias)
+    if action == 'repair':
+        out = reg.repair()
+        _say('models', f"rebuilt models/index.json with versions {', '.join(map(str, out['versions'])) or 'none'}; aliases are unset: "
+             'point them again with `mlproj promote N --to ALIAS`')
+        for s in out['skipped']: _say('models', f'left out version {s}')
+        return
+    out = reg.prune(args.keep, grace=args.grace)
+    _say('models', f"removed versions: {', '.join(map(str, out['removed'])) or 'none'}; abandoned registrations given up: "
+         f"{', '.join(map(str, out['abandoned'])) or 'none'}; {len(out['deleted'])} leftover files or folders deleted")
+
 def cmd_promote(args, settings):
-    from mlproj.registry import Registry
-    from mlproj.store import Store
-    _say('promote', f'{args.to} -> version {Registry(Store(settings.store_url)).set_alias(args.to, args.version)}')
+    reg = _registry(settings)
+    if args.force and not args.reason: raise ValueError('--force needs a --reason: the history records why the acceptance gate was overridden')
+    if args.rollback:
+        alias = args.to or args.version
+        if alias not in ('staging', 'production'): raise ValueError(f'--rollback takes the alias to roll back (mlproj promote production --rollback), not {alias!r}')
+        v = reg.rollback(alias, by=args.by, reason=args.reason, force=args.force)
+        return _say('promote', f'{alias} rolled back to version {v}')
+    if not args.to: raise ValueError('say which alias to move: --to staging or --to production (or --rollback to move one back)')
+    _say('promote', f'{args.to} -> version {reg.set_alias(args.to, args.version, by=args.by, reason=args.reason, force=args.force)}')
 
 # %% ../nbs/90_cli.ipynb #e8aeb1c9
 def _serve_argv(host, port, workers=1) -> list[str]:
@@ -214,7 +237,7 @@ def _job_epilog(job:str) -> str|None:
 
 # %% ../nbs/90_cli.ipynb #5a9e0c22
 # modules below the CLI whose `add_commands(add)` adds their commands, in the order --help lists them
-STAGES = ('lighten',)
+STAGES = ('data', 'lighten', 'annotate')
 
 # %% ../nbs/90_cli.ipynb #53c0a39f
 def build_parser() -> argparse.ArgumentParser:
@@ -233,7 +256,6 @@ def build_parser() -> argparse.ArgumentParser:
                            help="a job notebook parameter, as papermill's -p (repeatable)")
             s.add_argument('-q', '--quiet', action='store_true', help='no progress bar')
         return s
-    add('data', cmd_data, 'Store the digits benchmark as a content-hashed dataset version (idempotent) and print its id.')
     s = add('train', cmd_train, 'Run the training job notebook (nbs/jobs/train.ipynb) through papermill into reports/runs/<run-id>/.', jobs=True, job='train')
     s.add_argument('--dataset-version', help='dataset version id (default: the benchmark, built if missing)')
     s = add('evaluate', cmd_evaluate, 'Run the evaluation job notebook on a training run and check the acceptance criteria '
@@ -242,10 +264,24 @@ def build_parser() -> argparse.ArgumentParser:
     s = add('register', cmd_register, 'Add an evaluated model to the model store as a new version.')
     s.add_argument('--eval-run', help='evaluation run id (default: the newest finished one)')
     s.add_argument('--alias', choices=['staging', 'production'], help='also point this alias at the new version')
-    add('models', cmd_models, 'List the registered model versions and their aliases.')
-    s = add('promote', cmd_promote, 'Point an alias at a model version; production only accepts versions that passed acceptance.')
-    s.add_argument('version', help='a version number or an alias')
-    s.add_argument('--to', required=True, choices=['staging', 'production'], help='the alias to move')
+    s = add('models', cmd_models, 'List the registered model versions and their aliases; `history` shows every alias move, `prune` '
+            'removes old versions and what crashed writers left, `repair` rebuilds a damaged index.')
+    acts = s.add_subparsers(dest='action', metavar='ACTION')
+    acts.add_parser('list', help='the versions and their aliases (the default)')
+    a = acts.add_parser('history', help='every alias move: when, who, from which version to which, why, forced or not')
+    a.add_argument('--alias', choices=['staging', 'production'], help='only this alias')
+    a = acts.add_parser('prune', help='remove old versions no alias points at (nor would roll back to), and leftovers of crashed writers')
+    a.add_argument('--keep', type=int, help='keep the newest N versions (default: only clean leftovers)')
+    a.add_argument('--grace', type=float, default=3600, help='seconds before an unfinished registration counts as abandoned (default 3600)')
+    acts.add_parser('repair', help='rebuild a damaged models/index.json from the version folders (aliases and history are lost)')
+    s = add('promote', cmd_promote, 'Point an alias at a model version, or roll it back (`mlproj promote production --rollback`); '
+            'production only accepts versions that passed acceptance; every move is kept in the history.')
+    s.add_argument('version', help='a version number or an alias; with --rollback, the alias to roll back')
+    s.add_argument('--to', choices=['staging', 'production'], help='the alias to move')
+    s.add_argument('--rollback', action='store_true', help='move the alias back to the version it pointed at before its latest move')
+    s.add_argument('--reason', default='', help='why (kept in the history)')
+    s.add_argument('--force', action='store_true', help='let production take a version that did not pass acceptance (needs --reason; recorded)')
+    s.add_argument('--by', help='who promotes, for the history (default: the login name)')
     s = add('serve', cmd_serve, 'Serve the model over HTTP (FastAPI app in deploy/, run by uvicorn).')
     s.add_argument('--host', help='default: settings.ini [serving] host')
     s.add_argument('--port', type=int, help='default: settings.ini [serving] port')

@@ -283,8 +283,7 @@ def _move(self:Registry, alias:str, target, # a version ref, or a function of th
     if alias not in ALIASES: raise RegistryError(f"alias must be one of {', '.join(ALIASES)}, not {alias!r}")
     by, op = _caller(by), uuid.uuid4().hex
     def change(idx):
-        done = next((h for h in reversed(idx['history'][-64:]) if h.get('op') == op), None)
-        if done: return None # our own swap, answered twice (a retried request)
+        if any(h.get('op') == op for h in idx['history']): return None # our own swap, answered twice (a retried request)
         v = target(idx) if callable(target) else self.resolve(target, idx)
         accepted = idx['versions'][str(v)].get('accepted') is True
         if alias == 'production' and not accepted and not force:
@@ -410,7 +409,8 @@ def repair(self:Registry, by:str|None=None) -> dict:
                 if sha256(self._file(int(n), f, MAX_READ)) != d: raise IntegrityError(f'{f} does not match its sha256')
         except (RegistryError, IntegrityError) as e: skipped.append(f'{n}: {e}'); continue
         idx['versions'][n] = dict(bundle_sha256=sha256(self.store.read(p, MANIFEST_MAX)), registered=m.get('registered'), by=_caller(by),
-                                  accepted=m.get('acceptance', {}).get('passed') is True, repaired=True)
+                                  accepted=m.get('acceptance', {}).get('passed') is True, repaired=True,
+                                  claim=self._claim_of(n).get('nonce')) # a registration still running then finds itself committed
     claims = [int(n[:-5]) for n in (p.rsplit('/', 1)[-1] for p in self.store.ls(self._p('claims'))) if n.endswith('.json') and n[:-5].isdigit()]
     idx['last_version'] = max([0, *map(int, idx['versions']), *claims])
     if data is not None: self.store.write(f'{path}.damaged-{int(time.time())}', data)

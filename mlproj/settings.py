@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Mapping
 
 # %% auto #0
-__all__ = ['SettingsError', 'Problem', 'Paths', 'Data', 'Train', 'Serving', 'Settings', 'find_settings', 'load_settings',
-           'to_env']
+__all__ = ['SettingsError', 'Problem', 'Paths', 'Data', 'Train', 'Serving', 'Annotate', 'Settings', 'find_settings',
+           'load_settings', 'to_env']
 
 # %% ../nbs/00_settings.ipynb #4b3b745d
 class SettingsError(ValueError):
@@ -70,8 +70,21 @@ class Serving:
     threads: int = 1
     tokens_file: str = '' # `name secret` lines: bearer tokens for the job and admin endpoints (keep it outside git)
 
+@dataclass(frozen=True)
+class Annotate:
+    "The annotation tool: its database and server, how items are handed out, the feedback loop from the service."
+    database: str = '' # a SQLAlchemy URL (postgresql+psycopg://user@host/db); empty: SQLite (WAL) file annotate.sqlite in the project folder
+    host: str = '127.0.0.1'
+    port: int = 8100
+    base_url: str = '' # the address annotators use, for login links; empty: http://host:port
+    overlap: int = 2 # k: distinct annotators per item, by default
+    lease_seconds: int = 600 # an item handed out and not answered goes back to the pool after this
+    feedback: bool = False # keep unsure production inputs and demo corrections as raw items of a feedback project
+    feedback_margin: float = 0.2 # an input is unsure when its two most probable classes are closer than this
+    feedback_project: str = 'feedback' # the project they flow into (created when the first one arrives)
+
 # %% ../nbs/00_settings.ipynb #7197fe76
-_SECTIONS = dict(problem=Problem, paths=Paths, data=Data, train=Train, serving=Serving)
+_SECTIONS = dict(problem=Problem, paths=Paths, data=Data, train=Train, serving=Serving, annotate=Annotate)
 
 @dataclass(frozen=True)
 class Settings:
@@ -82,6 +95,7 @@ class Settings:
     data: Data = Data()
     train: Train = Train()
     serving: Serving = Serving()
+    annotate: Annotate = Annotate()
 
     def resolve(self, location:str) -> str:
         "`location` as a URL or an absolute path (a relative path is taken from the project root)."

@@ -16,7 +16,8 @@ import fsspec, fsspec.asyn
 
 # %% auto #0
 __all__ = ['MAX_READ', 'sha256', 'canonical_json', 'utc_now', 'IntegrityError', 'Conflict', 'UnsafeFile', 'Store', 'Provenance',
-           'put_item', 'get_item', 'item_provenance', 'Example', 'put_version', 'get_version', 'list_versions']
+           'put_item', 'put_items', 'get_item', 'item_provenance', 'Example', 'put_version', 'get_version',
+           'list_versions']
 
 # %% ../nbs/02_store.ipynb #56659dd1
 def sha256(data:bytes) -> str:
@@ -270,6 +271,17 @@ def put_item(store:Store, data:bytes, prov:Provenance) -> str:
         store.write(_item_path(store, digest), data)
     return digest
 
+def put_items(store:Store, items:Iterable[tuple[bytes, Provenance]],
+              workers:int=8, # threads: storing waits on the disk or the network far more than on the CPU
+              progress:str|None=None # a progress bar with this title
+             ) -> list[str]:
+    "`put_item` for many (bytes, provenance) pairs at once; their digests, in order."
+    from concurrent.futures import ThreadPoolExecutor
+    from tqdm.auto import tqdm
+    items = list(items)
+    with ThreadPoolExecutor(workers) as ex:
+        return list(tqdm(ex.map(lambda item: put_item(store, *item), items), total=len(items), desc=progress, disable=not progress))
+
 def get_item(store:Store, digest:str) -> bytes:
     "The bytes stored under `digest`, checked against it."
     data = store.read(_item_path(store, digest))
@@ -287,32 +299,43 @@ class Example:
     sha256: str
     label: int
     split: str # train, val or test
+    source: str = '' # who or what gave this item's label; '' means the version's `label_source`
+
+def _version_path(store, vid, suffix='.json'): return store.path('datasets', f'{vid}{suffix}')
 
 def put_version(store:Store,
                 examples:Iterable[Example],
-                label_source:str, # who or what gave the labels
+                label_source:str, # who or what gave the labels (an example's own `source` overrides it)
                 description:str='',
                 parent:str|None=None, # the version this one was derived from
                 **meta # anything else that defines the version (e.g. how it was split)
                ) -> str:
     "Write an immutable dataset version and return its id, the hash of its content."
-    body = dict(format=1, parent=parent, label_source=label_source, description=description, meta=meta,
-                examples=[[e.sha256, e.label, e.split] for e in examples])
-    if parent is not None and not store.exists(store.path('datasets', f'{parent}.json')):
-        raise KeyError(f'parent dataset version {parent} does not exist')
-    data = canonical_json(body)
+    rows, seen = [], set()
+    for e in examples:
+        if e.sha256 in seen: raise ValueError(f'item {e.sha256} is in the version twice: an item has one label and one split')
+        seen.add(e.sha256)
+        rows.append([e.sha256, e.label, e.split, *([e.source] if e.source and e.source != label_source else [])])
+    if parent is not None:
+        if not store.exists(_version_path(store, parent)): raise KeyError(f'parent dataset version {parent} does not exist')
+        before = {e.sha256: e.split for e in get_version(store, parent)['examples']}
+        moved = [r for r in rows if before.get(r[0], r[2]) != r[2]]
+        if moved: raise ValueError(f'{len(moved)} items would change split from parent {parent} (e.g. {moved[0][0][:12]}: '
+                                   f'{before[moved[0][0]]} -> {moved[0][2]}): an item keeps its split in every version')
+    data = canonical_json(dict(format=2, parent=parent, label_source=label_source, description=description, meta=meta, examples=rows))
     vid = sha256(data)[:16]
-    if not store.exists(store.path('datasets', f'{vid}.json')): store.write(store.path('datasets', f'{vid}.json'), data)
+    if not store.exists(_version_path(store, vid)): store.write(_version_path(store, vid), data)
     return vid
 
 def get_version(store:Store, vid:str) -> dict:
-    "The manifest of dataset version `vid`, checked against its id."
-    path = store.path('datasets', f'{vid}.json')
+    "The manifest of dataset version `vid`, checked against its id; every example carries its label source."
+    path = _version_path(store, vid)
     if not store.exists(path): raise KeyError(f'no dataset version {vid!r} in {store.url}')
     data = store.read(path)
     if sha256(data)[:16] != vid: raise IntegrityError(f'dataset version {vid} has been changed after it was written')
     body = json.loads(data)
-    body['examples'] = [Example(*e) for e in body['examples']]
+    src = body['label_source']
+    body['examples'] = [Example(e[0], e[1], e[2], e[3] if len(e) > 3 else src) for e in body['examples']]
     return body
 
 def list_versions(store:Store) -> list[str]:

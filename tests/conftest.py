@@ -52,3 +52,54 @@ def browser():
                                '--disable-background-networking', '--disable-component-update', '--no-first-run'])
         yield b
         b.close()
+
+
+class S3Server:
+    "A moto S3 server running in its own process on 127.0.0.1, with fake credentials."
+    def __init__(self, port:int):
+        self.endpoint_url = f'http://127.0.0.1:{port}'
+        # what boto3/s3fs (and a `mlproj` subprocess) need to reach it: pass as env=, or monkeypatch.setenv each
+        self.env = {'AWS_ENDPOINT_URL': self.endpoint_url, 'AWS_ACCESS_KEY_ID': 'testing',
+                    'AWS_SECRET_ACCESS_KEY': 'testing', 'AWS_DEFAULT_REGION': 'us-east-1'}
+        # the same for an explicit fsspec/s3fs filesystem: fsspec.filesystem('s3', **storage_options)
+        self.storage_options = dict(key='testing', secret='testing', client_kwargs={'endpoint_url': self.endpoint_url})
+        self.bucket = 'mlproj-test'
+
+
+@pytest.fixture(scope='session')
+def s3_server():
+    """A real S3-compatible HTTP server (`python -m moto.server`, a separate process on a free port of 127.0.0.1)
+    with the bucket `mlproj-test` created; stopped at the end of the session."""
+    import os, socket, subprocess, sys, time, urllib.request
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, '-m', 'moto.server', '-H', '127.0.0.1', '-p', str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    srv = S3Server(port)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(srv.endpoint_url + '/moto-api/', timeout=2).read()
+                break
+            except OSError:
+                if proc.poll() is not None: raise RuntimeError(f'moto.server exited with code {proc.returncode}')
+                if time.monotonic() > deadline: raise RuntimeError('moto.server did not answer within 60 s')
+                time.sleep(0.2)
+        req = urllib.request.Request(f'{srv.endpoint_url}/{srv.bucket}', method='PUT')  # create the bucket
+        urllib.request.urlopen(req, timeout=10).read()
+        yield srv
+    finally:
+        proc.terminate()
+        try: proc.wait(10)
+        except subprocess.TimeoutExpired: proc.kill(); proc.wait()
+
+
+@pytest.fixture
+def s3_store_url(s3_server, monkeypatch):
+    """`s3://mlproj-test/<fresh prefix>` on the session's moto server, with AWS_* set in this process's environment
+    so that `Store(url)` reaches it through s3fs (`s3_server.env` gives the same to a subprocess)."""
+    import uuid
+    for k, v in s3_server.env.items(): monkeypatch.setenv(k, v)
+    return f's3://{s3_server.bucket}/{uuid.uuid4().hex[:12]}'

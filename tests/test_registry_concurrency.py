@@ -150,7 +150,7 @@ def stress(url: str, tmp: Path, processes: int, ops: int):
     check_usable_and_clean(reg, tmp)
     print(f'\n{url.split(":")[0] if "://" in url else "folder"}: {processes} processes x {ops} operations = {processes * ops} '
           f'in {time.perf_counter() - t0:.1f} s: {dict(counts)}; 0 invariant violations')
-    assert counts['registers'] > processes * ops // 3 and counts['moves'] > processes * ops // 6
+    assert counts['registers'] > processes * ops // 4 and counts['moves'] > processes * ops // 10  # the mix really ran
 
 
 def test_concurrent_writers_keep_the_registry_consistent(tmp_path):

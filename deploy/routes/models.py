@@ -13,8 +13,11 @@ router = APIRouter(tags=['models'])
 @router.get('/models', responses={503: {'model': ErrorDetail, 'description': 'the model store cannot be read'}})
 async def models(registry: RegistryDep, served: MaybeModelDep) -> Models:
     "Every registered version with its metrics, the aliases, and the version being served."
-    try: rows, index = await run_in_threadpool(lambda: (registry.listing(), registry.index()))
+    def read():
+        index = registry.index()
+        return registry.listing(), {a: registry.resolve(a, index) for a in index['aliases']} # resolve: a damaged alias is named
+    try: rows, aliases = await run_in_threadpool(read)
     except Exception as e: raise HTTPException(503, f'the model registry cannot be read: {e}') from e
     current = served.version if served else None
-    return Models(serving=current, aliases={a: int(v) for a, v in index['aliases'].items()},
+    return Models(serving=current, aliases=aliases,
                   versions=[dict(r, serving=r['version'] == current) for r in rows])

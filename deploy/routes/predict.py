@@ -8,6 +8,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 
+from mlproj.annotate import capture_unsure
 from mlproj.preprocess import InputError
 from mlproj.settings import Serving
 
@@ -83,5 +84,6 @@ async def predict(request: Request, model: ModelDep, settings: SettingsDep):
     elif media_type == 'multipart/form-data': x = await _from_upload(request, settings.serving)
     else: raise HTTPException(415, f"unsupported content type {media_type or 'none'!r}: {SEND}")
     probs = model.predictor.probabilities(x)
+    if settings.annotate.feedback: await run_in_threadpool(capture_unsure, settings, x, probs) # opt-in: [annotate] feedback
     predictions = [dict(label=label, probabilities=p) for label, p in zip(probs.argmax(1).tolist(), probs.tolist())]
     return dict(model_version=model.version, predictions=predictions)

@@ -1,0 +1,1 @@
+"""The annotation web app: `create_app(settings)`, served by `mlproj annotate serve`."""

@@ -1,0 +1,73 @@
+// Keyboard-first labelling: 0-9 answer, s skip, u undo, ? help. The page holds the item shown and the next one
+// (already leased and its image loaded); an answer shows the next item at once and saves in the background.
+(() => {
+  const $ = (id) => document.getElementById(id);
+  let queue = [];            // assignments held: queue[0] is shown, queue[1] preloaded
+  let busy = Promise.resolve();
+  const say = (t) => { $('status').textContent = t; };
+  const held = () => queue.map((a) => a.id).join(',');
+
+  async function api(method, url, body) {
+    const r = await fetch(url, {method, headers: {'content-type': 'application/json'}, body: body && JSON.stringify(body)});
+    const data = await r.json().catch(() => ({}));
+    if (!r.ok) throw new Error(data.detail || r.statusText);
+    return data;
+  }
+  function showProgress(p) {
+    if (p) $('progress').textContent = `you: ${p.mine} labels · project: ${p.items_done}/${p.items} items done (${p.labels}/${p.labels_needed} labels)`;
+  }
+  function show() {
+    const a = queue[0];
+    if (!a) { $('item').removeAttribute('src'); $('item').dataset.assignment = ''; say('Nothing left to label for you: thank you!'); return; }
+    $('item').src = a.image; $('item').dataset.assignment = a.id;
+    say(a.suggestion != null ? `model suggests ${a.suggestion}` : 'your answer?');
+    if (queue[1]) $('preload').src = queue[1].image;
+  }
+  async function fill() {
+    while (queue.length < 2) {
+      const r = await api('GET', `/api/next?exclude=${held()}`);
+      if (!r.next || queue.some((a) => a.id === r.next.id)) break;
+      queue.push(r.next);
+    }
+  }
+  function act(fn) { busy = busy.then(fn).catch((e) => say(e.message)); return busy; }
+
+  function answer(label) {
+    const a = queue.shift();
+    if (!a) return;
+    show();                                              // the next item is on screen before the save returns
+    act(async () => {
+      const r = await api('POST', `/api/assignments/${a.id}`, {label, item_id: a.item_id, exclude: queue.map((x) => x.id)});
+      showProgress(r.progress);
+      if (r.next && !queue.some((x) => x.id === r.next.id)) queue.push(r.next);
+      await fill(); if (queue.length && $('item').dataset.assignment !== String(queue[0].id)) show();
+      $('item').dataset.saved = (Number($('item').dataset.saved || 0) + 1);
+    });
+  }
+  function undo() {
+    act(async () => {
+      const r = await api('POST', '/api/undo');
+      if (!r.undone) { say('nothing to undo'); return; }
+      queue = [r.undone.assignment, ...queue.filter((x) => x.id !== r.undone.assignment.id)];
+      showProgress(r.undone.progress); show(); say('undone: answer again');
+    });
+  }
+  document.addEventListener('keydown', (e) => {
+    if (e.ctrlKey || e.metaKey || e.altKey) return;
+    const n = $('keys').querySelectorAll('button[data-label]').length;
+    if (/^[0-9]$/.test(e.key) && Number(e.key) < n) answer(Number(e.key));
+    else if (e.key === 's') answer(null);
+    else if (e.key === 'u') undo();
+    else if (e.key === '?') $('help').hidden = !$('help').hidden;
+    else return;
+    e.preventDefault();
+  });
+  $('keys').addEventListener('click', (e) => {
+    const b = e.target.closest('button'); if (!b) return;
+    if (b.dataset.label) answer(Number(b.dataset.label));
+    else if (b.dataset.action === 'skip') answer(null);
+    else if (b.dataset.action === 'undo') undo();
+    else $('help').hidden = !$('help').hidden;
+  });
+  act(async () => { showProgress(await api('GET', '/api/progress')); await fill(); show(); });
+})();

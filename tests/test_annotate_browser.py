@@ -1,0 +1,52 @@
+"""The labelling page in Chromium: log in by link, label with the keyboard, undo, see progress."""
+import importlib.util
+
+import pytest
+
+from conftest import ROOT, make_settings
+from mlproj import annotate as A
+
+spec = importlib.util.spec_from_file_location('annotate_writes', ROOT / 'bench' / 'annotate_writes.py')
+bench = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(bench)
+
+
+@pytest.mark.browser
+def test_label_with_the_keyboard_undo_and_see_progress(browser, tmp_path):
+    url_db = f'sqlite:///{tmp_path}/a.sqlite'
+    s = make_settings(tmp_path, MLPROJ_ANNOTATE_DATABASE=url_db)
+    tokens = bench.make_project(s, url_db, n_items=5, n_people=1, overlap=1, name='page')
+    db = A.open_db(s, url_db)
+    A.create_project(db, 'other', ['x'], [], overlap=1)
+    db.close()
+    with bench.serve(s, url_db) as url:
+        page = browser.new_page()
+        page.goto(f"{url}/login/{tokens['a00']}")
+        progress = page.locator('#progress')
+        progress.wait_for()
+        page.wait_for_function("document.getElementById('item').complete && document.getElementById('item').naturalWidth > 0")
+        assert 'you: 0 labels' in progress.inner_text() and 'project: 0/5 items' in progress.inner_text()
+        first = page.get_attribute('#item', 'data-assignment')
+        page.keyboard.press('3')
+        page.wait_for_function("document.getElementById('item').dataset.saved === '1'")
+        assert page.get_attribute('#item', 'data-assignment') != first # the next item was already there
+        assert 'you: 1 labels' in progress.inner_text() and '1/5 items' in progress.inner_text()
+        page.keyboard.press('u')
+        page.wait_for_function("document.getElementById('progress').textContent.includes('you: 0 labels')")
+        assert page.get_attribute('#item', 'data-assignment') == first # undone: the same item, to answer again
+        page.keyboard.press('7')
+        page.wait_for_function("document.getElementById('item').dataset.saved === '2'")
+        page.keyboard.press('s')
+        page.wait_for_function("document.getElementById('item').dataset.saved === '3'")
+        page.keyboard.press('?')
+        assert page.is_visible('#help')
+        page.close()
+    db = A.open_db(s, url_db)
+    try:
+        from sqlalchemy import select
+        from mlproj.db import Assignment
+        with db.read() as sess:
+            rows = {r.id: (r.state, r.label) for r in sess.execute(select(Assignment.id, Assignment.state, Assignment.label))}
+        assert rows[int(first)] == ('done', 7)
+        assert sorted(v for v in rows.values() if v[0] != 'leased') == [('done', 7), ('skipped', None)]
+    finally: db.close()
