@@ -14,7 +14,7 @@ from mlproj import __version__
 from mlproj.settings import Settings, load_settings
 
 from .limits import BodyLimit
-from .routes import health, models, predict
+from .routes import health, jobs, models, predict
 from .serving import load_model
 
 __all__ = ['create_app', 'app_from_env']
@@ -37,7 +37,7 @@ def create_app(settings: Settings, # the project's settings, built once by the c
     app.state.registry, app.state.model = None, None
     app.state.model_error = 'no model is loaded: the application has not started (its lifespan has not run)'
     app.add_middleware(BodyLimit, max_bytes=settings.serving.max_body_bytes)
-    for r in (health.router, models.router, predict.router): app.include_router(r)
+    for r in (health.router, models.router, predict.router, jobs.router): app.include_router(r)
     return app
 
 
