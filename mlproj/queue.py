@@ -584,7 +584,7 @@ def add_commands(add):
     s = add('worker', cmd_worker, 'Run supervised worker processes against the queue ([queue] url, or the server `mlproj up` started).')
     s.add_argument('--workers', type=int, help='worker processes (default: [queue] workers)')
     s = add('submit', cmd_submit, 'Queue a job: a notebook of nbs/jobs/ (or noop) with checked parameters; print its id.', jobs=True)
-    s.add_argument('job', help='the job kind: train, evaluate, predict, noop, ...')
+    s.add_argument('job', help='the job kind: a notebook of nbs/jobs/ (train, evaluate, ...) or noop')
     s.add_argument('--wait', action='store_true', help='wait for the job to finish and show it (exit 1 if it failed)')
     s = add('jobs', cmd_jobs, 'List queued and finished jobs, or show, cancel or delete one.')
     s.add_argument('action', nargs='?', default='list', choices=['list', 'show', 'cancel', 'delete'], help='default: list')

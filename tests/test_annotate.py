@@ -149,7 +149,7 @@ def test_consensus_becomes_a_child_dataset_version_with_the_votes(settings, db_u
     import numpy as np
     store = Store(settings.store_url)
     shas = [put_item(store, encode_counts(np.full((8, 8), i)), Provenance('t', UCI_MEDIA_TYPE)) for i in range(4)]
-    parent = put_version(store, [Example(shas[0], 0, 'train')], label_source='benchmark')
+    parent = put_version(store, [Example(shas[0], 0, 'train'), Example(shas[3], 5, 'val')], label_source='benchmark')
     db = A.open_db(settings, db_url)
     try:
         A.create_project(db, 'c', [str(d) for d in range(10)], [(h, UCI_MEDIA_TYPE) for h in shas], overlap=2, source=parent)
@@ -170,10 +170,11 @@ def test_consensus_becomes_a_child_dataset_version_with_the_votes(settings, db_u
         vid, counts = A.export_consensus(db, settings, 'c')
         v = get_version(store, vid)
         assert v['parent'] == parent and v['label_source'] == 'consensus'
-        assert {e.sha256: e.label for e in v['examples']} == {shas[0]: 7, shas[1]: 1, shas[2]: 3}
+        assert {e.sha256: (e.label, e.source) for e in v['examples']} == {
+            shas[0]: (7, 'consensus'), shas[1]: (1, 'consensus'), shas[2]: (3, 'consensus'), shas[3]: (5, 'benchmark')} # the open item keeps its parent's label
         assert next(e for e in v['examples'] if e.sha256 == shas[0]).split == 'train' # an item keeps its split
         assert v['meta']['votes'][shas[2]] == {'label': 3, 'by': 'review', 'votes': {'a': 2, 'b': 3}}
-        assert counts == dict(majority=2, review=1, open=1, examples=3, inherited=0)
+        assert counts == dict(majority=2, review=1, open=1, examples=4, inherited=1)
         ag = A.agreement(db, 'c')
         assert ag['pairwise'][0]['items'] == 3 and ag['annotators']['a']['labels'] == 3
     finally: db.close()

@@ -130,7 +130,7 @@ POLITE = dict(delay=0, timeout=1.0, retries=2, backoff=0.05, max_bytes=200_000, 
 
 
 def test_crawl_is_polite_and_stores_each_image_once_with_provenance(site, tmp_path):
-    s = make_settings(tmp_path)
+    s = make_settings(tmp_path, MLPROJ_COLLECT_STATE=str(tmp_path / 'crawls'))
     r = crawl(s, site.url + '/', progress=False, **POLITE)
     store = Store(s.store_url)
     stored = {d for d in (sha256(b) for b in IMG.values()) if store.exists(store.path('raw', d[:2], d))}
@@ -165,7 +165,7 @@ def test_rate_limit_spaces_requests_to_a_host(tmp_path):
     site = Site({'/robots.txt': (404, {}, b''), '/': html(*(f'<a href="/p{i}.html">p</a>' for i in range(5))),
                  **{f'/p{i}.html': html('page') for i in range(5)}})
     try:
-        r = crawl(make_settings(tmp_path), site.url + '/', progress=False, **{**POLITE, 'delay': 0.3})
+        r = crawl(make_settings(tmp_path, MLPROJ_COLLECT_STATE=str(tmp_path / 'crawls')), site.url + '/', progress=False, **{**POLITE, 'delay': 0.3})
         assert r['page'] == 6
         times = [e[2] for e in site.log]
         assert len(times) == 7 and min(b - a for a, b in zip(times, times[1:])) >= 0.29

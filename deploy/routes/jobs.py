@@ -18,7 +18,7 @@ router = APIRouter(tags=['jobs'])
 class JobRequest(BaseModel):
     "A job to queue: a job kind with its parameters, or a finished run to run again."
     model_config = ConfigDict(extra='forbid')
-    job: str | None = Field(None, description='a notebook of nbs/jobs/ (train, evaluate, predict, ...) or noop', examples=['train'])
+    job: str | None = Field(None, description='a notebook of nbs/jobs/ (train, evaluate, ...) or noop', examples=['train'])
     parameters: dict[str, Any] = Field(default_factory=dict, description="the job's parameters, as its parameters cell declares them",
                                        examples=[{'max_epochs': 10, 'lr': 0.003}])
     rerun: str | None = Field(None, description='a finished run id: run it again with its recorded parameters')
