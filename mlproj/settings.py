@@ -71,6 +71,11 @@ class Serving:
     max_body_bytes: int = 4_000_000
     max_batch: int = 256
     max_image_side: int = 4096
+    max_image_pixels: int = 4096*4096 # width x height of one uploaded image
+    max_request_pixels: int = 32*1024*1024 # width x height of all the images of one request
+    decode_threads: int = 2 # image decodes and large JSON bodies run on this many threads at once; the rest wait
+    max_concurrent: int = 64 # requests in progress at once; more get 503 at once
+    body_timeout: float = 10.0 # seconds for a whole request body to arrive; slower gets 408 and the connection closed
     threads: int = 1
     tokens_file: str = '' # `name secret` lines: bearer tokens for the job and admin endpoints (keep it outside git)
 
