@@ -10,8 +10,8 @@ import io
 import numpy as np
 
 # %% auto #0
-__all__ = ['BITMAP', 'BLOCK', 'MAX_COUNT', 'STROKE', 'InputError', 'decode_image', 'to_bitmap', 'block_counts', 'to_model_input',
-           'render_counts']
+__all__ = ['BITMAP', 'BLOCK', 'MAX_COUNT', 'WORK_SIDE', 'STROKE', 'InputError', 'decode_image', 'to_bitmap', 'block_counts',
+           'to_model_input', 'render_counts']
 
 # %% ../nbs/01_preprocess.ipynb #107b8691
 BITMAP, BLOCK = 32, 4 # the UCI digits: 32x32 bitmaps counted in 4x4 blocks
@@ -21,10 +21,38 @@ class InputError(ValueError):
     "An input that cannot be turned into a digit; the message says what to fix."
 
 # %% ../nbs/01_preprocess.ipynb #2aacb824
-def decode_image(data:bytes, # the bytes of a PNG, JPEG or other image file Pillow reads
-                 max_side:int=4096 # larger images are refused before they are decoded
+WORK_SIDE = 256 # images are reduced while decoding until their longer side is at most about this (the model sees 32x32)
+
+def _reduce(im, side:int=WORK_SIDE):
+    "`im` shrunk by an integer factor (Pillow's box `reduce`) so its longer side is near `side`."
+    f = max(im.size) // side
+    if f < 2: return im
+    if im.mode not in ('L', 'LA', 'RGB', 'RGBA', 'I', 'F'): # palette, 1-bit, CMYK, 16-bit ...: to a mode it can reduce
+        alpha = 'A' in im.getbands() or 'transparency' in im.info
+        im = im.convert('I' if im.mode.startswith('I;16') else 'RGBA' if alpha else 'L')
+    return im.reduce(f)
+
+def _grey(im) -> np.ndarray:
+    "Grey levels in 0..1 of a decoded image: 8-bit modes by 255, deeper ones (16-bit, integer, float) by their own range."
+    if im.mode in ('I', 'F') or im.mode.startswith('I;16'):
+        a = np.asarray(im if im.mode in ('I', 'F') else im.convert('I'), dtype=np.float32)
+        if not np.isfinite(a).all(): raise InputError('image holds values that are not finite numbers (NaN or infinity)')
+        lo, hi = float(a.min()), float(a.max())
+        return (a - lo)/(hi - lo) if hi > lo else np.zeros_like(a)
+    if 'A' in im.getbands() or 'transparency' in im.info:
+        la = np.asarray(im.convert('RGBA').convert('LA'), dtype=np.float32)/255
+        grey, alpha = la[..., 0], la[..., 1]
+        if alpha.min() < 0.99: # strokes on a transparent canvas: the ink is where it is opaque
+            page = 1.0 if not (alpha > 0.5).any() or np.median(grey[alpha > 0.5]) < 0.5 else 0.0
+            grey = grey*alpha + page*(1-alpha)
+        return grey
+    return np.asarray(im.convert('L'), dtype=np.float32)/255
+
+def decode_image(data:bytes, # the bytes of a PNG, JPEG, TIFF or other image file Pillow reads
+                 max_side:int=4096, # larger images are refused before they are decoded
+                 max_pixels:int=4096*4096 # width x height budget: larger images are refused before they are decoded
                 ) -> np.ndarray:
-    "Grey levels in 0..1 (H, W) of an encoded image; transparency is composited onto the page colour."
+    "Grey levels in 0..1 (H, W) of an encoded image, upright (EXIF orientation), reduced while decoding; transparency is composited onto the page colour."
     import warnings
     from PIL import Image, UnidentifiedImageError
     try:
@@ -34,18 +62,21 @@ def decode_image(data:bytes, # the bytes of a PNG, JPEG or other image file Pill
     except UnidentifiedImageError: raise InputError('not an image file that can be read (send PNG or JPEG)') from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise InputError(f'image claims to be larger than any side of {max_side} pixels allows (a decompression bomb?)') from None
-    if max(im.size) > max_side: raise InputError(f'image is {im.size[0]}x{im.size[1]}; the largest side allowed is {max_side}')
-    try: im.load()
+    w, h = im.size
+    if max(w, h) > max_side: raise InputError(f'image is {w}x{h}; the largest side allowed is {max_side}')
+    if w*h > max_pixels: raise InputError(f'image is {w}x{h} = {w*h} pixels; at most {max_pixels} are allowed per image')
+    try:
+        if im.format == 'JPEG' and im.mode in ('L', 'RGB'): im.draft('L', (WORK_SIDE, WORK_SIDE)) # decode grey, at 1/2..1/8 scale
+        T = Image.Transpose # EXIF orientation (how the camera was held) -> the turn that makes it upright, as ImageOps.exif_transpose
+        turn = {2: T.FLIP_LEFT_RIGHT, 3: T.ROTATE_180, 4: T.FLIP_TOP_BOTTOM, 5: T.TRANSPOSE, 6: T.ROTATE_270,
+                7: T.TRANSVERSE, 8: T.ROTATE_90}.get(im.getexif().get(0x0112))
+        im.load()
+        im = _reduce(im)
+        if turn is not None: im = im.transpose(turn)
+    except InputError: raise
     except Exception as e: # untrusted bytes: any decoder failure (OSError, SyntaxError, struct.error, ...) is the input's
         raise InputError(f'image file is damaged or truncated: {e}') from None
-    if 'A' in im.getbands() or 'transparency' in im.info:
-        rgba = np.asarray(im.convert('RGBA'), dtype=np.float32)/255
-        grey, alpha = rgba[..., :3].mean(-1), rgba[..., 3]
-        if alpha.min() < 0.99: # strokes on a transparent canvas: the ink is where it is opaque
-            page = 1.0 if np.median(grey[alpha > 0.5]) < 0.5 or not (alpha > 0.5).any() else 0.0
-            grey = grey*alpha + page*(1-alpha)
-        return grey
-    return np.asarray(im.convert('L'), dtype=np.float32)/255
+    return _grey(im)
 
 # %% ../nbs/01_preprocess.ipynb #75af2b6c
 STROKE = 24.0 # stroke width the digit is redrawn at, in pixels of a 128-pixel box: about 6 of the 32x32 bitmap, as the UCI pen

@@ -46,9 +46,12 @@ def trained(tmp_path_factory):
     return s, run_dir, ev
 
 
-@pytest.fixture(scope='session')
+@pytest.fixture(scope='module')
 def browser():
-    """A headless Debian Chromium driven by Playwright (never a downloaded browser); skips, saying how to get one."""
+    """A headless Debian Chromium driven by Playwright (never a downloaded browser); skips, saying how to get one.
+
+    Per module, not per session: Playwright's sync API keeps an asyncio loop running in this thread while it is
+    open, and tests of other modules that run their own loop (anyio.run, asyncio.run) would fail beside it."""
     import shutil
     exe = shutil.which('chromium') or shutil.which('chromium-browser')
     if not exe: pytest.skip('no chromium on PATH: `apt-get install chromium` (Debian) to run the browser tests')
