@@ -10,7 +10,7 @@ import io
 import numpy as np
 
 # %% auto #0
-__all__ = ['BITMAP', 'BLOCK', 'MAX_COUNT', 'WORK_SIDE', 'InputError', 'decode_image', 'to_bitmap', 'block_counts',
+__all__ = ['BITMAP', 'BLOCK', 'MAX_COUNT', 'WORK_SIDE', 'STROKE', 'InputError', 'decode_image', 'to_bitmap', 'block_counts',
            'to_model_input', 'render_counts']
 
 # %% ../nbs/01_preprocess.ipynb #107b8691
@@ -79,21 +79,38 @@ def decode_image(data:bytes, # the bytes of a PNG, JPEG, TIFF or other image fil
     return _grey(im)
 
 # %% ../nbs/01_preprocess.ipynb #75af2b6c
-def to_bitmap(grey:np.ndarray # grey levels in 0..1, any size, either polarity
-             ) -> np.ndarray:
-    "The digit as a 32x32 boolean bitmap: ink found, cropped, longer side scaled to 32, centred."
+STROKE = 24.0 # stroke width the digit is redrawn at, in pixels of a 128-pixel box: about 6 of the 32x32 bitmap, as the UCI pen
+
+def _bbox(on):
+    rows, cols = np.flatnonzero(on.any(1)), np.flatnonzero(on.any(0))
+    return slice(rows[0], rows[-1]+1), slice(cols[0], cols[-1]+1)
+
+def _scaled(a, side, resample):
+    "`a` (float32) with its longer side scaled to `side`."
     from PIL import Image
+    h, w = a.shape; k = side/max(h, w)
+    return np.asarray(Image.fromarray(a.astype(np.float32), 'F').resize((max(1, round(w*k)), max(1, round(h*k))), resample))
+
+def to_bitmap(grey:np.ndarray, # grey levels in 0..1, any size, either polarity
+              stroke:float=STROKE # stroke width to normalise to (pixels of a 128-pixel box); 0: keep the image's own
+             ) -> np.ndarray:
+    "The digit as a 32x32 boolean bitmap: ink found, cropped, strokes redrawn at one width, longer side scaled to 32, centred."
+    from PIL import Image
+    from scipy import ndimage
     border = np.concatenate([grey[0], grey[-1], grey[:, 0], grey[:, -1]])
     bg = float(np.median(border))
     ink = np.clip(bg - grey if bg >= 0.5 else grey - bg, 0, None)
     if ink.max() < 0.1: raise InputError('the image has no digit in it: it is one flat colour')
-    on = ink > ink.max()/2
-    rows, cols = np.flatnonzero(on.any(1)), np.flatnonzero(on.any(0))
-    crop = ink[rows[0]:rows[-1]+1, cols[0]:cols[-1]+1]/ink.max()
-    h, w = crop.shape
-    scale = BITMAP/max(h, w)
-    nh, nw = max(1, round(h*scale)), max(1, round(w*scale))
-    small = np.asarray(Image.fromarray(crop.astype(np.float32), 'F').resize((nw, nh), Image.Resampling.BILINEAR))
+    crop = ink[_bbox(ink > ink.max()/2)]/ink.max()
+    if stroke: # a thin mouse line and a fat marker become the same pen: width estimated as 4x the mean distance to the edge
+        big = np.pad(_scaled(crop, 128, Image.Resampling.BILINEAR) > 0.5, 32)
+        inside = ndimage.distance_transform_edt(big)
+        width = 4*inside[big].mean() if big.any() else stroke
+        if width < stroke: big = ndimage.distance_transform_edt(~big) <= (stroke - width)/2
+        elif width > stroke*1.3 and (inside > (width - stroke)/2).sum() > big.sum()/8: big = inside > (width - stroke)/2
+        crop = big[_bbox(big)].astype(np.float32)
+    small = _scaled(crop, BITMAP, Image.Resampling.BOX if stroke else Image.Resampling.BILINEAR)
+    nh, nw = small.shape
     out = np.zeros((BITMAP, BITMAP), bool)
     top, left = (BITMAP-nh)//2, (BITMAP-nw)//2
     out[top:top+nh, left:left+nw] = small > 0.5
