@@ -52,7 +52,7 @@ def serve(settings, db_url: str, log_path: Path | None = None):
             except httpx.TransportError: pass
             if time.monotonic() > deadline: raise TimeoutError('the annotation server did not start within 60 s')
             time.sleep(0.1)
-        yield url
+        yield url, proc.pid
     finally:
         proc.terminate()
         try: proc.wait(timeout=20)
@@ -76,7 +76,7 @@ async def _annotator(url, name, token, seconds, labels, rng, out, abandon=False,
             if r.status_code == 200:
                 out['latency'].append(dt)
                 body = r.json()
-                out['acked'].append((name, a['id'], a['item_id'], label))
+                out['acked'].append((name, body['saved']['id'], a['item_id'], label)) # a new id when the lease ran out and was claimed again
                 a = body['next']
             elif r.status_code == 409:
                 out['conflicts'] += 1
@@ -93,8 +93,13 @@ def run_annotators(url: str, tokens: dict[str, str], # name -> token
         rng = random.Random(seed)
         await asyncio.gather(*[_annotator(url, n, t, seconds, labels, random.Random(rng.random()), out, n in abandon)
                                for n, t in tokens.items()])
+    import threading
     t0 = time.perf_counter()
-    asyncio.run(main())
+    def run():
+        try: asyncio.run(main())
+        except BaseException as e: out['errors'].append(('crash', repr(e)))
+    t = threading.Thread(target=run) # a thread of its own: the caller may be inside an event loop (Playwright)
+    t.start(); t.join()
     out['seconds'] = time.perf_counter() - t0
     return out
 
@@ -134,12 +139,21 @@ def pg_database(admin_url: str, name: str):
 def measure(settings, db_url: str, seconds: float, annotators: int) -> dict:
     import numpy as np
     tokens = make_project(settings, db_url, n_items=max(2000, int(seconds * 300)), n_people=annotators, overlap=3)
-    with serve(settings, db_url) as url:
+    with serve(settings, db_url) as (url, pid):
         run_annotators(url, dict(list(tokens.items())[:5]), 1.0) # warm up: connections, caches
+        cpu0 = cpu_seconds(pid)
         out = run_annotators(url, tokens, seconds)
+        cpu = cpu_seconds(pid) - cpu0
     lat = np.array(out['latency']) * 1000
-    return dict(writes=len(out['acked']), per_s=len(out['acked']) / out['seconds'], p50=float(np.percentile(lat, 50)),
-                p99=float(np.percentile(lat, 99)), conflicts=out['conflicts'], errors=len(out['errors']))
+    n = len(out['acked'])
+    return dict(writes=n, per_s=n / out['seconds'], p50=float(np.percentile(lat, 50)), p99=float(np.percentile(lat, 99)),
+                cpu_ms=1000 * cpu / n, conflicts=out['conflicts'], errors=len(out['errors']))
+
+
+def cpu_seconds(pid: int) -> float:
+    "CPU time (user + system) a process has used so far."
+    fields = Path(f'/proc/{pid}/stat').read_text().rsplit(')', 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK')
 
 
 def main(argv=None):
@@ -157,9 +171,10 @@ def main(argv=None):
             with pg_database(args.pg, 'mlproj_bench_annotate') as url:
                 rows['PostgreSQL'] = measure(settings, url, args.seconds, args.annotators)
     print(f'{args.annotators} annotators over HTTP for {args.seconds:.0f} s, one uvicorn worker, {os.cpu_count()} cores (client on the same machine)')
-    print(f"{'database':14} {'writes':>7} {'writes/s':>9} {'p50 ms':>7} {'p99 ms':>7} {'409s':>5} {'errors':>6}")
+    print(f"load average before: {os.getloadavg()[0]:.1f} (other work on the machine slows both columns alike)")
+    print(f"{'database':14} {'writes':>7} {'writes/s':>9} {'p50 ms':>7} {'p99 ms':>7} {'server CPU ms/write':>20} {'409s':>5} {'errors':>6}")
     for k, r in rows.items():
-        print(f"{k:14} {r['writes']:7d} {r['per_s']:9.0f} {r['p50']:7.1f} {r['p99']:7.1f} {r['conflicts']:5d} {r['errors']:6d}")
+        print(f"{k:14} {r['writes']:7d} {r['per_s']:9.0f} {r['p50']:7.1f} {r['p99']:7.1f} {r['cpu_ms']:20.2f} {r['conflicts']:5d} {r['errors']:6d}")
     if len(rows) == 2:
         s, p = rows['SQLite (WAL)'], rows['PostgreSQL']
         print(f"PostgreSQL/SQLite: writes/s x{p['per_s'] / s['per_s']:.2f}, p99 x{p['p99'] / s['p99']:.2f}")

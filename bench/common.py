@@ -13,8 +13,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = Path(__file__).resolve().parent
-SECONDS = float(os.environ.get('BENCH_SECONDS', '4')) # length of each load run
-ROUNDS = int(os.environ.get('BENCH_ROUNDS', '2')) # interleaved rounds of the serving figures; the best is kept
+SECONDS = float(os.environ.get('BENCH_SECONDS', '3')) # length of each load run
+ROUNDS = int(os.environ.get('BENCH_ROUNDS', '3')) # interleaved rounds of the serving figures; ratios are medians over rounds
 
 
 def settings_for(work: Path, **env):

@@ -38,7 +38,8 @@ def in_process(onnx: bytes, x: np.ndarray, threads: int, seconds: float = SECOND
 
 
 def run(settings, version: int, work: Path, log=print) -> dict:
-    "Every serving figure, measured side by side in this run."
+    "Every serving figure, in interleaved rounds: all servers up at once, load on one at a time, so a ratio's two sides are measured minutes apart at most."
+    from contextlib import ExitStack
     from mlproj.data import load_split
     from mlproj.registry import Registry
     from mlproj.settings import to_env
@@ -49,39 +50,34 @@ def run(settings, version: int, work: Path, log=print) -> dict:
     one = json.dumps({'pixels': x[0].astype(int).reshape(64).tolist()}).encode()
     batch = json.dumps({'pixels': x.astype(int).reshape(256, 64).tolist()}).encode()
     env = {**to_env(settings), 'MLPROJ_SERVING_MODEL': str(version)}
-    out = dict(body_bytes=dict(one=len(one), batch_json=len(batch)))
+    out = dict(body_bytes=dict(one=len(one), batch_json=len(batch)), rounds={})
+    onnx = work / 'served.onnx'
+    onnx.write_bytes(bundle.onnx)
 
     def measure(name, url, body, ctype, c):
         r = load(url, body, ctype, c, work=work)
         log(f'  {name:<40} c={c:<3} {r["rps"]:>9.1f} req/s')
-        out[name + f'_c{c}'] = max(out.get(name + f'_c{c}', 0), r['rps']) # the best round
-        return r['rps']
+        out['rounds'].setdefault(f'{name}_c{c}', []).append(r['rps'])
 
-    port = free_port()
-    with Server(uvicorn_argv('serve_app:app', port), port, env, log=work / 'server.log') as s:
-        npy = _offers(s.url, 'application/x-npy')
-        for _ in range(ROUNDS): # interleaved rounds, the best of each kept: other load on the machine only lowers figures
-            for c in (1, 32):
-                measure('predict_one_json', f'{s.url}/predict', one, 'application/json', c)
-                measure('noop_one_json', f'{s.url}/noop', one, 'application/json', c)
-            measure('predict_batch256_json', f'{s.url}/predict', batch, 'application/json', 4)
-            measure('noop_batch256_json', f'{s.url}/noop', batch, 'application/json', 4)
-            if npy:
-                out['body_bytes']['batch_npy'] = len(_npy(x))
-                measure('predict_batch256_npy', f'{s.url}/predict', _npy(x), 'application/x-npy', 4)
-            ips = in_process(bundle.onnx, x, settings.serving.threads)
-            out['inprocess_batch256_images_s'] = max(out.get('inprocess_batch256_images_s', 0), ips)
-            log(f"  {'onnxruntime in-process, batch 256':<46} {ips:>9.0f} images/s")
-
-    port = free_port()
-    with Server(uvicorn_argv('serve_app:app', port, workers=2), port, env, log=work / 'server2.log') as s:
-        time.sleep(2) # both workers up
-        measure('predict_one_json_2workers', f'{s.url}/predict', one, 'application/json', 32)
-
-    onnx = work / 'served.onnx'
-    onnx.write_bytes(bundle.onnx)
-    port = free_port()
-    with Server([sys.executable, str(BENCH / 'litserve_app.py'), str(onnx), str(port)], port, log=work / 'litserve.log') as s:
+    with ExitStack() as stack:
+        ports = [free_port() for _ in range(3)]
+        one_worker = stack.enter_context(Server(uvicorn_argv('serve_app:app', ports[0]), ports[0], env, log=work / 'server.log'))
+        two_workers = stack.enter_context(Server(uvicorn_argv('serve_app:app', ports[1], workers=2), ports[1], env, log=work / 'server2.log'))
+        lit = stack.enter_context(Server([sys.executable, str(BENCH / 'litserve_app.py'), str(onnx), str(ports[2])], ports[2], log=work / 'litserve.log'))
+        time.sleep(2) # both of the second server's workers up
+        npy = _offers(one_worker.url, 'application/x-npy')
+        if npy: out['body_bytes']['batch_npy'] = len(_npy(x))
         for _ in range(ROUNDS):
-            for c in (1, 32): measure('litserve_one_json', f'{s.url}/predict', one, 'application/json', c)
+            for c in (1, 32):
+                measure('predict_one_json', f'{one_worker.url}/predict', one, 'application/json', c)
+                measure('noop_one_json', f'{one_worker.url}/noop', one, 'application/json', c)
+                measure('litserve_one_json', f'{lit.url}/predict', one, 'application/json', c)
+            measure('predict_one_json_2workers', f'{two_workers.url}/predict', one, 'application/json', 32)
+            measure('predict_batch256_json', f'{one_worker.url}/predict', batch, 'application/json', 4)
+            measure('noop_batch256_json', f'{one_worker.url}/noop', batch, 'application/json', 4)
+            if npy: measure('predict_batch256_npy', f'{one_worker.url}/predict', _npy(x), 'application/x-npy', 4)
+            ips = in_process(bundle.onnx, x, settings.serving.threads)
+            out['rounds'].setdefault('inprocess_batch256_images_s', []).append(ips)
+            log(f"  {'onnxruntime in-process, batch 256':<46} {ips:>9.0f} images/s")
+    out.update({k: float(np.median(v)) for k, v in out['rounds'].items()})
     return out

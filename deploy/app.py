@@ -15,8 +15,9 @@ from starlette.concurrency import run_in_threadpool
 from mlproj import __version__
 from mlproj.settings import Settings, load_settings
 
-from .limits import BodyLimit
-from .routes import admin, health, models, predict
+from .limits import BodyLimit, Guard, Workers
+from .routes import admin, health, jobs, models, predict
+from .schemas import document_refusals
 from .serving import Reloader, load_model
 
 __all__ = ['create_app', 'app_from_env']
@@ -47,9 +48,11 @@ def create_app(settings: Settings, # the project's settings, built once by the c
     app.state.registry, app.state.model = None, None
     app.state.model_error = 'no model is loaded: the application has not started (its lifespan has not run)'
     app.state.reload_error = None
+    app.state.workers = Workers(settings.serving.decode_threads) # CPU work off the event loop, bounded
     app.add_middleware(BodyLimit, max_bytes=settings.serving.max_body_bytes)
-    for r in (health.router, models.router, predict.router, admin.router): app.include_router(r)
-    return app
+    app.add_middleware(Guard, max_concurrent=settings.serving.max_concurrent, body_timeout=settings.serving.body_timeout)
+    for r in (health.router, models.router, predict.router, jobs.router, admin.router): app.include_router(r)
+    return document_refusals(app) # last: it documents every route's 401/403/408/503
 
 
 async def _poll(reloader: Reloader, every: float):

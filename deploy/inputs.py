@@ -1,9 +1,12 @@
 """Request contents to model inputs: JSON pixel counts or image files to (n, 8, 8), with messages saying what to fix."""
 from __future__ import annotations
 
+import io
+
 import numpy as np
 
-from mlproj.preprocess import InputError, to_model_input
+from mlproj.preprocess import InputError, decode_image, to_model_input
+from mlproj.settings import Serving
 
 __all__ = ['TooManyImages', 'too_many', 'pixels_batch', 'images_batch']
 
@@ -48,12 +51,15 @@ def _shape(x, where: str, depth: int = 0) -> tuple:
     return ()
 
 
-def _as_array(pixels) -> np.ndarray:
+def _as_array(pixels, may_hold_booleans: bool = True) -> np.ndarray:
     "A numeric array of `pixels` if it is regular nested lists of numbers; else an InputError saying where it is not."
     if isinstance(pixels, list):
         try: a = np.array(pixels) # the fast path: a regular array of numbers
         except (ValueError, TypeError, OverflowError): a = None # ragged
-        if a is not None and a.dtype.kind in 'iuf' and a.size: return a
+        if a is not None and a.dtype.kind in 'iuf' and a.size:
+            if not may_hold_booleans: return a
+            _shape(pixels, 'pixels') # numpy reads true as 1: walk the lists to refuse booleans wherever they are
+            return a
     _shape(pixels, 'pixels') # raises, saying what is wrong, for everything but integers beyond float range
     try: return np.array(pixels, dtype=np.float64)
     except OverflowError:
@@ -61,7 +67,8 @@ def _as_array(pixels) -> np.ndarray:
 
 
 def pixels_batch(body, # a parsed JSON body: {"pixels": ...}
-                 max_batch: int # the most images accepted
+                 max_batch: int, # the most images accepted
+                 raw: bytes | None = None # the JSON text it was parsed from: without `true`/`false` in it, no walk for booleans
                 ) -> np.ndarray:
     "(n, 8, 8) float32 model inputs for a JSON body holding one image or a list of images of UCI counts."
     if not isinstance(body, dict):
@@ -72,7 +79,7 @@ def pixels_batch(body, # a parsed JSON body: {"pixels": ...}
     if extra:
         raise InputError(f"unexpected field{'s' * (len(extra) > 1)} {', '.join(map(repr, extra))}: "
                          'the body takes only "pixels"')
-    a = _as_array(body['pixels'])
+    a = _as_array(body['pixels'], raw is None or b'true' in raw or b'false' in raw)
     one = a.shape in ((64,), (8, 8))
     if not (one or (a.ndim == 2 and a.shape[1] == 64) or (a.ndim == 3 and a.shape[1:] == (8, 8))):
         raise InputError(f"pixels has shape {'x'.join(map(str, a.shape))}: send {_FORMS}")
@@ -86,14 +93,27 @@ def pixels_batch(body, # a parsed JSON body: {"pixels": ...}
     return np.stack(out)
 
 
+def _pixels(data: bytes) -> int:
+    "Width x height an image file declares in its header (0 when it is not one: decoding then says why)."
+    from PIL import Image
+    try:
+        with Image.open(io.BytesIO(data)) as im: return im.size[0] * im.size[1]
+    except Exception: return 0
+
+
 def images_batch(files: list[tuple[str, bytes]], # (name, encoded image) per uploaded file, in order
-                 max_side: int # the largest image side accepted
+                 serving: Serving # its max_image_side, max_image_pixels and max_request_pixels
                 ) -> np.ndarray:
-    "(n, 8, 8) float32 model inputs for image files (PNG, JPEG, anything Pillow reads), either polarity."
+    "(n, 8, 8) float32 model inputs for image files (PNG, JPEG, TIFF, anything Pillow reads), either polarity."
+    total = sum(_pixels(data) for _, data in files)
+    if total > serving.max_request_pixels:
+        raise TooManyImages(f'the images hold {total} pixels in all; at most {serving.max_request_pixels} are allowed '
+                            'in one request: send them in several requests, or smaller')
     out = []
     for i, (name, data) in enumerate(files, 1):
         where = f'file {i} ({name!r})'
         if not data: raise InputError(f'{where} is empty')
-        try: out.append(to_model_input(data, max_side))
+        try: out.append(to_model_input(decode_image(data, serving.max_image_side, serving.max_image_pixels),
+                                       serving.max_image_side))
         except InputError as e: raise InputError(f'{where}: {e}') from None
     return np.stack(out)

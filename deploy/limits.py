@@ -1,12 +1,19 @@
-"""A limit on request bodies, enforced as they arrive, so an oversized body is never read into memory."""
+"""Limits on requests, enforced as they arrive: body size and time, requests in progress, threads doing CPU work."""
 from __future__ import annotations
 
+import logging
+
+import anyio
+import anyio.to_thread
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ['BodyTooLarge', 'BodyLimit']
+__all__ = ['BodyTooLarge', 'BodyLimit', 'BodyTimeout', 'Guard', 'Workers']
+
+log = logging.getLogger(__name__)
 
 
 def _too_large(max_bytes: int) -> str:
@@ -51,3 +58,59 @@ class BodyLimit:
         except BodyTooLarge as e: # raised where no exception handler turned it into a response
             if started: raise
             await JSONResponse({'detail': e.detail}, 413)(scope, receive, send)
+
+
+class BodyTimeout(HTTPException):
+    "Raised from `receive` when the body has not all arrived in time; answered with 408 and the connection closed."
+    def __init__(self, seconds: float):
+        super().__init__(408, f'the request body did not arrive within {seconds:g} seconds: send it at once, '
+                              'or send less', headers={'Connection': 'close'})
+
+
+class Guard:
+    "Pure ASGI middleware: 503 past `max_concurrent` requests in progress, 408 for a body slower than `body_timeout`, one log line for a client that leaves."
+    def __init__(self, app: ASGIApp, max_concurrent: int, body_timeout: float, exempt: tuple = ('/health',)):
+        self.app, self.max_concurrent, self.body_timeout, self.exempt = app, max_concurrent, body_timeout, exempt
+        self.active = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send):
+        if scope['type'] != 'http' or scope['path'] in self.exempt: return await self.app(scope, receive, send)
+        if self.active >= self.max_concurrent:
+            msg = f'the server is busy ({self.max_concurrent} requests in progress): retry in a moment'
+            return await JSONResponse({'detail': msg}, 503, headers={'Retry-After': '1'})(scope, receive, send)
+        deadline, done, received, started = anyio.current_time() + self.body_timeout, False, 0, False
+
+        async def timed_receive() -> Message:
+            nonlocal done, received
+            if done: return await receive() # the body is in: what follows (a disconnect) may take any time
+            with anyio.move_on_after(deadline - anyio.current_time()):
+                message = await receive()
+                if message['type'] == 'http.request':
+                    received += len(message.get('body', b''))
+                    done = not message.get('more_body', False)
+                return message
+            raise BodyTimeout(self.body_timeout)
+
+        async def watched_send(message: Message):
+            nonlocal started
+            if message['type'] == 'http.response.start': started = True
+            await send(message)
+
+        self.active += 1
+        try: await self.app(scope, timed_receive, watched_send)
+        except ClientDisconnect:
+            log.warning('client went away before its request body arrived: %s %s after %d bytes',
+                        scope['method'], scope['path'], received)
+        except BodyTimeout as e: # raised where no exception handler turned it into a response
+            if started: raise
+            await JSONResponse({'detail': e.detail}, 408, headers=e.headers)(scope, receive, send)
+        finally: self.active -= 1
+
+
+class Workers:
+    "A bounded thread pool for CPU work off the event loop (decoding images, parsing large bodies): at most `n` at once."
+    def __init__(self, n: int): self.n, self._limiter = n, None
+
+    async def run(self, fn, *args):
+        if self._limiter is None: self._limiter = anyio.CapacityLimiter(self.n) # made inside the running event loop
+        return await anyio.to_thread.run_sync(fn, *args, limiter=self._limiter)

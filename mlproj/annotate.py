@@ -12,11 +12,12 @@ from datetime import timedelta
 from .settings import Settings
 
 # %% auto #0
-__all__ = ['MAX_HELD', 'SWEEP_EVERY', 'Forbidden', 'NotFound', 'Conflict', 'hash_token', 'open_db', 'create_project', 'add_items',
-           'get_project', 'add_person', 'person_for_token', 'next_assignment', 'progress', 'answer', 'undo',
-           'cohen_kappa', 'fleiss_kappa', 'coincidences', 'krippendorff_alpha', 'votes', 'majority', 'agreement',
-           'suggest', 'to_review', 'adjudicate', 'hash_split', 'export_consensus', 'capture_feedback', 'capture_unsure',
-           'cmd_serve', 'cmd_create', 'cmd_add', 'cmd_status', 'cmd_suggest', 'cmd_export', 'add_commands']
+__all__ = ['MAX_HELD', 'SWEEP_EVERY', 'PROGRESS_EVERY', 'Forbidden', 'NotFound', 'Conflict', 'hash_token', 'open_db',
+           'create_project', 'add_items', 'get_project', 'add_person', 'person_for_token', 'next_assignment',
+           'progress', 'answer', 'undo', 'cohen_kappa', 'fleiss_kappa', 'coincidences', 'krippendorff_alpha', 'votes',
+           'majority', 'agreement', 'suggest', 'to_review', 'adjudicate', 'hash_split', 'export_consensus',
+           'capture_feedback', 'capture_unsure', 'cmd_serve', 'cmd_create', 'cmd_add', 'cmd_status', 'cmd_suggest',
+           'cmd_export', 'add_commands']
 
 # %% ../nbs/21_annotate.ipynb #01c12642
 class Forbidden(PermissionError):
@@ -103,6 +104,7 @@ def person_for_token(db, token:str):
 # %% ../nbs/21_annotate.ipynb #8ca67ade
 MAX_HELD = 3 # leases one person may hold at once (the item shown and the ones preloaded)
 SWEEP_EVERY = 1.0 # seconds between two sweeps of expired leases in one process
+PROGRESS_EVERY = 0.5 # seconds a project's progress figures are reused for in one process
 
 class _Retry(Exception): "A concurrent transaction got there first: run again."
 
@@ -214,17 +216,24 @@ def _owned(s, person, assignment_id:int, lock:bool=False):
     if a.person_id != person.id: raise Forbidden(f'assignment {assignment_id} is not yours')
     return a
 
-def progress(s, person) -> dict:
+def progress(s, person, db=None, # with it, the project's figures are cached for PROGRESS_EVERY seconds
+             ) -> dict:
     "Labels given by `person`, and items finished in the project."
+    import time
     from sqlalchemy import func, select
     from mlproj.db import Project
     I, T = _tables()
     c = s.connection()
-    overlap = c.execute(select(Project.__table__.c.overlap).where(Project.__table__.c.id == person.project_id)).scalar()
     mine = c.execute(select(func.count()).where(T.c.person_id == person.id, T.c.state == 'done')).scalar()
-    n, labels, full = c.execute(select(func.count(), func.coalesce(func.sum(I.c.done), 0),
-                                       func.count().filter(I.c.done >= overlap)).where(I.c.project_id == person.project_id)).one()
-    return dict(mine=mine, items=n, items_done=full, labels=int(labels), labels_needed=n * overlap)
+    cache = db.__dict__.setdefault('_progress', {}) if db is not None else {}
+    at, proj = cache.get(person.project_id, (-1e9, None))
+    if time.monotonic() - at > PROGRESS_EVERY:
+        overlap = c.execute(select(Project.__table__.c.overlap).where(Project.__table__.c.id == person.project_id)).scalar()
+        n, labels, full = c.execute(select(func.count(), func.coalesce(func.sum(I.c.done), 0),
+                                           func.count().filter(I.c.done >= overlap)).where(I.c.project_id == person.project_id)).one()
+        proj = dict(items=n, items_done=full, labels=int(labels), labels_needed=n * overlap)
+        cache[person.project_id] = (time.monotonic(), proj)
+    return dict(mine=mine, **proj)
 
 def answer(db, person, assignment_id:int, label:int|None, # None: skip the item (it goes to someone else)
            item_id:int|None=None, # the item the page showed: lets a label arrive after its lease was swept
@@ -238,8 +247,19 @@ def answer(db, person, assignment_id:int, label:int|None, # None: skip the item 
         if label is not None and (isinstance(label, bool) or not isinstance(label, int) or not 0 <= label < len(project.labels)):
             raise ValueError(f'label must be an integer from 0 to {len(project.labels) - 1}')
         a = _owned(s, person, assignment_id, lock=True)
+        c0 = s.connection()
+        if a is None and label is None and item_id is not None: # a skip after the lease ran out: remember it all the same
+            from sqlalchemy import insert, select
+            if c0.execute(select(I.c.project_id).where(I.c.id == item_id)).scalar() != project.id: raise NotFound(f'no item {item_id} in your project')
+            again = c0.execute(select(T.c.id).where(T.c.item_id == item_id, T.c.person_id == person.id)).scalar()
+            if again is not None: raise Conflict(f'this item came back to you as assignment {again}')
+            now = _now()
+            aid = c0.execute(insert(T).values(project_id=project.id, item_id=item_id, person_id=person.id, slot=None, state='skipped',
+                                              leased=now, expires=now)).inserted_primary_key[0]
+            return dict(saved=dict(id=aid, item_id=item_id, state='skipped', label=None), next=_next(db, s, person, project, exclude),
+                        progress=progress(s, person, db))
         if a is None:
-            if item_id is None or label is None: raise NotFound(f'no assignment {assignment_id} (its lease ran out)')
+            if item_id is None: raise NotFound(f'no assignment {assignment_id} (its lease ran out)')
             got = _claim(s, person, project, item_id)
             if got is None: raise Conflict('your lease on this item ran out and it went to others; the label was not kept')
             a = _owned(s, person, got['id'])
@@ -255,7 +275,7 @@ def answer(db, person, assignment_id:int, label:int|None, # None: skip the item 
             c.execute(update(T).where(T.c.id == a.id).values(state='done', label=label, answered=_now()))
         nxt = _next(db, s, person, project, exclude)
         return dict(saved=dict(id=a.id, item_id=a.item_id, state='skipped' if label is None else 'done', label=label),
-                    next=nxt, progress=progress(s, person))
+                    next=nxt, progress=progress(s, person, db))
     return _retrying(db, go)
 
 def undo(db, person) -> dict|None:

@@ -15,8 +15,8 @@ import numpy as np
 from .settings import Problem
 
 # %% auto #0
-__all__ = ['confusion', 'classification_metrics', 'majority_baseline', 'Acceptance', 'check_acceptance', 'evaluate_run',
-           'evaluate_train_run', 'summary_markdown', 'confusion_html']
+__all__ = ['confusion', 'classification_metrics', 'majority_baseline', 'Acceptance', 'check_acceptance', 'service_like_metrics',
+           'evaluate_run', 'evaluate_train_run', 'summary_markdown', 'confusion_html']
 
 # %% ../nbs/07_evaluate.ipynb #b0408635
 def confusion(y_true:np.ndarray, y_pred:np.ndarray, n_classes:int=10) -> np.ndarray:
@@ -50,8 +50,11 @@ class Acceptance:
     passed: bool
     failures: list # one sentence per criterion missed
 
-def check_acceptance(metrics:dict, problem:Problem) -> Acceptance:
-    "Check test metrics against the criteria in settings.ini `[problem]`."
+def check_acceptance(metrics:dict, # the model's metrics on the benchmark's test split
+                     problem:Problem,
+                     service_like:dict|None=None # its metrics on the service-like set; None: not measured (a failure)
+                    ) -> Acceptance:
+    "Check benchmark and service-like metrics against the criteria in settings.ini `[problem]`."
     fails = []
     if metrics['accuracy'] < problem.min_test_accuracy:
         fails.append(f"test accuracy {metrics['accuracy']:.4f} is below {problem.min_test_accuracy}")
@@ -60,24 +63,53 @@ def check_acceptance(metrics:dict, problem:Problem) -> Acceptance:
     worst = int(np.argmin(metrics['per_class_recall']))
     if metrics['per_class_recall'][worst] < problem.min_class_recall:
         fails.append(f"recall of class {worst} is {metrics['per_class_recall'][worst]:.4f}, below {problem.min_class_recall}")
+    if service_like is None: fails.append('the service-like set was not measured')
+    else:
+        if service_like['accuracy'] < problem.min_service_like_accuracy:
+            fails.append(f"service-like accuracy {service_like['accuracy']:.4f} is below {problem.min_service_like_accuracy}")
+        if metrics['accuracy'] - service_like['accuracy'] > problem.max_service_like_gap:
+            fails.append(f"service-like accuracy is {metrics['accuracy'] - service_like['accuracy']:.4f} below test accuracy, "
+                         f"more than the {problem.max_service_like_gap} allowed")
     return Acceptance(not fails, fails)
 
 # %% ../nbs/07_evaluate.ipynb #ed787a7e
+def service_like_metrics(y:np.ndarray, pred:np.ndarray, # labels and predictions of the service-like set
+                         slices:list # one dict per image: source, thickness, polarity, ...
+                        ) -> dict:
+    "Classification metrics of the service-like set, and accuracy by slice: {'source': {'strokes': {'n':, 'accuracy':}}, ...}."
+    ok = pred == y
+    by = {}
+    for i, sl in enumerate(slices):
+        for k, v in sl.items():
+            if k in ('source', 'thickness', 'polarity'): by.setdefault(k, {}).setdefault(v, []).append(ok[i])
+    return dict(classification_metrics(y, pred), slices={k: {v: dict(n=len(o), accuracy=float(np.mean(o))) for v, o in sorted(d.items())}
+                                                          for k, d in by.items()})
+
 def evaluate_run(train_dir:str|Path, # a training run's folder (it holds model.onnx)
                  dataset_version:str, store_url:str, problem:Problem,
-                 split:str='test') -> dict:
-    "Evaluate a training run's exported model and the majority baseline on a split; check acceptance."
+                 split:str='test',
+                 service_like_version:str|None=None # a service-like dataset version (see servicelike); None: not measured
+                ) -> dict:
+    "Evaluate a training run's exported model on a split beside the majority baseline, and on the service-like set; check acceptance."
     from mlproj.store import Store
     from mlproj.data import load_split, split_labels
     from mlproj.predict import Predictor
     st = Store(store_url)
     X, y = load_split(st, dataset_version, split)
     y_train = split_labels(st, dataset_version, 'train')
-    model = classification_metrics(y, Predictor(str(Path(train_dir)/'model.onnx')).predict(X))
-    acc = check_acceptance(model, problem)
+    predictor = Predictor(str(Path(train_dir)/'model.onnx'))
+    model = classification_metrics(y, predictor.predict(X))
+    sl = None
+    if service_like_version:
+        from mlproj.servicelike import load_service_like
+        Xs, ys, slices = load_service_like(st, service_like_version)
+        sl = dict(dataset_version=service_like_version, **service_like_metrics(ys, predictor.predict(Xs), slices))
+    acc = check_acceptance(model, problem, sl)
     return dict(split=split, dataset_version=dataset_version, model=model, baseline=majority_baseline(y_train, y),
                 acceptance=asdict(acc), criteria=dict(min_test_accuracy=problem.min_test_accuracy,
-                min_macro_f1=problem.min_macro_f1, min_class_recall=problem.min_class_recall))
+                min_macro_f1=problem.min_macro_f1, min_class_recall=problem.min_class_recall,
+                min_service_like_accuracy=problem.min_service_like_accuracy, max_service_like_gap=problem.max_service_like_gap),
+                service_like=sl)
 
 # %% ../nbs/07_evaluate.ipynb #cbf01b93
 def evaluate_train_run(settings, # the project's `Settings`
@@ -88,7 +120,9 @@ def evaluate_train_run(settings, # the project's `Settings`
     from mlproj.jobs import find_run, read_run
     train_dir = find_run(settings, train_run, job='train')
     vid = read_run(train_dir)['metrics']['dataset_version']
-    result = dict(evaluate_run(train_dir, vid, settings.store_url, settings.problem, split), train_run=train_dir.name)
+    from mlproj.servicelike import service_like_version
+    result = dict(evaluate_run(train_dir, vid, settings.store_url, settings.problem, split, service_like_version(settings)),
+                  train_run=train_dir.name)
     out = Path(out_dir or settings.reports_dir/'runs'/'interactive-evaluate')
     out.mkdir(parents=True, exist_ok=True)
     (out/'metrics.json').write_text(json.dumps(result, indent=1))
@@ -102,6 +136,9 @@ def summary_markdown(result:dict) -> str:
     t = f"| {result['split']} split | model | majority baseline (always {b['answer']}) |\n|---|---:|---:|\n"
     t += ''.join(f'| {name} | {m[k]:.4f} | {b[k]:.4f} |\n' for name, k in rows)
     t += f"| lowest class recall | {min(m['per_class_recall']):.4f} | {min(b['per_class_recall']):.4f} |\n| images | {m['n']} | {b['n']} |\n\n"
+    if s := result.get('service_like'):
+        t += f"| service-like set | accuracy |\n|---|---:|\n| all ({s['n']} images) | {s['accuracy']:.4f} |\n"
+        t += ''.join(f"| {k} = {v} ({r['n']}) | {r['accuracy']:.4f} |\n" for k, d in s['slices'].items() for v, r in d.items()) + '\n'
     n = len(m['per_class_recall'])
     return t + '| class | ' + ' | '.join(map(str, range(n))) + ' |\n|---|' + '---:|'*n + '\n| recall | ' + ' | '.join(f'{r:.3f}' for r in m['per_class_recall']) + ' |'
 

@@ -6,7 +6,7 @@ Docs: https://mlproj.github.io/mlproj/jobs.html.md"""
 
 # %% ../nbs/09_jobs.ipynb #2763727c
 from __future__ import annotations
-import json, os, subprocess, uuid
+import asyncio, json, os, subprocess, threading, uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -14,7 +14,8 @@ from .store import utc_now
 from .settings import to_env
 
 # %% auto #0
-__all__ = ['JobFailed', 'code_version', 'new_run_id', 'runs_dir', 'find_run', 'read_run', 'write_index', 'run_job']
+__all__ = ['RUN_STATES', 'JobFailed', 'code_version', 'new_run_id', 'runs_dir', 'find_run', 'read_run', 'write_index', 'run_job',
+           'mark_run']
 
 # %% ../nbs/09_jobs.ipynb #6c652871
 class JobFailed(RuntimeError):
@@ -37,6 +38,8 @@ def new_run_id(job:str) -> str:
     return f"{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{job}-{uuid.uuid4().hex[:6]}"
 
 # %% ../nbs/09_jobs.ipynb #1c68f444
+RUN_STATES = ('running', 'done', 'failed', 'interrupted', 'abandoned')
+
 def runs_dir(settings) -> Path: return settings.reports_dir/'runs'
 
 def find_run(settings, run_id:str|None=None, job:str|None=None) -> Path:
@@ -106,14 +109,39 @@ def write_index(settings) -> Path:
     return out
 
 # %% ../nbs/09_jobs.ipynb #1cfa1fb7
+def _kill_kernels():
+    "Stop the kernels this process started (each runs in a session of its own, so Ctrl-C does not reach it)."
+    import psutil
+    for p in psutil.Process().children(recursive=True):
+        if 'ipykernel' in ' '.join(p.cmdline()): p.kill()
+
+def _in_thread(fn):
+    "Call `fn` in a thread (papermill then installs no signal handler of its own); on Ctrl-C stop the kernels and re-raise."
+    box = {}
+    def target():
+        try: box['value'] = fn()
+        except BaseException as e: box['error'] = e
+        finally: # the event loop papermill made for this thread
+            try: loop = asyncio.get_event_loop_policy().get_event_loop()
+            except RuntimeError: loop = None
+            if loop and not loop.is_closed(): loop.close()
+    t = threading.Thread(target=target, daemon=True, name='papermill')
+    t.start()
+    try:
+        while t.is_alive(): t.join(0.2)
+    except BaseException: # Ctrl-C, or a queue's time limit raised in this thread: the kernel must not run on
+        _kill_kernels(); t.join(10); raise
+    if 'error' in box: raise box['error']
+    return box.get('value')
+
 def run_job(settings, # the project's `Settings`
             job:str, # a notebook name in nbs/jobs/, e.g. train
             parameters:dict|None=None, # papermill parameters; run_dir is added
             progress:bool=True, # papermill's progress bar over cells
             log_output:bool=False, # stream the notebook's output to the terminal
-            run_id:str|None=None
+            run_id:str|None=None # the run's id (default: a new one)
            ) -> Path:
-    "Execute a job notebook into a new run folder; return it, or raise `JobFailed`."
+    "Execute a job notebook into a new run folder; return it, or raise `JobFailed` (`KeyboardInterrupt` on Ctrl-C)."
     import papermill as pm
     src = settings.root/'nbs'/'jobs'/f'{job}.ipynb'
     if not src.is_file(): raise FileNotFoundError(f"no job notebook {src}; jobs: {', '.join(sorted(p.stem for p in src.parent.glob('*.ipynb')))}")
@@ -125,17 +153,21 @@ def run_job(settings, # the project's `Settings`
                 started=utc_now(), state='running')
     _write_json(run_dir/'run.json', info)
     out, error = run_dir/f'{job}.ipynb', None
-    import threading # the HTML report's nbconvert (0.5 s) is imported while the kernel works
+    # the HTML report's nbconvert (0.5 s) is imported while the kernel works
     threading.Thread(target=__import__, args=('nbconvert',), daemon=True).start()
+    execute = lambda: pm.execute_notebook(str(src), str(out), parameters=params, cwd=str(settings.root), progress_bar=progress,
+                                          log_output=log_output, kernel_name='python3',
+                                          extra_arguments=['--IPKernelApp.log_level=ERROR'], # no TCP-encryption banner
+                                          shutdown_kernel='immediate') # the notebook is saved; a graceful stop costs 2 s
     try:
-        with _environ(to_env(settings)): pm.execute_notebook(str(src), str(out), parameters=params, cwd=str(settings.root), progress_bar=progress,
-                                                             log_output=log_output, kernel_name='python3',
-                                                             extra_arguments=['--IPKernelApp.log_level=ERROR'], # no TCP-encryption banner
-                                                             shutdown_kernel='immediate') # the notebook is saved; a graceful stop costs 2 s
+        with _environ(to_env(settings)): _in_thread(execute)
     except pm.PapermillExecutionError as e: error = f'{e.ename}: {e.evalue} (cell {e.exec_count})'
     except BaseException as e: # interrupted or the kernel died: record it, then let it go on
-        info.update(state='failed', error=f'{type(e).__name__}: {e}', finished=utc_now())
+        stopped = isinstance(e, KeyboardInterrupt)
+        info.update(state='interrupted' if stopped else 'failed', error='interrupted (Ctrl-C)' if stopped else f'{type(e).__name__}: {e}',
+                    finished=utc_now(), notebook=out.name if out.exists() else None)
         _write_json(run_dir/'run.json', info)
+        write_index(settings)
         raise
     html = _to_html(out) if out.exists() else None
     info.update(state='failed' if error else 'done', error=error, finished=utc_now(), notebook=out.name, report=html and html.name)
@@ -143,3 +175,18 @@ def run_job(settings, # the project's `Settings`
     write_index(settings)
     if error: raise JobFailed(f'{job} job failed: {error}; see {out}', run_dir, out)
     return run_dir
+
+def mark_run(run_dir:Path, # a run folder
+             state:str, # the state to record: interrupted or abandoned
+             reason:str, # why, for run.json's error
+             only_if:str='running' # change it only from this state
+            ) -> bool:
+    "Record in run.json that a run stopped without finishing; False when it was not in state `only_if`."
+    assert state in RUN_STATES, state
+    path = Path(run_dir)/'run.json'
+    try: info = json.loads(path.read_text())
+    except (OSError, ValueError): return False
+    if info.get('state') != only_if: return False
+    info.update(state=state, error=reason, finished=utc_now())
+    _write_json(path, info)
+    return True

@@ -18,8 +18,8 @@ from .store import Store
 from .data import load_splits
 
 # %% auto #0
-__all__ = ['NetConfig', 'DigitsCNN', 'WithProbabilities', 'random_affine', 'DigitsDataModule', 'DigitsClassifier', 'save_net',
-           'load_net', 'export_onnx']
+__all__ = ['TYPESET', 'NetConfig', 'DigitsCNN', 'WithProbabilities', 'random_affine', 'typeset_digits', 'DigitsDataModule',
+           'DigitsClassifier', 'save_net', 'load_net', 'export_onnx']
 
 # %% ../nbs/04_model.ipynb #f224945f
 @dataclass(frozen=True)
@@ -65,15 +65,38 @@ def random_affine(x:torch.Tensor, # (n, 8, 8) inputs
     return F.grid_sample(x.unsqueeze(1), grid, align_corners=False).squeeze(1)
 
 # %% ../nbs/04_model.ipynb #72c51a3c
+import numpy as np
+
+TYPESET = 30 # typeset digits of each class added to training: 5 fonts x 6
+
+def typeset_digits(per_digit:int, # images of each digit
+                   seed:int=0 # the training seed; the generator's seed is derived from it and never the service-like set's
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    "Model inputs and labels of digits typeset in `servicelike.TRAIN_FONTS` (STIX, Computer Modern), both polarities, shifted and rotated."
+    from mlproj.servicelike import TRAIN_FONTS, draw_font, _place, encode_png
+    from mlproj.preprocess import to_model_input
+    rng = np.random.default_rng([seed, 0x7e57])
+    X, y = [], []
+    for d in range(10):
+        for i in range(per_digit):
+            ink = _place(draw_font(d, TRAIN_FONTS[i % len(TRAIN_FONTS)], rng, 96), rng)
+            X.append(to_model_input(encode_png(ink, dark_on_light=i % 2 == 0))); y.append(d)
+    return np.stack(X).astype(np.float32), np.array(y, np.int64)
+
 class DigitsDataModule(pl.LightningDataModule):
     "Batches of one dataset version, read from the store by its id and nothing else."
-    def __init__(self, store_url:str, version:str, batch_size:int=64, seed:int=0):
+    def __init__(self, store_url:str, version:str, batch_size:int=64, seed:int=0,
+                 typeset:int=TYPESET # typeset digits of each class added to the training split (see `typeset_digits`)
+                ):
         super().__init__()
-        self.store_url, self.version, self.batch_size, self.seed = store_url, version, batch_size, seed
+        self.store_url, self.version, self.batch_size, self.seed, self.typeset = store_url, version, batch_size, seed, typeset
 
     def setup(self, stage:str|None=None):
-        self.splits = {s: torch.utils.data.TensorDataset(*map(torch.from_numpy, xy))
-                       for s, xy in load_splits(Store(self.store_url), self.version).items()}
+        splits = load_splits(Store(self.store_url), self.version)
+        if self.typeset:
+            X, y = typeset_digits(self.typeset, self.seed)
+            splits['train'] = np.concatenate([splits['train'][0], X]), np.concatenate([splits['train'][1], y])
+        self.splits = {s: torch.utils.data.TensorDataset(*map(torch.from_numpy, xy)) for s, xy in splits.items()}
 
     def _loader(self, split, shuffle=False):
         g = torch.Generator().manual_seed(self.seed)

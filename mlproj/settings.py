@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Mapping
 
 # %% auto #0
-__all__ = ['SettingsError', 'Problem', 'Paths', 'Data', 'Train', 'Serving', 'Annotate', 'Settings', 'find_settings',
-           'load_settings', 'to_env']
+__all__ = ['SettingsError', 'Problem', 'Paths', 'Data', 'Train', 'Serving', 'Queue', 'Annotate', 'Collect', 'Settings',
+           'find_settings', 'load_settings', 'to_env']
 
 # %% ../nbs/00_settings.ipynb #4b3b745d
 class SettingsError(ValueError):
@@ -27,6 +27,10 @@ class Problem:
     min_test_accuracy: float = 0.97 # lowest accuracy on the held-out test split
     min_macro_f1: float = 0.97 # lowest macro-averaged F1 on the test split
     min_class_recall: float = 0.93 # lowest recall of any single class on the test split
+    min_service_like_accuracy: float = 0.95 # lowest accuracy on the service-like set (drawn and typeset digits, see servicelike)
+    max_service_like_gap: float = 0.04 # largest allowed test accuracy minus service-like accuracy
+    service_like_seed: int = 1000 # seed of the service-like set's generator (synthetic training data must use another)
+    service_like_per_digit: int = 40 # generated service-like images of each digit
     test_method: str = ''
 
 @dataclass(frozen=True)
@@ -67,9 +71,27 @@ class Serving:
     max_body_bytes: int = 4_000_000
     max_batch: int = 256
     max_image_side: int = 4096
+    max_image_pixels: int = 4096*4096 # width x height of one uploaded image
+    max_request_pixels: int = 32*1024*1024 # width x height of all the images of one request
+    decode_threads: int = 2 # image decodes and large JSON bodies run on this many threads at once; the rest wait
+    max_concurrent: int = 64 # requests in progress at once; more get 503 at once
+    body_timeout: float = 10.0 # seconds for a whole request body to arrive; slower gets 408 and the connection closed
     threads: int = 1
     tokens_file: str = '' # `name secret` lines: bearer tokens for the job and admin endpoints (keep it outside git)
     reload_seconds: float = 1.0 # how often the server asks the registry whether the model it serves has moved; 0: never
+
+@dataclass(frozen=True)
+class Queue:
+    "The job queue (Dramatiq on the Redis protocol) and its workers."
+    url: str = '' # redis://host:6379/0 of an existing broker; empty: the embedded server `mlproj up` starts
+    data: str = 'queue' # folder of the embedded server's data and socket
+    workers: int = 2 # worker processes that `mlproj up` and `mlproj worker` start (one job at a time each)
+    retries: int = 2 # times a job that raised is run again before it is marked failed
+    retry_backoff: float = 5.0 # seconds before the first retry; doubled each time up to max_backoff
+    max_backoff: float = 300.0
+    time_limit: float = 1440.0 # minutes a job may run before it is stopped (Dramatiq's default is 10)
+    heartbeat_timeout: float = 15.0 # seconds without a heartbeat after which a worker is dead and its job is delivered again
+    maintenance_chance: int = 100000 # per million broker calls that look for dead workers' jobs (Dramatiq's default: 1000)
 
 @dataclass(frozen=True)
 class Annotate:
@@ -84,8 +106,25 @@ class Annotate:
     feedback_margin: float = 0.2 # an input is unsure when its two most probable classes are closer than this
     feedback_project: str = 'feedback' # the project they flow into (created when the first one arrives)
 
+@dataclass(frozen=True)
+class Collect:
+    "The crawler: who it says it is, and how gently it fetches."
+    user_agent: str = 'mlproj-collect/1.0' # sent with every request, followed by the contact address
+    contact: str = '' # an address a site owner can write to (mailto or a web page); required to crawl
+    delay: float = 1.0 # seconds between two requests to the same host (the per-host rate limit); 0: no limit
+    timeout: float = 10.0 # seconds to connect, and to wait for each read
+    retries: int = 3 # more attempts after a 429, a 5xx, a timeout or a dropped connection
+    backoff: float = 1.0 # seconds before the first retry, doubled each time; a Retry-After header overrides it
+    max_retry_after: float = 300.0 # a longer Retry-After gives the URL up for this crawl
+    max_bytes: int = 10_000_000 # a response larger than this is dropped (checked while it is read)
+    content_types: str = 'image/png, image/jpeg, image/gif, image/webp, image/bmp' # media types kept as raw items
+    max_pages: int = 500 # HTML pages fetched per crawl
+    max_depth: int = 3 # links followed away from the start page
+    max_redirects: int = 5 # a longer chain, or a loop, is an error
+    state: str = 'crawls' # folder of the crawls' SQLite frontiers (local; relative to the project root)
+
 # %% ../nbs/00_settings.ipynb #7197fe76
-_SECTIONS = dict(problem=Problem, paths=Paths, data=Data, train=Train, serving=Serving, annotate=Annotate)
+_SECTIONS = dict(problem=Problem, paths=Paths, data=Data, train=Train, serving=Serving, annotate=Annotate, queue=Queue, collect=Collect)
 
 @dataclass(frozen=True)
 class Settings:
@@ -96,7 +135,9 @@ class Settings:
     data: Data = Data()
     train: Train = Train()
     serving: Serving = Serving()
+    queue: Queue = Queue()
     annotate: Annotate = Annotate()
+    collect: Collect = Collect()
 
     def resolve(self, location:str) -> str:
         "`location` as a URL or an absolute path (a relative path is taken from the project root)."

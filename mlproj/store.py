@@ -16,7 +16,7 @@ import fsspec, fsspec.asyn
 
 # %% auto #0
 __all__ = ['MAX_READ', 'sha256', 'canonical_json', 'utc_now', 'IntegrityError', 'Conflict', 'UnsafeFile', 'Store', 'Provenance',
-           'put_item', 'put_items', 'get_item', 'item_provenance', 'Example', 'put_version', 'get_version',
+           'has_item', 'put_item', 'put_items', 'get_item', 'item_provenance', 'Example', 'put_version', 'get_version',
            'list_versions']
 
 # %% ../nbs/02_store.ipynb #56659dd1
@@ -262,12 +262,18 @@ class Provenance:
     licence: str = 'unknown'
     collected: str = field(default_factory=utc_now)
     headers: dict = field(default_factory=dict) # HTTP headers of interest (ETag, Last-Modified, ...)
+    status: int|None = None # the HTTP status it was fetched with
+    found_on: str|None = None # the page that linked to it
+
+def has_item(store:Store, digest:str) -> bool:
+    "Whether the bytes named `digest` are in the store."
+    return store.exists(_item_path(store, digest))
 
 def put_item(store:Store, data:bytes, prov:Provenance) -> str:
     "Store `data` under its sha256 with its provenance; bytes already stored are not written again."
     digest = sha256(data)
-    if not store.exists(_item_path(store, digest)):
-        store.write(_item_path(store, digest, '.json'), canonical_json(vars(prov)))
+    if not has_item(store, digest):
+        store.write(_item_path(store, digest, '.json'), canonical_json({k: v for k, v in vars(prov).items() if v is not None}))
         store.write(_item_path(store, digest), data)
     return digest
 

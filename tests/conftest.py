@@ -14,6 +14,11 @@ def make_settings(tmp: Path, **env):
                          env={'MLPROJ_PATHS_STORE': str(tmp / 'store'), 'MLPROJ_PATHS_REPORTS': str(tmp / 'reports'), **env})
 
 
+# a short training run is measured on a small service-like set and held to a lowered service-like bar (the real one is in settings.ini)
+SHORT_RUN_SERVICE_LIKE = dict(MLPROJ_PROBLEM_SERVICE_LIKE_PER_DIGIT='6', MLPROJ_PROBLEM_MIN_SERVICE_LIKE_ACCURACY='0.5',
+                              MLPROJ_PROBLEM_MAX_SERVICE_LIKE_GAP='0.5')
+
+
 @pytest.fixture
 def settings(tmp_path):
     return make_settings(tmp_path)
@@ -29,20 +34,24 @@ def trained(tmp_path_factory):
     from mlproj.evaluate import evaluate_run
     from mlproj.registry import Registry
     from mlproj.store import Store
+    from mlproj.servicelike import service_like_version
     tmp = tmp_path_factory.mktemp('trained')
-    s = make_settings(tmp)
+    s = make_settings(tmp, **SHORT_RUN_SERVICE_LIKE)
     vid = benchmark_version(s)
     run_dir = tmp / 'reports' / 'runs' / 'train-fixture'
     train(config_from_settings(s, vid, run_dir, max_epochs=10, wandb_mode='disabled', progress=False))
-    ev = evaluate_run(run_dir, vid, s.store_url, s.problem)
+    ev = evaluate_run(run_dir, vid, s.store_url, s.problem, service_like_version=service_like_version(s))
     Registry(Store(s.store_url)).register(run_dir, ev, train_run='train-fixture', eval_run='eval-fixture',
                                           code_version={'commit': None, 'dirty': None}, parameters={'max_epochs': 10})
     return s, run_dir, ev
 
 
-@pytest.fixture(scope='session')
+@pytest.fixture(scope='module')
 def browser():
-    """A headless Debian Chromium driven by Playwright (never a downloaded browser); skips, saying how to get one."""
+    """A headless Debian Chromium driven by Playwright (never a downloaded browser); skips, saying how to get one.
+
+    Per module, not per session: Playwright's sync API keeps an asyncio loop running in this thread while it is
+    open, and tests of other modules that run their own loop (anyio.run, asyncio.run) would fail beside it."""
     import shutil
     exe = shutil.which('chromium') or shutil.which('chromium-browser')
     if not exe: pytest.skip('no chromium on PATH: `apt-get install chromium` (Debian) to run the browser tests')

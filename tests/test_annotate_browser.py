@@ -19,7 +19,7 @@ def test_label_with_the_keyboard_undo_and_see_progress(browser, tmp_path):
     db = A.open_db(s, url_db)
     A.create_project(db, 'other', ['x'], [], overlap=1)
     db.close()
-    with bench.serve(s, url_db) as url:
+    with bench.serve(s, url_db) as (url, _):
         page = browser.new_page()
         page.goto(f"{url}/login/{tokens['a00']}")
         progress = page.locator('#progress')

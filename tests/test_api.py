@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import anyio
@@ -440,15 +441,13 @@ def server_env(trained, tmp, **env):
 HTTP_LIMIT = 200_000
 
 
-@pytest.fixture(scope='module')
-def server(trained, tmp_path_factory):
-    "Base URL of `uvicorn deploy.app:app_from_env --factory` on a free port; stopped (and checked) at the end."
-    env = server_env(trained, tmp_path_factory.mktemp('server'),
-                     MLPROJ_SERVING_MAX_BODY_BYTES=str(HTTP_LIMIT), MLPROJ_MODEL='1')
+@contextmanager
+def uvicorn_server(env, log=None):
+    "`uvicorn deploy.app:app_from_env --factory` on a free port with `env`: yields (base URL, pid); stopped (and checked) at the end."
     proc = subprocess.Popen([sys.executable, '-m', 'uvicorn', 'deploy.app:app_from_env', '--factory',
                              '--host', '127.0.0.1', '--port', '0', '--no-access-log'],
                             cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    log, ports = [], queue.Queue()
+    log, ports = ([] if log is None else log), queue.Queue()
     def read_log(): # uvicorn logs to stderr; keep reading so the pipe never fills
         for line in proc.stderr:
             log.append(line)
@@ -464,7 +463,7 @@ def server(trained, tmp_path_factory):
         while httpx.get(f'{url}/ready').status_code != 200:
             assert time.monotonic() < deadline, f'/ready never answered 200:\n{"".join(log)}'
             time.sleep(0.1)
-        yield url
+        yield url, proc.pid
     finally:
         proc.terminate()
         code = proc.wait(timeout=30)
@@ -472,6 +471,14 @@ def server(trained, tmp_path_factory):
         proc.stderr.close()
     # uvicorn re-raises the SIGTERM it handled once it has shut down gracefully
     assert code in (0, -signal.SIGTERM) and 'Application shutdown complete' in ''.join(log), ''.join(log)
+
+
+@pytest.fixture(scope='module')
+def server(trained, tmp_path_factory):
+    "Base URL of uvicorn serving the fixture's model version 1 with a body limit of HTTP_LIMIT."
+    env = server_env(trained, tmp_path_factory.mktemp('server'),
+                     MLPROJ_SERVING_MAX_BODY_BYTES=str(HTTP_LIMIT), MLPROJ_MODEL='1')
+    with uvicorn_server(env) as (url, _): yield url
 
 
 def test_uvicorn_serves_predictions_over_http(server, digits):

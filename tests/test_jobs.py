@@ -65,10 +65,10 @@ def test_failing_job_exits_nonzero_and_leaves_its_notebook_with_the_error(settin
 
 
 def test_evaluate_job_reports_model_and_baseline(trained, tmp_path):
-    from conftest import make_settings
+    from conftest import make_settings, SHORT_RUN_SERVICE_LIKE
     s, train_dir, _ = trained
     # a reports folder of its own, holding the fixture's training run as if a job had made it
-    s2 = make_settings(tmp_path, MLPROJ_PATHS_STORE=s.store_url)
+    s2 = make_settings(tmp_path, MLPROJ_PATHS_STORE=s.store_url, **SHORT_RUN_SERVICE_LIKE)
     dst = s2.reports_dir / 'runs' / '20260101-000000-train-abcdef'
     shutil.copytree(train_dir, dst)
     (dst / 'run.json').write_text(json.dumps(dict(run_id=dst.name, job='train', state='done', parameters={})))
@@ -77,4 +77,5 @@ def test_evaluate_job_reports_model_and_baseline(trained, tmp_path):
     assert m['train_run'] == dst.name and m['split'] == 'test'
     assert m['model']['accuracy'] > 0.9 > 0.2 > m['baseline']['accuracy']
     assert m['acceptance']['passed'] is True
+    assert 0.2 < m['service_like']['accuracy'] <= 1 and m['service_like']['n'] == 60
     assert 'PASS' in (run / 'evaluate.html').read_text()

@@ -9,7 +9,8 @@ def test_demo_pipeline_learns_registers_and_serves(tmp_path):
     env = {'PATH': '/usr/bin:/bin', 'HOME': str(tmp_path), 'MLPROJ_PATHS_STORE': str(tmp_path / 'store'),
            'MLPROJ_PATHS_REPORTS': str(tmp_path / 'reports'), 'MLPROJ_TRAIN_WANDB_MODE': 'offline',
            # a short run: the test is about the pipeline, so the bar is lowered (the real criteria are in settings.ini)
-           'MLPROJ_PROBLEM_MIN_TEST_ACCURACY': '0.9', 'MLPROJ_PROBLEM_MIN_MACRO_F1': '0.9', 'MLPROJ_PROBLEM_MIN_CLASS_RECALL': '0.75'}
+           'MLPROJ_PROBLEM_MIN_TEST_ACCURACY': '0.9', 'MLPROJ_PROBLEM_MIN_MACRO_F1': '0.9', 'MLPROJ_PROBLEM_MIN_CLASS_RECALL': '0.75',
+           'MLPROJ_PROBLEM_SERVICE_LIKE_PER_DIGIT': '6', 'MLPROJ_PROBLEM_MIN_SERVICE_LIKE_ACCURACY': '0.5', 'MLPROJ_PROBLEM_MAX_SERVICE_LIKE_GAP': '0.5'}
     r = subprocess.run([str(ROOT / '.venv/bin/mlproj'), 'demo', '--epochs', '6', '--quiet'], capture_output=True, text=True,
                        cwd=ROOT, env=env, timeout=600)
     assert r.returncode == 0, r.stdout + r.stderr

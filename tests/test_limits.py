@@ -1,0 +1,207 @@
+"""The service under hostile or careless clients, over real HTTP (uvicorn in a subprocess): memory bounded by
+settings, no request stalling the others, slow and vanishing clients, images as people send them."""
+import io
+import json
+import select
+import socket
+import time
+from concurrent.futures import ThreadPoolExecutor
+from urllib.parse import urlsplit
+
+import httpx
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from conftest import make_settings
+from deploy.app import create_app
+from mlproj.preprocess import render_counts
+from mlproj.settings import load_settings
+from test_api import detail, labels, server_env, uploads, uvicorn_server
+
+
+def rss_kb(pid: int, key: str) -> int:
+    "VmRSS or VmHWM (peak) of a process, in kB, from /proc."
+    with open(f'/proc/{pid}/status') as f:
+        for line in f:
+            if line.startswith(key + ':'): return int(line.split()[1])
+    raise KeyError(key)
+
+
+def reset_peak(pid: int):
+    "Make VmHWM start again from the current RSS (Linux: write 5 to clear_refs)."
+    with open(f'/proc/{pid}/clear_refs', 'w') as f: f.write('5')
+
+
+def rgba_png(side=4096, seed=0) -> bytes:
+    "A large RGBA PNG with a digit-like stroke on a transparent canvas (small once compressed, large once decoded)."
+    a = np.zeros((side, side, 4), np.uint8)
+    a[side // 4:3 * side // 4, side // 2 - side // 16:side // 2 + side // 16] = (0, 0, 0, 255) # a thick bar: a one
+    a[seed % 7, seed % 5] = (seed % 255, 0, 0, 10)
+    buf = io.BytesIO()
+    Image.fromarray(a, 'RGBA').save(buf, 'PNG')
+    return buf.getvalue()
+
+
+def raw_request(url: str, head: str, body: bytes = b'') -> socket.socket:
+    "A socket that has sent `head` (request line and headers, CRLF-joined, without the blank line) and `body`."
+    u = urlsplit(url)
+    s = socket.create_connection((u.hostname, u.port), timeout=30)
+    s.sendall(head.encode() + b'\r\n\r\n' + body)
+    return s
+
+
+def read_all(s: socket.socket) -> bytes:
+    "Everything the server sends until it closes the connection."
+    out = b''
+    while chunk := s.recv(65536): out += chunk
+    return out
+
+
+@pytest.fixture(scope='module')
+def limited(trained, tmp_path_factory):
+    "uvicorn with a 1 s body timeout and 3 requests in progress at most: (url, pid, its log lines)."
+    env = server_env(trained, tmp_path_factory.mktemp('limited'), MLPROJ_MODEL='1', MLPROJ_SERVING_BODY_TIMEOUT='1',
+                     MLPROJ_SERVING_MAX_CONCURRENT='3')
+    log = []
+    with uvicorn_server(env, log) as (url, pid): yield url, pid, log
+
+
+# ---------------------------------------------------------------- slow and vanishing clients
+
+def test_a_body_that_does_not_arrive_in_time_gets_408_and_the_connection_closed(limited):
+    url = limited[0]
+    s = raw_request(url, 'POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000',
+                    b'{"pixels": [')
+    answer = read_all(s) # returns only once the server has closed the connection
+    s.close()
+    assert answer.startswith(b'HTTP/1.1 408') and b'did not arrive within 1 seconds' in answer
+
+
+def test_past_max_concurrent_a_request_gets_503_at_once_and_health_still_answers(limited):
+    url = limited[0]
+    head = 'POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000'
+    holders = [raw_request(url, head, b'{"pixels": [') for _ in range(3)] # three requests waiting for their bodies
+    try:
+        time.sleep(0.3) # let the server take them in
+        r = httpx.post(f'{url}/predict', json={'pixels': [0] * 64})
+        assert 'busy' in detail(r, 503) and r.headers['retry-after'] == '1'
+        assert httpx.get(f'{url}/health').status_code == 200
+        for s in holders: assert read_all(s).startswith(b'HTTP/1.1 408') # each times out, freeing its place
+    finally:
+        for s in holders: s.close()
+    assert httpx.post(f'{url}/predict', json={'pixels': [0] * 64}).status_code == 200
+
+
+def test_a_client_leaving_mid_body_is_one_log_line_not_a_traceback(limited):
+    url, _, log = limited
+    before = len(log)
+    for _ in range(5):
+        s = raw_request(url, 'POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n'
+                             'Content-Length: 100000', b'{"pixels": [1, 2')
+        time.sleep(0.05)
+        s.close()
+    deadline = time.monotonic() + 10
+    while sum('went away' in line for line in log[before:]) < 5 and time.monotonic() < deadline: time.sleep(0.1)
+    new = log[before:]
+    assert sum('went away' in line for line in new) == 5, ''.join(new)
+    assert len(new) == 5 and not any('Traceback' in line for line in new), ''.join(new)
+
+
+# ---------------------------------------------------------------- no request stalls the others
+
+def test_health_answers_while_a_large_json_body_is_still_being_processed(trained, tmp_path):
+    env = server_env(trained, tmp_path, MLPROJ_MODEL='1', MLPROJ_SERVING_MAX_BATCH='100000')
+    rng = np.random.default_rng(0)
+    body = json.dumps({'pixels': (rng.random((3200, 64)) * 16).tolist()}).encode() # about 4 MB of floats
+    assert 3_500_000 < len(body) < 4_000_000
+    with uvicorn_server(env) as (url, _):
+        big = raw_request(url, f'POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n'
+                               f'Content-Length: {len(body)}\r\nConnection: close', body)
+        health = raw_request(url, 'GET /health HTTP/1.1\r\nHost: x\r\nConnection: close')
+        ready, _, _ = select.select([big, health], [], [], 60) # whichever answers first
+        first = 'health' if health in ready else 'big'
+        answers = read_all(health), read_all(big)
+        big.close(), health.close()
+    assert answers[0].startswith(b'HTTP/1.1 200') and answers[1].startswith(b'HTTP/1.1 200'), answers[1][:300]
+    assert first == 'health' and big not in ready # /health answered while the large body was still being worked on
+
+
+# ---------------------------------------------------------------- memory bounded by settings
+
+def ceiling_mb(serving, n_bodies: int, body_bytes: int) -> float:
+    "The memory settings.ini allows above idle: decode_threads decodes of max_image_pixels at 8 bytes, the bodies, 32 MB."
+    return (serving.decode_threads * serving.max_image_pixels * 8 + n_bodies * body_bytes) / 2**20 + 32
+
+
+def test_peak_memory_stays_under_the_settings_ceiling_with_16_large_uploads_at_once(trained, tmp_path):
+    env = server_env(trained, tmp_path, MLPROJ_MODEL='1')
+    images = [rgba_png(seed=i) for i in range(16)]
+    with uvicorn_server(env) as (url, pid):
+        with httpx.Client(base_url=url, timeout=120) as http:
+            http.post('/predict', files=uploads(images[:1])) # warm up: first-use allocations are not the uploads'
+        idle = rss_kb(pid, 'VmRSS')
+        reset_peak(pid)
+        def send(img):
+            with httpx.Client(base_url=url, timeout=120) as http: return http.post('/predict', files=uploads([img]))
+        with ThreadPoolExecutor(16) as pool: answers = list(pool.map(send, images))
+        peak_mb = (rss_kb(pid, 'VmHWM') - idle) / 1024
+    assert all(labels(r).tolist() == [1] for r in answers), [r.text for r in answers]
+    limit = ceiling_mb(load_settings().serving, len(images), len(images[0]))
+    print(f'peak RSS above idle with 16 concurrent 4096x4096 RGBA PNG uploads: {peak_mb:.0f} MB (ceiling {limit:.0f} MB)')
+    assert peak_mb < limit
+
+
+# ---------------------------------------------------------------- images as people send them
+
+def encoded(a: np.ndarray, fmt: str, **kw) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(a).save(buf, fmt, **kw)
+    return buf.getvalue()
+
+
+@pytest.fixture(scope='module')
+def client(trained):
+    with TestClient(create_app(trained[0])) as c: yield c
+
+
+def seven() -> np.ndarray:
+    "A 7 as 8-bit grey levels, dark on light, 220x220."
+    return np.asarray(Image.open(io.BytesIO(render_counts(np.array(
+        [[0, 0, 0, 0, 0, 0, 0, 0], [0, 2, 14, 16, 16, 16, 6, 0], [0, 0, 0, 0, 3, 16, 4, 0], [0, 0, 0, 0, 11, 12, 0, 0],
+         [0, 0, 0, 3, 16, 3, 0, 0], [0, 0, 0, 10, 11, 0, 0, 0], [0, 0, 1, 16, 5, 0, 0, 0], [0, 0, 3, 13, 0, 0, 0, 0]])))))
+
+
+def test_a_phone_jpeg_carrying_exif_orientation_is_read_upright(client):
+    upright = seven()
+    want = labels(client.post('/predict', files=uploads([encoded(upright, 'PNG')])))
+    exif = Image.Exif()
+    exif[0x0112] = 6 # stored turned 90 degrees anticlockwise; the viewer turns it clockwise
+    stored = np.rot90(upright, 1)
+    got = labels(client.post('/predict', files=uploads([encoded(stored, 'JPEG', exif=exif, quality=95)])))
+    assert got.tolist() == want.tolist() == [7]
+
+
+def test_16_bit_and_float_images_are_scaled_by_their_own_range(client):
+    ink = 1.0 - seven() / 255 # light on dark, 0..1
+    deep = encoded((ink * 3000).astype(np.uint16), 'PNG') # 16-bit, far below 65535
+    as_int = encoded((ink * 70000).astype(np.int32), 'TIFF')
+    as_float = encoded((ink * 0.01).astype(np.float32), 'TIFF')
+    assert labels(client.post('/predict', files=uploads([deep, as_int, as_float]))).tolist() == [7, 7, 7]
+
+
+@pytest.mark.parametrize('pixels', [[True] + [0] * 63, [[0] * 64, [0] * 63 + [False]], [[0] * 8] * 7 + [[0] * 7 + [True]]],
+                         ids=['one-image', 'in-a-batch', 'in-a-row'])
+def test_a_boolean_anywhere_among_the_pixels_is_refused(client, pixels):
+    assert 'pixel values must be numbers' in detail(client.post('/predict', json={'pixels': pixels}), 422)
+
+
+def test_images_over_the_pixel_budget_are_refused_before_decoding(trained, tmp_path):
+    s = make_settings(tmp_path, MLPROJ_PATHS_STORE=trained[0].store_url, MLPROJ_SERVING_MAX_IMAGE_PIXELS='10000',
+                      MLPROJ_SERVING_MAX_REQUEST_PIXELS='60000')
+    small = encoded(np.pad(seven()[::3, ::3], 10, constant_values=255), 'PNG') # 94x94: under 10000 pixels
+    with TestClient(create_app(s)) as c:
+        assert 'at most 10000 are allowed per image' in detail(c.post('/predict', files=uploads([encoded(seven(), 'PNG')])), 422)
+        assert 'at most 60000 are allowed in one request' in detail(c.post('/predict', files=uploads([small] * 7)), 413)
+        assert labels(c.post('/predict', files=uploads([small] * 3))).tolist() == [7, 7, 7]
