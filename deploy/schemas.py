@@ -78,6 +78,14 @@ _AUTH = {'401': 'no `Authorization: Bearer <token>` header', '403': 'the token i
          '503': 'no API token is configured on this server (MLPROJ_API_TOKENS or [serving] tokens_file)'}
 
 
+def _api_routes(routes):
+    "Every APIRoute under `routes`, inside included routers too (FastAPI wraps each included router in one route)."
+    from fastapi.routing import APIRoute
+    for r in routes:
+        if isinstance(r, APIRoute): yield r
+        elif hasattr(r, 'original_router'): yield from _api_routes(r.original_router.routes)
+
+
 def _calls(dependant):
     "Every dependency function a route runs, however deeply nested."
     yield dependant.call
@@ -94,7 +102,6 @@ async def _plain_validation_error(request, exc):
 def document_refusals(app, exempt: tuple = ('/health',)):
     "Make `app`'s OpenAPI schema list the answers any route can give besides its own: 503 when busy, 408 for a slow body, 401/403/503 behind a token."
     from fastapi.exceptions import RequestValidationError
-    from fastapi.routing import APIRoute
     from .auth import require_token
     app.add_exception_handler(RequestValidationError, _plain_validation_error)
     built = app.openapi
@@ -104,8 +111,8 @@ def document_refusals(app, exempt: tuple = ('/health',)):
         schema = built()
         schema.setdefault('components', {}).setdefault('schemas', {}).setdefault(
             'ErrorDetail', ErrorDetail.model_json_schema())
-        for route in app.routes:
-            if not isinstance(route, APIRoute) or not route.include_in_schema: continue
+        for route in _api_routes(app.routes):
+            if not route.include_in_schema: continue
             extra = {} if route.path in exempt else {'503': _BUSY}
             if require_token in set(_calls(route.dependant)): extra.update(_AUTH)
             for method in route.methods:

@@ -392,7 +392,7 @@ def test_without_a_model_the_app_is_alive_but_not_ready(tmp_path, caplog):
         assert c.get('/health').json() == {'status': 'ok'}
         assert 'no model is registered' in detail(c.get('/ready'), 503)
         assert 'no model is registered' in detail(c.post('/predict', json={'pixels': [0] * 64}), 503)
-        assert c.get('/models').json() == {'serving': None, 'aliases': {}, 'versions': []}
+        assert c.get('/models').json() == {'serving': None, 'reload_error': None, 'aliases': {}, 'versions': []}
     assert 'no model is registered' in caplog.text
 
 
