@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-16)
 # files that nbdev-export and nbdev-clean may rewrite: the sync check compares them before and after
 SYNCED = find nbs mlproj -type f \( -name '*.ipynb' -o -name '*.py' \) -not -path '*/.ipynb_checkpoints/*' | sort | xargs sha256sum
 
-.PHONY: help install demo test test-full sync-check nbtest pytest pytest-full lab export docs docs-serve clean bench
+.PHONY: help install demo test test-full sync-check nbtest pytest pytest-full lab export docs docs-serve prose clean bench
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/'
 
@@ -56,6 +56,9 @@ docs: $(STAMP) ## build the docs site offline from the notebooks into _site/ (nb
 
 docs-serve: $(STAMP) ## build the docs site and preview it at http://127.0.0.1:8001
 	$(BIN)/python docs/build.py --serve
+
+prose: ## how much each module notebook explains: markdown lines, exported cells with a why before them (REV=origin/main for another revision)
+	python3 docs/prose_count.py --missing $(if $(REV),--rev $(REV))
 
 bench: $(STAMP) ## P1-P4 of issue 12 side by side in one run: ratios to reports/bench/results.{json,md} (a few minutes)
 	$(BIN)/pip install --disable-pip-version-check -q -e '.[dev,bench]'

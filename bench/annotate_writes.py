@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/annotate_writes.py [--seconds 20] [--annotators 50] [--pg postgresql+psycopg://postgres@127.0.0.1:5432/test]
 
-Starts the annotation app with uvicorn (one worker) for each database in turn, runs simulated annotators (an
+Starts the annotation app with uvicorn (1, then 2 worker processes: --workers) for each database in turn, runs simulated annotators (an
 asyncio client per annotator: save a label, which answers with the next item), and prints writes/s, p50/p99 save
 latency and the PostgreSQL/SQLite ratio measured in the same run. Goal: >= 300 writes/s, p99 < 100 ms.
 `run_annotators` is also what tests/test_annotate.py drives its concurrency checks with.
@@ -31,7 +31,7 @@ def free_port() -> int:
 
 
 @contextmanager
-def serve(settings, db_url: str, log_path: Path | None = None):
+def serve(settings, db_url: str, log_path: Path | None = None, workers: int = 1):
     "The annotation app in a uvicorn subprocess on a free port; yields its URL."
     import httpx
     from mlproj.settings import to_env
@@ -39,7 +39,7 @@ def serve(settings, db_url: str, log_path: Path | None = None):
     env = {**os.environ, **to_env(settings), 'MLPROJ_ANNOTATE_DATABASE': db_url}
     log = open(log_path, 'wb') if log_path else tempfile.TemporaryFile()
     proc = subprocess.Popen([sys.executable, '-m', 'uvicorn', 'deploy.annotate.app:app_from_env', '--factory', '--host', '127.0.0.1',
-                             '--port', str(port), '--no-access-log'], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+                             '--port', str(port), '--no-access-log', '--workers', str(workers)], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f'http://127.0.0.1:{port}'
     try:
         deadline = time.monotonic() + 60
@@ -136,48 +136,57 @@ def pg_database(admin_url: str, name: str):
         eng.dispose()
 
 
-def measure(settings, db_url: str, seconds: float, annotators: int) -> dict:
+def measure(settings, db_url: str, seconds: float, annotators: int, workers: int = 1) -> dict:
     import numpy as np
     tokens = make_project(settings, db_url, n_items=max(2000, int(seconds * 300)), n_people=annotators, overlap=3)
-    with serve(settings, db_url) as (url, pid):
+    with serve(settings, db_url, workers=workers) as (url, pid):
         run_annotators(url, dict(list(tokens.items())[:5]), 1.0) # warm up: connections, caches
-        cpu0 = cpu_seconds(pid)
+        cpu0 = cpu_seconds(pid, tree=True)
         out = run_annotators(url, tokens, seconds)
-        cpu = cpu_seconds(pid) - cpu0
+        cpu = cpu_seconds(pid, tree=True) - cpu0
     lat = np.array(out['latency']) * 1000
     n = len(out['acked'])
     return dict(writes=n, per_s=n / out['seconds'], p50=float(np.percentile(lat, 50)), p99=float(np.percentile(lat, 99)),
                 cpu_ms=1000 * cpu / n, conflicts=out['conflicts'], errors=len(out['errors']))
 
 
-def cpu_seconds(pid: int) -> float:
-    "CPU time (user + system) a process has used so far."
+def cpu_seconds(pid: int, tree: bool = False) -> float:
+    "CPU time (user + system) a process (with `tree`, and its live children: uvicorn's workers) has used so far."
     fields = Path(f'/proc/{pid}/stat').read_text().rsplit(')', 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK')
+    own = (int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK')
+    if not tree: return own
+    kids = Path(f'/proc/{pid}/task/{pid}/children')
+    return own + sum(cpu_seconds(int(k), True) for k in (kids.read_text().split() if kids.exists() else []))
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument('--seconds', type=float, default=20)
     ap.add_argument('--annotators', type=int, default=50)
+    ap.add_argument('--workers', type=int, nargs='+', default=[1, 2], help='uvicorn worker counts to compare side by side')
     ap.add_argument('--pg', default=os.environ.get('MLPROJ_TEST_DATABASE_URL'), help='a PostgreSQL URL (a database is created beside it)')
     args = ap.parse_args(argv)
     from mlproj.settings import load_settings
     rows = {}
     with tempfile.TemporaryDirectory() as d:
         settings = load_settings(ROOT / 'settings.ini', env={'MLPROJ_PATHS_STORE': f'{d}/store'})
-        rows['SQLite (WAL)'] = measure(settings, f'sqlite:///{d}/bench.sqlite', args.seconds, args.annotators)
-        if args.pg:
-            with pg_database(args.pg, 'mlproj_bench_annotate') as url:
-                rows['PostgreSQL'] = measure(settings, url, args.seconds, args.annotators)
-    print(f'{args.annotators} annotators over HTTP for {args.seconds:.0f} s, one uvicorn worker, {os.cpu_count()} cores (client on the same machine)')
+        for w in args.workers:
+            rows[f'SQLite (WAL) w{w}'] = measure(settings, f'sqlite:///{d}/bench{w}.sqlite', args.seconds, args.annotators, w)
+            if args.pg:
+                with pg_database(args.pg, 'mlproj_bench_annotate') as url:
+                    rows[f'PostgreSQL w{w}'] = measure(settings, url, args.seconds, args.annotators, w)
+    print(f'{args.annotators} annotators over HTTP for {args.seconds:.0f} s, wN: N uvicorn workers, {os.cpu_count()} cores (client on the same machine)')
     print(f"load average before: {os.getloadavg()[0]:.1f} (other work on the machine slows both columns alike)")
-    print(f"{'database':14} {'writes':>7} {'writes/s':>9} {'p50 ms':>7} {'p99 ms':>7} {'server CPU ms/write':>20} {'409s':>5} {'errors':>6}")
+    print(f"{'database':18} {'writes':>7} {'writes/s':>9} {'p50 ms':>7} {'p99 ms':>7} {'server CPU ms/write':>20} {'409s':>5} {'errors':>6}")
     for k, r in rows.items():
-        print(f"{k:14} {r['writes']:7d} {r['per_s']:9.0f} {r['p50']:7.1f} {r['p99']:7.1f} {r['cpu_ms']:20.2f} {r['conflicts']:5d} {r['errors']:6d}")
-    if len(rows) == 2:
-        s, p = rows['SQLite (WAL)'], rows['PostgreSQL']
-        print(f"PostgreSQL/SQLite: writes/s x{p['per_s'] / s['per_s']:.2f}, p99 x{p['p99'] / s['p99']:.2f}")
+        print(f"{k:18} {r['writes']:7d} {r['per_s']:9.0f} {r['p50']:7.1f} {r['p99']:7.1f} {r['cpu_ms']:20.2f} {r['conflicts']:5d} {r['errors']:6d}")
+    for w in args.workers:
+        s, p = rows[f'SQLite (WAL) w{w}'], rows.get(f'PostgreSQL w{w}')
+        if p: print(f"w{w} PostgreSQL/SQLite: writes/s x{p['per_s'] / s['per_s']:.2f}, p99 x{p['p99'] / s['p99']:.2f}")
+        if w != args.workers[0]:
+            for db in ('SQLite (WAL)', 'PostgreSQL'):
+                a, b = rows.get(f'{db} w{args.workers[0]}'), rows.get(f'{db} w{w}')
+                if a and b: print(f"{db} w{w}/w{args.workers[0]}: writes/s x{b['per_s'] / a['per_s']:.2f}, p99 x{b['p99'] / a['p99']:.2f}")
     ok = all(r['per_s'] >= 300 and r['p99'] < 100 for r in rows.values())
     print('goal (>= 300 writes/s, p99 < 100 ms):', 'met' if ok else 'NOT met')
 

@@ -1,9 +1,11 @@
 """Build and load a synthetic dataset version of 100,000 items; print items/s, packed loading against item by item.
 
-    python bench/data_pack.py [--items 100000] [--store DIR_OR_URL] [--per-item N]
+    python bench/data_pack.py [--items 100000] [--store DIR_OR_URL] [--per-item N] [--files N]
 
-Items are random 8x8 images of counts (64 bytes each, the benchmark's own media type) stored one by one as raw
-items with provenance, then a manifest (split by item hash) and its pack. Loading reads every split into the
+Items are random 8x8 images of counts (64 bytes each, the benchmark's own media type) stored as raw items with
+provenance (`put_items`: a batch this large goes into segment files), then a manifest (split by item hash) and its
+pack; side by side, the first `--files` items are stored again in a fresh store as files of their own (two files
+per item, as `put_item` and batches under `put_items`' `segment` threshold store them). Loading reads every split into the
 model's arrays: from the pack, then item by item (two files per item: bytes and provenance), side by side in this
 run. Goals (issue 7): build < 60 s, load < 2 s on the 2-core machines.
 """
@@ -22,7 +24,7 @@ from mlproj.data import UCI_MEDIA_TYPE, hash_split, load_splits, pack_version, r
 from mlproj.store import Example, Provenance, Store, put_items, put_version, utc_now  # noqa: E402
 
 
-def build(st: Store, n: int, seed: int = 0, workers: int = 8) -> tuple[str, dict]:
+def build(st: Store, n: int, seed: int = 0, workers: int = 8, segment: int = 1000) -> tuple[str, dict]:
     "Store n synthetic items, their version and its pack; return the version id and the seconds of each step."
     rng = np.random.default_rng(seed)
     imgs = rng.integers(0, 17, (n, 64), dtype=np.uint8)
@@ -32,7 +34,7 @@ def build(st: Store, n: int, seed: int = 0, workers: int = 8) -> tuple[str, dict
     now = utc_now()
     items = [img.tobytes() for img in imgs]
     digests = put_items(st, [(b, Provenance(f'https://synthetic.example/{i}.png', UCI_MEDIA_TYPE, collected=now)) for i, b in enumerate(items)],
-                        workers=workers)
+                        workers=workers, segment=segment)
     known = {d: (b, UCI_MEDIA_TYPE) for d, b in zip(digests, items)}
     examples = [Example(d, int(y), hash_split(d, 0.1, 0.2)) for d, y in zip(digests, labels)]
     t['items'] = time.perf_counter() - t0
@@ -58,6 +60,7 @@ def main():
     ap.add_argument('--store', help='a folder or fsspec URL (default: a fresh temporary folder)')
     ap.add_argument('--workers', type=int, default=8, help='threads storing items (default 8)')
     ap.add_argument('--per-item', type=int, default=None, help='load item by item only this many items (default: all)')
+    ap.add_argument('--files', type=int, default=10_000, help='items stored as files of their own, side by side (default 10,000; 0: none)')
     a = ap.parse_args()
     tmp = None if a.store else tempfile.TemporaryDirectory(prefix='bench-data-')
     st = Store(a.store or tmp.name)
@@ -81,6 +84,11 @@ def main():
     print(f'load item by item: {ti:.2f} s for {m:,} items ({m / ti:,.0f} items/s)')
     if m == n: assert all(np.array_equal(packed[s][0], per_item[s][0]) and np.array_equal(packed[s][1], per_item[s][1]) for s in packed)
     print(f'ratio packed / item by item: {(n / tp) / (m / ti):,.1f}x items/s')
+    if a.files:
+        with tempfile.TemporaryDirectory(prefix='bench-data-files-') as d:
+            _, tf = build(Store(d), a.files, workers=a.workers, segment=a.files + 1)
+        print(f"the first {a.files:,} items as files of their own: {tf['items']:.1f} s ({a.files / tf['items']:,.0f} items/s) against "
+              f"segments {n / t['items']:,.0f} items/s: segments {(n / t['items']) / (a.files / tf['items']):,.1f}x faster")
     if tmp: tmp.cleanup()
 
 

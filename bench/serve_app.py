@@ -1,19 +1,30 @@
-"""The API as `mlproj serve` builds it, plus `POST /noop`: the same JSON body read and answered with the same shape, no model.
+"""The API as `mlproj serve` builds it, plus `POST /noop`: the same JSON body read by the same decoder and answered with the
+same shape by the same encoder, no checks and no model.
 
     uvicorn serve_app:app --factory --app-dir bench   (settings from MLPROJ_* variables, as `mlproj serve` passes them)
 """
 from __future__ import annotations
 
-import json
-
 import numpy as np
 from fastapi import Request
-from fastapi.responses import JSONResponse
 
 from deploy.app import app_from_env
 
+try: # the decoder and encoder /predict uses
+    from deploy.inputs import loads_json
+    from deploy.routes.predict import Answer
+except ImportError: # an older tree (make bench --baseline): its /predict used the standard library's json both ways
+    import json
+
+    from fastapi.responses import JSONResponse
+    loads_json = json.loads
+
+    def Answer(version, probs): # noqa: N802
+        return JSONResponse(dict(model_version=version, predictions=[dict(label=int(np.argmax(p)), probabilities=p)
+                                                                     for p in probs.tolist()]))
+
 # ten probabilities as a float32 softmax prints them: as long to encode as the model's
-PROBS = np.random.default_rng(0).dirichlet(np.full(10, 0.3)).astype(np.float32).tolist()
+PROBS = np.random.default_rng(0).dirichlet(np.full(10, 0.3)).astype(np.float32)
 
 
 def _count(pixels) -> int:
@@ -28,7 +39,6 @@ def app():
 
     @api.post('/noop', include_in_schema=False)
     async def noop(request: Request):
-        n = _count(json.loads(await request.body())['pixels'])
-        return JSONResponse(dict(model_version=0, predictions=[dict(label=int(np.argmax(PROBS)), probabilities=PROBS)
-                                                               for _ in range(n)]))
+        n = _count(loads_json(await request.body())['pixels'])
+        return Answer(0, np.broadcast_to(PROBS, (n, 10)))
     return api

@@ -66,7 +66,9 @@ def run(settings, version: int, work: Path, log=print) -> dict:
         lit = stack.enter_context(Server([sys.executable, str(BENCH / 'litserve_app.py'), str(onnx), str(ports[2])], ports[2], log=work / 'litserve.log'))
         time.sleep(2) # both of the second server's workers up
         npy = _offers(one_worker.url, 'application/x-npy')
+        raw = _offers(one_worker.url, 'application/octet-stream')
         if npy: out['body_bytes']['batch_npy'] = len(_npy(x))
+        if raw: out['body_bytes']['batch_raw'] = len(x.astype(np.uint8).tobytes())
         for _ in range(ROUNDS):
             for c in (1, 32):
                 measure('predict_one_json', f'{one_worker.url}/predict', one, 'application/json', c)
@@ -76,6 +78,7 @@ def run(settings, version: int, work: Path, log=print) -> dict:
             measure('predict_batch256_json', f'{one_worker.url}/predict', batch, 'application/json', 4)
             measure('noop_batch256_json', f'{one_worker.url}/noop', batch, 'application/json', 4)
             if npy: measure('predict_batch256_npy', f'{one_worker.url}/predict', _npy(x), 'application/x-npy', 4)
+            if raw: measure('predict_batch256_raw', f'{one_worker.url}/predict', x.astype(np.uint8).tobytes(), 'application/octet-stream', 4)
             ips = in_process(bundle.onnx, x, settings.serving.threads)
             out['rounds'].setdefault('inprocess_batch256_images_s', []).append(ips)
             log(f"  {'onnxruntime in-process, batch 256':<46} {ips:>9.0f} images/s")

@@ -12,19 +12,16 @@ from common import ROOT
 
 
 def plain_fit(cfg) -> tuple[float, float, float]:
-    "(wall seconds, CPU seconds, val accuracy) of a plain PyTorch loop doing what `train(cfg)`'s Trainer does: same data, net, optimiser, schedule, augmentation, validation each epoch."
+    "(wall seconds, CPU seconds, val accuracy) of a plain PyTorch loop doing what `train(cfg)`'s Trainer does: same data (the DataModule's, typeset digits included), net, optimiser, schedule, augmentation, validation each epoch."
     import torch
     import torch.nn.functional as F
-    from torch.utils.data import DataLoader, TensorDataset
-    from mlproj.data import load_splits
-    from mlproj.model import DigitsCNN, NetConfig, random_affine
-    from mlproj.store import Store
+    from mlproj.model import DigitsCNN, DigitsDataModule, NetConfig, random_affine
     start, cpu = time.perf_counter(), time.process_time()
     torch.manual_seed(cfg.seed)
     torch.use_deterministic_algorithms(True)
-    splits = {s: TensorDataset(*map(torch.from_numpy, xy)) for s, xy in load_splits(Store(cfg.store), cfg.dataset_version).items()}
-    train_dl = DataLoader(splits['train'], batch_size=cfg.batch_size, shuffle=True, generator=torch.Generator().manual_seed(cfg.seed))
-    val_dl = DataLoader(splits['val'], batch_size=cfg.batch_size)
+    dm = DigitsDataModule(cfg.store, cfg.dataset_version, cfg.batch_size, cfg.seed) # the batches train(cfg) fits on
+    dm.setup('fit')
+    train_dl, val_dl = dm.train_dataloader(), dm.val_dataloader()
     net = DigitsCNN(NetConfig(width=cfg.width, hidden=cfg.hidden))
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.max_epochs * len(train_dl))

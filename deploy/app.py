@@ -10,13 +10,15 @@ import os
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
 from mlproj import __version__
 from mlproj.settings import Settings, load_settings
 
 from .limits import BodyLimit, Guard, Workers
-from .routes import admin, health, jobs, models, predict
+from .observe import observe
+from .routes import admin, corrections, health, jobs, models, pages, predict, reports, score
 from .schemas import document_refusals
 from .serving import Reloader, load_model
 
@@ -34,7 +36,9 @@ def create_app(settings: Settings, # the project's settings, built once by the c
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         app.state.registry, app.state.model, app.state.model_error = await run_in_threadpool(load_model, settings, ref)
-        app.state.reloader = Reloader(app.state, settings, ref)
+        metrics = app.state.metrics
+        metrics.loaded(app.state.model and app.state.model.version, app.state.model_error)
+        app.state.reloader = Reloader(app.state, settings, ref, on_swap=metrics.swapped, on_failure=metrics.failed)
         await run_in_threadpool(app.state.reloader.check) # takes the registry's stamp as of now
         poll = asyncio.create_task(_poll(app.state.reloader, settings.serving.reload_seconds))
         try: yield
@@ -51,7 +55,11 @@ def create_app(settings: Settings, # the project's settings, built once by the c
     app.state.workers = Workers(settings.serving.decode_threads) # CPU work off the event loop, bounded
     app.add_middleware(BodyLimit, max_bytes=settings.serving.max_body_bytes)
     app.add_middleware(Guard, max_concurrent=settings.serving.max_concurrent, body_timeout=settings.serving.body_timeout)
-    for r in (health.router, models.router, predict.router, jobs.router, admin.router): app.include_router(r)
+    observe(app) # outermost: request id, metrics and access log for every answer, refusals included; adds /metrics
+    for r in (health.router, models.router, predict.router, corrections.router, jobs.router, admin.router, pages.router,
+              reports.router, score.router):
+        app.include_router(r)
+    app.mount('/static', StaticFiles(directory=pages.STATIC), name='static') # the demo page's script and style
     return document_refusals(app) # last: it documents every route's 401/403/408/503
 
 

@@ -5,8 +5,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
-__all__ = ['ErrorDetail', 'Health', 'Ready', 'PixelsRequest', 'Prediction', 'PredictResponse', 'ModelRow', 'Models',
-           'PIXELS_SCHEMA', 'document_refusals']
+__all__ = ['ErrorDetail', 'Health', 'Ready', 'PixelsRequest', 'Prediction', 'PredictResponse', 'ModelRow', 'Models', 'CorrectionResponse',
+           'PIXELS_SCHEMA', 'document_refusals', 'ScoreRefusal', 'Submission', 'ScoreResponse',
+           'LeaderboardResponse']
 
 
 class ErrorDetail(BaseModel):
@@ -72,6 +73,15 @@ class Models(BaseModel):
     versions: list[ModelRow]
 
 
+class CorrectionResponse(BaseModel):
+    "A correction kept: the raw item it became and what the model had answered."
+    sha256: str = Field(description='the raw item the drawing is stored as (content-addressed: the same drawing twice is one item)')
+    label: int = Field(ge=0, le=9, description='the digit it was, as sent')
+    model_version: int | None = Field(description='the model version that read the drawing; null when none is loaded')
+    model_answer: int | None = Field(description="that model's answer for the drawing")
+    feedback_project: str | None = Field(description='the annotation project it was added to ([annotate] feedback on), else null')
+
+
 _ERROR = {'application/json': {'schema': {'$ref': '#/components/schemas/ErrorDetail'}}}
 _BUSY = '[serving] max_concurrent requests are in progress: retry in a moment (Retry-After)'
 _AUTH = {'401': 'no `Authorization: Bearer <token>` header', '403': 'the token is not valid for this server',
@@ -129,3 +139,36 @@ def document_refusals(app, exempt: tuple = ('/health',)):
         return schema
     app.openapi = openapi
     return app
+
+
+class ScoreRefusal(ErrorDetail):
+    "A predictions file that cannot be scored: `errors` lists every problem, each with its line number."
+    errors: list[str] = Field([], description='one sentence per problem, e.g. "line 12: unknown item id \'3fa2...\'"')
+
+
+class Submission(BaseModel):
+    id: int
+    rank: int = Field(description='its place on the leaderboard of its dataset version (1: the best)')
+    submitted: str
+    name: str
+    dataset_version: str
+    label: str = Field(description='benchmark or service-like: what kind of set the version is')
+    n: int = Field(description='items scored')
+    accuracy: float
+    macro_f1: float
+    ece: float | None = Field(description='expected calibration error; null when the file gave no confidence column')
+    file_sha256: str
+
+
+class ScoreResponse(BaseModel):
+    submission: Submission
+    metrics: dict[str, Any] = Field(description='what the evaluation job records for a model: accuracy, macro_f1, per-class '
+                                    'recall and precision, confusion, ece and reliability bins (with confidences), the most '
+                                    'confident mistakes, and accuracy by slice for a service-like version')
+    slices: dict[str, Any] = Field(description='accuracy by slice: {"set": {...}, "source": {...}, ...}')
+    report_html: str | None = Field(None, description='the report as an HTML fragment with its figures inline (when asked with report=true)')
+
+
+class LeaderboardResponse(BaseModel):
+    dataset_version: str
+    submissions: list[Submission] = Field(description='best first')

@@ -153,13 +153,34 @@ def cli_page() -> str:
     return '\n'.join(out)
 
 
-def reports_page(site: Path) -> str:
-    "Every run under reports/runs/, newest first, with its parameters, headline figures and its HTML report copied in."
-    runs_dir = ROOT / 'reports' / 'runs'
+FIGURES = ('.svg', '.png', '.jpg', '.jpeg', '.gif', '.webp') # image files a run or a sweep writes: shown on the reports page
+
+
+def _copy_folder(src: Path, dst: Path) -> list[str]:
+    """Copy a run's or a sweep's HTML reports and figures (not its checkpoints, notebooks or wandb files) into the site,
+    keeping their relative paths (an HTML report finds its figures); return the figures' relative paths."""
+    files = sorted(f for f in src.rglob('*') if f.is_file() and f.suffix.lower() in ('.html', *FIGURES)
+                   and not any(p == 'wandb' or p.startswith('.') for p in f.relative_to(src).parts))
+    for f in files:
+        (dst / f.relative_to(src)).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(f, dst / f.relative_to(src))
+    return [f.relative_to(src).as_posix() for f in files if f.suffix.lower() in FIGURES]
+
+
+def _figures_md(rel: str, figs: list[str]) -> list[str]:
+    return [f'![{Path(f).stem}]({rel}/{f}){{ loading=lazy }}' for f in figs] + ([''] if figs else [])
+
+
+def reports_page(site: Path, reports: Path = ROOT / 'reports') -> str:
+    "Every run under reports/runs/, newest first, with its parameters, headline figures, plots and its HTML report copied in; then the sweeps."
+    runs_dir, sweeps_dir = reports / 'runs', reports / 'sweeps'
     out = ['# Reports', '']
     runs = sorted(runs_dir.glob('*/run.json'), key=lambda p: p.parent.name, reverse=True) if runs_dir.is_dir() else []
-    if not runs: return '\n'.join(out + ['No run yet: `make demo` (or `mlproj train`, `mlproj evaluate`) makes some.', ''])
-    out += ['| run | job | state | figures | parameters | report |', '| --- | --- | --- | --- | --- | --- |']
+    sweeps = sorted(sweeps_dir.glob('*/sweep.json'), reverse=True) if sweeps_dir.is_dir() else []
+    if not runs and not sweeps: return '\n'.join(out + ['No run yet: `make demo` (or `mlproj train`, `mlproj evaluate`) makes some.', ''])
+    cell = lambda s: str(s).replace('|', '\\|')
+    plots = []
+    if runs: out += ['| run | job | state | figures | parameters | report |', '| --- | --- | --- | --- | --- | --- |']
     for rj in runs:
         try: run = json.loads(rj.read_text())
         except ValueError: continue
@@ -171,16 +192,36 @@ def reports_page(site: Path) -> str:
         for k in ('val_acc', 'accuracy'):
             if isinstance(m.get(k), (int, float)): figs.append(f'{k} {m[k]:.4f}')
         if isinstance(m.get('model'), dict) and 'accuracy' in m['model']: figs.append(f"test accuracy {m['model']['accuracy']:.4f}")
+        if isinstance(m.get('service_like'), dict) and isinstance(m['service_like'].get('accuracy'), (int, float)):
+            figs.append(f"service-like accuracy {m['service_like']['accuracy']:.4f}")
         if isinstance(m.get('acceptance'), dict): figs.append('PASS' if m['acceptance'].get('passed') else 'FAIL')
         params = ', '.join(f'{k}={v}' for k, v in (run.get('parameters') or {}).items())
-        reports = sorted(d.glob('*.html'))
-        link = ''
-        if reports:
-            (site / 'runs' / d.name).mkdir(parents=True, exist_ok=True)
-            for r in reports: shutil.copy2(r, site / 'runs' / d.name / r.name)
-            link = ' '.join(f'[{r.stem}](runs/{d.name}/{r.name})' for r in reports)
-        cell = lambda s: str(s).replace('|', '\\|')
+        images = _copy_folder(d, site / 'runs' / d.name)
+        link = ' '.join(f'[{r.stem}](runs/{d.name}/{r.name})' for r in sorted(d.glob('*.html')))
+        if images:
+            link += f' [plots](#{d.name})'
+            plots += [f'### {d.name} {{ #{d.name} }}', '', f"{run.get('job', '')}, {cell(params)}", ''] + _figures_md(f'runs/{d.name}', images)
         out.append(f"| `{d.name}` | {run.get('job', '')} | {run.get('state', '')} | {cell('; '.join(figs))} | {cell(params)} | {link} |")
+    if plots: out += ['', '## Plots', ''] + plots
+    if sweeps: out += ['', '## Sweeps', '']
+    for sj in sweeps:
+        try: sw = json.loads(sj.read_text())
+        except ValueError: continue
+        d = sj.parent
+        images = _copy_folder(d, site / 'sweeps' / d.name)
+        names = sw.get('parameters') or []
+        n = len(sw.get('runs', []))
+        out += [f'### {d.name}', '', f"{n} run{'s' * (n != 1)} of the {sw.get('kind', '')} job, the best chosen on validation "
+                'accuracy only' + (f' ([report](sweeps/{d.name}/index.html))' if (d / 'index.html').is_file() else '') + '.', '']
+        out += _figures_md(f'sweeps/{d.name}', images)
+        out += ['| ' + ' | '.join([*names, 'val acc', 'state', 'run']) + ' |', '|' + ' --- |' * (len(names) + 3)]
+        for r in sw.get('runs', []):
+            acc = f"{r['val_acc']:.4f}" if isinstance(r.get('val_acc'), (int, float)) else ''
+            rid = r.get('run_id') or ''
+            run = f'[`{rid}`](runs/{rid}/{sw.get("kind")}.html)' if rid and (site / 'runs' / rid / f'{sw.get("kind")}.html').is_file() else f'`{rid}`' if rid else ''
+            b = '**' if r.get('best') else ''
+            out.append('| ' + ' | '.join([*(cell(r.get(n, '')) for n in names), f'{b}{acc}{b}', str(r.get('state', '')), run]) + ' |')
+        out.append('')
     return '\n'.join(out) + '\n'
 
 

@@ -15,9 +15,9 @@ from .settings import Settings
 __all__ = ['MAX_HELD', 'SWEEP_EVERY', 'PROGRESS_EVERY', 'Forbidden', 'NotFound', 'Conflict', 'hash_token', 'open_db',
            'create_project', 'add_items', 'get_project', 'add_person', 'person_for_token', 'next_assignment',
            'progress', 'answer', 'undo', 'cohen_kappa', 'fleiss_kappa', 'coincidences', 'krippendorff_alpha', 'votes',
-           'majority', 'agreement', 'suggest', 'to_review', 'adjudicate', 'hash_split', 'export_consensus',
-           'capture_feedback', 'capture_unsure', 'cmd_serve', 'cmd_create', 'cmd_add', 'cmd_status', 'cmd_suggest',
-           'cmd_export', 'add_commands']
+           'majority', 'agreement', 'suggest', 'to_review', 'adjudicate', 'export_consensus', 'capture_feedback',
+           'capture_unsure', 'cmd_serve', 'cmd_create', 'cmd_add', 'cmd_status', 'cmd_suggest', 'cmd_export',
+           'add_commands']
 
 # %% ../nbs/21_annotate.ipynb #01c12642
 class Forbidden(PermissionError):
@@ -147,11 +147,13 @@ def _view(aid:int, item_id:int, suggestion, project, state='leased', label=None)
 
 def _claim(s, person, project, item_id:int|None=None):
     "Lease an item (the next one in order, or `item_id`) to `person`; None when there is none."
-    from sqlalchemy import exists, insert, select, update
+    from sqlalchemy import exists, func, insert, literal_column, select, update
     I, T = _tables()
     c = s.connection()
     now = _now()
-    q = select(I.c.id, I.c.suggestion).where(I.c.project_id == project.id, I.c.taken < project.overlap,
+    used = (select(func.coalesce(func.sum(literal_column('1').op('<<')(T.c.slot)), 0)) # the slots held, as a bit mask
+            .where(T.c.item_id == I.c.id, T.c.slot.is_not(None)).scalar_subquery())
+    q = select(I.c.id, I.c.suggestion, used.label('used')).where(I.c.project_id == project.id, I.c.taken < project.overlap,
                                              ~exists().where(T.c.item_id == I.c.id, T.c.person_id == person.id))
     if item_id is not None: q = q.where(I.c.id == item_id)
     order = [I.c.position] if project.ordering == 'position' else [I.c.margin.asc().nulls_last(), I.c.position]
@@ -159,8 +161,7 @@ def _claim(s, person, project, item_id:int|None=None):
     if c.dialect.name == 'postgresql': q = q.with_for_update(skip_locked=item_id is None)
     row = c.execute(q).first()
     if row is None: return None
-    used = set(c.execute(select(T.c.slot).where(T.c.item_id == row.id, T.c.slot.is_not(None))).scalars())
-    free = sorted(set(range(project.overlap)) - used)
+    free = [k for k in range(project.overlap) if not int(row.used) >> k & 1]
     if not free: raise _Retry(f'item {row.id} has no free slot') # its counter is not yet right: try again
     aid = c.execute(insert(T).values(project_id=project.id, item_id=row.id, person_id=person.id, slot=free[0], state='leased',
                                      leased=now, expires=now + timedelta(seconds=project.lease_seconds)).returning(T.c.id)).scalar()
@@ -246,8 +247,15 @@ def answer(db, person, assignment_id:int, label:int|None, # None: skip the item 
         project = _project_of(db, s, person.project_id)
         if label is not None and (isinstance(label, bool) or not isinstance(label, int) or not 0 <= label < len(project.labels)):
             raise ValueError(f'label must be an integer from 0 to {len(project.labels) - 1}')
-        a = _owned(s, person, assignment_id, lock=True)
         c0 = s.connection()
+        if label is None: fast = update(T).values(state='skipped', slot=None)
+        else: fast = update(T).values(state='done', label=label, answered=_now())
+        got = c0.execute(fast.where(T.c.id == assignment_id, T.c.person_id == person.id, T.c.state == 'leased').returning(T.c.item_id)).first()
+        if got is not None: # the common case: one's own live lease, checked and answered by one statement
+            c0.execute(update(I).where(I.c.id == got.item_id).values(**({'taken': I.c.taken - 1} if label is None else {'done': I.c.done + 1})))
+            return dict(saved=dict(id=assignment_id, item_id=got.item_id, state='skipped' if label is None else 'done', label=label),
+                        next=_next(db, s, person, project, exclude), progress=progress(s, person, db))
+        a = _owned(s, person, assignment_id, lock=True) # the rest: someone else's (403), answered before, or the lease was swept
         if a is None and label is None and item_id is not None: # a skip after the lease ran out: remember it all the same
             from sqlalchemy import insert, select
             if c0.execute(select(I.c.project_id).where(I.c.id == item_id)).scalar() != project.id: raise NotFound(f'no item {item_id} in your project')
@@ -443,15 +451,11 @@ def adjudicate(db, reviewer, item_id:int, label:int):
         if r is None: s.add(Review(item_id=item_id, project_id=project.id, reviewer_id=reviewer.id, label=label))
         else: r.label, r.reviewer_id, r.at = label, reviewer.id, _now()
 
-def hash_split(sha:str, val_fraction:float, test_fraction:float) -> str:
-    "A split decided by the item's hash: an item never changes split as the data grows."
-    u = int(sha[:8], 16) / 16**8
-    return 'test' if u < test_fraction else 'val' if u < test_fraction + val_fraction else 'train'
-
 def export_consensus(db, settings, project:str) -> tuple[str, dict]:
     "Write the consensus labels as a new dataset version (parent: the project's source version); returns its id and counts."
     from sqlalchemy import select
     from mlproj.db import Item, Review
+    from mlproj.data import hash_split # the dataset versions' own split: an item keeps its split in every version
     from mlproj.store import Example, Store, get_version, list_versions, put_version
     p = get_project(db, project)
     store = Store(settings.store_url)
@@ -461,8 +465,11 @@ def export_consensus(db, settings, project:str) -> tuple[str, dict]:
         reviews = dict(s.execute(select(Review.item_id, Review.label).where(Review.project_id == p.id)).all())
     parent = p.source if p.source in list_versions(store) else None
     base = {e.sha256: e for e in get_version(store, parent)['examples']} if parent else {}
-    kept, counts = {}, dict(majority=0, review=0, open=0)
+    from mlproj.servicelike import list_corrections
+    held = {c['sha256'] for c in list_corrections(store)} # the demo page's corrections: service-like evaluation items
+    kept, counts = {}, dict(majority=0, review=0, open=0, evaluation_only=0)
     for i, sha in items.items():
+        if sha in held: counts['evaluation_only'] += 1; continue # never in a version training could use
         iv = v.get(i, {})
         label, by = (reviews[i], 'review') if i in reviews else (majority(iv, p.overlap), 'majority')
         if label is None: counts['open'] += 1; continue
@@ -532,7 +539,7 @@ def cmd_serve(args, settings):
     open_db(settings).close() # migrate before the server starts, and fail here with one line if the URL is wrong
     print(f'[annotate] http://{host}:{port} (log in with a personal link from `mlproj annotate add`); Ctrl-C stops it', flush=True)
     argv = [sys.executable, '-m', 'uvicorn', 'deploy.annotate.app:app_from_env', '--factory', '--host', host,
-            '--port', str(port), '--no-access-log']
+            '--port', str(port), '--no-access-log', '--workers', str(args.workers)]
     os.execve(sys.executable, argv, {**os.environ, **to_env(settings)})
 
 def cmd_create(args, settings):
@@ -571,7 +578,9 @@ def cmd_suggest(args, settings):
 def cmd_export(args, settings):
     vid, c = export_consensus(open_db(settings), settings, args.project)
     print(f"[annotate] dataset version {vid}: {c['examples']} examples ({c['majority']} by majority, {c['review']} by a reviewer, "
-          f"{c['inherited']} kept from the parent); {c['open']} items still open")
+          f"{c['inherited']} kept from the parent); {c['open']} items still open" +
+          (f"; {c['evaluation_only']} demo-page corrections left out (service-like evaluation set, never training)"
+           if c['evaluation_only'] else ''))
 
 def add_commands(add):
     "Add the `annotate` command group to the CLI."
@@ -579,6 +588,7 @@ def add_commands(add):
     sub = p.add_subparsers(dest='annotate_command', metavar='ACTION', required=True)
     s = sub.add_parser('serve', help='serve the annotation web app (FastAPI in deploy/annotate/, run by uvicorn)')
     s.add_argument('--host', help='default: [annotate] host'); s.add_argument('--port', type=int, help='default: [annotate] port')
+    s.add_argument('--workers', type=int, default=1, help='uvicorn worker processes (leases and assignment are enforced by the database, so 2+ are safe)')
     s.set_defaults(fn=cmd_serve)
     s = sub.add_parser('create', help='create a project over the items of a dataset version')
     s.add_argument('name'); s.add_argument('--version', required=True, help='dataset version id whose items are labelled')

@@ -81,16 +81,12 @@ def cmd_evaluate(args, settings):
 
 def _register(settings, eval_run=None, alias=None) -> int:
     from mlproj.jobs import find_run, read_run
-    from mlproj.registry import Registry
-    from mlproj.store import Store
-    ev = read_run(find_run(settings, eval_run, job='evaluate'))
-    tr = read_run(find_run(settings, ev['metrics']['train_run']))
-    reg = Registry(Store(settings.store_url))
-    v = reg.register(settings.reports_dir/'runs'/tr['run_id'], ev['metrics'], code_version=tr['code_version'],
-                     train_run=tr['run_id'], eval_run=ev['run_id'], parameters=tr['parameters'])
-    accepted = ev['metrics']['acceptance']['passed']
+    from mlproj.release import register_evaluated
+    ev_dir = find_run(settings, eval_run, job='evaluate')
+    v = register_evaluated(settings, ev_dir)
+    accepted = read_run(ev_dir)['metrics']['acceptance']['passed']
     _say('register', f"model version {v} ({'passed' if accepted else 'did not pass'} acceptance) in {settings.store_url}/models/{v}")
-    if alias: _say('register', f'{alias} -> version {reg.set_alias(alias, v)}')
+    if alias: _say('register', f'{alias} -> version {_registry(settings).set_alias(alias, v)}')
     return v
 
 def cmd_register(args, settings): _register(settings, args.eval_run, args.alias)
@@ -142,8 +138,10 @@ def cmd_promote(args, settings):
 
 # %% ../nbs/90_cli.ipynb #e8aeb1c9
 def _serve_argv(host, port, workers=1) -> list[str]:
-    return [sys.executable, '-m', 'uvicorn', 'deploy.app:app_from_env', '--factory', '--host', host, '--port', str(port),
-            '--workers', str(workers), '--no-access-log']
+    "uvicorn through deploy.serve (SIGTERM drains and exits 0), JSON logs (deploy/logging.json), the access log our own."
+    import deploy
+    return [sys.executable, '-m', 'deploy.serve', 'deploy.app:app_from_env', '--factory', '--host', host, '--port', str(port),
+            '--workers', str(workers), '--no-access-log', '--log-config', str(Path(deploy.__file__).parent/'logging.json')]
 
 def cmd_serve(args, settings):
     import os
@@ -151,7 +149,7 @@ def cmd_serve(args, settings):
     env = dict(to_env(settings))
     if args.model: env['MLPROJ_SERVING_MODEL'] = args.model
     host, port = args.host or settings.serving.host, args.port or settings.serving.port
-    _say('serve', f'http://{host}:{port} (docs at /docs); Ctrl-C stops it')
+    _say('serve', f'http://{host}:{port}/ the demo page: draw a digit (API docs at /docs); Ctrl-C stops it')
     os.execve(sys.executable, _serve_argv(host, port, args.workers), {**os.environ, **env})
 
 # %% ../nbs/90_cli.ipynb #c668d3e4
@@ -209,6 +207,17 @@ def _query_server(settings, version:int, n:int=8):
     log.close()
     _say('serve', 'server stopped' + ('' if clean else f' without a clean shutdown (exit code {proc.returncode})'))
 
+def _accuracies(settings, eval_run) -> str:
+    "The benchmark's accuracy beside the service-like set's, from an evaluation run's metrics.json."
+    from mlproj.jobs import read_run
+    m = read_run(eval_run)['metrics']
+    line = f"Accuracy: benchmark test split {m['model']['accuracy']:.4f}"
+    if s := m.get('service_like'):
+        line += (f", service-like set {s['accuracy']:.4f} ({s['n']} images; gap {m['model']['accuracy'] - s['accuracy']:+.4f}, "
+                 f"at most {settings.problem.max_service_like_gap} allowed)")
+    else: line += ', service-like set not measured'
+    return line
+
 def cmd_demo(args, settings):
     import time
     t0 = time.perf_counter()
@@ -217,12 +226,13 @@ def cmd_demo(args, settings):
     eval_run, passed = _evaluate(settings, [], train_run.name, quiet=args.quiet)
     version = _register(settings, eval_run.name)
     if passed: _query_server(settings, version)
-    print(f'\nDone in {time.perf_counter() - t0:.0f} s. Where to look:\n'
+    print(f'\nDone in {time.perf_counter() - t0:.0f} s. {_accuracies(settings, eval_run)}\nWhere to look:\n'
           f'  {settings.reports_dir}/index.html  every run, with links to its report\n'
           f'  {train_run}/train.html  the training report\n'
           f'  {eval_run}/evaluate.html  the evaluation report\n'
           f'  {settings.store_url}/models/{version}/bundle.json  the registered model\n'
-          f'  `mlproj serve`, then http://{settings.serving.host}:{settings.serving.port}/docs  the API')
+          f'  `mlproj serve`, then http://{settings.serving.host}:{settings.serving.port}/  the demo page: draw a digit '
+          f'(the API at /docs)')
     return 0 if passed else EXIT_REJECTED
 
 # %% ../nbs/90_cli.ipynb #0dfe42e0
@@ -237,7 +247,7 @@ def _job_epilog(job:str) -> str|None:
 
 # %% ../nbs/90_cli.ipynb #5a9e0c22
 # modules below the CLI whose `add_commands(add)` adds their commands, in the order --help lists them
-STAGES = ('data', 'collect', 'lighten', 'annotate', 'servicelike', 'queue')
+STAGES = ('data', 'collect', 'lighten', 'annotate', 'servicelike', 'batch', 'queue', 'release')
 
 # %% ../nbs/90_cli.ipynb #53c0a39f
 def build_parser() -> argparse.ArgumentParser:
@@ -286,7 +296,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument('--host', help='default: settings.ini [serving] host')
     s.add_argument('--port', type=int, help='default: settings.ini [serving] port')
     s.add_argument('--model', help='version number or alias (default: [serving] model, else the newest accepted version)')
-    s.add_argument('--workers', type=int, default=1, help='uvicorn worker processes (default 1)')
+    s.add_argument('--workers', type=int, default=1, help='server processes on the same port, each with [serving] threads '
+                   'onnxruntime threads (default 1); /metrics adds up all of them')
     s = add('demo', cmd_demo, 'Run the whole pipeline: data, train, evaluate, register, then serve the model and query it over HTTP.', jobs=True, job='train')
     s.add_argument('--epochs', type=int, help='training epochs (default: settings.ini [train] max_epochs)')
     for stage in STAGES: importlib.import_module(f'mlproj.{stage}').add_commands(add)

@@ -6,16 +6,19 @@ Docs: https://mlproj.github.io/mlproj/evaluate.html.md"""
 
 # %% ../nbs/07_evaluate.ipynb #8b6e6171
 from __future__ import annotations
-import json
+import json, math
 from dataclasses import dataclass, asdict
 from pathlib import Path
+from statistics import NormalDist
 
 import numpy as np
 
 from .settings import Problem
 
 # %% auto #0
-__all__ = ['confusion', 'classification_metrics', 'majority_baseline', 'Acceptance', 'check_acceptance', 'service_like_metrics',
+__all__ = ['SLICE_KEYS', 'confusion', 'classification_metrics', 'majority_baseline', 'reliability', 'confident_mistakes',
+           'prediction_metrics', 'mcnemar_exact', 'paired_comparison', 'slice_accuracy', 'accuracy_by_slice',
+           'Acceptance', 'check_acceptance', 'service_like_metrics', 'split_items', 'registered_predictor',
            'evaluate_run', 'evaluate_train_run', 'summary_markdown', 'confusion_html']
 
 # %% ../nbs/07_evaluate.ipynb #b0408635
@@ -42,6 +45,100 @@ def majority_baseline(y_train:np.ndarray, y_test:np.ndarray, n_classes:int=10) -
     "Metrics of always answering the most frequent training class."
     return dict(classification_metrics(y_test, np.full_like(y_test, np.bincount(y_train).argmax()), n_classes),
                 answer=int(np.bincount(y_train).argmax()))
+
+# %% ../nbs/07_evaluate.ipynb #182bf2a6
+def reliability(confidence:np.ndarray, # (n,) the probability the model gave the answer it gave
+                correct:np.ndarray, # (n,) whether that answer was right
+                n_bins:int=15 # equal-width bins over 0..1
+               ) -> dict:
+    "The expected calibration error and the reliability diagram's bins (empty bins left out)."
+    confidence, correct = np.asarray(confidence, float), np.asarray(correct, bool)
+    if len(confidence) and not (0 <= confidence.min() and confidence.max() <= 1): raise ValueError('confidences must lie in 0..1')
+    edges = np.linspace(0, 1, n_bins + 1)
+    which = np.clip(np.searchsorted(edges, confidence, side='left') - 1, 0, n_bins - 1) # (lo, hi]; 0 goes in the first bin
+    bins, ece = [], 0.0
+    for b in range(n_bins):
+        sel = which == b
+        if not sel.any(): continue
+        conf, acc = float(confidence[sel].mean()), float(correct[sel].mean())
+        ece += sel.sum()/len(confidence)*abs(acc - conf)
+        bins.append(dict(lo=round(float(edges[b]), 6), hi=round(float(edges[b + 1]), 6), n=int(sel.sum()),
+                         confidence=round(conf, 6), accuracy=round(acc, 6)))
+    return dict(ece=round(float(ece), 6), n_bins=n_bins, bins=bins)
+
+# %% ../nbs/07_evaluate.ipynb #12004ab7
+def confident_mistakes(y:np.ndarray, pred:np.ndarray, # labels and answers
+                       confidence:np.ndarray|None, # the probability of each answer; None: in item order
+                       items:list, # the id (sha256) of each item
+                       k:int=12) -> list[dict]:
+    "The `k` wrong answers given with the most confidence, most confident first: item, label, answer, confidence."
+    y, pred = np.asarray(y), np.asarray(pred)
+    wrong = np.flatnonzero(pred != y)
+    if confidence is not None: wrong = wrong[np.argsort(-np.asarray(confidence, float)[wrong], kind='stable')]
+    return [dict(item=items[i], label=int(y[i]), predicted=int(pred[i]),
+                 confidence=None if confidence is None else round(float(confidence[i]), 6)) for i in wrong[:k]]
+
+# %% ../nbs/07_evaluate.ipynb #05af5704
+def prediction_metrics(y:np.ndarray, pred:np.ndarray, # labels and answers
+                       confidence:np.ndarray|None=None, # probability of each answer: adds ece and reliability
+                       items:list|None=None, # item ids: adds the most confident mistakes
+                       n_bins:int=15, n_mistakes:int=12, n_classes:int=10) -> dict:
+    "`classification_metrics`, with calibration when confidences are given and the most confident mistakes when item ids are."
+    y, pred = np.asarray(y), np.asarray(pred)
+    m = classification_metrics(y, pred, n_classes)
+    if confidence is not None:
+        r = reliability(confidence, pred == y, n_bins)
+        m.update(ece=r['ece'], n_bins=n_bins, reliability=r['bins'])
+    if items is not None: m['mistakes'] = confident_mistakes(y, pred, confidence, items, n_mistakes)
+    return m
+
+# %% ../nbs/07_evaluate.ipynb #6379ffc1
+def mcnemar_exact(b:int, # items only the first model gets right
+                  c:int # items only the second model gets right
+                 ) -> float:
+    "Two-sided exact McNemar p-value: the binomial test of b out of b + c discordant items at one half."
+    n = b + c
+    if n == 0: return 1.0
+    return min(1.0, 2*sum(math.comb(n, k) for k in range(min(b, c) + 1))/2**n)
+
+def paired_comparison(y:np.ndarray, # labels
+                      pred_a:np.ndarray, # answers of model A (the candidate)
+                      pred_b:np.ndarray, # answers of model B (e.g. production) on the same items
+                      level:float=0.95 # of the confidence interval
+                     ) -> dict:
+    "Which items each model gets right (2x2), McNemar's exact p-value, and a confidence interval on accuracy A minus B."
+    y = np.asarray(y); a, b = np.asarray(pred_a) == y, np.asarray(pred_b) == y
+    n, only_a, only_b = len(y), int((a & ~b).sum()), int((~a & b).sum())
+    d = (only_a - only_b)/n if n else 0.0
+    se = math.sqrt(max(only_a + only_b - (only_a - only_b)**2/n, 0))/n if n else 0.0
+    z = NormalDist().inv_cdf(0.5 + level/2)
+    return dict(n=n, both_right=int((a & b).sum()), only_a=only_a, only_b=only_b, both_wrong=int((~a & ~b).sum()),
+                accuracy_a=float(a.mean()) if n else 0.0, accuracy_b=float(b.mean()) if n else 0.0,
+                difference=round(d, 6), ci=[round(d - z*se, 6), round(d + z*se, 6)], level=level,
+                p_value=round(mcnemar_exact(only_a, only_b), 8))
+
+# %% ../nbs/07_evaluate.ipynb #5536bd7e
+SLICE_KEYS = ('source', 'thickness', 'polarity')
+
+def slice_accuracy(correct:np.ndarray, # (n,) whether each answer was right
+                   slices:list, # one dict per item: source, thickness, polarity, ...
+                   keys:tuple=SLICE_KEYS) -> dict:
+    "Accuracy by slice: {'source': {'strokes': {'n': 240, 'accuracy': 0.9}, ...}, ...} for the `keys` the items carry."
+    by = {}
+    for ok, sl in zip(np.asarray(correct, bool), slices):
+        for k in keys:
+            if k in sl: by.setdefault(k, {}).setdefault(sl[k], []).append(ok)
+    return {k: {v: dict(n=len(o), accuracy=float(np.mean(o))) for v, o in sorted(d.items())} for k, d in by.items()}
+
+def accuracy_by_slice(model:dict, # metrics on the benchmark split
+                      service_like:dict|None # metrics on the service-like set (with its `slices`), or None
+                     ) -> dict:
+    "Benchmark beside service-like accuracy ('set'), then the service-like set's own slices."
+    out = dict(set={'benchmark': dict(n=model['n'], accuracy=model['accuracy'])})
+    if service_like:
+        out['set']['service-like'] = dict(n=service_like['n'], accuracy=service_like['accuracy'])
+        out.update(service_like.get('slices', {}))
+    return out
 
 # %% ../nbs/07_evaluate.ipynb #f40d7bf2
 @dataclass(frozen=True)
@@ -74,21 +171,31 @@ def check_acceptance(metrics:dict, # the model's metrics on the benchmark's test
 
 # %% ../nbs/07_evaluate.ipynb #ed787a7e
 def service_like_metrics(y:np.ndarray, pred:np.ndarray, # labels and predictions of the service-like set
-                         slices:list # one dict per image: source, thickness, polarity, ...
+                         slices:list, # one dict per image: source, thickness, polarity, ...
+                         confidence:np.ndarray|None=None, items:list|None=None # as `prediction_metrics` takes them
                         ) -> dict:
-    "Classification metrics of the service-like set, and accuracy by slice: {'source': {'strokes': {'n':, 'accuracy':}}, ...}."
-    ok = pred == y
-    by = {}
-    for i, sl in enumerate(slices):
-        for k, v in sl.items():
-            if k in ('source', 'thickness', 'polarity'): by.setdefault(k, {}).setdefault(v, []).append(ok[i])
-    return dict(classification_metrics(y, pred), slices={k: {v: dict(n=len(o), accuracy=float(np.mean(o))) for v, o in sorted(d.items())}
-                                                          for k, d in by.items()})
+    "`prediction_metrics` of the service-like set, and accuracy by slice: {'source': {'strokes': {'n':, 'accuracy':}}, ...}."
+    return dict(prediction_metrics(y, pred, confidence, items), slices=slice_accuracy(np.asarray(pred) == np.asarray(y), slices))
+
+def split_items(store, vid:str, split:str) -> list[str]:
+    "The item ids (sha256) of one split of a dataset version, in the order `load_split` returns them."
+    from mlproj.store import get_version
+    return [e.sha256 for e in get_version(store, vid)['examples'] if e.split == split]
+
+def registered_predictor(store, ref:str|int) -> tuple[int, object]|None:
+    "(version, `Predictor`) of the registered model `ref` names (e.g. production); None when it names none."
+    from mlproj.registry import Registry, RegistryError, RegistryDamaged
+    from mlproj.predict import Predictor
+    try: bundle = Registry(store).load(ref)
+    except RegistryDamaged: raise
+    except RegistryError: return None
+    return bundle.version, Predictor(bundle.onnx)
 
 def evaluate_run(train_dir:str|Path, # a training run's folder (it holds model.onnx)
                  dataset_version:str, store_url:str, problem:Problem,
                  split:str='test',
-                 service_like_version:str|None=None # a service-like dataset version (see servicelike); None: not measured
+                 service_like_version:str|None=None, # a service-like dataset version (see servicelike); None: not measured
+                 compare_with:str|int|None=None # a registered version or alias (production) to compare with on the same items
                 ) -> dict:
     "Evaluate a training run's exported model on a split beside the majority baseline, and on the service-like set; check acceptance."
     from mlproj.store import Store
@@ -98,31 +205,41 @@ def evaluate_run(train_dir:str|Path, # a training run's folder (it holds model.o
     X, y = load_split(st, dataset_version, split)
     y_train = split_labels(st, dataset_version, 'train')
     predictor = Predictor(str(Path(train_dir)/'model.onnx'))
-    model = classification_metrics(y, predictor.predict(X))
-    sl = None
+    probs = predictor.probabilities(X)
+    model = prediction_metrics(y, probs.argmax(1), probs.max(1), split_items(st, dataset_version, split))
+    sl = Xs = None
     if service_like_version:
         from mlproj.servicelike import load_service_like
         Xs, ys, slices = load_service_like(st, service_like_version)
-        sl = dict(dataset_version=service_like_version, **service_like_metrics(ys, predictor.predict(Xs), slices))
+        ps = predictor.probabilities(Xs)
+        sl = dict(dataset_version=service_like_version,
+                  **service_like_metrics(ys, ps.argmax(1), slices, ps.max(1), split_items(st, service_like_version, 'test')))
+    vs = None
+    if compare_with is not None and (other := registered_predictor(st, compare_with)):
+        vs = dict(version=other[0], ref=str(compare_with), benchmark=paired_comparison(y, probs.argmax(1), other[1].predict(X)))
+        if sl: vs['service_like'] = paired_comparison(ys, ps.argmax(1), other[1].predict(Xs))
     acc = check_acceptance(model, problem, sl)
     return dict(split=split, dataset_version=dataset_version, model=model, baseline=majority_baseline(y_train, y),
                 acceptance=asdict(acc), criteria=dict(min_test_accuracy=problem.min_test_accuracy,
                 min_macro_f1=problem.min_macro_f1, min_class_recall=problem.min_class_recall,
                 min_service_like_accuracy=problem.min_service_like_accuracy, max_service_like_gap=problem.max_service_like_gap),
-                service_like=sl)
+                service_like=sl, slices=accuracy_by_slice(model, sl), vs_production=vs)
 
 # %% ../nbs/07_evaluate.ipynb #cbf01b93
 def evaluate_train_run(settings, # the project's `Settings`
                        train_run:str|None=None, # a training run id; None: the newest finished one
                        out_dir:str|Path|None=None, # where metrics.json goes; None: reports/runs/interactive-evaluate
-                       split:str='test') -> dict:
-    "Evaluate a training run on its own dataset version and write the result to `out_dir`/metrics.json."
+                       split:str='test',
+                       compare_with:str|None='production' # registered version or alias to compare with; None: none
+                      ) -> dict:
+    "Evaluate a training run on its own dataset version (against production, if any) and write the result to `out_dir`/metrics.json."
     from mlproj.jobs import find_run, read_run
     train_dir = find_run(settings, train_run, job='train')
-    vid = read_run(train_dir)['metrics']['dataset_version']
+    trained = read_run(train_dir)['metrics']
     from mlproj.servicelike import service_like_version
-    result = dict(evaluate_run(train_dir, vid, settings.store_url, settings.problem, split, service_like_version(settings)),
-                  train_run=train_dir.name)
+    result = dict(evaluate_run(train_dir, trained['dataset_version'], settings.store_url, settings.problem, split,
+                               service_like_version(settings), compare_with),
+                  train_run=train_dir.name, training={k: trained[k] for k in ('history', 'epochs', 'seconds', 'val_acc') if k in trained})
     out = Path(out_dir or settings.reports_dir/'runs'/'interactive-evaluate')
     out.mkdir(parents=True, exist_ok=True)
     (out/'metrics.json').write_text(json.dumps(result, indent=1))

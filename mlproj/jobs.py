@@ -14,8 +14,8 @@ from .store import utc_now
 from .settings import to_env
 
 # %% auto #0
-__all__ = ['RUN_STATES', 'JobFailed', 'code_version', 'new_run_id', 'runs_dir', 'find_run', 'read_run', 'write_index', 'run_job',
-           'mark_run']
+__all__ = ['RUN_STATES', 'JobFailed', 'code_version', 'new_run_id', 'runs_dir', 'find_run', 'read_run', 'index_row', 'index_html',
+           'write_index', 'run_job', 'mark_run']
 
 # %% ../nbs/09_jobs.ipynb #6c652871
 class JobFailed(RuntimeError):
@@ -86,27 +86,111 @@ def _to_html(nb_path:Path) -> Path:
     return out
 
 # %% ../nbs/09_jobs.ipynb #24df9c58
-def write_index(settings) -> Path:
-    "reports/index.html: every run, newest first, with its state, headline metrics and links."
+_INDEX_CSS = '''body{font:14px system-ui,sans-serif;margin:1em 2em;color:#222}table{border-collapse:collapse}
+td,th{border:1px solid #ccc;padding:3px 8px;text-align:left}td.num{text-align:right;font-variant-numeric:tabular-nums}
+.state{border-radius:3px;padding:1px 6px;color:#fff}.done{background:#2e7d32}.failed{background:#c62828}
+.running{background:#1565c0}.interrupted{background:#ef6c00}.abandoned{background:#757575}
+.PASS{color:#2e7d32;font-weight:bold}.FAIL{color:#c62828;font-weight:bold}.err{color:#c62828;font-size:12px}
+#compare{margin-top:1em}.side{display:flex;gap:1em}.side iframe{flex:1;height:80vh;border:1px solid #ccc}'''
+
+_INDEX_JS = '''const runs = JSON.parse(document.getElementById('runs').textContent);
+const byId = Object.fromEntries(runs.map(r => [r.run_id, r]));
+const f = v => typeof v === 'number' ? v.toFixed(4) : (v ?? '');
+const esc = s => String(s).replace(/[&<>"]/g, c => ({'&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;'})[c]);
+function figures(r) {
+  const out = [['job', r.job], ['state', r.state], ['dataset version', r.dataset_version], ['trained by run', r.train_run],
+    ['test accuracy', f(r.test_acc)], ['macro-F1', f(r.macro_f1)], ['validation accuracy', f(r.val_acc)],
+    ['service-like accuracy', f(r.service_like)], ['ECE (test)', f(r.ece)], ['ECE (service-like)', f(r.ece_service_like)],
+    ['gate', r.passed === null ? '' : r.passed ? 'PASS' : 'FAIL']];
+  for (const [k, d] of Object.entries(r.slices || {})) for (const [v, s] of Object.entries(d)) out.push([`${k}: ${v}`, `${f(s.accuracy)} (n=${s.n})`]);
+  if (r.vs_production) out.push(['vs production v' + r.vs_production.version, r.vs_production.text]);
+  return out;
+}
+function compare(a, b) {
+  const A = byId[a], B = byId[b], box = document.getElementById('compare');
+  if (!A || !B) { box.innerHTML = ''; return; }
+  const fa = figures(A), fb = Object.fromEntries(figures(B));
+  const keys = [...new Set([...fa.map(x => x[0]), ...Object.keys(fb)])], fam = Object.fromEntries(fa);
+  const rows = keys.map(k => `<tr><th>${esc(k)}</th><td>${esc(fam[k] ?? '')}</td><td>${esc(fb[k] ?? '')}</td></tr>`).join('');
+  const frame = r => r.report ? `<iframe title="${esc(r.run_id)}" src="${esc(r.report)}"></iframe>` : '<p>no report</p>';
+  box.innerHTML = `<h2>Side by side</h2><table><tr><th></th><th>${esc(a)}</th><th>${esc(b)}</th></tr>${rows}</table>
+    <div class="side">${frame(A)}${frame(B)}</div>`;
+  location.hash = 'compare=' + a + ',' + b;
+}
+const boxes = () => [...document.querySelectorAll('input.pick')];
+document.addEventListener('change', e => {
+  if (!e.target.classList.contains('pick')) return;
+  const on = boxes().filter(x => x.checked);
+  if (on.length > 2) { e.target.checked = false; return; }
+  document.getElementById('go').disabled = on.length !== 2;
+});
+document.getElementById('go').onclick = () => { const [a, b] = boxes().filter(x => x.checked).map(x => x.value); compare(a, b); };
+document.getElementById('job').onchange = e => {
+  for (const tr of document.querySelectorAll('tr[data-job]')) tr.hidden = e.target.value !== '' && tr.dataset.job !== e.target.value;
+};
+const m = location.hash.match(/^#compare=([^,]+),(.+)$/);
+if (m) {
+  for (const x of boxes()) x.checked = x.value === m[1] || x.value === m[2];
+  document.getElementById('go').disabled = boxes().filter(x => x.checked).length !== 2;
+  compare(m[1], m[2]);
+}'''
+
+def _paired_text(p:dict|None) -> str:
+    return '' if not p else f"{p['difference']:+.4f} [{p['ci'][0]:+.4f}, {p['ci'][1]:+.4f}], McNemar p={p['p_value']:.3g}"
+
+def index_row(info:dict) -> dict:
+    "What the reports index shows of one run (`read_run`'s dict): state, headline figures, gate, report link."
+    m = info.get('metrics') or {}
+    head, sl = m.get('model', m), m.get('service_like') or {}
+    num = lambda d, k: d.get(k) if isinstance(d.get(k), (int, float)) and not isinstance(d.get(k), bool) else None
+    vs = m.get('vs_production')
+    return dict(run_id=info['run_id'], job=info.get('job', ''), state=info.get('state', ''), started=info.get('started', ''),
+                report=f"runs/{info['run_id']}/{info['report']}" if info.get('report') else None, error=info.get('error') or '',
+                test_acc=num(head, 'accuracy'), macro_f1=num(head, 'macro_f1'), val_acc=num(head, 'val_acc'),
+                service_like=num(sl, 'accuracy'), ece=num(head, 'ece'), ece_service_like=num(sl, 'ece'),
+                passed=m['acceptance']['passed'] if isinstance(m.get('acceptance'), dict) else None,
+                dataset_version=m.get('dataset_version'), train_run=m.get('train_run'), slices=m.get('slices') or {},
+                vs_production=vs and dict(version=vs['version'], text=f"test {_paired_text(vs.get('benchmark'))}; "
+                                                                  f"service-like {_paired_text(vs.get('service_like'))}"))
+
+def index_html(rows:list) -> str:
+    "The reports index page: runs newest first with state colours, figures and PASS/FAIL; tick two to see them side by side."
     import html
+    e = lambda v: html.escape(str(v))
+    f = lambda v: '' if v is None else f'{v:.4f}'
+    trs = []
+    for r in rows:
+        link = f'<a href="{e(r["report"])}">{e(r["run_id"])}</a>' if r['report'] else e(r['run_id'])
+        gate = '' if r['passed'] is None else f'<span class="{"PASS" if r["passed"] else "FAIL"}">{"PASS" if r["passed"] else "FAIL"}</span>'
+        trs.append(f'<tr data-job="{e(r["job"])}"><td><input type="checkbox" class="pick" value="{e(r["run_id"])}" aria-label="compare {e(r["run_id"])}"></td>'
+                   f'<td>{link}</td><td>{e(r["job"])}</td><td><span class="state {e(r["state"])}">{e(r["state"])}</span></td>'
+                   f'<td>{e(r["started"][:19])}</td>' + ''.join(f'<td class="num">{f(r[k])}</td>' for k in ('test_acc', 'service_like', 'ece', 'val_acc'))
+                   + f'<td>{gate}</td><td class="err">{e(r["error"])}</td></tr>')
+    jobs = ''.join(f'<option>{e(j)}</option>' for j in sorted({r['job'] for r in rows}))
+    data = json.dumps(rows).replace('</', '<\\/')
+    return (f'<!doctype html><html lang="en"><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">'
+            f'<title>mlproj reports</title><style>{_INDEX_CSS}</style><h1>Runs</h1>'
+            f'<p>{len(rows)} runs, newest first. Tick two and press <button id="go" disabled>compare</button> to see them side by side. '
+            f'Job: <select id="job"><option value="">all</option>{jobs}</select></p>'
+            '<table><tr><th></th><th>run (report)</th><th>job</th><th>state</th><th>started (UTC)</th><th>test acc</th>'
+            '<th>service-like acc</th><th>ECE</th><th>val acc</th><th>gate</th><th>error</th></tr>' + ''.join(trs) + '</table>'
+            f'<div id="compare"></div><script type="application/json" id="runs">{data}</script><script>{_INDEX_JS}</script></html>')
+
+def _write_index_at(reports_dir:Path) -> Path:
     rows = []
-    for d in sorted(runs_dir(settings).glob('*/run.json'), reverse=True):
-        info = read_run(d.parent)
-        m = info.get('metrics', {})
-        head = m.get('model', m) # evaluation runs nest the model's metrics
-        figs = ', '.join(f'{k} {head[k]:.4f}' for k in ('accuracy', 'macro_f1', 'val_acc') if isinstance(head.get(k), float))
-        if 'acceptance' in m: figs += ' — ' + ('PASS' if m['acceptance']['passed'] else 'FAIL')
-        rid = html.escape(info['run_id'])
-        link = f'<a href="runs/{rid}/{html.escape(info["report"])}">{rid}</a>' if info.get('report') else rid
-        rows.append(f"<tr><td>{link}</td><td>{html.escape(info['job'])}</td><td>{info['state']}</td>"
-                    f"<td>{html.escape(figs)}</td><td>{html.escape(info.get('error') or '')}</td></tr>")
-    page = ('<!doctype html><meta charset="utf-8"><title>mlproj reports</title><h1>Runs</h1>'
-            '<table border="1" cellpadding="4"><tr><th>run</th><th>job</th><th>state</th><th>figures</th><th>error</th></tr>'
-            + ''.join(rows) + '</table>')
-    out = settings.reports_dir/'index.html'
+    for d in sorted((reports_dir/'runs').glob('*/run.json'), reverse=True):
+        try: rows.append(index_row(read_run(d.parent)))
+        except (OSError, ValueError, KeyError, TypeError): continue # a run being written, or damaged: left out, not fatal
+    out = reports_dir/'index.html'
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(page, encoding='utf-8')
+    tmp = out.with_name(f'.index.{os.getpid()}.{threading.get_ident()}.tmp')
+    tmp.write_text(index_html(rows), encoding='utf-8')
+    os.replace(tmp, out) # a reader sees the old page or the new one, never half of one
     return out
+
+def write_index(settings) -> Path:
+    "reports/index.html: every run, newest first, with its state, headline figures, gate, links and a side-by-side view."
+    return _write_index_at(Path(settings.reports_dir))
 
 # %% ../nbs/09_jobs.ipynb #1cfa1fb7
 def _kill_kernels():
@@ -189,4 +273,5 @@ def mark_run(run_dir:Path, # a run folder
     if info.get('state') != only_if: return False
     info.update(state=state, error=reason, finished=utc_now())
     _write_json(path, info)
+    _write_index_at(Path(run_dir).parent.parent) # reports/runs/<id>: the index shows the new state
     return True

@@ -14,10 +14,11 @@ from .store import utc_now
 from .jobs import RUN_STATES, code_version, mark_run, new_run_id, read_run, run_job, runs_dir
 
 # %% auto #0
-__all__ = ['STATES', 'FINISHED', 'NOOP', 'QueueUnavailable', 'JobConflict', 'data_dir', 'redis_server_binary', 'EmbeddedServer',
-           'queue_url', 'job_kinds', 'job_signature', 'check_parameters', 'JobQueue', 'process', 'interrupt',
-           'worker_main', 'Supervisor', 'parse_grid', 'submit_sweep', 'sweep_report', 'rerun_plan', 'compare_metrics',
-           'rerun_submit', 'cmd_up', 'cmd_worker', 'cmd_submit', 'cmd_jobs', 'cmd_sweep', 'cmd_rerun', 'add_commands']
+__all__ = ['STATES', 'FINISHED', 'NOOP', 'RECOVER_EVERY', 'QueueUnavailable', 'JobConflict', 'data_dir', 'redis_server_binary',
+           'EmbeddedServer', 'queue_url', 'job_kinds', 'job_signature', 'check_parameters', 'JobQueue', 'process',
+           'interrupt', 'recover', 'worker_main', 'Supervisor', 'parse_grid', 'submit_sweep', 'sweep_report',
+           'rerun_plan', 'compare_metrics', 'rerun_submit', 'cmd_up', 'cmd_worker', 'cmd_submit', 'cmd_jobs',
+           'cmd_sweep', 'cmd_rerun', 'add_commands']
 
 # %% ../nbs/30_queue.ipynb #d7a93347
 STATES = ('queued', 'running', 'done', 'failed', 'cancelled') # a job's states
@@ -137,12 +138,18 @@ def check_parameters(settings, kind:str, # a job kind
 # %% ../nbs/30_queue.ipynb #aeacfe0b
 _START = """
 local s = redis.call('hget', KEYS[1], 'state')
-if not s then return {'missing', '', '0'} end
-if s == 'done' or s == 'failed' or s == 'cancelled' then return {s, '', '0'} end
+if not s then return {'missing'} end
+if s == 'done' or s == 'failed' or s == 'cancelled' then return {s} end
+if not redis.call('set', KEYS[2], ARGV[3], 'NX', 'PX', ARGV[4]) then return {'leased'} end
 local prev = redis.call('hget', KEYS[1], 'run_id') or ''
-local n = redis.call('hincrby', KEYS[1], 'attempts', 1)
+redis.call('hincrby', KEYS[1], 'attempts', 1)
 redis.call('hset', KEYS[1], 'state', 'running', 'started', ARGV[1], 'worker', ARGV[2], 'run_id', '', 'run_dir', '')
-return {s, prev, tostring(n)}"""
+return {s, prev, unpack(redis.call('hgetall', KEYS[1]))}"""
+_END = """
+redis.call('hset', KEYS[1], unpack(ARGV, 3))
+if redis.call('get', KEYS[2]) == ARGV[1] then redis.call('del', KEYS[2]) end
+if ARGV[2] == '1' then redis.call('rpush', KEYS[3], 1); redis.call('expire', KEYS[3], 60) end
+return 1"""
 _CAS = """
 if redis.call('hget', KEYS[1], 'state') ~= ARGV[1] then return 0 end
 redis.call('hset', KEYS[1], unpack(ARGV, 2))
@@ -151,7 +158,41 @@ _RENEW = """
 if redis.call('get', KEYS[1]) ~= ARGV[1] then return 0 end
 if ARGV[2] == '0' then return redis.call('del', KEYS[1]) end
 return redis.call('pexpire', KEYS[1], ARGV[2])"""
+_REQUEUE = """
+local s = redis.call('hget', KEYS[1], 'state')
+if s ~= 'queued' and s ~= 'running' then return 0 end
+if s == 'running' and redis.call('exists', KEYS[2]) == 1 then return 0 end
+redis.call('hincrby', KEYS[1], 'requeued', 1)
+if s == 'running' then redis.call('hset', KEYS[1], 'state', 'queued') end
+redis.call('hset', KEYS[1], 'error', ARGV[1])
+return 1"""
 _JSON = ('parameters', 'result', 'runs', 'notes')
+
+def _broker_class():
+    "Dramatiq's Redis broker, with a consumer that fetches the next message as soon as a worker acknowledges one."
+    from dramatiq.brokers.redis import RedisBroker, _RedisConsumer
+    class Consumer(_RedisConsumer):
+        # Dramatiq's consumer, holding as many messages as it may prefetch, sleeps a growing backoff (up to the worker
+        # timeout) before it looks again: 5 to 10 ms per job with prefetch 1. This one waits for the ack instead.
+        def __init__(self, *args):
+            super().__init__(*args)
+            self.freed = threading.Event()
+        def ack(self, message):
+            try: super().ack(message)
+            finally: self.freed.set()
+        def nack(self, message):
+            try: super().nack(message)
+            finally: self.freed.set()
+        def __next__(self):
+            while not self.message_cache and self.outstanding_message_count >= self.prefetch:
+                self.freed.clear()
+                if self.outstanding_message_count < self.prefetch: break # acknowledged in between
+                if not self.freed.wait(self.timeout/1000): return None # the worker looks at its state, then here again
+            return super().__next__()
+    class Broker(RedisBroker):
+        @property
+        def consumer_class(self): return Consumer
+    return Broker
 
 class JobQueue:
     "Jobs on a Dramatiq broker: submit, look up, wait, cancel, delete; `process` is what a worker runs."
@@ -159,13 +200,13 @@ class JobQueue:
                  url:str|None=None # the broker; default: `queue_url(settings)`
                 ):
         import dramatiq, redis
-        from dramatiq.brokers.redis import RedisBroker
         q = settings.queue
         self.settings, self.url, self.current = settings, url or queue_url(settings), None
-        self.broker = RedisBroker(url=self.url, namespace='mlproj-dramatiq', heartbeat_timeout=int(q.heartbeat_timeout*1000),
+        self.broker = _broker_class()(url=self.url, namespace='mlproj-dramatiq', heartbeat_timeout=int(q.heartbeat_timeout*1000),
                                   maintenance_chance=q.maintenance_chance)
         self.r = redis.Redis.from_url(self.url, decode_responses=True)
-        self._start, self._cas, self._renew = (self.r.register_script(s) for s in (_START, _CAS, _RENEW))
+        self._start, self._end_script, self._cas, self._renew, self._requeue = (self.r.register_script(s) for s in (_START, _END, _CAS, _RENEW, _REQUEUE))
+        self._leases, self._renewer = {}, None # lease key -> token of the jobs this process runs, and the thread renewing them
         self.actor = dramatiq.actor(self.process, broker=self.broker, actor_name='mlproj_job', queue_name='jobs',
                                     max_retries=q.retries, min_backoff=int(q.retry_backoff*1000), max_backoff=int(q.max_backoff*1000),
                                     time_limit=int(q.time_limit*60_000))
@@ -191,7 +232,7 @@ class JobQueue:
         rec = dict(rec)
         for k in _JSON:
             if rec.get(k): rec[k] = json.loads(rec[k])
-        for k in ('attempts', 'failures'): rec[k] = int(rec.get(k) or 0)
+        for k in ('attempts', 'failures', 'requeued'): rec[k] = int(rec.get(k) or 0)
         return rec
 
     def get(self, job_id:str) -> dict|None:
@@ -241,56 +282,70 @@ class JobQueue:
         self.broker.close(); self.r.close()
 
 # %% ../nbs/30_queue.ipynb #0bbaf70d
-def _lease(self, job_id:str, token:str) -> threading.Event|None:
-    "Hold job_id's lease (wait while another worker holds it); an Event that stops its renewal, or None if the job finished."
-    ms = int(self.settings.queue.heartbeat_timeout*1000)
-    while not self.r.set(f'{self.key(job_id)}:lease', token, nx=True, px=ms):
-        if self.r.hget(self.key(job_id), 'state') in FINISHED: return None
-        time.sleep(0.5)
-    done = threading.Event()
-    def renew():
-        while not done.wait(ms/3000): self._renew(keys=[f'{self.key(job_id)}:lease'], args=[token, ms])
-        self._renew(keys=[f'{self.key(job_id)}:lease'], args=[token, 0])
-    threading.Thread(target=renew, daemon=True, name=f'lease-{job_id}').start()
-    return done
+def _begin(self, job_id:str, token:str) -> tuple|None:
+    "Take the job's lease and mark it running, in one call (waiting while another worker holds the lease); (previous state, previous run, record), or None when there is nothing to run."
+    ms, lease = int(self.settings.queue.heartbeat_timeout*1000), f'{self.key(job_id)}:lease'
+    while (out := self._start(keys=[self.key(job_id), lease], args=[utc_now(), f'{os.uname().nodename}:{os.getpid()}', token, ms]))[0] == 'leased':
+        time.sleep(0.1)
+    if out[0] in (*FINISHED, 'missing'): return None
+    self._leases[lease] = token
+    if self._renewer is None:
+        self._renewer = threading.Thread(target=self._renew_leases, args=(ms,), daemon=True, name='leases')
+        self._renewer.start()
+    return out[0], out[1], self._decode(dict(zip(out[2::2], out[3::2])))
+
+def _renew_leases(self, ms:int):
+    "Keep the leases of the jobs this process runs alive: one thread for all of them, renewing each every third of its life."
+    while True:
+        time.sleep(ms/3000)
+        for lease, token in list(self._leases.items()):
+            try: self._renew(keys=[lease], args=[token, ms])
+            except Exception: pass # the broker is away for a moment: try again next time
+
+def _end(self, job_id:str, token:str, notify:bool, **fields):
+    "Record the attempt's outcome, give the lease back and (when the job is finished) wake who waits for it: one call."
+    self._leases.pop(f'{self.key(job_id)}:lease', None)
+    args = [token, int(notify)] + [v for kv in fields.items() for v in kv]
+    self._end_script(keys=[self.key(job_id), f'{self.key(job_id)}:lease', f'{self.key(job_id)}:finished'], args=args)
 
 def process(self, job_id:str):
     "Run one delivery of a job (the Dramatiq actor): skip it if finished, retry it by raising, record the outcome."
-    done = self._lease(job_id, token := uuid.uuid4().hex)
-    if done is None: return
+    began = self._begin(job_id, token := uuid.uuid4().hex)
+    if began is None: return
+    prev_state, prev_run, job = began
+    ended = False
     try:
-        prev_state, prev_run, attempt = self._start(keys=[self.key(job_id)], args=[utc_now(), f'{os.uname().nodename}:{os.getpid()}'])
-        if prev_state in (*FINISHED, 'missing'): return
         if prev_run and mark_run(runs_dir(self.settings)/prev_run, 'abandoned',
                                  f'the worker running it stopped; job {job_id} was delivered again'):
             self.r.hset(self.key(job_id), 'abandoned', prev_run)
         self.current = job_id
-        job = self.get(job_id)
-        try: result = self._execute(job, int(attempt))
+        try: result = self._execute(job, job['attempts'])
         except BaseException as e:
             if isinstance(e, (KeyboardInterrupt, SystemExit)): raise
             failures = self.r.hincrby(self.key(job_id), 'failures', 1)
             error = f'{type(e).__name__}: {e}' if not str(e).startswith(job['kind']) else str(e)
             if failures <= self.settings.queue.retries:
-                self.r.hset(self.key(job_id), mapping=dict(state='queued', error=f'attempt {attempt}: {error}; will retry'))
+                self._end(job_id, token, False, state='queued', error=f"attempt {job['attempts']}: {error}; will retry")
+                ended = True
                 raise # Dramatiq's Retries middleware delivers it again after a backoff
-            self._finish(job_id, 'failed', error=error)
+            self._end(job_id, token, True, state='failed', finished=utc_now(), error=error)
+            ended = True
             return
-        self._finish(job_id, 'done', result=json.dumps(result, default=str), error='')
+        self._end(job_id, token, True, state='done', finished=utc_now(), result=json.dumps(result, default=str), error='')
+        ended = True
         if job.get('sweep'): self.sweep_report(job['sweep'])
     finally:
         self.current = None
-        done.set()
-
-def _finish(self, job_id, state, **fields):
-    self.r.hset(self.key(job_id), mapping=dict(state=state, finished=utc_now(), **fields))
-    self._notify(job_id)
+        if not ended: # stopped mid-job: the lease expires unless we give it back
+            self._leases.pop(f'{self.key(job_id)}:lease', None)
+            try: self._renew(keys=[f'{self.key(job_id)}:lease'], args=[token, 0])
+            except Exception: pass
 
 def _execute(self, job:dict, attempt:int) -> dict:
     "Run the job itself: the noop in this process, a notebook through `run_job` into a new run folder."
     kind, params = job['kind'], dict(job['parameters'])
     if kind == 'noop':
-        time.sleep(params.get('sleep') or 0)
+        if params.get('sleep'): time.sleep(params['sleep']) # not sleep(0): under load it gives the core away
         if attempt <= (params.get('fail_attempts') or 0): raise RuntimeError(f'noop failing on purpose (attempt {attempt})')
         return dict(echo=params.get('echo'), attempt=attempt)
     params = self._pin(kind, params)
@@ -318,9 +373,48 @@ def interrupt(self):
     if run_id: mark_run(runs_dir(self.settings)/run_id, 'interrupted', 'its worker was stopped; the job will run again')
     self._cas(keys=[self.key(job_id)], args=['running', 'state', 'queued', 'error', 'its worker was stopped; it will run again'])
 
-for f in (_lease, process, _finish, _execute, _pin, interrupt): setattr(JobQueue, f.__name__, f)
+for f in (_begin, _renew_leases, _end, process, _execute, _pin, interrupt): setattr(JobQueue, f.__name__, f)
+
+# %% ../nbs/30_queue.ipynb #recover01
+def _live_messages(self) -> set[str]:
+    "Ids of the jobs the broker holds a message for: queued, delayed for a retry, or delivered and not yet acknowledged."
+    from dramatiq import Message
+    ns = self.broker.namespace
+    out = set()
+    for q in ('jobs', 'jobs.DQ'):
+        for data in self.broker.client.hvals(f'{ns}:{q}.msgs'):
+            try: out.add(Message.decode(data).args[0])
+            except Exception: pass # not one of ours
+    return out
+
+def recover(self, grace:float|None=None # seconds since submission before a job counts as lost; default [queue] recover_after
+           ) -> list[str]:
+    "Send again the queued or running jobs (no live lease) the broker holds no message for; their ids."
+    grace = self.settings.queue.recover_after if grace is None else grace
+    ids = self.r.zrangebyscore('mlproj:jobs', '-inf', time.time() - grace)
+    with self.r.pipeline() as p:
+        for i in ids: p.hget(self.key(i), 'state')
+        waiting = [i for i, s in zip(ids, p.execute()) if s in ('queued', 'running')]
+    if not waiting: return []
+    live = self._live_messages() # read after the records: a job that finished since is skipped by _REQUEUE
+    lost = []
+    for i in waiting:
+        if i not in live and self._requeue(keys=[self.key(i), f'{self.key(i)}:lease'],
+                                           args=['its broker message was lost; it was sent again']):
+            self.actor.send(i); lost.append(i)
+    return lost
+
+for f in (_live_messages, recover): setattr(JobQueue, f.__name__, f)
 
 # %% ../nbs/30_queue.ipynb #95bbd067
+RECOVER_EVERY = 60 # seconds between two looks for jobs whose broker message is gone (one worker looks, under a lock)
+
+def _recover(jq):
+    try:
+        if jq.r.set('mlproj:recovering', os.getpid(), nx=True, ex=RECOVER_EVERY):
+            for i in jq.recover(): print(f'[worker] job {i} had lost its broker message: sent again', file=sys.stderr, flush=True)
+    except Exception as e: print(f'[worker] looking for lost jobs failed: {e}', file=sys.stderr, flush=True)
+
 def worker_main():
     "One worker process, set up by the environment (MLPROJ_* variables): run jobs until SIGTERM or SIGINT."
     import dramatiq
@@ -331,8 +425,10 @@ def worker_main():
     stop, parent = threading.Event(), os.getppid()
     for sig in (signal.SIGTERM, signal.SIGINT): signal.signal(sig, lambda *_: stop.set())
     worker.start()
+    last = 0.0
     while not stop.wait(0.5):
         if os.getppid() != parent: break # the supervisor is gone
+        if time.monotonic() - last > RECOVER_EVERY: _recover(jq); last = time.monotonic()
     if jq.current: # leave the message unacknowledged: the broker gives it to a worker again
         jq.interrupt(); _kill_kernels(); os._exit(0)
     worker.stop(timeout=10_000)

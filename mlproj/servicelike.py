@@ -131,15 +131,16 @@ def generate(seed:int=0, # the generator's seed: the same seed draws the same im
     return out
 
 # %% ../nbs/12_servicelike.ipynb #a7e0c482
-def add_correction(store, data:bytes, # the drawing as the page sent it (PNG)
+def add_correction(store, data:bytes, # the drawing as the page sent it (a PNG from the demo page)
                    label:int, # the digit the person says it was
                    source:str='demo page', # where it came from
-                   headers:dict|None=None # anything of interest about the request (user agent, model answer)
+                   headers:dict|None=None, # anything of interest about the request (user agent, model answer)
+                   media_type:str='image/png' # what `data` is
                   ) -> str:
     "Store a corrected drawing as a raw item with its provenance and label; return its sha256."
     from mlproj.store import Provenance, put_item, canonical_json, utc_now
     if not 0 <= int(label) <= 9: raise ValueError(f'label must be a digit 0-9, not {label}')
-    sha = put_item(store, data, Provenance(source=f'{source} correction', media_type='image/png', licence='given by its author through the demo page',
+    sha = put_item(store, data, Provenance(source=f'{source} correction', media_type=media_type, licence='given by its author through the demo page',
                                            headers=dict(headers or {})))
     store.write(store.path(CORRECTIONS, f'{sha}.json'), canonical_json(dict(sha256=sha, label=int(label), source=source, time=utc_now())))
     return sha

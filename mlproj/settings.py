@@ -79,6 +79,8 @@ class Serving:
     threads: int = 1
     tokens_file: str = '' # `name secret` lines: bearer tokens for the job and admin endpoints (keep it outside git)
     reload_seconds: float = 1.0 # how often the server asks the registry whether the model it serves has moved; 0: never
+    corrections: bool = True # the demo page's "it was a _" (POST /corrections) stores drawings as raw items; false: 403
+    max_correction_bytes: int = 1_000_000 # a correction's image file larger than this is refused with 413
 
 @dataclass(frozen=True)
 class Queue:
@@ -90,8 +92,9 @@ class Queue:
     retry_backoff: float = 5.0 # seconds before the first retry; doubled each time up to max_backoff
     max_backoff: float = 300.0
     time_limit: float = 1440.0 # minutes a job may run before it is stopped (Dramatiq's default is 10)
-    heartbeat_timeout: float = 15.0 # seconds without a heartbeat after which a worker is dead and its job is delivered again
+    heartbeat_timeout: float = 5.0 # seconds without a heartbeat after which a worker is dead and its job is delivered again
     maintenance_chance: int = 100000 # per million broker calls that look for dead workers' jobs (Dramatiq's default: 1000)
+    recover_after: float = 60.0 # seconds after which a queued or running job the broker holds no message for is sent again
 
 @dataclass(frozen=True)
 class Annotate:

@@ -6,7 +6,8 @@ Docs: https://mlproj.github.io/mlproj/store.html.md"""
 
 # %% ../nbs/02_store.ipynb #bad15acc
 from __future__ import annotations
-import errno, fcntl, hashlib, json, os, shutil, stat, threading, time, uuid
+import asyncio, errno, fcntl, hashlib, json, os, shutil, stat, struct, threading, time, uuid
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -15,9 +16,9 @@ from typing import Iterable
 import fsspec, fsspec.asyn
 
 # %% auto #0
-__all__ = ['MAX_READ', 'sha256', 'canonical_json', 'utc_now', 'IntegrityError', 'Conflict', 'UnsafeFile', 'Store', 'Provenance',
-           'has_item', 'put_item', 'put_items', 'get_item', 'item_provenance', 'Example', 'put_version', 'get_version',
-           'list_versions']
+__all__ = ['MAX_READ', 'SEGMENT_BYTES', 'sha256', 'canonical_json', 'utc_now', 'IntegrityError', 'Conflict', 'UnsafeFile',
+           'Store', 'Provenance', 'has_item', 'put_item', 'put_items', 'get_item', 'item_provenance', 'Example',
+           'put_version', 'get_version', 'list_versions']
 
 # %% ../nbs/02_store.ipynb #56659dd1
 def sha256(data:bytes) -> str:
@@ -44,6 +45,7 @@ class Conflict(Exception):
 class UnsafeFile(IntegrityError):
     "A stored path that is not read: a link, not a regular file, outside the store, or over its size cap."
 
+_BATCH = 512 # files a thread writes (or S3 requests gathered) between progress updates
 _MEMORY_LOCK = threading.Lock() # memory:// lives in one process: a lock makes its conditional writes atomic
 
 def _fsync_dir(d):
@@ -54,6 +56,33 @@ def _fsync_dir(d):
 def _write_synced(path, data):
     with open(path, 'wb') as f:
         f.write(data); f.flush(); os.fsync(f.fileno())
+
+_NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+
+def _write_local(path, data, tmp, sync=False):
+    "Write `data` at `tmp`, then rename it to `path`; `tmp` never outlives a failure. Its folder is made only when missing."
+    try: fd = os.open(tmp, _NEW_FILE, 0o666)
+    except FileNotFoundError:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        fd = os.open(tmp, _NEW_FILE, 0o666)
+    try:
+        try:
+            view = memoryview(data)
+            while view: view = view[os.write(fd, view):]
+            if sync: os.fsync(fd)
+        finally: os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        try: os.unlink(tmp)
+        except FileNotFoundError: pass
+        raise
+
+async def _gather(coros, limit):
+    "Await `coros` with at most `limit` of them running at once; their results in order."
+    sem = asyncio.Semaphore(limit)
+    async def one(c):
+        async with sem: return await c
+    return await asyncio.gather(*map(one, coros))
 
 class Store:
     "A folder or fsspec URL holding raw items, dataset versions and model bundles."
@@ -70,15 +99,7 @@ class Store:
              ):
         "Write `data` at `path` atomically: a reader sees the old file or the new one, never half."
         tmp = f'{path}.tmp-{uuid.uuid4().hex}'
-        if self.kind == 'local':
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            try:
-                if sync: _write_synced(tmp, data)
-                else: Path(tmp).write_bytes(data)
-                os.replace(tmp, path)
-            finally:
-                if os.path.lexists(tmp): os.unlink(tmp)
-            return
+        if self.kind == 'local': return _write_local(path, data, tmp, sync)
         if self.kind == 's3': return self.fs.pipe_file(path, data) # one PUT is atomic: no temporary name
         self.fs.makedirs(path.rsplit('/', 1)[0], exist_ok=True)
         with self.fs.open(tmp, 'wb') as f: f.write(data)
@@ -92,19 +113,25 @@ class Store:
             raise UnsafeFile(f'{path} lies outside the store {self.url} (through a link or ..): the store never reads outside '
                              'itself; remove the link and put the file itself in its place')
 
-    def _read_local(self, path, limit):
+    def _open_local(self, path):
+        "A read-only descriptor of the regular file at local `path` and its size; links, devices and paths out of the store refused."
         self._check_local(path)
         try: fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
         except OSError as e:
             if e.errno == errno.ELOOP: raise UnsafeFile(f'{path} is a symbolic link, not a file: the store never follows links; '
                                                        'replace it by the file itself') from None
             raise
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            os.close(fd)
+            raise UnsafeFile(f'{path} is not a regular file (a device, pipe or folder): remove it and put the file itself in its place')
+        return fd, st.st_size
+
+    def _read_local(self, path, limit):
+        fd, size = self._open_local(path)
         with os.fdopen(fd, 'rb') as f:
-            st = os.fstat(f.fileno())
-            if not stat.S_ISREG(st.st_mode): raise UnsafeFile(f'{path} is not a regular file (a device, pipe or folder): remove it '
-                                                              'and put the file itself in its place')
-            if st.st_size > limit: raise UnsafeFile(f'{path} holds {st.st_size} bytes, more than the {limit} allowed here: it is not '
-                                                    'the file that belongs there; restore that file')
+            if size > limit: raise UnsafeFile(f'{path} holds {size} bytes, more than the {limit} allowed here: it is not '
+                                              'the file that belongs there; restore that file')
             data = f.read(limit + 1)
         if len(data) > limit: raise UnsafeFile(f'{path} grew past the {limit} bytes allowed while it was read')
         return data
@@ -119,7 +146,49 @@ class Store:
         if len(data) > limit: raise UnsafeFile(f'{path} holds more than the {limit} bytes allowed here: restore the file that belongs there')
         return data
 
+    def read_range(self, path:str, start:int, end:int) -> bytes:
+        "Bytes `start` to `end` (excluded) of `path`, refused as `read` refuses; fewer when the file is shorter."
+        if self.kind != 'local': return self.fs.cat_file(path, start=start, end=end)
+        fd, _ = self._open_local(path)
+        try: return os.pread(fd, end - start, start)
+        finally: os.close(fd)
+
     def exists(self, path:str) -> bool: return os.path.lexists(path) if self.kind == 'local' else self.fs.exists(path)
+
+    # -- many small files at once: what storing thousands of raw items costs is per file, so it is paid once per batch
+
+    def exists_many(self, paths:list[str], workers:int=8 # checks at once on S3 (HEAD requests in flight)
+                   ) -> list[bool]:
+        "`exists` of each path, in order: one `lstat` each on a folder, concurrent requests on S3."
+        if self.kind == 'local': return [os.path.lexists(p) for p in paths]
+        if self.kind == 's3': return fsspec.asyn.sync(self.fs.loop, _gather, [self.fs._exists(p) for p in paths], workers)
+        return [self.exists(p) for p in paths]
+
+    def write_many(self, files:dict, # path -> bytes
+                   workers:int=8, # writes at once: threads on a folder, PUT requests in flight on S3
+                   done=None # called with a count of files written, now and then (a progress bar's `update`)
+                  ):
+        "`write` of many files, each atomic on its own: a crash leaves each file old or new, never half written."
+        done, items = done or (lambda n: None), list(files.items())
+        if self.kind == 's3':
+            for lo in range(0, len(items), _BATCH):
+                chunk = items[lo:lo + _BATCH]
+                fsspec.asyn.sync(self.fs.loop, _gather, [self.fs._pipe_file(p, d) for p, d in chunk], workers)
+                done(len(chunk))
+            return
+        if self.kind != 'local':
+            for p, d in items: self.write(p, d); done(1)
+            return
+        for d in {os.path.dirname(p) for p, _ in items}: os.makedirs(d, exist_ok=True) # once per folder, not per file
+        token = uuid.uuid4().hex # one random name per batch; each file's temporary name adds its index
+        def run(lo):
+            for k in range(lo, min(lo + _BATCH, len(items))): _write_local(*items[k], f'{items[k][0]}.tmp-{token}-{k}')
+            return min(_BATCH, len(items) - lo)
+        from concurrent.futures import ThreadPoolExecutor
+        ex = ThreadPoolExecutor(max(1, min(workers, len(items) // _BATCH + 1)))
+        try:
+            for n in ex.map(run, range(0, len(items), _BATCH)): done(n)
+        finally: ex.shutdown(cancel_futures=True) # after a failure, the batches not started are not written
 
     def delete(self, path:str):
         "Remove a file or a folder with everything in it (gone already is fine); a link is removed, never what it points at."
@@ -251,6 +320,70 @@ class Store:
             f'{self.url}: conditional writes are implemented for a local folder, s3:// and memory://, not {self.fs.protocol}; '
             'the model registry needs them to stay consistent under concurrent writers')
 
+# %% ../nbs/02_store.ipynb #7c2e5b90
+SEGMENT_BYTES = 2**28 # a segment holds at most this many bytes of items (a batch larger than that is several segments)
+_SEG_MAGIC = b'MLPSEG1\n'
+_SEG_LOCK = threading.Lock()
+_SEG_WHERE = {} # store url -> (ids of the segments indexed, {sha256: (segment id, position)}), filled as segments are seen
+_SEG_HEADS = OrderedDict() # (store url, segment id) -> (offset of the items' bytes, rows of the index): the last few read
+
+def _seg_path(store, sid): return store.path('raw', 'segments', f'{sid}.seg')
+
+def _index_segment(store, sid, rows):
+    with _SEG_LOCK:
+        ids, where = _SEG_WHERE.setdefault(store.url, (set(), {}))
+        for i, r in enumerate(rows): where.setdefault(r[0], (sid, i))
+        ids.add(sid)
+
+def _segment_head(store, sid):
+    "(offset of the items' bytes, [[sha256, offset, size, provenance], ...]) of segment `sid`, read by two ranged reads."
+    key = (store.url, sid)
+    with _SEG_LOCK:
+        if key in _SEG_HEADS: _SEG_HEADS.move_to_end(key); return _SEG_HEADS[key]
+    path = _seg_path(store, sid)
+    pre = store.read_range(path, 0, 16)
+    if len(pre) < 16 or pre[:8] != _SEG_MAGIC: raise IntegrityError(f'segment {path} is corrupted: it does not start like a segment')
+    n = struct.unpack('<Q', pre[8:])[0]
+    try: rows = json.loads(store.read_range(path, 16, 16 + n))['items']
+    except (ValueError, KeyError, TypeError) as e: raise IntegrityError(f'segment {path} is corrupted: its index does not parse ({e})') from None
+    with _SEG_LOCK:
+        _SEG_HEADS[key] = head = (16 + n, rows)
+        while len(_SEG_HEADS) > 8: _SEG_HEADS.popitem(last=False)
+    return head
+
+def _refresh_segments(store) -> dict:
+    "Index the segments written since this process last looked (by any process); {sha256: (segment id, position)}."
+    ids = _SEG_WHERE.get(store.url, (set(), {}))[0]
+    for p in store.ls(store.path('raw', 'segments')):
+        name = p.rsplit('/', 1)[-1]
+        if name.endswith('.seg') and name[:-4] not in ids: _index_segment(store, name[:-4], _segment_head(store, name[:-4])[1])
+    return _SEG_WHERE.get(store.url, (set(), {}))[1]
+
+def _find_segment(store, digest):
+    "(segment id, position) of `digest`, or None; the segments are listed again when the index does not know it."
+    hit = _SEG_WHERE.get(store.url, (set(), {}))[1].get(digest)
+    return hit if hit is not None else _refresh_segments(store).get(digest)
+
+def _write_segment(store, items:list # (sha256, bytes, provenance as a dict) of items not in the store yet
+                  ) -> str:
+    "Write `items` as one segment file, atomically, and index it; return its id."
+    rows, off = [], 0
+    for d, data, prov in items: rows.append([d, off, len(data), prov]); off += len(data)
+    head = canonical_json(dict(format=1, items=rows))
+    body = b''.join([_SEG_MAGIC, struct.pack('<Q', len(head)), head, *(data for _, data, _ in items)])
+    sid = sha256(body)[:32]
+    store.write(_seg_path(store, sid), body, sync=True)
+    _index_segment(store, sid, rows)
+    return sid
+
+def _by_size(keys, size_of, cap):
+    "`keys` in runs whose sizes add up to at most `cap` (a key larger than `cap` is a run of its own)."
+    run, total = [], 0
+    for k in keys:
+        if run and total + size_of(k) > cap: yield run; run, total = [], 0
+        run.append(k); total += size_of(k)
+    if run: yield run
+
 # %% ../nbs/02_store.ipynb #0ba1710f
 def _item_path(store, digest, suffix=''): return store.path('raw', digest[:2], digest + suffix)
 
@@ -266,37 +399,65 @@ class Provenance:
     found_on: str|None = None # the page that linked to it
 
 def has_item(store:Store, digest:str) -> bool:
-    "Whether the bytes named `digest` are in the store."
-    return store.exists(_item_path(store, digest))
+    "Whether the bytes named `digest` are in the store (in a file of their own or in a segment)."
+    if store.exists(_item_path(store, digest)): return True
+    hit = _find_segment(store, digest)
+    return hit is not None and store.exists(_seg_path(store, hit[0]))
+
+def _prov_dict(prov): return {k: v for k, v in vars(prov).items() if v is not None}
+def _prov_json(prov): return canonical_json(_prov_dict(prov))
 
 def put_item(store:Store, data:bytes, prov:Provenance) -> str:
     "Store `data` under its sha256 with its provenance; bytes already stored are not written again."
     digest = sha256(data)
-    if not has_item(store, digest):
-        store.write(_item_path(store, digest, '.json'), canonical_json({k: v for k, v in vars(prov).items() if v is not None}))
+    if not has_item(store, digest): # the provenance first: bytes in the store always have theirs beside them
+        store.write(_item_path(store, digest, '.json'), _prov_json(prov))
         store.write(_item_path(store, digest), data)
     return digest
 
 def put_items(store:Store, items:Iterable[tuple[bytes, Provenance]],
-              workers:int=8, # threads: storing waits on the disk or the network far more than on the CPU
-              progress:str|None=None # a progress bar with this title
+              workers:int=8, # writes at once: storing waits on the disk or the network far more than on the CPU
+              progress:str|None=None, # a progress bar with this title
+              segment:int=1000 # this many new items or more are written as segments (one file per `SEGMENT_BYTES`), fewer as files of their own
              ) -> list[str]:
-    "`put_item` for many (bytes, provenance) pairs at once; their digests, in order."
-    from concurrent.futures import ThreadPoolExecutor
+    "`put_item` for many (bytes, provenance) pairs at once, in batches; their digests, in order."
     from tqdm.auto import tqdm
     items = list(items)
-    with ThreadPoolExecutor(workers) as ex:
-        return list(tqdm(ex.map(lambda item: put_item(store, *item), items), total=len(items), desc=progress, disable=not progress))
+    digests = [sha256(data) for data, _ in items]
+    first = {} # bytes given twice are stored once, with the first provenance (as `put_item` keeps the first)
+    for d, item in zip(digests, items): first.setdefault(d, item)
+    in_segments = _refresh_segments(store)
+    todo = [d for d in first if d not in in_segments]
+    new = [d for d, there in zip(todo, store.exists_many([_item_path(store, d) for d in todo], workers)) if not there]
+    with tqdm(total=len(new), desc=progress, unit='item', disable=not progress) as bar:
+        if len(new) >= segment:
+            for run in _by_size(new, lambda d: len(first[d][0]), SEGMENT_BYTES):
+                _write_segment(store, [(d, first[d][0], _prov_dict(first[d][1])) for d in run]); bar.update(len(run))
+            return digests
+        # every provenance, then every item's bytes: a crash in between leaves sidecars without bytes, which count as absent
+        store.write_many({_item_path(store, d, '.json'): _prov_json(first[d][1]) for d in new}, workers)
+        store.write_many({_item_path(store, d): first[d][0] for d in new}, workers, bar.update)
+    return digests
+
+def _segment_item(store, digest, provenance=False):
+    "The bytes (or the provenance) of `digest` from the segment that holds it."
+    hit = _find_segment(store, digest)
+    if hit is None: raise FileNotFoundError(f'no raw item {digest} in {store.url}')
+    base, rows = _segment_head(store, hit[0])
+    _, off, size, prov = rows[hit[1]]
+    return prov if provenance else store.read_range(_seg_path(store, hit[0]), base + off, base + off + size)
 
 def get_item(store:Store, digest:str) -> bytes:
     "The bytes stored under `digest`, checked against it."
-    data = store.read(_item_path(store, digest))
+    try: data = store.read(_item_path(store, digest))
+    except FileNotFoundError: data = _segment_item(store, digest)
     if sha256(data) != digest: raise IntegrityError(f'raw item {digest} is corrupted: its bytes hash to {sha256(data)}')
     return data
 
 def item_provenance(store:Store, digest:str) -> dict:
     "The provenance recorded when `digest` was first stored."
-    return json.loads(store.read(_item_path(store, digest, '.json')))
+    try: return json.loads(store.read(_item_path(store, digest, '.json')))
+    except FileNotFoundError: return _segment_item(store, digest, provenance=True)
 
 # %% ../nbs/02_store.ipynb #374c8afd
 @dataclass(frozen=True)

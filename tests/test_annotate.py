@@ -174,7 +174,7 @@ def test_consensus_becomes_a_child_dataset_version_with_the_votes(settings, db_u
             shas[0]: (7, 'consensus'), shas[1]: (1, 'consensus'), shas[2]: (3, 'consensus'), shas[3]: (5, 'benchmark')} # the open item keeps its parent's label
         assert next(e for e in v['examples'] if e.sha256 == shas[0]).split == 'train' # an item keeps its split
         assert v['meta']['votes'][shas[2]] == {'label': 3, 'by': 'review', 'votes': {'a': 2, 'b': 3}}
-        assert counts == dict(majority=2, review=1, open=1, examples=4, inherited=1)
+        assert counts == dict(majority=2, review=1, open=1, evaluation_only=0, examples=4, inherited=1)
         ag = A.agreement(db, 'c')
         assert ag['pairwise'][0]['items'] == 3 and ag['annotators']['a']['labels'] == 3
     finally: db.close()

@@ -321,6 +321,82 @@ def test_predict_rejects_multipart_without_a_boundary(client):
     assert 'boundary' in detail(r, 400)
 
 
+# ---------------------------------------------------------------- binary bodies: .npy files and raw uint8 counts
+
+NPY, RAW = {'content-type': 'application/x-npy'}, {'content-type': 'application/octet-stream'}
+
+
+def npy(a, allow_pickle=False) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, np.asarray(a), allow_pickle=allow_pickle)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize('dtype', ['uint8', 'int64', '>f4', 'float64'])
+def test_predict_answers_an_npy_batch_exactly_as_the_same_json(client, digits, dtype):
+    X = digits[0][:20]
+    as_json = client.post('/predict', json={'pixels': X.tolist()})
+    for shape in [(20, 8, 8), (20, 64)]:
+        r = client.post('/predict', content=npy(X.reshape(shape).astype(dtype)), headers=NPY)
+        assert r.status_code == 200 and r.json() == as_json.json(), r.text
+    fortran = np.asfortranarray(X.reshape(20, 64).astype(dtype))
+    assert client.post('/predict', content=npy(fortran), headers=NPY).json() == as_json.json()
+
+
+def test_predict_answers_one_npy_image_and_raw_counts_as_json(client, digits):
+    X = digits[0][:5]
+    one = client.post('/predict', json={'pixels': X[0].tolist()}).json()
+    assert client.post('/predict', content=npy(X[0].astype('uint8')), headers=NPY).json() == one
+    assert client.post('/predict', content=npy(X[0].reshape(64)), headers=NPY).json() == one
+    batch = client.post('/predict', json={'pixels': X.tolist()}).json()
+    assert client.post('/predict', content=X.astype('uint8').tobytes(), headers=RAW).json() == batch
+    assert client.post('/predict', content=X[0].astype('uint8').tobytes(), headers=RAW).json()['predictions'] == one['predictions']
+
+
+def test_every_predict_answer_matches_the_documented_response_model(client, digits):
+    from deploy.schemas import PredictResponse
+    for body, headers in [(npy(digits[0][:7]), NPY), (json.dumps({'pixels': digits[0][0].tolist()}), JSON)]:
+        r = client.post('/predict', content=body, headers=headers)
+        got = PredictResponse.model_validate_json(r.content)
+        assert r.headers['content-type'] == 'application/json' and r.headers['x-model-version'] == '1'
+        assert all(p.label == int(np.argmax(p.probabilities)) for p in got.predictions)
+
+
+BAD_NPY = {
+    'booleans': (npy(np.ones((2, 64), bool)), 422, 'pixel values must be numbers'),
+    'strings': (npy(np.array(['1'] * 64)), 422, 'pixel values must be numbers'),
+    'complex': (npy(np.ones(64, complex)), 422, 'pixel values must be numbers'),
+    'over-16-in-second-image': (npy(np.stack([np.ones((8, 8)), np.full((8, 8), 17)])), 422, 'the array[1]: pixel values'),
+    'nan': (npy(np.r_[np.ones(63), np.nan]), 422, 'between 0 and 16'),
+    'negative': (npy(np.r_[np.ones(63), -1]), 422, 'between 0 and 16'),
+    'huge-float': (npy(np.r_[np.ones(63), 1e300]), 422, 'between 0 and 16'),
+    'shape-7x8': (npy(np.ones((7, 8))), 422, 'shape 7x8'),
+    'a-scalar': (npy(np.float32(3)), 422, 'shape'),
+    'empty-batch': (npy(np.ones((0, 64))), 422, 'shape 0x64'),
+    'not-npy': (b'1,2,3' * 20, 400, 'not a .npy file'),
+    'a-pickle': (npy(np.array([{'a': 1}] * 64, dtype=object), allow_pickle=True), 422, 'pixel values must be numbers'),
+    'truncated': (npy(np.ones((3, 64), 'u1'))[:-10], 400, 'bytes of data'),
+    'trailing-bytes': (npy(np.ones((3, 64), 'u1')) + b'xx', 400, 'bytes of data'),
+    'header-not-a-literal': (npy(np.ones((3, 64), 'u1')).replace(b'(3, 64)', b'(3*1, 64)'), 400, 'not a .npy file'),
+    'claims-a-huge-shape': (npy(np.ones((3, 64), 'u1')).replace(b'(3, 64), ', b'(10000000000000000000000, 64)'), 413, 'at most 256'),
+    'claims-a-huge-image': (npy(np.ones((3, 64), 'u1')).replace(b'(3, 64), ', b'(3, 100000000000000000000)'), 422, 'shape'),
+}
+
+
+@pytest.mark.parametrize('body,status,expected', BAD_NPY.values(), ids=BAD_NPY.keys())
+def test_predict_rejects_bad_npy_bodies_saying_why(client, body, status, expected):
+    assert expected in detail(client.post('/predict', content=body, headers=NPY), status)
+
+
+@pytest.mark.parametrize('body,status,expected', [
+    (bytes(63), 422, 'not a multiple of 64'), (bytes(64 * 3 + 1), 422, 'not a multiple of 64'),
+    (bytes(64) + bytes([0] * 63 + [17]), 422, 'images[1]: pixel values must be counts between 0 and 16'),
+    (bytes(64 * 257), 413, 'at most 256'), (b'', 400, 'empty')],
+    ids=['63-bytes', '193-bytes', 'over-16-in-second-image', '257-images', 'empty'])
+def test_predict_rejects_bad_raw_bodies_saying_why(client, body, status, expected):
+    assert expected in detail(client.post('/predict', content=body, headers=RAW), status)
+
+
 # ---------------------------------------------------------------- limits
 
 @pytest.fixture

@@ -72,9 +72,53 @@ def test_pages_leak_no_directives_and_have_no_broken_internal_links(site):
     assert checked > 100
 
 
+def test_every_module_notebook_explains_its_stage_and_the_why_before_each_exported_cell():
+    import prose_count # docs/prose_count.py (`make prose`)
+    missing = {}
+    for nb in sorted((ROOT / 'nbs').glob('[0-9]*.ipynb')):
+        cells = json.loads(nb.read_text())['cells']
+        after = next(i for i, c in enumerate(cells) if '#| default_exp' in ''.join(c['source'])) + 1
+        opening = ''.join(cells[after]['source']) if after < len(cells) and cells[after]['cell_type'] == 'markdown' else ''
+        if '## Where this fits' not in opening: missing[nb.name] = ['an opening "## Where this fits" cell after default_exp']
+        if gaps := prose_count.count(json.loads(nb.read_text()))['missing']: missing.setdefault(nb.name, []).extend(gaps)
+    assert not missing, ('add a markdown cell saying why (the decision, the alternative, the failure it prevents) before: '
+                         + '; '.join(f'{n}: {", ".join(g)}' for n, g in missing.items()))
+
+
 def test_quarto_syntax_becomes_markdown():
     md = docs_build.quarto_to_md('---\ntitle: x\n---\n[a](b.html){target="_blank"}\n::: {.callout-note}\nSee this.\n:::\n#| echo: false\n')
     assert md == '[a](b.html)\n!!! note\n    See this.\n'
+
+
+def test_reports_page_shows_every_run_with_its_parameters_figures_plots_and_sweeps(tmp_path):
+    reports, site = tmp_path / 'reports', tmp_path / 'site'
+    train, ev = reports / 'runs' / '20260101-000000-train-aaaaaa', reports / 'runs' / '20260101-000100-evaluate-bbbbbb'
+    for d, job, params, metrics in [(train, 'train', {'max_epochs': 3, 'lr': 0.003}, {'val_acc': 0.97}),
+                                    (ev, 'evaluate', {'train_run': train.name}, {'model': {'accuracy': 0.981},
+                                     'service_like': {'accuracy': 0.955}, 'acceptance': {'passed': True}})]:
+        d.mkdir(parents=True)
+        (d / 'run.json').write_text(json.dumps(dict(run_id=d.name, job=job, state='done', parameters=params)))
+        (d / 'metrics.json').write_text(json.dumps(metrics))
+        (d / f'{job}.html').write_text('<html>report</html>')
+        (d / 'model.safetensors').write_bytes(b'weights') # not copied: the site holds reports, not models
+    (ev / 'confusion.svg').write_text('<svg xmlns="http://www.w3.org/2000/svg"/>')
+    (ev / 'figures').mkdir(); (ev / 'figures' / 'recall.png').write_bytes(b'png') # a report's figures folder keeps its layout
+    (train / 'wandb' / 'media').mkdir(parents=True); (train / 'wandb' / 'media' / 'x.png').write_bytes(b'png') # not a report
+    sweep = reports / 'sweeps' / 'sw1'
+    sweep.mkdir(parents=True)
+    (sweep / 'sweep.json').write_text(json.dumps(dict(sweep='sw1', kind='train', parameters=['lr'], best='j1', runs=[
+        dict(job='j1', state='done', run_id=train.name, val_acc=0.97, best=True, lr=0.003)])))
+    (sweep / 'val_acc.svg').write_text('<svg xmlns="http://www.w3.org/2000/svg"/>'); (sweep / 'index.html').write_text('<html/>')
+    md = docs_build.reports_page(site, reports)
+    row = next(l for l in md.splitlines() if ev.name in l and l.startswith('|'))
+    assert 'test accuracy 0.9810' in row and 'service-like accuracy 0.9550' in row and 'PASS' in row and f'train_run={train.name}' in row
+    assert 'max_epochs=3, lr=0.003' in md and f'[evaluate](runs/{ev.name}/evaluate.html)' in md
+    assert f'](runs/{ev.name}/confusion.svg)' in md and f'[plots](#{ev.name})' in md
+    assert '](sweeps/sw1/val_acc.svg)' in md and '**0.9700**' in md and f'(runs/{train.name}/train.html)' in md
+    assert (site / 'runs' / ev.name / 'confusion.svg').is_file() and (site / 'sweeps' / 'sw1' / 'index.html').is_file()
+    assert f'](runs/{ev.name}/figures/recall.png)' in md and (site / 'runs' / ev.name / 'figures' / 'recall.png').is_file()
+    assert not (site / 'runs' / train.name / 'model.safetensors').exists() and not (site / 'runs' / train.name / 'wandb').exists()
+    assert f'[plots](#{train.name})' not in md
 
 
 @pytest.mark.browser

@@ -22,6 +22,9 @@ def test_lighter_models_are_smaller_and_a_failing_one_cannot_reach_production(tr
         assert rows[kind]['accuracy'] > 0.9, (kind, rows[kind]['accuracy']) # ten classes: chance is 0.1
         assert json.loads((folders[kind] / 'metrics.json').read_text())['teacher_run'] == train_dir.name
     assert rows['int8']['accuracy'] > rows['teacher']['accuracy'] - 0.03 # quantization keeps what the teacher knew
+    for r in rows.values(): # measured on the service-like set too, as the acceptance gate requires of any model
+        assert r['evaluation']['service_like'] and 'not measured' not in ' '.join(r['evaluation']['acceptance']['failures'])
+        assert r['service_like_accuracy'] == r['evaluation']['service_like']['accuracy']
     # a candidate pruned to almost nothing and not fine-tuned fails acceptance: registered, but never production
     weak = lighten(s, train_dir, tmp_path / 'weak', epochs=0, keep=0.1, kinds=('pruned',))
     weak_rows = compare(s, weak, calls=5)

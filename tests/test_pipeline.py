@@ -5,6 +5,11 @@ import subprocess
 from conftest import ROOT
 
 
+def _metrics(tmp_path) -> dict:
+    "metrics.json of the newest evaluation run."
+    return json.loads((sorted((tmp_path / 'reports' / 'runs').glob('*-evaluate-*'))[-1] / 'metrics.json').read_text())
+
+
 def test_demo_pipeline_learns_registers_and_serves(tmp_path):
     env = {'PATH': '/usr/bin:/bin', 'HOME': str(tmp_path), 'MLPROJ_PATHS_STORE': str(tmp_path / 'store'),
            'MLPROJ_PATHS_REPORTS': str(tmp_path / 'reports'), 'MLPROJ_TRAIN_WANDB_MODE': 'offline',
@@ -17,8 +22,10 @@ def test_demo_pipeline_learns_registers_and_serves(tmp_path):
     out = r.stdout
     assert 'acceptance: PASS' in out and 'model version 1 (passed acceptance)' in out
     assert '[serve] server stopped\n' in out
-    evals = sorted((tmp_path / 'reports' / 'runs').glob('*-evaluate-*'))
-    m = json.loads((evals[-1] / 'metrics.json').read_text())
+    m = _metrics(tmp_path)
+    # the end says how the model reads digits as people send them beside the benchmark, and where the demo page is
+    assert f"benchmark test split {m['model']['accuracy']:.4f}, service-like set {m['service_like']['accuracy']:.4f}" in out
+    assert 'http://127.0.0.1:8000/  the demo page' in out
     assert m['model']['accuracy'] > 0.9 and m['model']['accuracy'] > m['baseline']['accuracy'] + 0.7
     # the served answers printed by the demo are mostly right
     answers = [line for line in out.splitlines() if line.strip().startswith('true ')]

@@ -38,6 +38,7 @@ def make_project(tmp, **env):
     # fast recovery for tests: a worker silent for 2 s is dead, and every broker call looks for dead workers' jobs
     return load_settings(tmp / 'settings.ini', env={'MLPROJ_QUEUE_HEARTBEAT_TIMEOUT': '2', 'MLPROJ_QUEUE_MAINTENANCE_CHANCE': '1000000',
                                                     'MLPROJ_QUEUE_RETRY_BACKOFF': '0.05', 'MLPROJ_QUEUE_MAX_BACKOFF': '0.2',
+                                                    'MLPROJ_QUEUE_RECOVER_AFTER': '1',
                                                     'MLPROJ_QUEUE_DATA': str(tmp / 'q'), **env})
 
 
@@ -58,7 +59,11 @@ class Stack:
         self.sup = None
 
     def workers(self, n=2):
+        "Start n supervised workers and wait until each one polls the broker (one that is still starting takes no job)."
+        since = time.time() * 1000
         self.sup = Supervisor(n, {**os.environ, **to_env(self.settings), 'MLPROJ_QUEUE_URL': self.url}, log=self.log, say=lambda m: None).start()
+        beats = f'{self.jq.broker.namespace}:__heartbeats__'
+        wait_for(lambda: self.jq.r.zcount(beats, since, '+inf') >= n, timeout=120, what=f'{n} workers polling')
         return self.sup
 
     def worker_log(self): return (self.tmp / 'workers.log').read_text(errors='replace')[-3000:]
@@ -110,12 +115,12 @@ def test_job_survives_worker_kill(stack):
 def test_twenty_jobs_at_once_each_finish_exactly_once(stack):
     stack.workers(2)
     with ThreadPoolExecutor(8) as ex:
-        jobs = list(ex.map(lambda i: stack.jq.submit('noop', {'echo': str(i)}), range(20)))
+        jobs = list(ex.map(lambda i: stack.jq.submit('noop', {'echo': str(i), 'sleep': 0.05}), range(20)))
     done = [stack.jq.wait(j['id'], timeout=60) for j in jobs]
     assert [d['state'] for d in done] == ['done'] * 20
     assert [d['attempts'] for d in done] == [1] * 20 # each ran once: no second delivery, no second worker
     assert sorted(int(d['result']['echo']) for d in done) == list(range(20))
-    assert len({d['worker'] for d in done}) == 2 # both workers took jobs
+    assert len({d['worker'] for d in done}) == 2 # both workers took jobs (an idle worker looks again within 100 ms)
 
 
 def test_failing_job_is_retried_then_failed_with_its_notebook(stack):
@@ -156,6 +161,78 @@ def test_queued_jobs_survive_a_restart_of_the_server(tmp_path):
         assert [s.jq.get(j['id'])['state'] for j in jobs] == ['queued'] * 5
         s.workers(1)
         assert all(s.jq.wait(j['id'], timeout=60)['state'] == 'done' for j in jobs)
+    finally: s.close()
+
+
+def test_a_job_whose_broker_message_is_gone_is_sent_again(stack):
+    jobs = [stack.jq.submit('noop', {'echo': str(i)}) for i in range(3)]
+    r = redis.Redis.from_url(stack.url)
+    r.delete(*r.keys('mlproj-dramatiq:*')) # the broker lost its messages (a Redis restarted without its data); the records stayed
+    time.sleep(1.2) # older than [queue] recover_after (1 s here): a submit in flight is not mistaken for a lost one
+    stack.workers(1) # a worker looks for lost jobs when it starts, then every minute
+    done = [stack.jq.wait(j['id'], timeout=60) for j in jobs]
+    assert [(d['state'], d['attempts'], d['requeued']) for d in done] == [('done', 1, 1)] * 3, stack.worker_log()
+    assert stack.jq.recover(grace=0) == [] # nothing left to send
+    assert sorted(d['result']['echo'] for d in done) == ['0', '1', '2']
+
+
+def test_restarting_the_api_and_the_workers_loses_no_queued_job(stack):
+    from fastapi.testclient import TestClient
+    from deploy.app import create_app
+    auth = {'Authorization': 'Bearer t'}
+    def api():
+        c = TestClient(create_app(stack.settings)).__enter__()
+        c.app.state.tokens = {'t': 'ci'}
+        return c
+    client = api()
+    sup = stack.workers(1)
+    long = client.post('/jobs', json={'job': 'sleep', 'parameters': {'seconds': 30.0}}, headers=auth).json()
+    wait_for(lambda: (r := stack.jq.get(long['id']))['state'] == 'running' and r.get('run_id')
+             and (stack.settings.reports_dir / 'runs' / r['run_id'] / 'sleep.ipynb').exists(), what='long job running')
+    queued = [client.post('/jobs', json={'job': 'noop', 'parameters': {'echo': str(i)}}, headers=auth).json() for i in range(4)]
+    assert {j['state'] for j in queued} == {'queued'}
+    client.__exit__(None, None, None) # the API stops ...
+    sup.stop() # ... and so does the worker, mid-job (SIGTERM)
+    first = stack.jq.get(long['id'])
+    assert first['state'] == 'queued' and 'stopped' in first['error']
+    client = api() # both start again
+    try:
+        stack.workers(2)
+        stack.jq.r.hset(stack.jq.key(long['id']), 'parameters', json.dumps({'seconds': 0.5})) # no need to wait 30 s again
+        done = [wait_for(lambda: (j := client.get(f"/jobs/{q['id']}", headers=auth).json())['state'] in ('done', 'failed') and j,
+                         timeout=120, what=f"job {q['id']} finished") for q in [long, *queued]]
+    finally: client.__exit__(None, None, None)
+    assert [d['state'] for d in done] == ['done'] * 5, stack.worker_log()
+    assert [d['attempts'] for d in done] == [2, 1, 1, 1, 1]
+    runs = {p.parent.name: json.loads(p.read_text())['state'] for p in (stack.settings.reports_dir / 'runs').glob('*/run.json')}
+    assert runs == {first['run_id']: 'interrupted', done[0]['run_id']: 'done'}
+
+
+@pytest.mark.full
+def test_training_sweep_runs_on_the_workers_and_reports_the_best_on_validation(tmp_path):
+    s = Stack('embedded', tmp_path)
+    try:
+        shutil.copy(ROOT / 'nbs' / 'jobs' / 'train.ipynb', tmp_path / 'nbs' / 'jobs')
+        from mlproj.data import benchmark_version
+        benchmark_version(s.settings) # built once, before the runs that would each build it
+        grid = {'lr': ['0.001', '0.01'], 'max_epochs': ['1', '2'], 'limit_train_batches': ['4'], 'wandb_mode': ['disabled']}
+        sweep, jobs = s.jq.submit_sweep('train', grid)
+        assert len(jobs) == 4 and {j['sweep'] for j in jobs} == {sweep}
+        s.workers(2)
+        done = [s.jq.wait(j['id'], timeout=900) for j in jobs]
+        assert [d['state'] for d in done] == ['done'] * 4, s.worker_log()
+        assert len({d['worker'] for d in done}) == 2 # run in parallel, on both workers
+        out = s.settings.reports_dir / 'sweeps' / sweep
+        wait_for(lambda: (out / 'index.html').exists(), what='sweep report') # the last job to finish writes it
+        report = json.loads((out / 'sweep.json').read_text())
+        val = {d['id']: d['result']['metrics']['val_acc'] for d in done}
+        assert report['best'] == max(val, key=val.get) # on validation accuracy, the only figure a sweep may choose by
+        assert {r['job']: r['val_acc'] for r in report['runs']} == val
+        assert sorted((r['lr'], r['max_epochs']) for r in report['runs']) == [(0.001, 1), (0.001, 2), (0.01, 1), (0.01, 2)]
+        page = (out / 'index.html').read_text()
+        assert 'val_acc.svg' in page and page.count('<tr') == 5 and 'best' in page
+        assert (out / 'val_acc.svg').read_text().count('<rect') == 4
+        for d in done: assert (s.settings.reports_dir / 'runs' / d['run_id'] / 'train.html').is_file()
     finally: s.close()
 
 

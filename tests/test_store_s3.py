@@ -57,3 +57,18 @@ def test_model_bundles_round_trip_on_s3_with_checksums(s3_store_url, tmp_path):
     reg.store.write(reg._p('1', 'model.onnx'), b'swapped weights')
     with pytest.raises(IntegrityError, match='model.onnx'): reg.load(1)
     assert reg.load(2).version == 2
+
+
+def test_batches_round_trip_on_s3_as_segments_and_as_files(s3_store_url):
+    from mlproj.store import _SEG_HEADS, _SEG_WHERE, has_item, put_items
+    st = Store(s3_store_url)
+    batch = [(i.to_bytes(2, 'big') * 32, Provenance(source=f'http://example.test/{i}.png', media_type='application/x-uci-digits-8x8'))
+             for i in range(40)]
+    seg = put_items(st, batch[:30], segment=20)  # 30 new items: one segment object, written in one PUT
+    assert len(st.fs.glob(st.path('raw', 'segments', '*'))) == 1
+    files = put_items(st, batch, segment=20)  # 10 new ones: files of their own, concurrent PUTs
+    assert files[:30] == seg and len(st.fs.glob(st.path('raw', '*', '*'))) == 1 + 2 * 10
+    fresh = Store(s3_store_url)
+    _SEG_WHERE.pop(fresh.url); _SEG_HEADS.clear()  # as another process sees it: the segment is found by listing
+    assert all(get_item(fresh, d) == b for d, (b, _) in zip(files, batch))  # ranged GETs from the segment, checked
+    assert item_provenance(fresh, files[3])['source'] == 'http://example.test/3.png' and has_item(fresh, files[39])

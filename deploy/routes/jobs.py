@@ -38,6 +38,7 @@ class Job(BaseModel):
     parameters: dict[str, Any]
     attempts: int = Field(description='deliveries that started running it (retries and redeliveries after a dead worker)')
     failures: int = 0
+    requeued: int = Field(0, description='times it was sent again because its broker message was lost (see [queue] recover_after)')
     submitted: str
     started: str | None = None
     finished: str | None = None
@@ -51,9 +52,8 @@ class Job(BaseModel):
     notes: list[str] = Field(default_factory=list)
 
 
-ERRORS = {401: {'model': ErrorDetail, 'description': 'no bearer token'},
-          403: {'model': ErrorDetail, 'description': 'a wrong token'},
-          503: {'model': ErrorDetail, 'description': 'no token configured, or the queue cannot be reached'}}
+# 401/403 come from document_refusals (deploy/schemas.py), like every route behind a token; the 503 here says more
+ERRORS = {503: {'model': ErrorDetail, 'description': 'no token configured, or the queue cannot be reached'}}
 
 
 async def get_queue(request: Request) -> JobQueue:

@@ -1,0 +1,107 @@
+"""The deploy recipe: deploy/Procfile run by honcho (API, workers, Redis) with a job round trip and nothing left running;
+the Dockerfile and compose.yaml checked statically (no base image can be pulled on these machines)."""
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import psutil
+import yaml
+
+from conftest import ROOT
+from test_release_reload import PIXELS, _store_with_two_versions
+
+DEPLOY = ROOT / 'deploy'
+
+
+def _dockerfile() -> list[tuple[str, str]]:
+    "(instruction, arguments) of deploy/Dockerfile, continuation lines joined."
+    text = re.sub(r'\\\n', ' ', (DEPLOY / 'Dockerfile').read_text())
+    return [(l.split(None, 1)[0].upper(), l.split(None, 1)[1] if ' ' in l.strip() else '')
+            for l in (l.strip() for l in text.splitlines()) if l and not l.startswith('#')]
+
+
+def test_dockerfile_pins_its_base_runs_unprivileged_with_a_health_check_and_a_data_volume():
+    ins = _dockerfile()
+    base = [a for i, a in ins if i == 'FROM']
+    assert len(base) == 1 and re.fullmatch(r'python:\d+\.\d+\.\d+-slim[\w-]*(@sha256:[0-9a-f]{64})?', base[0]), base
+    users = [a for i, a in ins if i == 'USER']
+    assert users and users[-1] not in ('root', '0'), users
+    assert any(i == 'HEALTHCHECK' and '/health' in a for i, a in ins)
+    assert any(i == 'VOLUME' and '/data' in a for i, a in ins)
+    env = ' '.join(a for i, a in ins if i == 'ENV')
+    assert 'MLPROJ_PATHS_STORE=/data/store' in env # the model store is on the volume
+    cmd = [a for i, a in ins if i == 'CMD'][-1]
+    assert cmd.startswith('[') and '"serve"' in cmd # exec form: SIGTERM reaches the server, which drains and exits 0
+    copied = [a.split()[0] for i, a in ins if i == 'COPY']
+    for path in copied: assert (ROOT / path).exists(), path
+
+
+def test_compose_runs_api_workers_and_redis_on_a_shared_model_volume():
+    c = yaml.safe_load((DEPLOY / 'compose.yaml').read_text())
+    services = c['services']
+    assert set(services) >= {'api', 'worker', 'redis'}
+    assert re.fullmatch(r'redis:\d+\.\d+\.\d+[\w.-]*', services['redis']['image']) # pinned, not latest
+    for name in ('api', 'worker'):
+        s = services[name]
+        assert s['build']['dockerfile'] == 'deploy/Dockerfile' and (DEPLOY / s['build']['context'] / s['build']['dockerfile']).is_file()
+        assert 'models:/data' in s['volumes'] and s['environment']['MLPROJ_QUEUE_URL'].startswith('redis://redis:')
+        assert s['depends_on']['redis']['condition'] == 'service_healthy'
+    assert services['api']['command'][:2] == ['mlproj', 'serve'] and services['worker']['command'] == ['mlproj', 'worker']
+    assert 'healthcheck' in services['redis'] and set(c['volumes']) >= {'models', 'queue'}
+
+
+def _free_base() -> int:
+    "A base port for honcho whose web process (the third: base + 200) is free."
+    while True:
+        with socket.socket() as s:
+            s.bind(('127.0.0.1', 0)); port = s.getsockname()[1]
+        if port > 1300: return port - 200
+
+
+def test_procfile_runs_api_workers_and_redis_and_stops_them_all(trained, tmp_path):
+    assert shutil.which('honcho', path=str(Path(sys.executable).parent)), 'honcho is in the dev extra: make install'
+    _store_with_two_versions(trained, tmp_path)
+    base = _free_base()
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith(('MLPROJ_', 'PROMETHEUS_'))},
+           'PATH': f"{Path(sys.executable).parent}:{os.environ['PATH']}", 'MLPROJ_SETTINGS': str(ROOT / 'settings.ini'),
+           'MLPROJ_PATHS_STORE': str(tmp_path / 'store'), 'MLPROJ_PATHS_REPORTS': str(tmp_path / 'reports'),
+           'MLPROJ_QUEUE_DATA': str(tmp_path / 'q'), 'MLPROJ_QUEUE_WORKERS': '1', 'MLPROJ_API_TOKENS': 'ops:s3cret'}
+    honcho = subprocess.Popen([str(Path(sys.executable).parent / 'honcho'), 'start', '-f', str(DEPLOY / 'Procfile'), '-d', str(ROOT),
+                               '-p', str(base)], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url, family = f'http://127.0.0.1:{base + 200}', []
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert honcho.poll() is None, honcho.stdout.read()
+            assert time.monotonic() < deadline, 'the API did not answer /health within 120 s'
+            try:
+                if httpx.get(f'{url}/health').status_code == 200: break
+            except httpx.TransportError: pass
+            time.sleep(0.3)
+        family = psutil.Process(honcho.pid).children(recursive=True)
+        assert httpx.post(f'{url}/predict', json=PIXELS, timeout=30).json()['model_version'] == 1 # production
+        auth = {'Authorization': 'Bearer s3cret'}
+        r = httpx.post(f'{url}/jobs', json={'job': 'noop', 'parameters': {'echo': 'hi'}}, headers=auth, timeout=30)
+        assert r.status_code == 202, r.text
+        job = r.json()
+        while job['state'] not in ('done', 'failed'):
+            assert time.monotonic() < deadline + 120, job
+            time.sleep(0.3)
+            job = httpx.get(f"{url}/jobs/{job['id']}", headers=auth, timeout=30).json()
+        assert job['state'] == 'done' and job['result']['echo'] == 'hi', job
+        family = psutil.Process(honcho.pid).children(recursive=True) # the workers' own processes too
+    finally:
+        honcho.send_signal(signal.SIGINT) # Ctrl-C: honcho stops every process
+        try: out = honcho.communicate(timeout=90)[0]
+        except subprocess.TimeoutExpired: honcho.kill(); out = honcho.communicate()[0]
+    left = [p for p in family if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    for p in left: p.kill()
+    assert not left, (left, out)
+    assert len(family) >= 4, family # redis, the worker supervisor and its worker, the API

@@ -1,0 +1,41 @@
+"""The scoring page in Chromium: a bad file shows its problems with line numbers; a good one shows the report and
+its row on the leaderboard."""
+import pytest
+
+from conftest import SHORT_RUN_SERVICE_LIKE
+from mlproj.data import split_labels
+from mlproj.evaluate import split_items
+from mlproj.store import Store
+from test_api import server_env, uvicorn_server
+
+
+@pytest.mark.browser
+def test_upload_a_scoring_file_and_see_the_report_and_the_leaderboard_row(browser, trained, tmp_path):
+    settings, _, ev = trained
+    st = Store(settings.store_url)
+    items, y = split_items(st, ev['dataset_version'], 'test'), split_labels(st, ev['dataset_version'], 'test')
+    good = ('item,label,confidence\n' + ''.join(f'{i},{(l + 1) % 10 if k % 4 == 0 else l},0.9\n'
+                                                for k, (i, l) in enumerate(zip(items, y)))).encode()
+    bad = b'item,label\n' + f'{items[0]},3\nnot-an-item,4\n'.encode()
+    with uvicorn_server(server_env(trained, tmp_path, MLPROJ_MODEL='1', **SHORT_RUN_SERVICE_LIKE)) as (url, _):
+        page = browser.new_page()
+        page.goto(f'{url}/score')
+        assert page.locator('#board tbody').inner_text().strip() == 'no submissions yet'
+        page.set_input_files('#file', files=[dict(name='bad.csv', mimeType='text/csv', buffer=bad)])
+        page.click('button[type=submit]')
+        page.wait_for_selector('#errors li')
+        problems = page.locator('#errors li').all_inner_texts()
+        assert problems[0] == "line 3: unknown item id 'not-an-item': it is not in the test split of dataset version " + ev['dataset_version']
+        page.set_input_files('#file', files=[dict(name='good.csv', mimeType='text/csv', buffer=good)])
+        page.fill('#name', 'browser team')
+        page.click('button[type=submit]')
+        page.wait_for_selector('#report img.figure')
+        assert page.locator('#errors li').count() == 0
+        assert 'accuracy 0.7' in page.inner_text('#status') and 'rank 1' in page.inner_text('#status')
+        for title in ('Summary', 'Calibration', 'Accuracy by slice', 'Most confident mistakes'):
+            assert page.locator('#report h2', has_text=title).count() == 1
+        row = page.locator('#board tr.mine')
+        assert row.locator('td').nth(1).inner_text() == 'browser team' and row.locator('td').nth(0).inner_text() == '1'
+        page.reload() # the leaderboard is kept by the server, not the page
+        assert 'browser team' in page.locator('#board').inner_text()
+        page.close()
