@@ -1,4 +1,13 @@
-"""Shared fixtures: a project settings object pointing at temporary stores, and a real trained, registered model."""
+"""Shared fixtures: a project settings object pointing at temporary stores, a real trained, registered model, and
+servers started in their own processes."""
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -112,3 +121,85 @@ def s3_store_url(s3_server, monkeypatch):
     import uuid
     for k, v in s3_server.env.items(): monkeypatch.setenv(k, v)
     return f's3://{s3_server.bucket}/{uuid.uuid4().hex[:12]}'
+
+
+class ServerProcess:
+    """A server started as its own process group, with its log (stdout and stderr) in a file.
+
+    Its own group, so that stopping it stops every process it started (uvicorn's workers, a kernel) and nothing is
+    left holding its output; a file rather than a pipe, so that nothing has to drain it and no reader can block the
+    test's end. Use as a context manager: whatever is still running at the end is killed."""
+    def __init__(self, argv: list, env: dict, cwd=ROOT, url: str | None = None, ready: str = '/ready', timeout: float = 120):
+        self._file = tempfile.NamedTemporaryFile(prefix='mlproj-server-', suffix='.log')
+        self.proc = subprocess.Popen([str(a) for a in argv], cwd=cwd, env=env, stdin=subprocess.DEVNULL,
+                                     stdout=self._file, stderr=subprocess.STDOUT, start_new_session=True)
+        self.pid, self.url = self.proc.pid, url
+        try: self._wait_ready(ready, timeout)
+        except BaseException: self.kill(); raise
+
+    def _wait_ready(self, ready, timeout):
+        import httpx
+        deadline = time.monotonic() + timeout
+        while True:
+            assert self.proc.poll() is None, f'the server exited with {self.proc.returncode}:\n{self.log}'
+            assert time.monotonic() < deadline, f'the server was not ready within {timeout:.0f} s:\n{self.log}'
+            if self.url is None and (m := re.search(r'Uvicorn running on (http://127\.0\.0\.1:\d+)', self.log)): self.url = m[1]
+            if self.url:
+                try:
+                    if httpx.get(self.url + ready, timeout=5).status_code == 200: return
+                except httpx.TransportError: pass
+            time.sleep(0.1)
+
+    @property
+    def log(self) -> str:
+        "Everything it has written so far (kept once it has been stopped)."
+        if self._file.closed: return self._final
+        with open(self._file.name, errors='replace') as f: return f.read()
+
+    @property
+    def lines(self) -> list[str]: return self.log.splitlines(keepends=True)
+
+    @property
+    def port(self) -> int: return int(self.url.rsplit(':', 1)[1])
+
+    def send_signal(self, sig): self.proc.send_signal(sig)
+
+    def stop(self, sig=signal.SIGTERM, timeout: float = 30) -> int:
+        "Send `sig` to the leader and wait for it: its exit code (what it left running is killed)."
+        if self.proc.poll() is None: self.send_signal(sig)
+        try: return self.proc.wait(timeout=timeout)
+        finally: self.kill()
+
+    def kill(self):
+        "SIGKILL to the whole group (the leader and every process it started), then reap the leader."
+        try: os.killpg(self.pid, signal.SIGKILL)
+        except ProcessLookupError: pass
+        self.proc.wait()
+
+    def __enter__(self): return self
+    def __exit__(self, *exc):
+        self.kill()
+        self._final = self.log
+        self._file.close()
+
+
+def free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0)); return s.getsockname()[1]
+
+
+def uvicorn_argv(*extra) -> list:
+    "`uvicorn deploy.app:app_from_env --factory` on a free port of 127.0.0.1 that it reports in its log."
+    return [sys.executable, '-m', 'uvicorn', 'deploy.app:app_from_env', '--factory', '--host', '127.0.0.1', '--port', '0',
+            '--no-access-log', *extra]
+
+
+@contextmanager
+def uvicorn_server(env):
+    "uvicorn serving `env`'s store on a free port: yields the ServerProcess; stopped with SIGTERM and checked at the end."
+    with ServerProcess(uvicorn_argv(), env) as srv:
+        yield srv
+        code = srv.stop()
+    # uvicorn re-raises the SIGTERM it handled once it has shut down gracefully
+    assert code in (0, -signal.SIGTERM) and 'Application shutdown complete' in srv.log, srv.log

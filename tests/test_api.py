@@ -5,15 +5,11 @@ import io
 import json
 import logging
 import os
-import queue
-import re
 import shutil
 import signal
 import subprocess
 import sys
-import threading
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import anyio
@@ -23,7 +19,7 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from conftest import ROOT, make_settings
+from conftest import ROOT, make_settings, uvicorn_server
 from deploy.app import create_app
 from deploy.deps import get_model
 from deploy.limits import BodyLimit
@@ -517,44 +513,12 @@ def server_env(trained, tmp, **env):
 HTTP_LIMIT = 200_000
 
 
-@contextmanager
-def uvicorn_server(env, log=None):
-    "`uvicorn deploy.app:app_from_env --factory` on a free port with `env`: yields (base URL, pid); stopped (and checked) at the end."
-    proc = subprocess.Popen([sys.executable, '-m', 'uvicorn', 'deploy.app:app_from_env', '--factory',
-                             '--host', '127.0.0.1', '--port', '0', '--no-access-log'],
-                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    log, ports = ([] if log is None else log), queue.Queue()
-    def read_log(): # uvicorn logs to stderr; keep reading so the pipe never fills
-        for line in proc.stderr:
-            log.append(line)
-            if m := re.search(r'Uvicorn running on http://127\.0\.0\.1:(\d+)', line): ports.put(int(m[1]))
-        ports.put(None)
-    reader = threading.Thread(target=read_log, daemon=True)
-    reader.start()
-    try:
-        port = ports.get(timeout=120)
-        assert port, f'uvicorn did not start:\n{"".join(log)}'
-        url = f'http://127.0.0.1:{port}'
-        deadline = time.monotonic() + 60
-        while httpx.get(f'{url}/ready').status_code != 200:
-            assert time.monotonic() < deadline, f'/ready never answered 200:\n{"".join(log)}'
-            time.sleep(0.1)
-        yield url, proc.pid
-    finally:
-        proc.terminate()
-        code = proc.wait(timeout=30)
-        reader.join(timeout=10)
-        proc.stderr.close()
-    # uvicorn re-raises the SIGTERM it handled once it has shut down gracefully
-    assert code in (0, -signal.SIGTERM) and 'Application shutdown complete' in ''.join(log), ''.join(log)
-
-
 @pytest.fixture(scope='module')
 def server(trained, tmp_path_factory):
     "Base URL of uvicorn serving the fixture's model version 1 with a body limit of HTTP_LIMIT."
     env = server_env(trained, tmp_path_factory.mktemp('server'),
                      MLPROJ_SERVING_MAX_BODY_BYTES=str(HTTP_LIMIT), MLPROJ_MODEL='1')
-    with uvicorn_server(env) as (url, _): yield url
+    with uvicorn_server(env) as srv: yield srv.url
 
 
 def test_uvicorn_serves_predictions_over_http(server, digits):

@@ -10,7 +10,8 @@ import pytest
 
 from mlproj.servicelike import list_corrections
 from mlproj.store import Store, item_provenance
-from test_api import server_env, uvicorn_server
+from conftest import uvicorn_server
+from test_api import server_env
 
 pytestmark = pytest.mark.browser
 
@@ -88,7 +89,7 @@ def served(trained, tmp_path_factory):
     tmp = tmp_path_factory.mktemp('demo')
     shutil.copytree(Path(trained[0].store_url) / 'models', tmp / 'store' / 'models')
     env = server_env(trained, tmp, MLPROJ_PATHS_STORE=str(tmp / 'store'), MLPROJ_MODEL='1')
-    with uvicorn_server(env) as (url, _): yield url, Store(str(tmp / 'store'))
+    with uvicorn_server(env) as srv: yield srv.url, Store(str(tmp / 'store'))
 
 
 def test_digits_drawn_with_the_mouse_are_read_and_a_correction_is_kept(browser, served):

@@ -74,12 +74,13 @@ def test_procfile_runs_api_workers_and_redis_and_stops_them_all(trained, tmp_pat
            'MLPROJ_PATHS_STORE': str(tmp_path / 'store'), 'MLPROJ_PATHS_REPORTS': str(tmp_path / 'reports'),
            'MLPROJ_QUEUE_DATA': str(tmp_path / 'q'), 'MLPROJ_QUEUE_WORKERS': '1', 'MLPROJ_API_TOKENS': 'ops:s3cret'}
     honcho = subprocess.Popen([str(Path(sys.executable).parent / 'honcho'), 'start', '-f', str(DEPLOY / 'Procfile'), '-d', str(ROOT),
-                               '-p', str(base)], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                               '-p', str(base)], cwd=ROOT, env=env, stdout=(log := open(tmp_path / 'honcho.log', 'wb')),
+                              stderr=subprocess.STDOUT, start_new_session=True) # a file: no pipe left open by a survivor to block the end
     url, family = f'http://127.0.0.1:{base + 200}', []
     try:
         deadline = time.monotonic() + 120
         while True:
-            assert honcho.poll() is None, honcho.stdout.read()
+            assert honcho.poll() is None, (tmp_path / 'honcho.log').read_text()
             assert time.monotonic() < deadline, 'the API did not answer /health within 120 s'
             try:
                 if httpx.get(f'{url}/health').status_code == 200: break
@@ -99,8 +100,10 @@ def test_procfile_runs_api_workers_and_redis_and_stops_them_all(trained, tmp_pat
         family = psutil.Process(honcho.pid).children(recursive=True) # the workers' own processes too
     finally:
         honcho.send_signal(signal.SIGINT) # Ctrl-C: honcho stops every process
-        try: out = honcho.communicate(timeout=90)[0]
-        except subprocess.TimeoutExpired: honcho.kill(); out = honcho.communicate()[0]
+        try: honcho.wait(timeout=90)
+        except subprocess.TimeoutExpired: os.killpg(honcho.pid, signal.SIGKILL); honcho.wait()
+        log.close()
+        out = (tmp_path / 'honcho.log').read_text()
     left = [p for p in family if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
     for p in left: p.kill()
     assert not left, (left, out)

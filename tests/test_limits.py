@@ -18,7 +18,8 @@ from conftest import make_settings
 from deploy.app import create_app
 from mlproj.preprocess import render_counts
 from mlproj.settings import load_settings
-from test_api import detail, labels, server_env, uploads, uvicorn_server
+from conftest import uvicorn_server
+from test_api import detail, labels, server_env, uploads
 
 
 def rss_kb(pid: int, key: str) -> int:
@@ -61,17 +62,16 @@ def read_all(s: socket.socket) -> bytes:
 
 @pytest.fixture(scope='module')
 def limited(trained, tmp_path_factory):
-    "uvicorn with a 1 s body timeout and 3 requests in progress at most: (url, pid, its log lines)."
+    "uvicorn with a 1 s body timeout and 3 requests in progress at most (a ServerProcess)."
     env = server_env(trained, tmp_path_factory.mktemp('limited'), MLPROJ_MODEL='1', MLPROJ_SERVING_BODY_TIMEOUT='1',
                      MLPROJ_SERVING_MAX_CONCURRENT='3')
-    log = []
-    with uvicorn_server(env, log) as (url, pid): yield url, pid, log
+    with uvicorn_server(env) as srv: yield srv
 
 
 # ---------------------------------------------------------------- slow and vanishing clients
 
 def test_a_body_that_does_not_arrive_in_time_gets_408_and_the_connection_closed(limited):
-    url = limited[0]
+    url = limited.url
     s = raw_request(url, 'POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000',
                     b'{"pixels": [')
     answer = read_all(s) # returns only once the server has closed the connection
@@ -80,7 +80,7 @@ def test_a_body_that_does_not_arrive_in_time_gets_408_and_the_connection_closed(
 
 
 def test_past_max_concurrent_a_request_gets_503_at_once_and_health_still_answers(limited):
-    url = limited[0]
+    url = limited.url
     head = 'POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000'
     holders = [raw_request(url, head, b'{"pixels": [') for _ in range(3)] # three requests waiting for their bodies
     try:
@@ -95,16 +95,16 @@ def test_past_max_concurrent_a_request_gets_503_at_once_and_health_still_answers
 
 
 def test_a_client_leaving_mid_body_is_one_log_line_not_a_traceback(limited):
-    url, _, log = limited
-    before = len(log)
+    url = limited.url
+    before = len(limited.lines)
     for _ in range(5):
         s = raw_request(url, 'POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n'
                              'Content-Length: 100000', b'{"pixels": [1, 2')
         time.sleep(0.05)
         s.close()
     deadline = time.monotonic() + 10
-    while sum('went away' in line for line in log[before:]) < 5 and time.monotonic() < deadline: time.sleep(0.1)
-    new = log[before:]
+    while sum('went away' in line for line in limited.lines[before:]) < 5 and time.monotonic() < deadline: time.sleep(0.1)
+    new = limited.lines[before:]
     assert sum('went away' in line for line in new) == 5, ''.join(new)
     assert len(new) == 5 and not any('Traceback' in line for line in new), ''.join(new)
 
@@ -116,7 +116,8 @@ def test_health_answers_while_a_large_json_body_is_still_being_processed(trained
     rng = np.random.default_rng(0)
     body = json.dumps({'pixels': (rng.random((3200, 64)) * 16).tolist()}).encode() # about 4 MB of floats
     assert 3_500_000 < len(body) < 4_000_000
-    with uvicorn_server(env) as (url, _):
+    with uvicorn_server(env) as srv:
+        url = srv.url
         big = raw_request(url, f'POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n'
                                f'Content-Length: {len(body)}\r\nConnection: close', body)
         health = raw_request(url, 'GET /health HTTP/1.1\r\nHost: x\r\nConnection: close')
@@ -138,7 +139,8 @@ def ceiling_mb(serving, n_bodies: int, body_bytes: int) -> float:
 def test_peak_memory_stays_under_the_settings_ceiling_with_16_large_uploads_at_once(trained, tmp_path):
     env = server_env(trained, tmp_path, MLPROJ_MODEL='1')
     images = [rgba_png(seed=i) for i in range(16)]
-    with uvicorn_server(env) as (url, pid):
+    with uvicorn_server(env) as srv:
+        url, pid = srv.url, srv.pid
         with httpx.Client(base_url=url, timeout=120) as http:
             http.post('/predict', files=uploads(images[:1])) # warm up: first-use allocations are not the uploads'
         idle = rss_kb(pid, 'VmRSS')

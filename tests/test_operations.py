@@ -2,13 +2,9 @@
 import json
 import logging
 import os
-import queue
 import re
 import signal
 import socket
-import subprocess
-import sys
-import threading
 import time
 from pathlib import Path
 
@@ -20,7 +16,7 @@ from deploy.app import create_app
 from deploy.observe import JsonFormatter, request_id
 from mlproj.cli import _serve_argv
 
-from conftest import ROOT, make_settings
+from conftest import ROOT, ServerProcess, free_port, make_settings
 from test_release_reload import PIXELS, _store_with_two_versions
 
 
@@ -82,45 +78,26 @@ def test_json_log_lines_carry_the_request_id():
     assert 'request_id' not in json.loads(JsonFormatter().format(rec)) # outside a request
 
 
-def _start(tmp: Path, workers: int = 1, **env):
-    "`mlproj serve`'s command (deploy.serve, JSON logs) on a free port: (process, url, log lines)."
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0)); port = s.getsockname()[1]
+def _start(tmp: Path, workers: int = 1, **env) -> ServerProcess:
+    "`mlproj serve`'s command (deploy.serve, JSON logs) on a free port, serving production from tmp/store."
     base = {k: v for k, v in os.environ.items() if not k.startswith(('MLPROJ_', 'PROMETHEUS_'))}
     env = {**base, 'MLPROJ_SETTINGS': str(ROOT / 'settings.ini'), 'MLPROJ_PATHS_STORE': str(tmp / 'store'),
            'MLPROJ_PATHS_REPORTS': str(tmp / 'reports'), 'MLPROJ_SERVING_MODEL': 'production', **env}
-    proc = subprocess.Popen(_serve_argv('127.0.0.1', port, workers), cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
-    log = []
-    proc.reader = threading.Thread(target=lambda: [log.append(l) for l in proc.stderr], daemon=True)
-    proc.reader.start()
-    url, deadline = f'http://127.0.0.1:{port}', time.monotonic() + 120
-    while True:
-        assert proc.poll() is None and time.monotonic() < deadline, ''.join(log)
-        try:
-            if httpx.get(f'{url}/ready').status_code == 200: return proc, url, log
-        except httpx.TransportError: pass
-        time.sleep(0.2)
-
-
-def _halt(proc):
-    if proc.poll() is None: proc.kill(); proc.wait()
-    proc.reader.join(timeout=10)
-    proc.stderr.close()
+    port = free_port()
+    return ServerProcess(_serve_argv('127.0.0.1', port, workers), env, url=f'http://127.0.0.1:{port}')
 
 
 def test_sigterm_drains_a_request_in_flight_and_exits_0(trained, tmp_path):
     _store_with_two_versions(trained, tmp_path)
-    proc, url, log = _start(tmp_path)
-    try:
+    with _start(tmp_path) as srv:
         body = json.dumps(PIXELS).encode()
-        with socket.create_connection(('127.0.0.1', int(url.rsplit(':', 1)[1]))) as s:
+        with socket.create_connection(('127.0.0.1', srv.port)) as s:
             s.sendall(b'POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nX-Request-ID: slow-1\r\n'
                       b'Content-Length: %d\r\n\r\n' % len(body) + body[:10]) # the request is in flight: half its body sent
             time.sleep(0.5)
-            proc.send_signal(signal.SIGTERM)
+            srv.send_signal(signal.SIGTERM)
             time.sleep(1.0)
-            assert proc.poll() is None, ''.join(log) # waiting for the request, not gone
+            assert srv.proc.poll() is None, srv.log # waiting for the request, not gone
             s.sendall(body[10:])
             s.settimeout(30)
             answer = b''
@@ -128,8 +105,8 @@ def test_sigterm_drains_a_request_in_flight_and_exits_0(trained, tmp_path):
         head, _, payload = answer.partition(b'\r\n\r\n')
         assert head.startswith(b'HTTP/1.1 200'), answer
         assert json.loads(payload)['model_version'] == 1
-        assert proc.wait(timeout=30) == 0, ''.join(log)
-    finally: _halt(proc)
+        assert srv.stop() == 0, srv.log
+        log = srv.lines
     records = [json.loads(l) for l in log if l.startswith('{')]
     assert len(records) == len(log), log # every line is JSON
     slow = [r for r in records if r.get('request_id') == 'slow-1' and r['logger'] == 'mlproj.access']
@@ -137,17 +114,20 @@ def test_sigterm_drains_a_request_in_flight_and_exits_0(trained, tmp_path):
     assert any('Application shutdown complete' in r['message'] for r in records)
 
 
+def _versions_by_pid(m: dict) -> dict:
+    return {dict(labels)['pid']: v for (name, labels), v in m.items() if name == 'mlproj_model_version'}
+
+
 def test_serve_workers_answer_and_add_up_their_metrics(trained, tmp_path):
     _store_with_two_versions(trained, tmp_path)
-    proc, url, log = _start(tmp_path, workers=2)
-    try:
-        with httpx.Client(base_url=url) as c:
-            for _ in range(20): assert c.post('/predict', json=PIXELS).status_code == 200
-            m = _samples(c.get('/metrics').text)
+    with _start(tmp_path, workers=2) as srv, httpx.Client(base_url=srv.url) as c:
+        # /ready answered from one worker; the other may still be loading its model
+        deadline = time.monotonic() + 60
+        while list((versions := _versions_by_pid(_samples(c.get('/metrics').text))).values()) != [1, 1]:
+            assert time.monotonic() < deadline, (versions, srv.log) # each worker reports the version it serves, 0 until loaded
+            time.sleep(0.2)
+        for _ in range(20): assert c.post('/predict', json=PIXELS).status_code == 200
+        m = _samples(c.get('/metrics').text)
         n = sum(v for (name, labels), v in m.items() if name == 'mlproj_http_requests_total' and ('route', '/predict') in labels)
         assert n == 20, m # whichever worker answers the scrape, it counts every worker's requests
-        pids = {dict(labels)['pid'] for (name, labels) in m if name == 'mlproj_model_version'}
-        assert len(pids) == 2 and all(v == 1 for (name, _), v in m.items() if name == 'mlproj_model_version'), m
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=60) == 0, ''.join(log)
-    finally: _halt(proc)
+        assert srv.stop(timeout=60) == 0, srv.log

@@ -13,7 +13,7 @@ from mlproj.release import STEPS, ReleaseFailed, release
 from mlproj.store import Store
 
 from conftest import ROOT, SHORT_RUN_SERVICE_LIKE, make_settings
-from test_release_reload import _serve, _stop
+from test_release_reload import _serve
 
 # one short epoch on a few batches: the release's mechanics, not the model's quality, are under test
 TINY = {'max_epochs': 1, 'limit_train_batches': 4, 'wandb_mode': 'disabled'}
@@ -47,8 +47,8 @@ def test_release_stopped_at_gate_changes_nothing(trained, tmp_path):
 def test_release_end_to_end_switches_the_server(trained, tmp_path):
     "The command: every step ok, production on the new version, the running server answering with it, the history saying how."
     reg = _store_on_production_1(trained, tmp_path)
-    proc, url, log = _serve(tmp_path)
-    try:
+    with _serve(tmp_path) as srv:
+        url = srv.url
         assert httpx.get(f'{url}/ready').headers['x-model-version'] == '1'
         env = {**{k: v for k, v in os.environ.items() if not k.startswith('MLPROJ_')}, **EASY,
                'MLPROJ_SETTINGS': str(ROOT / 'settings.ini'), 'MLPROJ_PATHS_STORE': str(tmp_path / 'store'),
@@ -65,21 +65,19 @@ def test_release_end_to_end_switches_the_server(trained, tmp_path):
         last = reg.history('production')[-1]
         assert (last['from'], last['to']) == (1, 2) and 'mlproj release of commit' in last['reason']
         assert '--tests none' in last['reason'] and 'e2e test' in last['reason']
-    finally: _stop(proc, log)
 
 
 @pytest.mark.full
 def test_release_refuses_a_server_that_does_not_switch(trained, tmp_path):
     "A server that keeps serving the old version: the release fails at switch and production goes back to it."
     reg = _store_on_production_1(trained, tmp_path)
-    proc, url, log = _serve(tmp_path, MLPROJ_SERVING_MODEL='1') # pinned to version 1: it never switches
-    try:
+    with _serve(tmp_path, MLPROJ_SERVING_MODEL='1') as srv: # pinned to version 1: it never switches
+        url = srv.url
         settings = make_settings(tmp_path, **EASY)
         with pytest.raises(ReleaseFailed) as e:
             release(settings, allow_dirty=True, tests='none', params=TINY, servers=[url], timeout=2, say=None)
         assert e.value.step == 'switch' and f'{url} still serves 1' in e.value.reason and 'back on version 1' in e.value.reason
         assert reg.resolve('production') == 1 and [h['to'] for h in reg.history('production')][-2:] == [2, 1]
-    finally: _stop(proc, log)
 
 
 def test_release_runs_as_a_job_notebook(settings):

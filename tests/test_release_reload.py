@@ -2,13 +2,7 @@
 import asyncio
 import logging
 import os
-import queue
-import re
 import shutil
-import signal
-import subprocess
-import sys
-import threading
 import time
 from pathlib import Path
 
@@ -20,7 +14,7 @@ from deploy.app import create_app
 from mlproj.registry import Registry
 from mlproj.store import Store
 
-from conftest import ROOT, make_settings
+from conftest import ROOT, make_settings, uvicorn_server
 
 PIXELS = {'pixels': ([0, 0, 5, 13, 9, 1, 0, 0] * 8)}
 
@@ -37,38 +31,11 @@ def _store_with_two_versions(trained, tmp: Path) -> Registry:
 
 
 def _serve(tmp: Path, **env):
-    "uvicorn serving production from tmp/store, polling every 0.2 s: (process, url, log lines)."
+    "uvicorn serving production from tmp/store, polling every 0.2 s (a context manager: see conftest.uvicorn_server)."
     base = {k: v for k, v in os.environ.items() if not k.startswith('MLPROJ_')}
-    env = {**base, 'MLPROJ_SETTINGS': str(ROOT / 'settings.ini'), 'MLPROJ_PATHS_STORE': str(tmp / 'store'),
-           'MLPROJ_PATHS_REPORTS': str(tmp / 'reports'), 'MLPROJ_SERVING_MODEL': 'production',
-           'MLPROJ_SERVING_RELOAD_SECONDS': '0.2', **env}
-    proc = subprocess.Popen([sys.executable, '-m', 'uvicorn', 'deploy.app:app_from_env', '--factory', '--host', '127.0.0.1',
-                             '--port', '0', '--no-access-log'], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
-    log, ports = [], queue.Queue()
-    def read():
-        for line in proc.stderr:
-            log.append(line)
-            if m := re.search(r'Uvicorn running on http://127\.0\.0\.1:(\d+)', line): ports.put(int(m[1]))
-        ports.put(None)
-    proc.reader = threading.Thread(target=read, daemon=True)
-    proc.reader.start()
-    port = ports.get(timeout=120)
-    assert port, ''.join(log)
-    url = f'http://127.0.0.1:{port}'
-    deadline = time.monotonic() + 60
-    while httpx.get(f'{url}/ready').status_code != 200:
-        assert time.monotonic() < deadline, ''.join(log)
-        time.sleep(0.1)
-    return proc, url, log
-
-
-def _stop(proc, log):
-    proc.terminate()
-    code = proc.wait(timeout=30)
-    proc.reader.join(timeout=10)
-    proc.stderr.close()
-    assert code in (0, -signal.SIGTERM) and 'Application shutdown complete' in ''.join(log), ''.join(log)
+    return uvicorn_server({**base, 'MLPROJ_SETTINGS': str(ROOT / 'settings.ini'), 'MLPROJ_PATHS_STORE': str(tmp / 'store'),
+                           'MLPROJ_PATHS_REPORTS': str(tmp / 'reports'), 'MLPROJ_SERVING_MODEL': 'production',
+                           'MLPROJ_SERVING_RELOAD_SECONDS': '0.2', **env})
 
 
 async def _load(url, stop: asyncio.Event, results: list, clients=32):
@@ -93,9 +60,8 @@ def _p99(xs): return sorted(xs)[int(0.99 * (len(xs) - 1))] if xs else float('nan
 
 def test_promotion_under_load_switches_versions_with_no_failed_request(trained, tmp_path):
     reg = _store_with_two_versions(trained, tmp_path)
-    proc, url, log = _serve(tmp_path)
-    try:
-        results, stop = [], asyncio.Event()
+    with _serve(tmp_path) as srv:
+        url, results, stop = srv.url, [], asyncio.Event()
         async def scenario():
             task = asyncio.create_task(_load(url, stop, results))
             await asyncio.sleep(2)
@@ -109,7 +75,6 @@ def test_promotion_under_load_switches_versions_with_no_failed_request(trained, 
             await task
             return t_promote, t_swapped
         t_promote, t_swapped = asyncio.run(scenario())
-    finally: _stop(proc, log)
     failed = [r for r in results if r[1] != 200]
     assert not failed, failed[:5]
     assert all(str(r[2]) == r[3] for r in results), 'the header and the field disagree'
@@ -129,18 +94,17 @@ def test_tampered_bundle_is_refused_while_the_old_keeps_answering(trained, tmp_p
     onnx = tmp_path / 'store' / 'models' / '2' / 'model.onnx'
     data = bytearray(onnx.read_bytes()); data[len(data) // 2] ^= 0xFF
     onnx.write_bytes(bytes(data))
-    proc, url, log = _serve(tmp_path)
-    try:
+    with _serve(tmp_path) as srv:
+        url = srv.url
         reg.set_alias('production', 2, by='test', reason='tampered')
         deadline = time.monotonic() + 30
         while not (m := httpx.get(f'{url}/models').json())['reload_error']:
-            assert time.monotonic() < deadline, ''.join(log)
+            assert time.monotonic() < deadline, srv.log
             time.sleep(0.1)
         assert 'version 2' in m['reload_error'] and 'sha256' in m['reload_error'] and m['serving'] == 1, m
         r = httpx.post(f'{url}/predict', json=PIXELS)
         assert r.status_code == 200 and r.json()['model_version'] == 1 and r.headers['x-model-version'] == '1'
-        assert any('version 2' in l and 'refused' in l for l in log), ''.join(log)
-    finally: _stop(proc, log)
+        assert any('version 2' in l and 'refused' in l for l in srv.lines), srv.log
 
 
 def test_admin_endpoints_need_a_token_and_reload_on_demand(trained, tmp_path):

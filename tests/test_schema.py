@@ -14,7 +14,8 @@ from schemathesis.specs.openapi.checks import allow_header_conformance, positive
 
 from deploy.app import create_app
 from mlproj.settings import load_settings
-from test_api import server_env, uvicorn_server
+from conftest import uvicorn_server
+from test_api import server_env
 
 FAST_CASES = 50 # per operation in `make test`
 FULL_CASES = 1000 # per operation in `make test-full`
@@ -27,7 +28,7 @@ def base_url(trained, tmp_path_factory):
     # as a server error even where documented)
     env = server_env(trained, tmp_path_factory.mktemp('schema'), MLPROJ_MODEL='1',
                      MLPROJ_API_TOKENS='schema-test:a-secret-no-generated-request-knows')
-    with uvicorn_server(env) as (url, _): yield url
+    with uvicorn_server(env) as srv: yield srv.url
     print(f'\nschemathesis cases sent: {sum(CASES.values())}', dict(CASES))
 
 

@@ -11,7 +11,8 @@ from mlproj.data import split_labels
 from mlproj.evaluate import split_items
 from mlproj.score import MAX_BYTES
 from mlproj.store import Store, get_version
-from test_api import server_env, uvicorn_server
+from conftest import uvicorn_server
+from test_api import server_env
 
 
 @pytest.fixture(scope='module')
@@ -19,8 +20,8 @@ def served(trained, tmp_path_factory):
     "uvicorn serving the fixture's store, with the reports (and the leaderboard) in a folder of this module."
     tmp = tmp_path_factory.mktemp('score')
     env = server_env(trained, tmp, MLPROJ_MODEL='1', **SHORT_RUN_SERVICE_LIKE)
-    with uvicorn_server(env) as (url, _):
-        with httpx.Client(base_url=url, timeout=120) as client: yield client, tmp
+    with uvicorn_server(env) as srv:
+        with httpx.Client(base_url=srv.url, timeout=120) as client: yield client, tmp
 
 
 @pytest.fixture(scope='module')

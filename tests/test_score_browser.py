@@ -6,7 +6,8 @@ from conftest import SHORT_RUN_SERVICE_LIKE
 from mlproj.data import split_labels
 from mlproj.evaluate import split_items
 from mlproj.store import Store
-from test_api import server_env, uvicorn_server
+from conftest import uvicorn_server
+from test_api import server_env
 
 
 @pytest.mark.browser
@@ -17,7 +18,8 @@ def test_upload_a_scoring_file_and_see_the_report_and_the_leaderboard_row(browse
     good = ('item,label,confidence\n' + ''.join(f'{i},{(l + 1) % 10 if k % 4 == 0 else l},0.9\n'
                                                 for k, (i, l) in enumerate(zip(items, y)))).encode()
     bad = b'item,label\n' + f'{items[0]},3\nnot-an-item,4\n'.encode()
-    with uvicorn_server(server_env(trained, tmp_path, MLPROJ_MODEL='1', **SHORT_RUN_SERVICE_LIKE)) as (url, _):
+    with uvicorn_server(server_env(trained, tmp_path, MLPROJ_MODEL='1', **SHORT_RUN_SERVICE_LIKE)) as srv:
+        url = srv.url
         page = browser.new_page()
         page.goto(f'{url}/score')
         assert page.locator('#board tbody').inner_text().strip() == 'no submissions yet'
