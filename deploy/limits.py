@@ -11,9 +11,27 @@ from starlette.requests import ClientDisconnect
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ['BodyTooLarge', 'BodyLimit', 'BodyTimeout', 'Guard', 'Workers']
+__all__ = ['BodyTooLarge', 'BodyLimit', 'BodyTimeout', 'Guard', 'Workers', 'return_large_blocks']
 
 log = logging.getLogger(__name__)
+
+
+MMAP_THRESHOLD = 1 << 20
+
+
+def return_large_blocks(threshold: int = MMAP_THRESHOLD) -> bool:
+    """Make glibc's malloc give every block of `threshold` bytes or more back to the system as soon as it is freed.
+
+    By default glibc raises its mmap threshold to the size of the largest block freed (up to 32 MB), after which
+    blocks that size come from per-thread arenas that keep up to twice that free without trimming: a decoded image
+    of 16 MB, freed, stays in the process, and the peak depends on which threads did the decoding. A fixed threshold
+    turns that adjustment off, so a process's peak memory is what is live at once, which settings.ini bounds.
+    False where the C library has no `mallopt` (musl, macOS): their allocators were not measured."""
+    import ctypes
+    try: mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError): return False
+    M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+    return bool(mallopt(M_MMAP_THRESHOLD, threshold)) and bool(mallopt(M_TRIM_THRESHOLD, 2 * threshold))
 
 
 def _too_large(max_bytes: int) -> str:

@@ -15,8 +15,8 @@ from fastcore.basics import patch
 from .store import Store, sha256, canonical_json, utc_now, IntegrityError, Conflict, UnsafeFile, MAX_READ
 
 # %% auto #0
-__all__ = ['BUNDLE_FILES', 'PREPROCESSING', 'ALIASES', 'GRACE', 'ATTEMPTS', 'MAX_BACKOFF', 'INDEX_MAX', 'MANIFEST_MAX',
-           'RegistryError', 'RegistryDamaged', 'Bundle', 'Registry']
+__all__ = ['BUNDLE_FILES', 'PREPROCESSING', 'ALIASES', 'GRACE', 'RECENT_WRITES', 'ATTEMPTS', 'MAX_BACKOFF', 'INDEX_MAX',
+           'MANIFEST_MAX', 'RegistryError', 'RegistryDamaged', 'Bundle', 'Registry']
 
 # %% ../nbs/08_registry.ipynb #fe020478
 BUNDLE_FILES = ('model.onnx', 'model.safetensors', 'net.json')
@@ -27,6 +27,7 @@ PREPROCESSING = dict(
     output='probabilities', output_shape=['batch', 10])
 ALIASES = ('staging', 'production')
 GRACE = 3600.0 # seconds a registration may take before `prune` may give up its claimed number
+RECENT_WRITES = 64 # ids of the last writes that the index keeps (see `_update`)
 ATTEMPTS, MAX_BACKOFF = 400, 0.25 # compare-and-swap attempts of one change, and the longest wait between two
 INDEX_MAX, MANIFEST_MAX = 64 * 2**20, 16 * 2**20 # the largest index.json and bundle.json read
 
@@ -112,11 +113,15 @@ class Registry:
             idx, tag = self._read()
             new = change(copy.deepcopy(idx))
             if new is None: return idx
-            new.update(format=2, generation=idx['generation'] + 1)
+            # the ids of the last writes: a write that landed but was answered as a conflict (an S3 PUT that the client
+            # retried after its first try had succeeded) is then recognised as ours instead of being applied twice
+            write = uuid.uuid4().hex
+            new.update(format=2, generation=idx['generation'] + 1, writes=(idx.get('writes', []) + [write])[-RECENT_WRITES:])
             try:
                 self.store.swap(self._p('index.json'), canonical_json(new), tag)
                 return new
             except Conflict:
+                if write in self._read()[0].get('writes', []): return new # it landed
                 self.conflicts += 1
                 time.sleep(_backoff(attempt))
         raise RegistryError(f'{what}: {ATTEMPTS} attempts to update {self._p("index.json")} lost the race to other writers; try again')

@@ -86,13 +86,14 @@ class S3Server:
 
 @pytest.fixture(scope='session')
 def s3_server():
-    """A real S3-compatible HTTP server (`python -m moto.server`, a separate process on a free port of 127.0.0.1)
+    """A real S3-compatible HTTP server (moto's, with conditional writes made atomic as on S3: tests/moto_atomic.py;
+    a separate process on a free port of 127.0.0.1)
     with the bucket `mlproj-test` created; stopped at the end of the session."""
     import os, socket, subprocess, sys, time, urllib.request
     with socket.socket() as s:
         s.bind(('127.0.0.1', 0))
         port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, '-m', 'moto.server', '-H', '127.0.0.1', '-p', str(port)],
+    proc = subprocess.Popen([sys.executable, str(ROOT / 'tests' / 'moto_atomic.py'), '127.0.0.1', str(port)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     srv = S3Server(port)
     try:

@@ -136,22 +136,39 @@ def ceiling_mb(serving, n_bodies: int, body_bytes: int) -> float:
     return (serving.decode_threads * serving.max_image_pixels * 8 + n_bodies * body_bytes) / 2**20 + 32
 
 
+def peak_above_idle_mb(srv, warm_up, bodies, post) -> tuple[float, list]:
+    "Peak RSS above idle (MB) of the server while `post(client, body)` sends every body at once, one client each; and the answers."
+    with httpx.Client(base_url=srv.url, timeout=300) as http: post(http, warm_up) # first-use allocations are not the requests'
+    idle = rss_kb(srv.pid, 'VmRSS')
+    reset_peak(srv.pid)
+    def send(body):
+        with httpx.Client(base_url=srv.url, timeout=300) as http: return post(http, body)
+    with ThreadPoolExecutor(len(bodies)) as pool: answers = list(pool.map(send, bodies))
+    return (rss_kb(srv.pid, 'VmHWM') - idle) / 1024, answers
+
+
 def test_peak_memory_stays_under_the_settings_ceiling_with_16_large_uploads_at_once(trained, tmp_path):
-    env = server_env(trained, tmp_path, MLPROJ_MODEL='1')
     images = [rgba_png(seed=i) for i in range(16)]
-    with uvicorn_server(env) as srv:
-        url, pid = srv.url, srv.pid
-        with httpx.Client(base_url=url, timeout=120) as http:
-            http.post('/predict', files=uploads(images[:1])) # warm up: first-use allocations are not the uploads'
-        idle = rss_kb(pid, 'VmRSS')
-        reset_peak(pid)
-        def send(img):
-            with httpx.Client(base_url=url, timeout=120) as http: return http.post('/predict', files=uploads([img]))
-        with ThreadPoolExecutor(16) as pool: answers = list(pool.map(send, images))
-        peak_mb = (rss_kb(pid, 'VmHWM') - idle) / 1024
+    with uvicorn_server(server_env(trained, tmp_path, MLPROJ_MODEL='1')) as srv:
+        peak_mb, answers = peak_above_idle_mb(srv, images[0], images, lambda http, img: http.post('/predict', files=uploads([img])))
     assert all(labels(r).tolist() == [1] for r in answers), [r.text for r in answers]
     limit = ceiling_mb(load_settings().serving, len(images), len(images[0]))
     print(f'peak RSS above idle with 16 concurrent 4096x4096 RGBA PNG uploads: {peak_mb:.0f} MB (ceiling {limit:.0f} MB)')
+    assert peak_mb < limit
+
+
+def test_peak_memory_stays_under_the_settings_ceiling_with_32_large_json_bodies_at_once(trained, tmp_path):
+    serving = load_settings().serving
+    rng = np.random.default_rng(0) # max_batch images of counts written with 235 decimals: a body of about 3.9 MB
+    rows = ['[' + ','.join(f'{v:.235f}' for v in row) + ']' for row in rng.random((serving.max_batch, 64)) * 16]
+    body = ('{"pixels": [' + ','.join(rows) + ']}').encode()
+    assert 3_500_000 < len(body) <= serving.max_body_bytes
+    post = lambda http, b: http.post('/predict', content=b, headers={'Content-Type': 'application/json'})
+    with uvicorn_server(server_env(trained, tmp_path, MLPROJ_MODEL='1')) as srv:
+        peak_mb, answers = peak_above_idle_mb(srv, body, [body] * 32, post)
+    assert all(len(labels(r)) == serving.max_batch for r in answers), [r.text[:200] for r in answers]
+    limit = ceiling_mb(serving, 32, len(body))
+    print(f'peak RSS above idle with 32 concurrent {len(body) / 1e6:.1f} MB JSON bodies: {peak_mb:.0f} MB (ceiling {limit:.0f} MB)')
     assert peak_mb < limit
 
 

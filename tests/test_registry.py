@@ -76,3 +76,17 @@ def test_crash_while_registering_leaves_previous_state(trained, store_copy, monk
     assert reg.index() == before and reg.load().version == 1
     assert reg.register(train_dir, ev, train_run='after') == 3  # 2 stays claimed by the failed attempt: never reused
     assert reg.prune(grace=0)['abandoned'] == [2] and not (Path(store_copy.root) / 'models' / '2').exists()
+
+
+def test_a_write_that_landed_but_was_answered_as_a_conflict_is_not_applied_twice(store_copy):
+    "An S3 PUT that the client retried after its first try had succeeded answers 412: the move must be kept once, not redone."
+    from mlproj.store import Conflict
+    reg = Registry(store_copy)
+    swap, answered = reg.store.swap, []
+    def swap_then_conflict(path, data, tag): # the write lands, then its answer is lost and the retry meets our own write
+        swap(path, data, tag)
+        if not answered: answered.append(path); raise Conflict(f'{path} changed since it was read')
+    reg.store.swap = swap_then_conflict
+    reg.set_alias('production', 1, by='test', reason='once', force=True)
+    assert answered and [h['reason'] for h in reg.history()] == ['once'] and reg.conflicts == 0
+    assert reg.resolve('production') == 1
