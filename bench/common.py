@@ -87,17 +87,19 @@ wrk.method = "POST"
 wrk.body = f:read("*a")
 f:close()
 wrk.headers["Content-Type"] = os.getenv("BENCH_CTYPE")
+if os.getenv("BENCH_ACCEPT") ~= "" then wrk.headers["Accept"] = os.getenv("BENCH_ACCEPT") end
 '''
 
 
-def load(url: str, body: bytes, content_type: str, connections: int, seconds: float = SECONDS, work: Path | None = None) -> dict:
-    "Requests per second from a second process (wrk, else an async httpx client) POSTing `body`; refuses any non-2xx."
+def load(url: str, body: bytes, content_type: str, connections: int, seconds: float = SECONDS, work: Path | None = None,
+         accept: str = '') -> dict:
+    "Requests per second from a second process (wrk, else an async httpx client) POSTing `body` (and `accept`, if any); refuses any non-2xx."
     import tempfile
     work = Path(work or tempfile.mkdtemp())
     (work / 'body.bin').write_bytes(body)
     if shutil.which('wrk'):
         (work / 'post.lua').write_text(_LUA)
-        env = {**os.environ, 'BENCH_BODY': str(work / 'body.bin'), 'BENCH_CTYPE': content_type}
+        env = {**os.environ, 'BENCH_BODY': str(work / 'body.bin'), 'BENCH_CTYPE': content_type, 'BENCH_ACCEPT': accept}
         out = subprocess.run(['wrk', '-t1', f'-c{connections}', f'-d{seconds:g}s', '--timeout', '10s', '-s',
                               str(work / 'post.lua'), url], env=env, capture_output=True, text=True, timeout=seconds + 60)
         if out.returncode: raise RuntimeError(f'wrk failed: {out.stderr}')
@@ -107,7 +109,7 @@ def load(url: str, body: bytes, content_type: str, connections: int, seconds: fl
         rps = float(re.search(r'Requests/sec:\s+([\d.]+)', out.stdout).group(1))
         return dict(rps=rps, tool='wrk', connections=connections, seconds=seconds, socket_errors=errors and errors.group(1))
     out = subprocess.run([sys.executable, str(BENCH / 'httpload.py'), url, str(work / 'body.bin'), content_type,
-                          str(connections), str(seconds)], capture_output=True, text=True, timeout=seconds + 60)
+                          str(connections), str(seconds), accept], capture_output=True, text=True, timeout=seconds + 60)
     if out.returncode: raise RuntimeError(f'httpload failed: {out.stderr}')
     return dict(json.loads(out.stdout), tool='httpx', connections=connections, seconds=seconds)
 

@@ -1,4 +1,4 @@
-"""Load from an async httpx client, for machines without wrk: `httpload.py URL BODY_FILE CONTENT_TYPE CONNECTIONS SECONDS`."""
+"""Load from an async httpx client, for machines without wrk: `httpload.py URL BODY_FILE CONTENT_TYPE CONNECTIONS SECONDS [ACCEPT]`."""
 import asyncio
 import json
 import sys
@@ -7,14 +7,14 @@ import time
 import httpx
 
 
-async def main(url, body_file, ctype, connections, seconds):
+async def main(url, body_file, ctype, connections, seconds, accept=''):
     body, done, bad = open(body_file, 'rb').read(), 0, 0
     end = time.perf_counter() + seconds
 
     async def one(client):
         nonlocal done, bad
         while time.perf_counter() < end:
-            r = await client.post(url, content=body, headers={'content-type': ctype})
+            r = await client.post(url, content=body, headers={'content-type': ctype, **({'accept': accept} if accept else {})})
             done, bad = done + 1, bad + (r.status_code >= 300)
 
     limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
@@ -27,5 +27,5 @@ async def main(url, body_file, ctype, connections, seconds):
 
 
 if __name__ == '__main__':
-    u, f, c, n, s = sys.argv[1:]
-    asyncio.run(main(u, f, c, int(n), float(s)))
+    u, f, c, n, s, *a = sys.argv[1:]
+    asyncio.run(main(u, f, c, int(n), float(s), *a))

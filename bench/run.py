@@ -49,12 +49,12 @@ def rows(r: dict) -> list[dict]:
             f"{pj:,.0f} vs {inproc:,.0f} images/s ({s['predict_batch256_json_c4']:,.1f} req/s; no-op twin "
             f"{s['noop_batch256_json_c4']:,.1f} req/s)", ratio, '>= 0.5x', ratio >= 0.5)
         binary = {f: per_round(f'predict_batch256_{f}_c4', 'inprocess_batch256_images_s', 256)
-                  for f in ('npy', 'raw') if f'predict_batch256_{f}_c4' in s}
+                  for f in ('npy', 'raw', 'rawio') if f'predict_batch256_{f}_c4' in s}
         if binary:
             best = max(binary, key=binary.get)
             ratio, key = binary[best], f'predict_batch256_{best}_c4'
             others = ', '.join(f'{f} {v:.2f}x' for f, v in binary.items())
-            row('P2 binary', 'P2 /predict 256 images a request in the fastest format offered (application/x-npy, or raw uint8 counts as application/octet-stream), c=4',
+            row('P2 binary', 'P2 /predict 256 images a request in the fastest format offered (application/x-npy, or raw uint8 counts as application/octet-stream; rawio: raw counts in and raw float32 probabilities out), c=4',
                 f"{best}: {s[key] * 256:,.0f} vs {inproc:,.0f} images/s ({s[key]:,.1f} req/s; {others})", ratio, '>= 0.8x', ratio >= 0.8)
         else: row('P2 binary', 'P2 /predict 256 images a request in the fastest format offered', 'JSON is the only format', None,
                   '>= 0.8x', False, headline='none')

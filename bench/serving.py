@@ -19,6 +19,13 @@ def _offers(url: str, media_type: str) -> bool:
     return media_type in spec['paths']['/predict']['post'].get('requestBody', {}).get('content', {})
 
 
+def _answers_in(url: str, media_type: str) -> bool:
+    "Whether /predict's OpenAPI 200 answer lists `media_type` (a binary answer on request)."
+    import httpx
+    spec = httpx.get(f'{url}/openapi.json', timeout=10).json()
+    return media_type in spec['paths']['/predict']['post']['responses'].get('200', {}).get('content', {})
+
+
 def _npy(x: np.ndarray) -> bytes:
     buf = io.BytesIO()
     np.save(buf, x.astype(np.uint8), allow_pickle=False)
@@ -54,8 +61,8 @@ def run(settings, version: int, work: Path, log=print) -> dict:
     onnx = work / 'served.onnx'
     onnx.write_bytes(bundle.onnx)
 
-    def measure(name, url, body, ctype, c):
-        r = load(url, body, ctype, c, work=work)
+    def measure(name, url, body, ctype, c, accept=''):
+        r = load(url, body, ctype, c, work=work, accept=accept)
         log(f'  {name:<40} c={c:<3} {r["rps"]:>9.1f} req/s')
         out['rounds'].setdefault(f'{name}_c{c}', []).append(r['rps'])
 
@@ -67,6 +74,7 @@ def run(settings, version: int, work: Path, log=print) -> dict:
         time.sleep(2) # both of the second server's workers up
         npy = _offers(one_worker.url, 'application/x-npy')
         raw = _offers(one_worker.url, 'application/octet-stream')
+        raw_out = _answers_in(one_worker.url, 'application/octet-stream')
         if npy: out['body_bytes']['batch_npy'] = len(_npy(x))
         if raw: out['body_bytes']['batch_raw'] = len(x.astype(np.uint8).tobytes())
         for _ in range(ROUNDS):
@@ -79,6 +87,8 @@ def run(settings, version: int, work: Path, log=print) -> dict:
             measure('noop_batch256_json', f'{one_worker.url}/noop', batch, 'application/json', 4)
             if npy: measure('predict_batch256_npy', f'{one_worker.url}/predict', _npy(x), 'application/x-npy', 4)
             if raw: measure('predict_batch256_raw', f'{one_worker.url}/predict', x.astype(np.uint8).tobytes(), 'application/octet-stream', 4)
+            if raw_out: measure('predict_batch256_rawio', f'{one_worker.url}/predict', x.astype(np.uint8).tobytes(), 'application/octet-stream', 4,
+                                accept='application/octet-stream') # raw counts in, raw float32 probabilities out
             ips = in_process(bundle.onnx, x, settings.serving.threads)
             out['rounds'].setdefault('inprocess_batch256_images_s', []).append(ips)
             log(f"  {'onnxruntime in-process, batch 256':<46} {ips:>9.0f} images/s")

@@ -57,7 +57,9 @@ def parse_predictions(data:bytes, # the uploaded file
     "Answers (and confidences, when a confidence column is given) in the order of `items`, from CSV bytes; `ScoreError` lists every problem."
     index = {sha: i for i, sha in enumerate(items)}
     rows = _read_rows(data, max_bytes)
-    n, header = next(rows)
+    first = next(rows, None)
+    if first is None: raise ScoreError(['the file holds no values (only commas and blanks): send a CSV with the header item,label and one line per item'])
+    n, header = first
     cols = [ALIASES.get(c.lower(), c.lower()) for c in header]
     if 'item' not in cols or 'label' not in cols:
         hint = 'no header' if cols[0] in index else f"the header names {','.join(header)[:60]!r}"

@@ -21,7 +21,6 @@ from PIL import Image
 
 from conftest import ROOT, make_settings, uvicorn_server
 from deploy.app import create_app
-from deploy.deps import get_model
 from deploy.limits import BodyLimit
 from deploy.serving import ServedModel
 from mlproj.data import load_split
@@ -167,15 +166,17 @@ def test_served_probabilities_equal_the_registered_models_in_process(client, tra
     np.testing.assert_allclose(served, local, atol=1e-6)
 
 
-def test_predict_answers_with_the_model_the_dependency_provides(tmp_path):
+def test_predict_answers_with_the_model_the_app_holds_now(tmp_path):
+    "The model /predict uses is app.state.model as the request finds it (what a hot reload swaps), 503 while there is none."
     class Uniform:
         def probabilities(self, x): return np.full((len(x), 10), 0.1, np.float32)
-    app = create_app(make_settings(tmp_path)) # an empty store: no model of its own
-    async def stub(): return ServedModel(version=99, predictor=Uniform(), manifest={})
-    app.dependency_overrides[get_model] = stub
-    with TestClient(app) as c:
+    with TestClient(create_app(make_settings(tmp_path))) as c: # an empty store: no model of its own
+        r = c.post('/predict', json={'pixels': [[0] * 64] * 3})
+        assert r.status_code == 503 and 'no model is registered' in r.json()['detail'], r.text
+        c.app.state.model = ServedModel(version=99, predictor=Uniform(), manifest={})
         r = c.post('/predict', json={'pixels': [[0] * 64] * 3})
     assert r.status_code == 200 and r.json()['model_version'] == 99 and len(r.json()['predictions']) == 3
+    assert r.headers['x-model-version'] == '99'
 
 
 # ---------------------------------------------------------------- predictions from uploaded images
@@ -347,6 +348,23 @@ def test_predict_answers_one_npy_image_and_raw_counts_as_json(client, digits):
     batch = client.post('/predict', json={'pixels': X.tolist()}).json()
     assert client.post('/predict', content=X.astype('uint8').tobytes(), headers=RAW).json() == batch
     assert client.post('/predict', content=X[0].astype('uint8').tobytes(), headers=RAW).json()['predictions'] == one['predictions']
+
+
+def test_predict_answers_in_binary_when_the_accept_header_asks(client, digits):
+    "Accept: application/octet-stream gives raw float32 probabilities, application/x-npy a .npy file: the JSON's numbers."
+    X = digits[0][:9]
+    as_json = np.array([p['probabilities'] for p in client.post('/predict', json={'pixels': X.tolist()}).json()['predictions']], np.float32)
+    raw = client.post('/predict', content=X.astype('uint8').tobytes(), headers={**RAW, 'accept': 'application/octet-stream'})
+    assert raw.status_code == 200 and raw.headers['content-type'] == 'application/octet-stream' and raw.headers['x-model-version'] == '1'
+    np.testing.assert_array_equal(np.frombuffer(raw.content, '<f4').reshape(-1, 10), as_json)
+    as_npy = client.post('/predict', json={'pixels': X.tolist()}, headers={'accept': 'application/x-npy;q=0.9, application/json;q=0.5'})
+    assert as_npy.headers['content-type'] == 'application/x-npy'
+    np.testing.assert_array_equal(np.load(io.BytesIO(as_npy.content), allow_pickle=False), as_json)
+    for accept in ('application/json', '*/*', 'application/json, application/x-npy', 'text/html'): # JSON first or nothing binary: JSON
+        r = client.post('/predict', content=X.astype('uint8').tobytes(), headers={**RAW, 'accept': accept})
+        assert r.headers['content-type'] == 'application/json', accept
+    documented = client.get('/openapi.json').json()['paths']['/predict']['post']['responses']['200']['content']
+    assert {'application/json', 'application/octet-stream', 'application/x-npy'} <= set(documented)
 
 
 def test_every_predict_answer_matches_the_documented_response_model(client, digits):

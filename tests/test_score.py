@@ -94,6 +94,7 @@ def test_bad_files_are_refused_with_line_numbers(served, split):
     assert errors_of(submit(client, b'\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR'))[0].startswith('line 1: not CSV')
     assert errors_of(submit(client, b'item,label\n' + b'\x00'*10))[0] == 'line 2: not CSV: the file holds binary data'
     assert errors_of(submit(client, b''))[0].startswith('the file is empty')
+    assert errors_of(submit(client, b',\r\n , ,\n'))[0].startswith('the file holds no values') # found by schemathesis: was a 500
     big = b'item,label\n' + b'x'*(MAX_BYTES + 1)
     assert errors_of(submit(client, big), 413)[0].startswith(f'the file is {len(big):,} bytes; at most {MAX_BYTES:,}')
     assert submit(client, b'y'*5_000_000).status_code == 413 # over [serving] max_body_bytes: refused before it is read

@@ -16,7 +16,6 @@ from mlproj.annotate import capture_unsure
 from mlproj.preprocess import InputError
 from mlproj.settings import Serving
 
-from ..deps import ModelDep
 from ..inputs import TooManyImages, Unreadable, images_batch, loads_json, npy_batch, pixels_batch, raw_batch, too_many
 from ..schemas import ErrorDetail, PixelsRequest, PredictResponse
 
@@ -127,6 +126,32 @@ def predictions_json(version: int, # the model version that answered
         option=orjson.OPT_SERIALIZE_NUMPY)
 
 
+class BinaryAnswer(Response):
+    "The probabilities alone as little-endian float32, n x 10: raw bytes, or a .npy file (numpy.load reads it)."
+    def __init__(self, version: int, probs: np.ndarray, npy: bool):
+        self.status_code, self.background = 200, None
+        probs = np.ascontiguousarray(probs, dtype='<f4')
+        self.body = _npy_header(probs.shape) + probs.tobytes() if npy else probs.tobytes()
+        self.raw_headers = [(b'content-length', b'%d' % len(self.body)), (b'content-type', (NPY if npy else RAW).encode()),
+                            (b'x-model-version', b'%d' % version)]
+
+
+def _npy_header(shape: tuple) -> bytes:
+    "The header numpy.save writes (format 1.0) for a C-ordered little-endian float32 array of `shape`."
+    d = f"{{'descr': '<f4', 'fortran_order': False, 'shape': {shape!r}, }}"
+    d += ' ' * (63 - (10 + len(d)) % 64) + '\n' # the header's length is a multiple of 64, ending in a newline
+    return b'\x93NUMPY\x01\x00' + len(d).to_bytes(2, 'little') + d.encode('latin1')
+
+
+def answer_format(accept: str) -> str | None:
+    "NPY or RAW when the Accept header asks for one of them (before any JSON type), else None: JSON."
+    for part in accept.split(','):
+        t = part.split(';')[0].strip().lower()
+        if t in (NPY, RAW): return t
+        if t in ('application/json', '*/*', 'application/*'): return None
+    return None
+
+
 class Answer(Response):
     "The /predict answer, its headers written out: no per-item validation of our own output (`predictions_json` fixes its shape)."
     media_type = 'application/json'
@@ -138,14 +163,26 @@ class Answer(Response):
                             (b'x-model-version', b'%d' % version)]
 
 
-@router.post('/predict', response_model=PredictResponse, openapi_extra={'requestBody': _BODY}, responses=_ERRORS)
-async def predict(request: Request, model: ModelDep):
+_BINARY_ANSWER = {'schema': {'type': 'string', 'format': 'binary'}}
+_ANSWERS = {200: {'description': 'JSON by default. With `Accept: application/octet-stream`, the probabilities alone as raw '
+                                 'little-endian float32, 10 per image in the order sent (numpy.frombuffer(body, "<f4").reshape(-1, 10)); '
+                                 'with `Accept: application/x-npy`, the same as a .npy file (numpy.load). The version is in '
+                                 'the X-Model-Version header; the digit is the index of the largest probability.',
+                  'content': {NPY: _BINARY_ANSWER, RAW: _BINARY_ANSWER}}, **_ERRORS}
+
+
+@router.post('/predict', response_model=PredictResponse, openapi_extra={'requestBody': _BODY}, responses=_ANSWERS)
+async def predict(request: Request):
     "The digit and the probability of each class for one or more images, in the order sent."
+    # the model, not a dependency: FastAPI's dependency resolution cost more per request than the model's inference
+    state = request.app.state
+    model = state.model # read once: a hot reload swaps the attribute, this request keeps the model it took
+    if model is None: raise HTTPException(503, state.model_error)
     media_type = request.headers.get('content-type', '').split(';')[0].strip().lower()
     length = request.headers.get('content-length')
     if length == '0' or (length is None and 'transfer-encoding' not in request.headers):
         raise HTTPException(400, f'the request body is empty: {SEND}')
-    settings = request.app.state.settings # not a dependency: each one costs about 10 us a request
+    settings = state.settings
     serving = settings.serving
     if media_type == 'application/json' or media_type.endswith('+json'): x = await _from_json(request, serving)
     elif media_type == RAW: x = _parse_binary(raw_batch, await _body(request), serving.max_batch)
@@ -153,8 +190,9 @@ async def predict(request: Request, model: ModelDep):
     elif media_type == 'multipart/form-data': x = await _from_upload(request, serving)
     else: raise HTTPException(415, f"unsupported content type {media_type or 'none'!r}: {SEND}")
     probs = model.predictor.probabilities(x) if len(x) <= INLINE_IMAGES else \
-        await request.app.state.workers.run(model.predictor.probabilities, x) # a large batch: off the event loop
+        await state.workers.run(model.predictor.probabilities, x) # a large batch: off the event loop
     if settings.annotate.feedback: await run_in_threadpool(capture_unsure, settings, x, probs) # opt-in: [annotate] feedback
     labels = probs.argmax(1).tolist()
-    request.app.state.metrics.predicted(labels)
+    state.metrics.predicted(labels)
+    if (fmt := answer_format(request.headers.get('accept', ''))): return BinaryAnswer(model.version, probs, fmt == NPY)
     return Answer(model.version, probs, labels)
