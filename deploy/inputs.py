@@ -66,10 +66,14 @@ def loads_json(body: bytes):
     except orjson.JSONDecodeError: return json.loads(body)
 
 
-def _as_array(pixels, may_hold_booleans: bool = True) -> np.ndarray:
+def _as_array(pixels, may_hold_booleans: bool = True,
+              integers: bool = False # the JSON text holds no string, fraction or exponent: numpy need not find the type
+             ) -> np.ndarray:
     "A numeric array of `pixels` if it is regular nested lists of numbers; else an InputError saying where it is not."
     if isinstance(pixels, list):
-        try: a = np.array(pixels) # the fast path: a regular array of numbers
+        # the fast path: a regular array of numbers (of int16 when they can only be integers: twice as fast to build,
+        # and a number beyond int16 raises, to be read again below)
+        try: a = np.array(pixels, dtype=np.int16 if integers else None)
         except (ValueError, TypeError, OverflowError): a = None # ragged
         if a is not None and a.dtype.kind in 'iuf' and a.size:
             if not may_hold_booleans: return a
@@ -94,7 +98,9 @@ def pixels_batch(body, # a parsed JSON body: {"pixels": ...}
     if extra:
         raise InputError(f"unexpected field{'s' * (len(extra) > 1)} {', '.join(map(repr, extra))}: "
                          'the body takes only "pixels"')
-    a = _as_array(body['pixels'], raw is None or b't' in raw or b'f' in raw) # one byte: memchr, 20x faster than b'true' in raw
+    a = _as_array(body['pixels'], raw is None or b't' in raw or b'f' in raw, # one byte: memchr, 20x faster than b'true' in raw
+                  # the only quotes are the key's, the only e is in "pixels": no string, no fraction, no exponent
+                  raw is not None and raw.count(b'"') == 2 and raw.count(b'e') == 1 and b'.' not in raw and b'E' not in raw)
     return _batch(a, max_batch, 'pixels')
 
 

@@ -236,6 +236,8 @@ BAD_JSON = {
     'infinity': ('{"pixels": [' + '1,' * 63 + 'Infinity]}', 'between 0 and 16'),
     'huge-float': ('{"pixels": [' + '1,' * 63 + '1e400]}', 'between 0 and 16'),
     'huge-integer': ('{"pixels": [' + '1,' * 63 + '1' + '0' * 400 + ']}', 'outside 0..16'),
+    'past-int16': ('{"pixels": [' + '1,' * 63 + '40000]}', 'between 0 and 16'), # integers are first read as int16
+    'digits-as-strings': ('{"pixels": [' + '"1",' * 63 + '"1"]}', 'is a string'), # not read as numbers by the int16 path
     'no-pixels-field': ('{"pixel": []}', 'no "pixels" field'),
     'extra-field': ('{"pixels": ' + json.dumps([1] * 64) + ', "labels": [1]}', "unexpected field 'labels'"),
     'not-an-object': (json.dumps([1] * 64), 'must be an object'),
