@@ -144,7 +144,7 @@ def create_app(settings: Settings, db_url: str | None = None) -> FastAPI:
 
     @app.get('/api/progress')
     def progress(request: Request, person: PersonDep):
-        with request.app.state.db.read() as s: return A.progress(s, person, request.app.state.db)
+        return A.progress(request.app.state.db, person)
 
     @app.get('/api/items/{item_id}/image', include_in_schema=False)
     def image(item_id: int, request: Request, person: PersonDep):
