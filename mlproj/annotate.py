@@ -154,6 +154,9 @@ def _claim(tx, person, project, item_id:int|None=None):
                  *(() if item_id is None else (item_id,)))
     if row is None: return None
     iid, suggestion, used = row
+    if tx.pg: # read the slots again now that the row is ours: the claim's snapshot predates the lock, and a lease committed in between
+        # would be missed (its slot chosen again: the insert would then wait on its owner, who may be waiting on this row: a deadlock)
+        used = tx.one('SELECT coalesce(sum(1 << slot), 0) FROM annotate_assignment WHERE item_id = ? AND slot IS NOT NULL', iid)[0]
     free = [k for k in range(project.overlap) if not int(used) >> k & 1]
     if not free: raise _Retry(f'item {iid} has no free slot') # its counter is not yet right: try again
     now = _now()
