@@ -64,11 +64,12 @@ def create_project(db, name:str, labels:list[str], items:list[tuple[str,str]], #
 def add_items(db, project_id:int, items:list[tuple[str,str]]) -> int:
     "Add raw items to a project (those already in it are left alone); returns how many were added."
     from sqlalchemy import func, select
-    from mlproj.db import Item
+    from mlproj.db import Item, Project
     with db.write() as s:
+        overlap = s.scalar(select(Project.overlap).where(Project.id == project_id))
         have = set(s.scalars(select(Item.sha256).where(Item.project_id == project_id)))
         pos = s.scalar(select(func.coalesce(func.max(Item.position), -1)).where(Item.project_id == project_id)) + 1
-        new = [dict(project_id=project_id, sha256=h, media_type=m, position=pos + i, taken=0, done=0)
+        new = [dict(project_id=project_id, sha256=h, media_type=m, position=pos + i, taken=0, done=0, overlap=overlap)
                for i, (h, m) in enumerate(dict((h, m) for h, m in items if h not in have).items())]
         if new: s.execute(Item.__table__.insert(), new)
     if new and not db.sqlite: # fresh statistics, or PostgreSQL plans the hand-out query for an empty table
@@ -141,16 +142,17 @@ def _view(aid:int, item_id:int, suggestion, project, state='leased', label=None)
 
 def _claim_sql(ordering:str, one:bool, pg:bool) -> str:
     "Take a slot of the first item in order with one free that the person never had (`one`: of that item only)."
+    # `taken < overlap` as the partial index ix_annotate_item_open says it: the scan starts at the first open item
     order = 'i.position' if ordering == 'position' else 'i.margin ASC NULLS LAST, i.position'
     lock = (' FOR UPDATE' if one else ' FOR UPDATE SKIP LOCKED') if pg else '' # SQLite: the transaction holds the write lock
-    return ("UPDATE annotate_item SET taken = taken + 1 WHERE id = (SELECT i.id FROM annotate_item i WHERE i.project_id = ? AND i.taken < ?"
+    return ("UPDATE annotate_item SET taken = taken + 1 WHERE id = (SELECT i.id FROM annotate_item i WHERE i.project_id = ? AND i.taken < i.overlap"
             " AND NOT EXISTS (SELECT 1 FROM annotate_assignment t WHERE t.item_id = i.id AND t.person_id = ?)" + (' AND i.id = ?' if one else '') +
             f" ORDER BY {order} LIMIT 1{lock}) RETURNING id, suggestion, (SELECT coalesce(sum(1 << t.slot), 0) FROM annotate_assignment t"
             " WHERE t.item_id = annotate_item.id AND t.slot IS NOT NULL)") # the slots held, as a bit mask
 
 def _claim(tx, person, project, item_id:int|None=None):
     "Lease an item (the next one in order, or `item_id`) to `person`; None when there is none."
-    row = tx.one(_claim_sql(project.ordering, item_id is not None, tx.pg), project.id, project.overlap, person.id,
+    row = tx.one(_claim_sql(project.ordering, item_id is not None, tx.pg), project.id, person.id,
                  *(() if item_id is None else (item_id,)))
     if row is None: return None
     iid, suggestion, used = row

@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from sqlalchemy import (JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint,
-                        create_engine, event)
+                        create_engine, event, text)
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 # %% auto #0
@@ -53,7 +53,9 @@ class Person(Base):
 class Item(Base):
     "A raw item (by hash) to be labelled in a project."
     __tablename__ = 'annotate_item'
-    __table_args__ = (UniqueConstraint('project_id', 'sha256'), Index('ix_annotate_item_queue', 'project_id', 'position'))
+    __table_args__ = (UniqueConstraint('project_id', 'sha256'), Index('ix_annotate_item_queue', 'project_id', 'position'),
+                      Index('ix_annotate_item_open', 'project_id', 'position', # only the items with a free slot: where a claim looks
+                            sqlite_where=text('taken < overlap'), postgresql_where=text('taken < overlap')))
     id: Mapped[int] = mapped_column(primary_key=True)
     project_id: Mapped[int] = mapped_column(ForeignKey('annotate_project.id'))
     sha256: Mapped[str] = mapped_column(String(64))
@@ -61,6 +63,7 @@ class Item(Base):
     position: Mapped[int] = mapped_column(Integer)
     taken: Mapped[int] = mapped_column(Integer, default=0) # slots held (leased or done): at most the overlap
     done: Mapped[int] = mapped_column(Integer, default=0) # labels given
+    overlap: Mapped[int] = mapped_column(Integer, default=2) # the project's k, copied so that an index can compare it with taken
     margin: Mapped[float|None] = mapped_column(Float, nullable=True) # production model's top-1 minus top-2 probability
     suggestion: Mapped[int|None] = mapped_column(Integer, nullable=True) # production model's answer
     added: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
