@@ -122,7 +122,7 @@ class Tx:
 
     def time(self, t:datetime):
         "A time as its column keeps it: a datetime on PostgreSQL, SQLAlchemy's text form on SQLite (which compares it as text)."
-        return t if self.pg else t.strftime('%Y-%m-%d %H:%M:%S.%f')
+        return t if self.pg else t.isoformat(' ', 'microseconds') # as strftime('%Y-%m-%d %H:%M:%S.%f'), 3x faster
 
 @functools.lru_cache(maxsize=None)
 def _pg_sql(sql:str) -> str: return sql.replace('%', '%%').replace('?', '%s') # psycopg's placeholders
