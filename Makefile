@@ -60,7 +60,7 @@ docs-serve: $(STAMP) ## build the docs site and preview it at http://127.0.0.1:8
 prose: ## how much each module notebook explains: markdown lines, exported cells with a why before them (REV=origin/main for another revision)
 	python3 docs/prose_count.py --missing $(if $(REV),--rev $(REV))
 
-bench: $(STAMP) ## P1-P4 of issue 12 side by side in one run: ratios to reports/bench/results.{json,md} (a few minutes)
+bench: $(STAMP) ## P1-P4 of issue 12 and issue 9's annotation saves side by side in one run: reports/bench/results.{json,md} (a few minutes)
 	$(BIN)/pip install --disable-pip-version-check -q -e '.[dev,bench]'
 	@command -v wrk >/dev/null || { echo 'installing wrk (Debian)'; apt-get install -y -q wrk >/dev/null || \
 	  echo 'no wrk: the load comes from an async httpx client instead'; }

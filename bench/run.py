@@ -1,6 +1,6 @@
 """`make bench`: every figure of issue 12 measured side by side in one run; ratios printed and written to reports/bench/.
 
-    python bench/run.py [--only training,jobs,lighten,serving,health] [--epochs 20] [--baseline COMMIT] [--out reports/bench]
+    python bench/run.py [--only training,jobs,lighten,serving,health,annotate] [--epochs 20] [--baseline COMMIT] [--out reports/bench]
 """
 from __future__ import annotations
 
@@ -71,6 +71,18 @@ def rows(r: dict) -> list[dict]:
         row('health', f"/health while a {h['body_bytes'] / 1e6:.1f} MB JSON body is processed by /predict (issue 6): its slowest answer",
             f"slowest {h['health_max_ms']:.1f} ms, median {h['health_median_ms']:.1f} ms; the large request {h['big_request_ms']:.0f} ms",
             None, '< 50 ms', h['health_max_ms'] < 50, headline=f"{h['health_max_ms']:.0f} ms")
+    a = r.get('annotate')
+    if a: # issue 9: label writes with 50 annotators, each row's two modes (see bench/annotate_writes.py)
+        from annotate_writes import goal_met
+        rate = a['meta']['rate']
+        for k, x in a['rows'].items():
+            c, o = x['closed'], x['open']
+            row(f'annotate {k}', f"annotation saves, {a['meta']['annotators']} annotators, {k}: open loop at {rate:g}/s offered "
+                '(p99 from the time a save was due), closed loop back to back (the capacity)',
+                f"open {o['per_s']:,.0f} writes/s, p50 {o['p50']:.1f} ms, p99 {o['p99']:.1f} ms; closed {c['per_s']:,.0f} writes/s, "
+                f"p99 {c['p99']:.0f} ms; server CPU {c['cpu_ms']:.2f} ms a save", None, '>= 300 writes/s, p99 < 100 ms', goal_met(x, rate),
+                headline=f"{o['p99']:.0f} ms p99")
+        if a.get('skipped'): row('annotate pg', a['skipped'], '', None, headline='skipped')
     t = r.get('training')
     if t:
         ratio = t['lightning_cpu_s'] / t['plain_cpu_s']
@@ -146,7 +158,8 @@ def git(*args) -> str:
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument('--only', default='training,jobs,lighten,serving,health', help='comma-separated parts: training, jobs, serving, lighten, health')
+    ap.add_argument('--only', default='training,jobs,lighten,serving,health,annotate',
+                    help='comma-separated parts: training, jobs, serving, lighten, health, annotate (also writes annotate.json and annotate.md)')
     ap.add_argument('--epochs', type=int, default=20, help='epochs of the P3 runs (the served model is the last one)')
     ap.add_argument('--out', default=str(ROOT / 'reports' / 'bench'), help='folder for results.json and results.md')
     ap.add_argument('--baseline', help='a git commit measured first, in this same run, by these same scripts: the "before" column')
@@ -191,6 +204,12 @@ def main(argv=None):
             from health import run as health
             from mlproj.settings import to_env
             r['health'] = health({**to_env(settings), 'MLPROJ_SERVING_MODEL': str(version)}, work)
+        if 'annotate' in parts:
+            print('Annotation saves: 50 annotators, open and closed loop, SQLite and PostgreSQL', flush=True)
+            from annotate_writes import run as annotate
+            r['annotate'] = annotate(seconds=float(os.environ.get('BENCH_ANNOTATE_SECONDS', '8')),
+                                     pg=os.environ.get('MLPROJ_TEST_DATABASE_URL', 'postgresql+psycopg://postgres@127.0.0.1:5432/test'),
+                                     out=Path(args.out))
         r['meta']['total_s'] = round(time.perf_counter() - start, 1)
     r['table'] = rows(r)
     out = Path(args.out)

@@ -64,11 +64,12 @@ def create_project(db, name:str, labels:list[str], items:list[tuple[str,str]], #
 def add_items(db, project_id:int, items:list[tuple[str,str]]) -> int:
     "Add raw items to a project (those already in it are left alone); returns how many were added."
     from sqlalchemy import func, select
-    from mlproj.db import Item
+    from mlproj.db import Item, Project
     with db.write() as s:
+        overlap = s.scalar(select(Project.overlap).where(Project.id == project_id))
         have = set(s.scalars(select(Item.sha256).where(Item.project_id == project_id)))
         pos = s.scalar(select(func.coalesce(func.max(Item.position), -1)).where(Item.project_id == project_id)) + 1
-        new = [dict(project_id=project_id, sha256=h, media_type=m, position=pos + i, taken=0, done=0)
+        new = [dict(project_id=project_id, sha256=h, media_type=m, position=pos + i, taken=0, done=0, overlap=overlap)
                for i, (h, m) in enumerate(dict((h, m) for h, m in items if h not in have).items())]
         if new: s.execute(Item.__table__.insert(), new)
     if new and not db.sqlite: # fresh statistics, or PostgreSQL plans the hand-out query for an empty table
@@ -112,32 +113,26 @@ def _now():
     from mlproj.db import utcnow
     return utcnow()
 
-def _tables():
-    from mlproj.db import Assignment, Item
-    return Item.__table__, Assignment.__table__
-
-def _project_of(db, s, project_id:int):
+def _project_of(db, project_id:int):
     "The project's settings (they never change once it is created), cached by the database object."
     cache = db.__dict__.setdefault('_projects', {})
     if project_id not in cache:
         from types import SimpleNamespace
         from mlproj.db import Project
-        p = s.get(Project, project_id)
+        with db.read() as s: p = s.get(Project, project_id)
         cache[project_id] = SimpleNamespace(id=p.id, name=p.name, labels=list(p.labels), overlap=p.overlap, lease_seconds=p.lease_seconds,
                                             ordering=p.ordering, suggest_to_annotators=p.suggest_to_annotators)
     return cache[project_id]
 
-def _expire(db, s, project_id:int, now, force:bool=False):
+def _expire(db, tx, project_id:int, now, force:bool=False):
     "Return leases that ran out to the pool (at most once a second per process unless `force`)."
     import time
-    from sqlalchemy import delete, update
     last = db.__dict__.setdefault('_swept', {})
     if not force and time.monotonic() - last.get(project_id, -1e9) < SWEEP_EVERY: return
     last[project_id] = time.monotonic()
-    I, T = _tables()
-    c = s.connection()
-    gone = c.execute(delete(T).where(T.c.project_id == project_id, T.c.state == 'leased', T.c.expires < now).returning(T.c.item_id)).scalars().all()
-    for item_id in sorted(gone): c.execute(update(I).where(I.c.id == item_id).values(taken=I.c.taken - 1))
+    gone = tx.all("DELETE FROM annotate_assignment WHERE project_id = ? AND state = 'leased' AND expires < ? RETURNING item_id",
+                  project_id, tx.time(now))
+    for (item_id,) in sorted(gone): tx.run('UPDATE annotate_item SET taken = taken - 1 WHERE id = ?', item_id)
 
 def _view(aid:int, item_id:int, suggestion, project, state='leased', label=None) -> dict:
     "What the page gets for an assignment."
@@ -145,162 +140,163 @@ def _view(aid:int, item_id:int, suggestion, project, state='leased', label=None)
     if project.suggest_to_annotators: out['suggestion'] = suggestion
     return out
 
-def _claim(s, person, project, item_id:int|None=None):
+def _claim_sql(ordering:str, one:bool, pg:bool) -> str:
+    "Take a slot of the first item in order with one free that the person never had (`one`: of that item only)."
+    # `taken < overlap` as the partial index ix_annotate_item_open says it: the scan starts at the first open item
+    order = 'i.position' if ordering == 'position' else 'i.margin ASC NULLS LAST, i.position'
+    lock = (' FOR UPDATE' if one else ' FOR UPDATE SKIP LOCKED') if pg else '' # SQLite: the transaction holds the write lock
+    return ("UPDATE annotate_item SET taken = taken + 1 WHERE id = (SELECT i.id FROM annotate_item i WHERE i.project_id = ? AND i.taken < i.overlap"
+            " AND NOT EXISTS (SELECT 1 FROM annotate_assignment t WHERE t.item_id = i.id AND t.person_id = ?)" + (' AND i.id = ?' if one else '') +
+            f" ORDER BY {order} LIMIT 1{lock}) RETURNING id, suggestion, (SELECT coalesce(sum(1 << t.slot), 0) FROM annotate_assignment t"
+            " WHERE t.item_id = annotate_item.id AND t.slot IS NOT NULL)") # the slots held, as a bit mask
+
+def _claim(tx, person, project, item_id:int|None=None):
     "Lease an item (the next one in order, or `item_id`) to `person`; None when there is none."
-    from sqlalchemy import exists, func, insert, literal_column, select, update
-    I, T = _tables()
-    c = s.connection()
-    now = _now()
-    used = (select(func.coalesce(func.sum(literal_column('1').op('<<')(T.c.slot)), 0)) # the slots held, as a bit mask
-            .where(T.c.item_id == I.c.id, T.c.slot.is_not(None)).scalar_subquery())
-    q = select(I.c.id, I.c.suggestion, used.label('used')).where(I.c.project_id == project.id, I.c.taken < project.overlap,
-                                             ~exists().where(T.c.item_id == I.c.id, T.c.person_id == person.id))
-    if item_id is not None: q = q.where(I.c.id == item_id)
-    order = [I.c.position] if project.ordering == 'position' else [I.c.margin.asc().nulls_last(), I.c.position]
-    q = q.order_by(*order).limit(1)
-    if c.dialect.name == 'postgresql': q = q.with_for_update(skip_locked=item_id is None)
-    row = c.execute(q).first()
+    row = tx.one(_claim_sql(project.ordering, item_id is not None, tx.pg), project.id, person.id,
+                 *(() if item_id is None else (item_id,)))
     if row is None: return None
-    free = [k for k in range(project.overlap) if not int(row.used) >> k & 1]
-    if not free: raise _Retry(f'item {row.id} has no free slot') # its counter is not yet right: try again
-    aid = c.execute(insert(T).values(project_id=project.id, item_id=row.id, person_id=person.id, slot=free[0], state='leased',
-                                     leased=now, expires=now + timedelta(seconds=project.lease_seconds)).returning(T.c.id)).scalar()
-    c.execute(update(I).where(I.c.id == row.id).values(taken=I.c.taken + 1))
-    return _view(aid, row.id, row.suggestion, project)
+    iid, suggestion, used = row
+    if tx.pg: # read the slots again now that the row is ours: the claim's snapshot predates the lock, and a lease committed in between
+        # would be missed (its slot chosen again: the insert would then wait on its owner, who may be waiting on this row: a deadlock)
+        used = tx.one('SELECT coalesce(sum(1 << slot), 0) FROM annotate_assignment WHERE item_id = ? AND slot IS NOT NULL', iid)[0]
+    free = [k for k in range(project.overlap) if not int(used) >> k & 1]
+    if not free: raise _Retry(f'item {iid} has no free slot') # its counter is not yet right: try again
+    now = _now()
+    aid = tx.one("INSERT INTO annotate_assignment (project_id, item_id, person_id, slot, state, leased, expires) VALUES (?, ?, ?, ?, 'leased', ?, ?)"
+                 " RETURNING id", project.id, iid, person.id, free[0], tx.time(now), tx.time(now + timedelta(seconds=project.lease_seconds)))[0]
+    return _view(aid, iid, suggestion, project)
 
 def _retrying(db, fn, tries:int=20):
-    "Run `fn(session)` in a write transaction, again when a concurrent one broke a constraint or deadlocked."
+    "Run `fn(tx)` in a write transaction, again when a concurrent one broke a constraint or deadlocked."
     import random, time
     from sqlalchemy.exc import IntegrityError, OperationalError
+    api = db.engine.dialect.loaded_dbapi
+    again = (IntegrityError, OperationalError, api.IntegrityError, api.OperationalError, _Retry)
     for attempt in range(tries):
         try:
-            with db.write() as s: return fn(s)
-        except (IntegrityError, OperationalError, _Retry):
+            with db.tx() as tx: return fn(tx)
+        except again:
             if attempt == tries - 1: raise
             time.sleep(random.uniform(0, 0.002 * (attempt + 1)))
 
-def _next(db, s, person, project, exclude) -> dict|None:
-    "Inside a write transaction: a lease the person holds and the page does not, else a new one."
-    from sqlalchemy import select, update
-    I, T = _tables()
+def _next(db, tx, person, project, exclude) -> tuple[dict|None, int]:
+    "Inside a write transaction: a lease the person holds and the page does not, else a new one; and the person's labels so far."
     if person.role != 'annotator': raise Forbidden('reviewers adjudicate; they are not handed items to label')
     now = _now()
-    _expire(db, s, project.id, now)
-    c = s.connection()
-    held = c.execute(select(T.c.id, T.c.item_id).where(T.c.person_id == person.id, T.c.state == 'leased').order_by(T.c.id)).all()
-    free = [h for h in held if h.id not in set(exclude)]
+    _expire(db, tx, project.id, now)
+    rows = tx.all("SELECT id, item_id FROM annotate_assignment WHERE person_id = ? AND state = 'leased' UNION ALL"
+                  " SELECT -1, count(*) FROM annotate_assignment WHERE person_id = ? AND state = 'done' ORDER BY 1", person.id, person.id)
+    mine, held = rows[0][1], rows[1:] # the count first (id -1), then the leases held in the order they were taken
+    free = [h for h in held if h[0] not in set(exclude)]
     if free:
-        c.execute(update(T).where(T.c.id == free[0].id).values(expires=now + timedelta(seconds=project.lease_seconds)))
-        sug = c.execute(select(I.c.suggestion).where(I.c.id == free[0].item_id)).scalar() if project.suggest_to_annotators else None
-        return _view(free[0].id, free[0].item_id, sug, project)
-    if len(held) >= MAX_HELD: return None
-    got = _claim(s, person, project)
+        aid, item_id = free[0]
+        tx.run('UPDATE annotate_assignment SET expires = ? WHERE id = ?', tx.time(now + timedelta(seconds=project.lease_seconds)), aid)
+        sug = tx.one('SELECT suggestion FROM annotate_item WHERE id = ?', item_id)[0] if project.suggest_to_annotators else None
+        return _view(aid, item_id, sug, project), mine
+    if len(held) >= MAX_HELD: return None, mine
+    got = _claim(tx, person, project)
     if got is None: # the pool looks empty: sweep now rather than within the second
-        _expire(db, s, project.id, now, force=True)
-        got = _claim(s, person, project)
-    return got
+        _expire(db, tx, project.id, now, force=True)
+        got = _claim(tx, person, project)
+    return got, mine
 
 def next_assignment(db, person, exclude:tuple=() # assignment ids the page already holds
                    ) -> dict|None:
     "The person's next item: a lease they hold and the page does not, else a new one; None when nothing is left."
-    return _retrying(db, lambda s: _next(db, s, person, _project_of(db, s, person.project_id), exclude))
+    project = _project_of(db, person.project_id)
+    return _retrying(db, lambda tx: _next(db, tx, person, project, exclude)[0])
 
 # %% ../nbs/21_annotate.ipynb #2689c899
-def _owned(s, person, assignment_id:int, lock:bool=False):
-    from sqlalchemy import select
-    _, T = _tables()
-    c = s.connection()
-    q = select(T.c.id, T.c.item_id, T.c.person_id, T.c.state, T.c.label).where(T.c.id == assignment_id)
-    if lock and c.dialect.name == 'postgresql': q = q.with_for_update()
-    a = c.execute(q).first()
+def _owned(tx, person, assignment_id:int, lock:bool=False):
+    a = tx.one('SELECT id, item_id, person_id, state, label FROM annotate_assignment WHERE id = ?' + (' FOR UPDATE' if lock and tx.pg else ''),
+               assignment_id)
     if a is None: return None
-    if a.person_id != person.id: raise Forbidden(f'assignment {assignment_id} is not yours')
+    if a[2] != person.id: raise Forbidden(f'assignment {assignment_id} is not yours')
     return a
 
-def progress(s, person, db=None, # with it, the project's figures are cached for PROGRESS_EVERY seconds
-             ) -> dict:
-    "Labels given by `person`, and items finished in the project."
+def _progress(db, tx, person, mine:int, cached:bool=True) -> dict:
+    "`mine` with the project's figures (reused for PROGRESS_EVERY seconds when `cached`)."
     import time
-    from sqlalchemy import func, select
-    from mlproj.db import Project
-    I, T = _tables()
-    c = s.connection()
-    mine = c.execute(select(func.count()).where(T.c.person_id == person.id, T.c.state == 'done')).scalar()
-    cache = db.__dict__.setdefault('_progress', {}) if db is not None else {}
+    cache = db.__dict__.setdefault('_progress', {})
     at, proj = cache.get(person.project_id, (-1e9, None))
-    if time.monotonic() - at > PROGRESS_EVERY:
-        overlap = c.execute(select(Project.__table__.c.overlap).where(Project.__table__.c.id == person.project_id)).scalar()
-        n, labels, full = c.execute(select(func.count(), func.coalesce(func.sum(I.c.done), 0),
-                                           func.count().filter(I.c.done >= overlap)).where(I.c.project_id == person.project_id)).one()
-        proj = dict(items=n, items_done=full, labels=int(labels), labels_needed=n * overlap)
+    if not cached or time.monotonic() - at > PROGRESS_EVERY:
+        overlap = _project_of(db, person.project_id).overlap
+        n, labels, full = tx.one('SELECT count(*), coalesce(sum(done), 0), coalesce(sum(CASE WHEN done >= ? THEN 1 ELSE 0 END), 0)'
+                                 ' FROM annotate_item WHERE project_id = ?', overlap, person.project_id)
+        proj = dict(items=n, items_done=int(full), labels=int(labels), labels_needed=n * overlap)
         cache[person.project_id] = (time.monotonic(), proj)
     return dict(mine=mine, **proj)
+
+def progress(db, person) -> dict:
+    "Labels given by `person`, and items finished in the project (those figures reused for PROGRESS_EVERY seconds)."
+    with db.tx(write=False) as tx:
+        mine = tx.one("SELECT count(*) FROM annotate_assignment WHERE person_id = ? AND state = 'done'", person.id)[0]
+        return _progress(db, tx, person, mine)
+
+def _saved(db, tx, person, project, aid:int, item_id:int, label, exclude) -> dict:
+    "The answer to a save: what was saved, the next item to preload, progress."
+    nxt, mine = _next(db, tx, person, project, exclude)
+    return dict(saved=dict(id=aid, item_id=item_id, state='skipped' if label is None else 'done', label=label), next=nxt,
+                progress=_progress(db, tx, person, mine))
 
 def answer(db, person, assignment_id:int, label:int|None, # None: skip the item (it goes to someone else)
            item_id:int|None=None, # the item the page showed: lets a label arrive after its lease was swept
            exclude:tuple=() # assignment ids the page holds, for the next one it gets back
           ) -> dict:
     "Save a label (or a skip); returns the saved assignment, the next item to preload and progress."
-    from sqlalchemy import update
-    I, T = _tables()
-    def go(s):
-        project = _project_of(db, s, person.project_id)
-        if label is not None and (isinstance(label, bool) or not isinstance(label, int) or not 0 <= label < len(project.labels)):
-            raise ValueError(f'label must be an integer from 0 to {len(project.labels) - 1}')
-        c0 = s.connection()
-        if label is None: fast = update(T).values(state='skipped', slot=None)
-        else: fast = update(T).values(state='done', label=label, answered=_now())
-        got = c0.execute(fast.where(T.c.id == assignment_id, T.c.person_id == person.id, T.c.state == 'leased').returning(T.c.item_id)).first()
+    project = _project_of(db, person.project_id)
+    if label is not None and (isinstance(label, bool) or not isinstance(label, int) or not 0 <= label < len(project.labels)):
+        raise ValueError(f'label must be an integer from 0 to {len(project.labels) - 1}')
+    def go(tx):
+        if label is None: got = tx.one("UPDATE annotate_assignment SET state = 'skipped', slot = NULL"
+                                       " WHERE id = ? AND person_id = ? AND state = 'leased' RETURNING item_id", assignment_id, person.id)
+        else: got = tx.one("UPDATE annotate_assignment SET state = 'done', label = ?, answered = ?"
+                           " WHERE id = ? AND person_id = ? AND state = 'leased' RETURNING item_id", label, tx.time(_now()), assignment_id, person.id)
         if got is not None: # the common case: one's own live lease, checked and answered by one statement
-            c0.execute(update(I).where(I.c.id == got.item_id).values(**({'taken': I.c.taken - 1} if label is None else {'done': I.c.done + 1})))
-            return dict(saved=dict(id=assignment_id, item_id=got.item_id, state='skipped' if label is None else 'done', label=label),
-                        next=_next(db, s, person, project, exclude), progress=progress(s, person, db))
-        a = _owned(s, person, assignment_id, lock=True) # the rest: someone else's (403), answered before, or the lease was swept
+            tx.run('UPDATE annotate_item SET taken = taken - 1 WHERE id = ?' if label is None else 'UPDATE annotate_item SET done = done + 1 WHERE id = ?', got[0])
+            return _saved(db, tx, person, project, assignment_id, got[0], label, exclude)
+        a = _owned(tx, person, assignment_id, lock=True) # the rest: someone else's (403), answered before, or the lease was swept
         if a is None and label is None and item_id is not None: # a skip after the lease ran out: remember it all the same
-            from sqlalchemy import insert, select
-            if c0.execute(select(I.c.project_id).where(I.c.id == item_id)).scalar() != project.id: raise NotFound(f'no item {item_id} in your project')
-            again = c0.execute(select(T.c.id).where(T.c.item_id == item_id, T.c.person_id == person.id)).scalar()
-            if again is not None: raise Conflict(f'this item came back to you as assignment {again}')
-            now = _now()
-            aid = c0.execute(insert(T).values(project_id=project.id, item_id=item_id, person_id=person.id, slot=None, state='skipped',
-                                              leased=now, expires=now)).inserted_primary_key[0]
-            return dict(saved=dict(id=aid, item_id=item_id, state='skipped', label=None), next=_next(db, s, person, project, exclude),
-                        progress=progress(s, person, db))
+            if (tx.one('SELECT project_id FROM annotate_item WHERE id = ?', item_id) or (None,))[0] != project.id:
+                raise NotFound(f'no item {item_id} in your project')
+            again = tx.one('SELECT id FROM annotate_assignment WHERE item_id = ? AND person_id = ?', item_id, person.id)
+            if again is not None: raise Conflict(f'this item came back to you as assignment {again[0]}')
+            now = tx.time(_now())
+            aid = tx.one("INSERT INTO annotate_assignment (project_id, item_id, person_id, slot, state, leased, expires)"
+                         " VALUES (?, ?, ?, NULL, 'skipped', ?, ?) RETURNING id", project.id, item_id, person.id, now, now)[0]
+            return _saved(db, tx, person, project, aid, item_id, None, exclude)
         if a is None:
             if item_id is None: raise NotFound(f'no assignment {assignment_id} (its lease ran out)')
-            got = _claim(s, person, project, item_id)
+            got = _claim(tx, person, project, item_id)
             if got is None: raise Conflict('your lease on this item ran out and it went to others; the label was not kept')
-            a = _owned(s, person, got['id'])
-        c = s.connection()
+            a = _owned(tx, person, got['id'])
+        aid, a_item, _, state, _ = a
         if label is None:
-            if a.state == 'done': raise Conflict('this item is already labelled; undo it first')
-            if a.state == 'leased':
-                c.execute(update(T).where(T.c.id == a.id).values(state='skipped', slot=None))
-                c.execute(update(I).where(I.c.id == a.item_id).values(taken=I.c.taken - 1))
+            if state == 'done': raise Conflict('this item is already labelled; undo it first')
+            if state == 'leased':
+                tx.run("UPDATE annotate_assignment SET state = 'skipped', slot = NULL WHERE id = ?", aid)
+                tx.run('UPDATE annotate_item SET taken = taken - 1 WHERE id = ?', a_item)
         else:
-            if a.state == 'skipped': raise Conflict('you skipped this item')
-            if a.state == 'leased': c.execute(update(I).where(I.c.id == a.item_id).values(done=I.c.done + 1))
-            c.execute(update(T).where(T.c.id == a.id).values(state='done', label=label, answered=_now()))
-        nxt = _next(db, s, person, project, exclude)
-        return dict(saved=dict(id=a.id, item_id=a.item_id, state='skipped' if label is None else 'done', label=label),
-                    next=nxt, progress=progress(s, person, db))
+            if state == 'skipped': raise Conflict('you skipped this item')
+            if state == 'leased': tx.run('UPDATE annotate_item SET done = done + 1 WHERE id = ?', a_item)
+            tx.run("UPDATE annotate_assignment SET state = 'done', label = ?, answered = ? WHERE id = ?", label, tx.time(_now()), aid)
+        return _saved(db, tx, person, project, aid, a_item, label, exclude)
     return _retrying(db, go)
 
 def undo(db, person) -> dict|None:
     "Take back the person's last label: the item is theirs to answer again. None when there is nothing to undo."
-    from sqlalchemy import select, update
-    I, T = _tables()
-    def go(s):
-        project = _project_of(db, s, person.project_id)
-        c = s.connection()
-        a = c.execute(select(T.c.id, T.c.item_id).where(T.c.person_id == person.id, T.c.state == 'done')
-                      .order_by(T.c.answered.desc(), T.c.id.desc()).limit(1)).first()
+    project = _project_of(db, person.project_id)
+    def go(tx):
+        a = tx.one("SELECT id, item_id FROM annotate_assignment WHERE person_id = ? AND state = 'done' ORDER BY answered DESC, id DESC LIMIT 1",
+                   person.id)
         if a is None: return None
-        c.execute(update(T).where(T.c.id == a.id).values(state='leased', label=None, answered=None,
-                                                         expires=_now() + timedelta(seconds=project.lease_seconds)))
-        c.execute(update(I).where(I.c.id == a.item_id).values(done=I.c.done - 1))
-        sug = c.execute(select(I.c.suggestion).where(I.c.id == a.item_id)).scalar()
-        return dict(assignment=_view(a.id, a.item_id, sug, project), progress=progress(s, person))
+        n = tx.run("UPDATE annotate_assignment SET state = 'leased', label = NULL, answered = NULL, expires = ? WHERE id = ? AND state = 'done'",
+                   tx.time(_now() + timedelta(seconds=project.lease_seconds)), a[0]).rowcount
+        if n != 1: raise _Retry(f'assignment {a[0]} changed meanwhile') # a second undo at the same time
+        tx.run('UPDATE annotate_item SET done = done - 1 WHERE id = ?', a[1])
+        sug = tx.one('SELECT suggestion FROM annotate_item WHERE id = ?', a[1])[0]
+        mine = tx.one("SELECT count(*) FROM annotate_assignment WHERE person_id = ? AND state = 'done'", person.id)[0]
+        return dict(assignment=_view(a[0], a[1], sug, project), progress=_progress(db, tx, person, mine, cached=False))
     return _retrying(db, go)
 
 # %% ../nbs/21_annotate.ipynb #0148aef6

@@ -6,17 +6,17 @@ Docs: https://mlproj.github.io/mlproj/db.html.md"""
 
 # %% ../nbs/20_db.ipynb #c5ac45a7
 from __future__ import annotations
-import threading
+import functools, threading
 from contextlib import contextmanager, nullcontext
 from datetime import datetime, timezone
 from pathlib import Path
 
 from sqlalchemy import (JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint,
-                        create_engine, event)
+                        create_engine, event, text)
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 # %% auto #0
-__all__ = ['utcnow', 'Base', 'Project', 'Person', 'Item', 'Assignment', 'Review', 'Database']
+__all__ = ['utcnow', 'Base', 'Project', 'Person', 'Item', 'Assignment', 'Review', 'Tx', 'Database']
 
 # %% ../nbs/20_db.ipynb #c9862d9b
 def utcnow() -> datetime:
@@ -53,7 +53,9 @@ class Person(Base):
 class Item(Base):
     "A raw item (by hash) to be labelled in a project."
     __tablename__ = 'annotate_item'
-    __table_args__ = (UniqueConstraint('project_id', 'sha256'), Index('ix_annotate_item_queue', 'project_id', 'position'))
+    __table_args__ = (UniqueConstraint('project_id', 'sha256'), Index('ix_annotate_item_queue', 'project_id', 'position'),
+                      Index('ix_annotate_item_open', 'project_id', 'position', # only the items with a free slot: where a claim looks
+                            sqlite_where=text('taken < overlap'), postgresql_where=text('taken < overlap')))
     id: Mapped[int] = mapped_column(primary_key=True)
     project_id: Mapped[int] = mapped_column(ForeignKey('annotate_project.id'))
     sha256: Mapped[str] = mapped_column(String(64))
@@ -61,6 +63,7 @@ class Item(Base):
     position: Mapped[int] = mapped_column(Integer)
     taken: Mapped[int] = mapped_column(Integer, default=0) # slots held (leased or done): at most the overlap
     done: Mapped[int] = mapped_column(Integer, default=0) # labels given
+    overlap: Mapped[int] = mapped_column(Integer, default=2) # the project's k, copied so that an index can compare it with taken
     margin: Mapped[float|None] = mapped_column(Float, nullable=True) # production model's top-1 minus top-2 probability
     suggestion: Mapped[int|None] = mapped_column(Integer, nullable=True) # production model's answer
     added: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
@@ -104,6 +107,26 @@ def _sqlite_setup(engine):
     @event.listens_for(engine, 'begin')
     def _begin(conn): conn.exec_driver_sql('BEGIN IMMEDIATE' if conn.get_execution_options().get('immediate') else 'BEGIN')
 
+class Tx:
+    "Plain SQL in a transaction on the driver's own connection: the save path's statements without the ORM's work on each."
+    def __init__(self, cur, pg:bool): self.cur, self.pg = cur, pg
+
+    def run(self, sql:str, # `?` placeholders on both engines
+            *params):
+        "Execute `sql` and return the cursor."
+        self.cur.execute(_pg_sql(sql) if self.pg else sql, params)
+        return self.cur
+
+    def one(self, sql:str, *params): return self.run(sql, *params).fetchone()
+    def all(self, sql:str, *params): return self.run(sql, *params).fetchall()
+
+    def time(self, t:datetime):
+        "A time as its column keeps it: a datetime on PostgreSQL, SQLAlchemy's text form on SQLite (which compares it as text)."
+        return t if self.pg else t.isoformat(' ', 'microseconds') # as strftime('%Y-%m-%d %H:%M:%S.%f'), 3x faster
+
+@functools.lru_cache(maxsize=None)
+def _pg_sql(sql:str) -> str: return sql.replace('%', '%%').replace('?', '%s') # psycopg's placeholders
+
 class Database:
     "The annotation database at a SQLAlchemy URL, with read and write sessions."
     def __init__(self, url:str, # sqlite:///path or postgresql+psycopg://user@host/db
@@ -128,6 +151,24 @@ class Database:
     def write(self):
         "A short write transaction: committed at the end, rolled back on an exception."
         with self._lock, self._writer.begin() as s: yield s
+
+    @contextmanager
+    def tx(self, write:bool=True # False: a read transaction (no lock taken)
+          ):
+        "A short transaction on the driver's own connection (a `Tx`): committed at the end, rolled back on an exception."
+        with self._lock if write else nullcontext():
+            conn = self.engine.raw_connection() # from the pool: on SQLite with its PRAGMAs already set
+            cur = conn.cursor()
+            try:
+                if self.sqlite: cur.execute('BEGIN IMMEDIATE' if write else 'BEGIN')
+                yield Tx(cur, not self.sqlite)
+                conn.commit()
+            except BaseException:
+                conn.rollback()
+                raise
+            finally:
+                cur.close()
+                conn.close()
 
     def migrate(self):
         "Bring the schema to the newest migration (Alembic), safely when several processes start at once."
