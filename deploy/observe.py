@@ -57,6 +57,7 @@ class Metrics:
 
     def predicted(self, labels: list[int]):
         "Count the labels of one /predict answer."
+        if len(labels) == 1 and (child := self._labels.get(labels[0])) is not None: return child.inc() # the common case
         for label in set(labels):
             child = self._labels.get(label)
             if child is None: child = self._labels[label] = self.predictions.labels(str(label))
