@@ -89,10 +89,8 @@ def s3_server():
     """A real S3-compatible HTTP server (moto's, with conditional writes made atomic as on S3: tests/moto_atomic.py;
     a separate process on a free port of 127.0.0.1)
     with the bucket `mlproj-test` created; stopped at the end of the session."""
-    import os, socket, subprocess, sys, time, urllib.request
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        port = s.getsockname()[1]
+    import urllib.request
+    port = free_port()
     proc = subprocess.Popen([sys.executable, str(ROOT / 'tests' / 'moto_atomic.py'), '127.0.0.1', str(port)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     srv = S3Server(port)
@@ -182,6 +180,13 @@ class ServerProcess:
         self.kill()
         self._final = self.log
         self._file.close()
+
+
+def serving_env(store, reports, **env) -> dict:
+    "The environment of a server process on `store` and `reports`: settings.ini, no MLPROJ_* or PROMETHEUS_* from outside, `env` on top."
+    base = {k: v for k, v in os.environ.items() if not k.startswith(('MLPROJ_', 'PROMETHEUS_'))}
+    return {**base, 'MLPROJ_SETTINGS': str(ROOT / 'settings.ini'), 'MLPROJ_PATHS_STORE': str(store),
+            'MLPROJ_PATHS_REPORTS': str(reports), **env}
 
 
 def free_port() -> int:

@@ -4,7 +4,6 @@ Through TestClient (the app in this process, lifespan run) and over real HTTP (u
 import io
 import json
 import logging
-import os
 import shutil
 import signal
 import subprocess
@@ -19,7 +18,7 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from conftest import ROOT, make_settings, uvicorn_server
+from conftest import ROOT, make_settings, serving_env, uvicorn_server
 from deploy.app import create_app
 from deploy.limits import BodyLimit
 from deploy.serving import ServedModel
@@ -525,9 +524,7 @@ def test_serving_imports_neither_torch_nor_lightning_nor_wandb(trained, tmp_path
 
 def server_env(trained, tmp, **env):
     "The environment of a process serving the fixture's store (no MLPROJ_* inherited from outside)."
-    base = {k: v for k, v in os.environ.items() if not k.startswith('MLPROJ_')}
-    return {**base, 'MLPROJ_SETTINGS': str(ROOT / 'settings.ini'), 'MLPROJ_PATHS_STORE': trained[0].store_url,
-            'MLPROJ_PATHS_REPORTS': str(tmp / 'reports'), **env}
+    return serving_env(trained[0].store_url, tmp / 'reports', **env)
 
 
 HTTP_LIMIT = 200_000

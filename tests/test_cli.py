@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, free_port
 from mlproj.cli import build_parser
 
 MLPROJ = str(ROOT / '.venv' / 'bin' / 'mlproj')
@@ -72,11 +72,8 @@ def test_models_and_promote_move_aliases(registered_env):
 
 def test_serve_command_serves_the_registered_model(registered_env):
     import httpx
-    import socket
     import time
-    with socket.socket() as sock:
-        sock.bind(('127.0.0.1', 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     proc = subprocess.Popen([MLPROJ, 'serve', '--port', str(port), '--model', '1'], cwd=ROOT, env=registered_env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:

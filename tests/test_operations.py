@@ -1,7 +1,6 @@
 """Operations: Prometheus metrics, request ids in JSON logs, SIGTERM draining the requests in flight, several workers."""
 import json
 import logging
-import os
 import re
 import signal
 import socket
@@ -16,7 +15,7 @@ from deploy.app import create_app
 from deploy.observe import JsonFormatter, request_id
 from mlproj.cli import _serve_argv
 
-from conftest import ROOT, ServerProcess, free_port, make_settings
+from conftest import ServerProcess, free_port, make_settings, serving_env
 from test_release_reload import PIXELS, _store_with_two_versions
 
 
@@ -80,11 +79,9 @@ def test_json_log_lines_carry_the_request_id():
 
 def _start(tmp: Path, workers: int = 1, **env) -> ServerProcess:
     "`mlproj serve`'s command (deploy.serve, JSON logs) on a free port, serving production from tmp/store."
-    base = {k: v for k, v in os.environ.items() if not k.startswith(('MLPROJ_', 'PROMETHEUS_'))}
-    env = {**base, 'MLPROJ_SETTINGS': str(ROOT / 'settings.ini'), 'MLPROJ_PATHS_STORE': str(tmp / 'store'),
-           'MLPROJ_PATHS_REPORTS': str(tmp / 'reports'), 'MLPROJ_SERVING_MODEL': 'production', **env}
     port = free_port()
-    return ServerProcess(_serve_argv('127.0.0.1', port, workers), env, url=f'http://127.0.0.1:{port}')
+    return ServerProcess(_serve_argv('127.0.0.1', port, workers), serving_env(tmp / 'store', tmp / 'reports', **{'MLPROJ_SERVING_MODEL': 'production', **env}),
+                         url=f'http://127.0.0.1:{port}')
 
 
 def test_sigterm_drains_a_request_in_flight_and_exits_0(trained, tmp_path):

@@ -17,7 +17,7 @@ import pytest
 import redis
 from nbformat.v4 import new_code_cell, new_notebook
 
-from conftest import ROOT
+from conftest import ROOT, free_port
 from mlproj.queue import EmbeddedServer, JobQueue, QueueUnavailable, Supervisor
 from mlproj.settings import load_settings, to_env
 
@@ -236,15 +236,9 @@ def test_training_sweep_runs_on_the_workers_and_reports_the_best_on_validation(t
     finally: s.close()
 
 
-def _free_port():
-    import socket
-    with socket.socket() as so:
-        so.bind(('127.0.0.1', 0)); return so.getsockname()[1]
-
-
 def test_up_runs_the_stack_and_stops_with_nothing_left_behind(tmp_path):
     settings = make_project(tmp_path)
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, **to_env(settings), 'MLPROJ_API_TOKENS': 'ci:s3cret', 'MLPROJ_PATHS_STORE': str(tmp_path / 'store')}
     log = open(tmp_path / 'up.log', 'wb')
     up = subprocess.Popen([str(ROOT / '.venv/bin/mlproj'), 'up', '--workers', '2', '--port', str(port)], env=env, cwd=tmp_path,

@@ -1,7 +1,6 @@
 """Hot reload over real HTTP: a promotion under load at concurrency 32, a tampered bundle refused, admin auth."""
 import asyncio
 import logging
-import os
 import shutil
 import time
 from pathlib import Path
@@ -14,7 +13,7 @@ from deploy.app import create_app
 from mlproj.registry import Registry
 from mlproj.store import Store
 
-from conftest import ROOT, make_settings, uvicorn_server
+from conftest import make_settings, serving_env, uvicorn_server
 
 PIXELS = {'pixels': ([0, 0, 5, 13, 9, 1, 0, 0] * 8)}
 
@@ -32,10 +31,8 @@ def _store_with_two_versions(trained, tmp: Path) -> Registry:
 
 def _serve(tmp: Path, **env):
     "uvicorn serving production from tmp/store, polling every 0.2 s (a context manager: see conftest.uvicorn_server)."
-    base = {k: v for k, v in os.environ.items() if not k.startswith('MLPROJ_')}
-    return uvicorn_server({**base, 'MLPROJ_SETTINGS': str(ROOT / 'settings.ini'), 'MLPROJ_PATHS_STORE': str(tmp / 'store'),
-                           'MLPROJ_PATHS_REPORTS': str(tmp / 'reports'), 'MLPROJ_SERVING_MODEL': 'production',
-                           'MLPROJ_SERVING_RELOAD_SECONDS': '0.2', **env})
+    return uvicorn_server(serving_env(tmp / 'store', tmp / 'reports', **{'MLPROJ_SERVING_MODEL': 'production',
+                                                                         'MLPROJ_SERVING_RELOAD_SECONDS': '0.2', **env}))
 
 
 async def _load(url, stop: asyncio.Event, results: list, clients=32):
