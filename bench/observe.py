@@ -20,6 +20,16 @@ from pathlib import Path
 from common import ROOT, ROUNDS, SECONDS, Server, free_port, load, uvicorn_argv
 
 
+def need_model():
+    "Exit with one line saying what to do when the project's store has no model to serve (both measures load one)."
+    from deploy.serving import load_model
+    from mlproj.settings import load_settings
+    logging.getLogger('deploy.serving').disabled = True # its error is the line below
+    _, model, error = load_model(load_settings(), os.environ.get('MLPROJ_MODEL') or None)
+    logging.getLogger('deploy.serving').disabled = False
+    if model is None: sys.exit(f'bench/observe.py: {error} (or `make demo`)')
+
+
 def bare():
     "The served app without the Observe middleware (and so without request ids, metrics and access log)."
     from deploy.app import app_from_env
@@ -109,4 +119,6 @@ def main(rounds: int = ROUNDS, seconds: float = SECONDS):
     return rps
 
 
-if __name__ == '__main__': main() if '--http' in sys.argv else in_process()
+if __name__ == '__main__':
+    need_model()
+    main() if '--http' in sys.argv else in_process()

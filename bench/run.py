@@ -34,9 +34,11 @@ def rows(r: dict) -> list[dict]:
     s = r.get('serving')
     if s:
         rounds = s.get('rounds', {})
-        def per_round(a, b, scale=1.0): # the median of each round's ratio: both sides measured next to each other
-            if a in rounds and b in rounds: return float(np.median(np.array(rounds[a]) * scale / np.array(rounds[b])))
-            return s[a] * scale / s[b]
+        def per_round(a, b, scale=1.0): # the median of each run's ratio to its twin: both sides measured next to each other
+            if a not in rounds or b not in rounds: return s[a] * scale / s[b]
+            x, y = np.array(rounds[a]) * scale, np.array(rounds[b])
+            n = min(len(x), len(y)) # P1's sides hold several short runs a round; against another figure, their mean
+            return float(np.median(x.reshape(n, -1).mean(1) / y.reshape(n, -1).mean(1)))
         for c in (1, 32):
             p, n = s[f'predict_one_json_c{c}'], s[f'noop_one_json_c{c}']
             ratio = per_round(f'predict_one_json_c{c}', f'noop_one_json_c{c}')

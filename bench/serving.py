@@ -11,6 +11,8 @@ import numpy as np
 
 from common import BENCH, ROUNDS, SECONDS, Server, free_port, load, uvicorn_argv
 
+P1_PAIRS = 3 # P1's load runs, each side, in a round: SECONDS in all, split
+
 
 def _offers(url: str, media_type: str) -> bool:
     "Whether /predict's OpenAPI request body lists `media_type`."
@@ -61,8 +63,8 @@ def run(settings, version: int, work: Path, log=print) -> dict:
     onnx = work / 'served.onnx'
     onnx.write_bytes(bundle.onnx)
 
-    def measure(name, url, body, ctype, c, accept=''):
-        r = load(url, body, ctype, c, work=work, accept=accept)
+    def measure(name, url, body, ctype, c, accept='', seconds=SECONDS):
+        r = load(url, body, ctype, c, seconds, work=work, accept=accept)
         log(f'  {name:<40} c={c:<3} {r["rps"]:>9.1f} req/s')
         out['rounds'].setdefault(f'{name}_c{c}', []).append(r['rps'])
 
@@ -79,8 +81,12 @@ def run(settings, version: int, work: Path, log=print) -> dict:
         if raw: out['body_bytes']['batch_raw'] = len(x.astype(np.uint8).tobytes())
         for _ in range(ROUNDS):
             for c in (1, 32):
-                measure('predict_one_json', f'{one_worker.url}/predict', one, 'application/json', c)
-                measure('noop_one_json', f'{one_worker.url}/noop', one, 'application/json', c)
+                # P1 in short pairs, in turn first and second (ABBA): the two sides of each ratio seconds apart, so the
+                # machine's drift (2 shared cores) cancels in the median of the pairs' ratios
+                for i in range(P1_PAIRS):
+                    for route in (('predict', 'noop') if i % 2 == 0 else ('noop', 'predict')):
+                        measure(f'{route}_one_json', f'{one_worker.url}/{route}', one, 'application/json', c,
+                                seconds=SECONDS / P1_PAIRS)
                 measure('litserve_one_json', f'{lit.url}/predict', one, 'application/json', c)
             measure('predict_one_json_2workers', f'{two_workers.url}/predict', one, 'application/json', 32)
             measure('predict_batch256_json', f'{one_worker.url}/predict', batch, 'application/json', 4)

@@ -23,6 +23,7 @@ router = APIRouter(tags=['predict'])
 
 FILE_FIELDS = ('files', 'file')
 NPY, RAW = 'application/x-npy', 'application/octet-stream'
+_NPY, _RAW = NPY.encode(), RAW.encode() # as _headers gives media types
 SEND = ('send JSON (Content-Type: application/json) as {"pixels": ...}, '
         "image files as multipart/form-data under the field 'files', "
         f'an array as a .npy file ({NPY}) or raw uint8 counts, 64 bytes an image ({RAW})')
@@ -143,6 +144,21 @@ def _npy_header(shape: tuple) -> bytes:
     return b'\x93NUMPY\x01\x00' + len(d).to_bytes(2, 'little') + d.encode('latin1')
 
 
+def _headers(raw: list) -> tuple[bytes, bytes | None, bool, bytes]:
+    "The media type (lower-case, no parameters), Content-Length, whether Transfer-Encoding is set, and Accept: one pass over the raw headers (ASGI gives their names in lower case; the first of a repeated header counts, as in Starlette's Headers)."
+    ctype = length = accept = None
+    chunked = False
+    for name, value in raw:
+        if name == b'content-type':
+            if ctype is None: ctype = value
+        elif name == b'content-length':
+            if length is None: length = value
+        elif name == b'accept':
+            if accept is None: accept = value
+        elif name == b'transfer-encoding': chunked = True
+    return (ctype.split(b';', 1)[0].strip().lower() if ctype else b''), length, chunked, accept or b''
+
+
 def answer_format(accept: str) -> str | None:
     "NPY or RAW when the Accept header asks for one of them (before any JSON type), else None: JSON."
     for part in accept.split(','):
@@ -178,21 +194,19 @@ async def predict(request: Request):
     state = request.app.state
     model = state.model # read once: a hot reload swaps the attribute, this request keeps the model it took
     if model is None: raise HTTPException(503, state.model_error)
-    media_type = request.headers.get('content-type', '').split(';')[0].strip().lower()
-    length = request.headers.get('content-length')
-    if length == '0' or (length is None and 'transfer-encoding' not in request.headers):
-        raise HTTPException(400, f'the request body is empty: {SEND}')
+    media_type, length, chunked, accept = _headers(request.scope['headers'])
+    if length == b'0' or (length is None and not chunked): raise HTTPException(400, f'the request body is empty: {SEND}')
     settings = state.settings
     serving = settings.serving
-    if media_type == 'application/json' or media_type.endswith('+json'): x = await _from_json(request, serving)
-    elif media_type == RAW: x = _parse_binary(raw_batch, await _body(request), serving.max_batch)
-    elif media_type == NPY: x = _parse_binary(npy_batch, await _body(request), serving.max_batch)
-    elif media_type == 'multipart/form-data': x = await _from_upload(request, serving)
-    else: raise HTTPException(415, f"unsupported content type {media_type or 'none'!r}: {SEND}")
+    if media_type == b'application/json' or media_type.endswith(b'+json'): x = await _from_json(request, serving)
+    elif media_type == _RAW: x = _parse_binary(raw_batch, await _body(request), serving.max_batch)
+    elif media_type == _NPY: x = _parse_binary(npy_batch, await _body(request), serving.max_batch)
+    elif media_type == b'multipart/form-data': x = await _from_upload(request, serving)
+    else: raise HTTPException(415, f"unsupported content type {media_type.decode('latin-1') or 'none'!r}: {SEND}")
     probs = model.predictor.probabilities(x) if len(x) <= INLINE_IMAGES else \
         await state.workers.run(model.predictor.probabilities, x) # a large batch: off the event loop
     if settings.annotate.feedback: await run_in_threadpool(capture_unsure, settings, x, probs) # opt-in: [annotate] feedback
     labels = probs.argmax(1).tolist()
     state.metrics.predicted(labels)
-    if (fmt := answer_format(request.headers.get('accept', ''))): return BinaryAnswer(model.version, probs, fmt == NPY)
+    if accept and (fmt := answer_format(accept.decode('latin-1'))): return BinaryAnswer(model.version, probs, fmt == NPY)
     return Answer(model.version, probs, labels)
