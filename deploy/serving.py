@@ -33,7 +33,7 @@ def _load(registry: Registry, settings: Settings, ref) -> ServedModel:
     return ServedModel(bundle.version, Predictor(bundle.onnx, threads=settings.serving.threads), bundle.manifest)
 
 
-def _what(ref) -> str: return f'model {str(ref)!r}' if ref else 'the newest accepted model'
+def _what(ref) -> str: return f'model {str(ref)!r}' if ref else 'the default model (production, else the newest accepted)'
 
 
 def _log_failure(reason: str, e: Exception):
@@ -41,7 +41,7 @@ def _log_failure(reason: str, e: Exception):
     else: log.exception('%s', reason)
 
 
-def load_model(settings: Settings, ref: str | int | None # a version, an alias, or None for the newest accepted
+def load_model(settings: Settings, ref: str | int | None # a version, an alias, or None for the default (production, else the newest accepted)
               ) -> tuple[Registry | None, ServedModel | None, str | None]:
     "(registry, model, None) or, when the model cannot be loaded, (registry or None, None, the reason); never raises."
     registry = None

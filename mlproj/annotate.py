@@ -396,7 +396,7 @@ def _model(settings):
     from mlproj.store import Store
     try:
         reg = Registry(Store(settings.store_url))
-        b = reg.load('production') if 'production' in reg.index().get('aliases', {}) else reg.load()
+        b = reg.load() # the default: production, else the newest accepted
     except Exception: return None
     return b, Predictor(b.onnx)
 

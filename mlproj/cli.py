@@ -295,7 +295,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = add('serve', cmd_serve, 'Serve the model over HTTP (FastAPI app in deploy/, run by uvicorn).')
     s.add_argument('--host', help='default: settings.ini [serving] host')
     s.add_argument('--port', type=int, help='default: settings.ini [serving] port')
-    s.add_argument('--model', help='version number or alias (default: [serving] model, else the newest accepted version)')
+    s.add_argument('--model', help='version number or alias (default: [serving] model, else production, else the newest accepted version)')
     s.add_argument('--workers', type=int, default=1, help='server processes on the same port, each with [serving] threads '
                    'onnxruntime threads (default 1); /metrics adds up all of them')
     s = add('demo', cmd_demo, 'Run the whole pipeline: data, train, evaluate, register, then serve the model and query it over HTTP.', jobs=True, job='train')

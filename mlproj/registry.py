@@ -186,17 +186,17 @@ class Registry:
 
     # -- reading versions
 
-    def resolve(self, ref:str|int|None=None, # a version number, an alias, or None/'' for the newest accepted version
+    def resolve(self, ref:str|int|None=None, # a version number, an alias, or None/'' for the default: production, else the newest accepted version
                 idx:dict|None=None # the index, if already read
                ) -> int:
         "The version number `ref` names."
         idx = idx or self.index()
         if not idx['versions']: raise RegistryError(f'no model is registered in {self.store.url}: run `mlproj register` first')
-        if ref in (None, ''):
+        if ref in (None, '') and 'production' not in idx['aliases']: # before the first release: the newest accepted
             ok = [int(v) for v, e in idx['versions'].items() if e.get('accepted') is True]
             if not ok: raise RegistryError('no registered version passed acceptance; name one explicitly to serve it anyway')
             return max(ok)
-        ref = str(ref)
+        ref = 'production' if ref in (None, '') else str(ref) # once it is set, registering a version moves nothing served
         if ref in idx['aliases']:
             t = idx['aliases'][ref]
             where = self._p('index.json')

@@ -122,3 +122,23 @@ def test_admin_endpoints_need_a_token_and_reload_on_demand(trained, tmp_path):
         assert reg.history('production')[-1]['by'] == 'ops'
         r = c.post('/admin/promote', headers=auth, json={'version': 9})
         assert r.status_code == 409 and 'version' in r.json()['detail'], r.text
+
+
+def test_the_default_model_follows_production_not_registration(trained, tmp_path):
+    "[serving] model empty: before any release the newest accepted version; once production is set, only a promotion moves it."
+    settings, run_dir, ev = trained
+    shutil.copytree(Path(settings.store_url) / 'models', tmp_path / 'store' / 'models')
+    reg = Registry(Store(str(tmp_path / 'store')))
+    passed = dict(ev, acceptance=dict(ev['acceptance'], passed=True, failures=[]))
+    register = lambda: reg.register(run_dir, passed, train_run='train-fixture', eval_run='eval-fixture', # noqa: E731
+                                    code_version={'commit': None, 'dirty': None})
+    s = make_settings(tmp_path, MLPROJ_SERVING_MODEL='', MLPROJ_SERVING_RELOAD_SECONDS='0')
+    with TestClient(create_app(s)) as c:
+        def serving():
+            c.app.state.reloader.check(force=True) # what the poll does when the index changes
+            return c.post('/predict', json=PIXELS).json()['model_version']
+        assert register() == 2 and serving() == 2 # no release yet: the newest accepted
+        reg.set_alias('production', 2, by='test', reason='first release')
+        assert register() == 3 and serving() == 2 # registered and accepted, not promoted: nothing served changes
+        reg.set_alias('production', 3, by='test', reason='second release')
+        assert serving() == 3
