@@ -16,7 +16,7 @@ from starlette.concurrency import run_in_threadpool
 from mlproj import __version__
 from mlproj.settings import Settings, load_settings
 
-from .limits import BodyLimit, Guard, Workers, return_large_blocks
+from .limits import BodyLimit, Guard, RateLimit, Workers, return_large_blocks
 from .observe import observe
 from .routes import admin, corrections, health, jobs, models, pages, predict, reports, score
 from .schemas import document_refusals
@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 
 
 def create_app(settings: Settings, # the project's settings, built once by the caller
-               model_ref: str | int | None = None # version or alias; default: [serving] model, else newest accepted
+               model_ref: str | int | None = None # version or alias; default: [serving] model, else production, else newest accepted
               ) -> FastAPI:
     "The API app. Its model loads at startup; if that fails, /health still answers and /ready and /predict say why."
     ref = model_ref or settings.serving.model or None
@@ -53,6 +53,7 @@ def create_app(settings: Settings, # the project's settings, built once by the c
     app.state.model_error = 'no model is loaded: the application has not started (its lifespan has not run)'
     app.state.reload_error = None
     app.state.workers = Workers(settings.serving.decode_threads) # CPU work off the event loop, bounded
+    app.state.corrections_limit = RateLimit(settings.serving.corrections_per_minute) # the public page's writes
     return_large_blocks() # so that peak memory is what is live, bounded by settings.ini, not what malloc kept
     app.add_middleware(BodyLimit, max_bytes=settings.serving.max_body_bytes)
     app.add_middleware(Guard, max_concurrent=settings.serving.max_concurrent, body_timeout=settings.serving.body_timeout)

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import logging
+import time
+from collections import OrderedDict
 
 import anyio
 import anyio.to_thread
@@ -11,7 +13,7 @@ from starlette.requests import ClientDisconnect
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ['BodyTooLarge', 'BodyLimit', 'BodyTimeout', 'Guard', 'Workers', 'return_large_blocks']
+__all__ = ['BodyTooLarge', 'BodyLimit', 'BodyTimeout', 'Guard', 'Workers', 'RateLimit', 'return_large_blocks']
 
 log = logging.getLogger(__name__)
 
@@ -132,3 +134,22 @@ class Workers:
     async def run(self, fn, *args):
         if self._limiter is None: self._limiter = anyio.CapacityLimiter(self.n) # made inside the running event loop
         return await anyio.to_thread.run_sync(fn, *args, limiter=self._limiter)
+
+
+class RateLimit:
+    """At most `per_minute` events a client, in bursts of as many: a token bucket per client, in this process (each
+    worker counts its own). The least recently seen clients are forgotten past `clients`, so memory stays bounded.
+    Not thread-safe: call it from the event loop. 0 a minute: no limit."""
+    def __init__(self, per_minute: int, clients: int = 10_000):
+        self.per_minute, self.clients = per_minute, clients
+        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict() # client -> (tokens, when counted)
+
+    def wait(self, client: str, now: float | None = None) -> float:
+        "0 when `client` may go on now (one token taken); else the seconds until it may, and nothing is taken."
+        if self.per_minute <= 0: return 0.0
+        now = time.monotonic() if now is None else now
+        tokens, then = self._buckets.pop(client, (float(self.per_minute), now))
+        tokens = min(float(self.per_minute), tokens + (now - then) * self.per_minute / 60)
+        self._buckets[client] = (tokens - 1, now) if tokens >= 1 else (tokens, now)
+        if len(self._buckets) > self.clients: self._buckets.popitem(last=False)
+        return 0.0 if tokens >= 1 else (1 - tokens) * 60 / self.per_minute

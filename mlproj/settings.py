@@ -67,7 +67,7 @@ class Serving:
     "The API server and its limits."
     host: str = '127.0.0.1'
     port: int = 8000
-    model: str = '' # a version number or an alias; empty: the newest version that passed acceptance
+    model: str = '' # a version number or an alias; empty: production, else (before any release) the newest version that passed acceptance
     max_body_bytes: int = 4_000_000
     max_batch: int = 256
     max_image_side: int = 4096
@@ -81,6 +81,7 @@ class Serving:
     reload_seconds: float = 1.0 # how often the server asks the registry whether the model it serves has moved; 0: never
     corrections: bool = True # the demo page's "it was a _" (POST /corrections) stores drawings as raw items; false: 403
     max_correction_bytes: int = 1_000_000 # a correction's image file larger than this is refused with 413
+    corrections_per_minute: int = 30 # corrections one client address may send a minute (bursts of as many); more get 429; 0: no limit
 
 @dataclass(frozen=True)
 class Queue:

@@ -128,6 +128,29 @@ def test_a_correction_larger_than_the_limit_is_refused_with_413(trained, tmp_pat
     assert 'max_correction_bytes' in detail(r, 413)
 
 
+def test_corrections_per_minute_bound_each_client_and_keep_nothing_past_it(trained, tmp_path):
+    s = make_settings(tmp_path, MLPROJ_PATHS_STORE=str(tmp_path / 'store'), MLPROJ_SERVING_CORRECTIONS_PER_MINUTE='2')
+    with TestClient(create_app(s)) as c:
+        post = lambda seed: c.post('/corrections', files={'file': ('d.png', drawing(7, seed), 'image/png')}, data={'label': '7'}) # noqa: E731
+        assert [post(i).status_code for i in range(2)] == [201, 201]
+        r = post(2)
+        assert 'corrections_per_minute' in detail(r, 429) and 25 <= int(r.headers['retry-after']) <= 30, r.headers
+        assert len(list_corrections(Store(s.store_url))) == 2 # the refused one is not kept
+        assert c.post('/predict', files={'files': ('d.png', drawing(), 'image/png')}).status_code == 200 # /predict is not bounded
+
+
+def test_rate_limit_refills_per_client_and_forgets_the_least_recent():
+    from deploy.limits import RateLimit
+    limit = RateLimit(3, clients=2)
+    assert [limit.wait('a', now=0) for _ in range(3)] == [0, 0, 0]
+    assert limit.wait('a', now=0) == 20 # a token comes back every 60/3 s
+    assert limit.wait('b', now=0) == 0 # another client has its own
+    assert limit.wait('a', now=10) == 10 and limit.wait('a', now=20) == 0 and limit.wait('a', now=20) > 0
+    limit.wait('c', now=21) # a third client: the least recent (b) is forgotten, a is kept
+    assert set(limit._buckets) == {'a', 'c'}
+    assert all(RateLimit(0).wait('a', now=0) == 0 for _ in range(100)) # 0: no limit
+
+
 def test_corrections_off_hides_the_buttons_and_refuses_with_403(trained, tmp_path):
     s = make_settings(tmp_path, MLPROJ_PATHS_STORE=str(tmp_path / 'store'), MLPROJ_SERVING_CORRECTIONS='false')
     with TestClient(create_app(s)) as c:

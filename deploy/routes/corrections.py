@@ -5,6 +5,8 @@ joins the service-like evaluation set the next time it is built (never training)
 on, the feedback annotation project (`mlproj.annotate.capture_feedback`)."""
 from __future__ import annotations
 
+import math
+
 from fastapi import APIRouter, HTTPException, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
@@ -36,6 +38,7 @@ _ERRORS = {code: {'model': ErrorDetail, 'description': d} for code, d in [
     (403, 'corrections are turned off on this server ([serving] corrections = false)'),
     (413, 'the file is larger than [serving] max_correction_bytes, or over the image limits of [serving]'),
     (415, 'not multipart/form-data'),
+    (429, 'more than [serving] corrections_per_minute from this client address; Retry-After says when to try again'),
     (422, "no 'label', a label that is not a digit 0-9, no 'file', a file that is not an image or holds no digit, "
           'or an unexpected field; the detail says which')]}
 
@@ -78,10 +81,15 @@ async def correct(request: Request, settings: SettingsDep, model: MaybeModelDep)
     """Keep a drawing with the digit it really was: a raw item with its label and provenance (source demo, time, user
     agent, the model version that answered and its answer), added to the service-like evaluation set (never training)
     and, with `[annotate] feedback` on, to the feedback annotation project. No token: the demo page is public;
-    `[serving] corrections = false` turns it off (403)."""
+    `[serving] corrections = false` turns it off (403); `[serving] corrections_per_minute` bounds each client (429)."""
     serving = settings.serving
     if not serving.corrections:
         raise HTTPException(403, 'corrections are turned off on this server ([serving] corrections = false)')
+    client = request.client.host if request.client else 'unknown'
+    if (wait := request.app.state.corrections_limit.wait(client)):
+        raise HTTPException(429, f'more than {serving.corrections_per_minute} corrections a minute from {client} '
+                                 f'([serving] corrections_per_minute): try again in {math.ceil(wait)} s',
+                            headers={'Retry-After': str(math.ceil(wait))})
     name, data, label = await _form(request, serving.max_correction_bytes)
     label = _label(label)
     if not data: raise HTTPException(422, f"'file' ({name!r}) is empty: {SEND}")
