@@ -77,10 +77,21 @@ def _write_json(path:Path, obj):
     tmp.write_text(json.dumps(obj, indent=1, default=str))
     os.replace(tmp, path)
 
-def _to_html(nb_path:Path) -> Path:
-    import nbformat
+def _html_exporter():
+    "nbconvert's HTML exporter, once used on a small notebook: its imports, templates and highlighter loaded (1 s cold)."
     from nbconvert import HTMLExporter
-    html, _ = HTMLExporter(template_name='lab').from_notebook_node(nbformat.read(nb_path, as_version=4))
+    from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+    exporter = HTMLExporter(template_name='lab')
+    exporter.from_notebook_node(new_notebook(cells=[new_markdown_cell('*a*'), new_code_cell('a = 1')]))
+    return exporter
+
+def _to_html(nb_path:Path, exporter=None # an `_html_exporter()` made beforehand (run_job makes it while the kernel works)
+            ) -> Path:
+    import nbformat
+    if exporter is None:
+        from nbconvert import HTMLExporter
+        exporter = HTMLExporter(template_name='lab')
+    html, _ = exporter.from_notebook_node(nbformat.read(nb_path, as_version=4))
     out = nb_path.with_suffix('.html')
     out.write_text(html, encoding='utf-8')
     return out
@@ -237,8 +248,9 @@ def run_job(settings, # the project's `Settings`
                 started=utc_now(), state='running')
     _write_json(run_dir/'run.json', info)
     out, error = run_dir/f'{job}.ipynb', None
-    # the HTML report's nbconvert (0.5 s) is imported while the kernel works
-    threading.Thread(target=__import__, args=('nbconvert',), daemon=True).start()
+    # the HTML report's exporter is made ready while the kernel works (its first use costs 1 s: imports, templates)
+    ready = {}
+    threading.Thread(target=lambda: ready.setdefault('exporter', _html_exporter()), daemon=True, name='html-report').start()
     execute = lambda: pm.execute_notebook(str(src), str(out), parameters=params, cwd=str(settings.root), progress_bar=progress,
                                           log_output=log_output, kernel_name='python3',
                                           extra_arguments=['--IPKernelApp.log_level=ERROR'], # no TCP-encryption banner
@@ -253,7 +265,7 @@ def run_job(settings, # the project's `Settings`
         _write_json(run_dir/'run.json', info)
         write_index(settings)
         raise
-    html = _to_html(out) if out.exists() else None
+    html = _to_html(out, ready.get('exporter')) if out.exists() else None
     info.update(state='failed' if error else 'done', error=error, finished=utc_now(), notebook=out.name, report=html and html.name)
     _write_json(run_dir/'run.json', info)
     write_index(settings)
