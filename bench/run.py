@@ -170,7 +170,7 @@ def main(argv=None):
     os.environ.setdefault('WANDB_SILENT', 'true')
     from mlproj.data import benchmark_version
     r = dict(meta=dict(date=datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC'), commit=git('rev-parse', '--short', 'HEAD') or None,
-                       dirty=bool(git('status', '--porcelain', '--untracked-files=no')), cores=os.cpu_count(),
+                       dirty=bool(git('status', '--porcelain', '--untracked-files=no', '--', '.', ':!reports/bench')), cores=os.cpu_count(), # dirty: its own output aside
                        loadavg=' '.join(f'{v:.1f}' for v in os.getloadavg()), seconds=SECONDS, rounds=ROUNDS,
                        load_tool='wrk' if shutil.which('wrk') else 'an async httpx client', python=platform.python_version(), note=NOTE))
     with tempfile.TemporaryDirectory(prefix='mlproj-bench-') as tmp:
