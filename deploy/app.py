@@ -20,7 +20,7 @@ from .limits import BodyLimit, Guard, RateLimit, Workers, return_large_blocks
 from .observe import observe
 from .routes import admin, corrections, health, jobs, models, pages, predict, reports, score
 from .schemas import document_refusals
-from .serving import Reloader, load_model
+from .serving import Gather, Reloader, load_model
 
 __all__ = ['create_app', 'app_from_env']
 
@@ -53,6 +53,7 @@ def create_app(settings: Settings, # the project's settings, built once by the c
     app.state.model_error = 'no model is loaded: the application has not started (its lifespan has not run)'
     app.state.reload_error = None
     app.state.workers = Workers(settings.serving.decode_threads) # CPU work off the event loop, bounded
+    app.state.gather = Gather() # small batches read in the same turn of the event loop: one model call
     app.state.corrections_limit = RateLimit(settings.serving.corrections_per_minute) # the public page's writes
     return_large_blocks() # so that peak memory is what is live, bounded by settings.ini, not what malloc kept
     app.add_middleware(BodyLimit, max_bytes=settings.serving.max_body_bytes)

@@ -203,7 +203,7 @@ async def predict(request: Request):
     elif media_type == _NPY: x = _parse_binary(npy_batch, await _body(request), serving.max_batch)
     elif media_type == b'multipart/form-data': x = await _from_upload(request, serving)
     else: raise HTTPException(415, f"unsupported content type {media_type.decode('latin-1') or 'none'!r}: {SEND}")
-    probs = model.predictor.probabilities(x) if len(x) <= INLINE_IMAGES else \
+    probs = await state.gather.probabilities(model, x) if len(x) <= INLINE_IMAGES else \
         await state.workers.run(model.predictor.probabilities, x) # a large batch: off the event loop
     if settings.annotate.feedback: await run_in_threadpool(capture_unsure, settings, x, probs) # opt-in: [annotate] feedback
     labels = probs.argmax(1).tolist()
