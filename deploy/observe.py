@@ -40,6 +40,9 @@ class Metrics:
         self.latency = Histogram('mlproj_http_request_duration_seconds', 'Time from a request to the end of its response',
                                  ['route', 'method', 'status'], buckets=_BUCKETS, registry=r)
         self.predictions = Counter('mlproj_predictions', 'Digits answered by /predict, by predicted label', ['label'], registry=r)
+        self.shared = Histogram('mlproj_model_call_requests', 'Requests answered by each model call of /predict for small '
+                                'batches (those read in the same turn of the event loop share one call)',
+                                buckets=(1, 2, 4, 8, 16, 32), registry=r)
         self.version = Gauge('mlproj_model_version', 'The model version this process serves (0: none)', registry=r,
                              multiprocess_mode='liveall')
         self.swaps = Counter('mlproj_model_reloads', 'Swaps to another model version while serving', registry=r)

@@ -110,8 +110,10 @@ class Gather:
     of the loop, so after `probe` turns in a row in which nobody joined, only one request in `every` yields (until one
     is joined again). Every request is checked on its own before it joins; a request on another model (a hot reload in
     between) or past `max_images` starts a group of its own."""
-    def __init__(self, max_images: int = 64, probe: int = 4, every: int = 16):
-        self.max_images, self.probe, self.every = max_images, probe, every
+    def __init__(self, max_images: int = 64, probe: int = 4, every: int = 16,
+                 on_call=None # called with the number of requests each model call answered (the app's metrics)
+                ):
+        self.max_images, self.probe, self.every, self.on_call = max_images, probe, every, on_call or (lambda n: None)
         self._open, self.alone = None, 0 # the group taking joiners now; turns in a row nobody joined
 
     async def probabilities(self, model: ServedModel, x):
@@ -119,13 +121,16 @@ class Gather:
         if group is not None and group.model is model and group.n + len(x) <= self.max_images:
             return await group.join(x)
         self.alone += 1
-        if self.alone > self.probe and self.alone % self.every: return model.predictor.probabilities(x) # quiet: no turn
+        if self.alone > self.probe and self.alone % self.every: # quiet: no turn
+            self.on_call(1)
+            return model.predictor.probabilities(x)
         group = self._open = _Group(model, x)
         cancelled = None
         try: await asyncio.sleep(0)
         except asyncio.CancelledError as e: cancelled = e # the others still get their answers below
         if self._open is group: self._open = None
         if len(group.xs) > 1: self.alone = 0
+        self.on_call(len(group.xs))
         probs = group.run()
         if cancelled: raise cancelled
         return probs

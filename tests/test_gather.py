@@ -3,6 +3,7 @@
 
 The model is the fixture's real one (onnxruntime); the wrapper only counts its calls."""
 import asyncio
+import re
 
 import httpx
 import numpy as np
@@ -49,9 +50,10 @@ def test_requests_of_one_turn_share_one_model_call_and_each_gets_its_own_rows(se
     model, X = served
     parts = [X[0:1], X[1:4], X[4:5], X[5:13], X[13:14]] # 1, 3, 1, 8 and 1 images
     model.predictor.calls.clear()
-    gather = Gather()
+    shared = []
+    gather = Gather(on_call=shared.append)
     answers = run(*(gather.probabilities(model, x) for x in parts))
-    assert model.predictor.calls == [14] # one call on every image of the turn
+    assert model.predictor.calls == [14] and shared == [5] # one call on every image of the turn, for 5 requests
     for x, probs in zip(parts, answers):
         assert probs.shape == (len(x), 10)
         np.testing.assert_allclose(probs, alone(model, x), atol=1e-6)
@@ -135,4 +137,10 @@ def test_concurrent_clients_over_http_each_get_the_answer_for_their_own_images(t
         async with httpx.AsyncClient(base_url=url, limits=httpx.Limits(max_connections=32), timeout=30) as http:
             await asyncio.gather(*(client(http, k) for k in range(32)))
 
-    with uvicorn_server(env) as srv: asyncio.run(main(srv.url))
+    with uvicorn_server(env) as srv:
+        asyncio.run(main(srv.url))
+        metrics = httpx.get(f'{srv.url}/metrics').text
+    # every request was answered by exactly one model call: the calls' requests add up to the 192 sent
+    count = lambda name: float(re.search(rf'^{name} (\S+)$', metrics, re.M).group(1))
+    assert count('mlproj_model_call_requests_sum') == 32 * 6
+    assert 1 <= count('mlproj_model_call_requests_count') <= 32 * 6
