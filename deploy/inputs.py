@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 
 import numpy as np
 import orjson
@@ -13,7 +14,7 @@ import orjson
 from mlproj.preprocess import MAX_COUNT, InputError, decode_image, to_model_input
 from mlproj.settings import Serving
 
-__all__ = ['TooManyImages', 'Unreadable', 'too_many', 'loads_json', 'pixels_batch', 'npy_batch', 'raw_batch', 'images_batch']
+__all__ = ['TooManyImages', 'Unreadable', 'too_many', 'loads_json', 'json_batch', 'counts_json', 'pixels_batch', 'npy_batch', 'raw_batch', 'images_batch']
 
 _FORMS = 'one image as 64 counts or as 8 rows of 8 counts, or a list of such images (n x 64 or n x 8 x 8)'
 
@@ -106,6 +107,61 @@ def pixels_batch(body, # a parsed JSON body: {"pixels": ...}
         if a is not None and a.ndim and a.size: return _batch(a.view(np.uint16), max_batch, 'pixels') # no sign: one reduction
     # true and false are the only JSON tokens with a t or an f (outside strings, which the walk refuses anyway)
     return _batch(_as_array(body['pixels'], rest is None or b't' in rest or b'f' in rest), max_batch, 'pixels')
+
+
+_PREFIX, _WS, _DIGITS = re.compile(rb'[ \t\n\r]*\{[ \t\n\r]*"pixels"[ \t\n\r]*:'), b' \t\n\r', b'0123456789'
+_ROW, _IMAGE = b'[' + b',' * 63 + b']', b'[' + b','.join([b'[,,,,,,,]'] * 8) + b']' # 64 counts, 8 x 8: numbers left out
+
+
+def counts_json(raw: bytes # a JSON body's text
+               ) -> np.ndarray | None:
+    """The pixels of the usual body, `{"pixels": ...}` holding unsigned integers of at most two digits in one of the four
+    shapes, read straight from the text by numpy (18 ns a count at 256 images, against 43 ns for orjson and numpy's list
+    conversion); None for any other body, valid JSON or not: the general path then reads it and says what is wrong.
+    What it returns is exactly what orjson and `pixels_batch` would make of the same text (as uint8)."""
+    if raw.translate(None, _COUNTS_TEXT) != _COUNTS_ONLY: return None
+    m, end = _PREFIX.match(raw), len(raw.rstrip(_WS))
+    if m is None or raw[end - 1:end] != b'}': return None
+    mid = raw[m.end():end - 1] # the pixels: digits, brackets, commas and whitespace
+    b = np.frombuffer(mid, np.uint8)
+    if not len(b) or ((b[:-1] - np.uint8(48) < 10) & (b[1:] <= 32)).any(): return None # whitespace after a digit
+    text = mid.translate(None, _WS) # no whitespace left inside a number: drop it all
+    c = np.frombuffer(text + b'\0', np.uint8) # a last byte that is nothing of the above
+    d = c - np.uint8(48) # a digit's value; brackets, commas and the last byte wrap round to 10 or more
+    isd = d < 10
+    last = isd[:-1] & ~isd[1:] # each number's last digit
+    opens, closes = (c == 91) | (c == 44), (c == 44) | (c == 93) # [ or , before a number; , or ] after it
+    pair = isd[:-1] & isd[1:]
+    if (last & ~closes[1:]).any() or (opens[:-1] & closes[1:]).any() or (pair[:-1] & isd[2:]).any() \
+            or (pair & (d[:-1] == 0)).any():
+        return None # a number not followed by , or ]; no number between [ or , and , or ]; three digits; a leading zero
+    at = np.flatnonzero(last)
+    k, extra = divmod(len(at), 64)
+    if extra or not k: return None
+    # the brackets and commas must be those of one of the shapes; then, with no place for a number left empty, each of
+    # the 64 k places holds one number and there are no others
+    skeleton = text.translate(None, _DIGITS)
+    if skeleton == b'[' + b','.join([_ROW] * k) + b']': shape = (k, 64)
+    elif skeleton == b'[' + b','.join([_IMAGE] * k) + b']': shape = (k, 8, 8)
+    elif skeleton == _ROW: shape = (64,)
+    elif skeleton == _IMAGE: shape = (8, 8)
+    else: return None
+    tens = at - 1 # the digit before a number's last, if it has two (the text starts with a bracket: at >= 1)
+    return (d[at] + np.where(isd[tens], d[tens] * np.uint8(10), np.uint8(0))).reshape(shape)
+
+
+FAST_JSON_BYTES = 4096 # below this (16 images), orjson and numpy's list conversion are as fast
+
+
+def json_batch(raw: bytes, # a JSON body's text
+               max_batch: int # the most images accepted
+              ) -> np.ndarray:
+    "(n, 8, 8) float32 model inputs for a JSON body: the usual large body read from its text by `counts_json`, any other parsed by orjson and checked by `pixels_batch`. Unreadable: not JSON; InputError: JSON, but not pixels."
+    a = counts_json(raw) if len(raw) > FAST_JSON_BYTES else None
+    if a is not None: return _batch(a, max_batch, 'pixels')
+    try: body = loads_json(raw)
+    except (ValueError, RecursionError) as e: raise Unreadable(f'the body is not valid JSON ({e})') from None
+    return pixels_batch(body, max_batch, raw)
 
 
 def _batch(a: np.ndarray, max_batch: int, what: str) -> np.ndarray:

@@ -16,7 +16,7 @@ from mlproj.annotate import capture_unsure
 from mlproj.preprocess import InputError
 from mlproj.settings import Serving
 
-from ..inputs import TooManyImages, Unreadable, images_batch, loads_json, npy_batch, pixels_batch, raw_batch, too_many
+from ..inputs import TooManyImages, Unreadable, images_batch, json_batch, npy_batch, raw_batch, too_many
 from ..schemas import ErrorDetail, PixelsRequest, PredictResponse
 
 router = APIRouter(tags=['predict'])
@@ -63,21 +63,15 @@ def _refuse(e: InputError) -> HTTPException:
     return HTTPException(413 if isinstance(e, TooManyImages) else 422, str(e))
 
 
-INLINE_BYTES = 32 * 1024 # JSON bodies larger than this are parsed on a worker thread, not on the event loop
+INLINE_BYTES = 256 * 1024 # larger JSON bodies are parsed on a worker thread: smaller ones cost less to parse than the hop there
 INLINE_IMAGES = 64 # larger batches run the model on a worker thread: the event loop reads the next request meanwhile
 
 
-def _parse_json(body: bytes, max_batch: int):
-    try: obj = loads_json(body)
-    except (ValueError, RecursionError) as e:
-        raise HTTPException(400, f'the body is not valid JSON ({e}): {SEND}') from None
-    try: return pixels_batch(obj, max_batch, body)
-    except InputError as e: raise _refuse(e) from None
-
-
-def _parse_binary(parse, body: bytes, max_batch: int):
+def _parse(parse, # json_batch, raw_batch or npy_batch
+           body: bytes, max_batch: int):
+    "The model inputs `parse` reads from `body`, or the HTTPException that says what to fix."
     try: return parse(body, max_batch)
-    except Unreadable as e: raise HTTPException(400, str(e)) from None
+    except Unreadable as e: raise HTTPException(400, f'{e}: {SEND}' if parse is json_batch else str(e)) from None
     except InputError as e: raise _refuse(e) from None
 
 
@@ -89,8 +83,8 @@ async def _body(request: Request) -> bytes:
 
 async def _from_json(request: Request, serving: Serving):
     body = await _body(request)
-    if len(body) <= INLINE_BYTES: return _parse_json(body, serving.max_batch)
-    return await request.app.state.workers.run(_parse_json, body, serving.max_batch)
+    if len(body) <= INLINE_BYTES: return _parse(json_batch, body, serving.max_batch)
+    return await request.app.state.workers.run(_parse, json_batch, body, serving.max_batch)
 
 
 async def _from_upload(request: Request, serving: Serving):
@@ -199,8 +193,8 @@ async def predict(request: Request):
     settings = state.settings
     serving = settings.serving
     if media_type == b'application/json' or media_type.endswith(b'+json'): x = await _from_json(request, serving)
-    elif media_type == _RAW: x = _parse_binary(raw_batch, await _body(request), serving.max_batch)
-    elif media_type == _NPY: x = _parse_binary(npy_batch, await _body(request), serving.max_batch)
+    elif media_type == _RAW: x = _parse(raw_batch, await _body(request), serving.max_batch)
+    elif media_type == _NPY: x = _parse(npy_batch, await _body(request), serving.max_batch)
     elif media_type == b'multipart/form-data': x = await _from_upload(request, serving)
     else: raise HTTPException(415, f"unsupported content type {media_type.decode('latin-1') or 'none'!r}: {SEND}")
     probs = await state.gather.probabilities(model, x) if len(x) <= INLINE_IMAGES else \
