@@ -128,7 +128,7 @@ class Guard:
 
 
 class Workers:
-    "A bounded thread pool for CPU work off the event loop (decoding images, parsing large bodies): at most `n` at once."
+    "A bounded thread pool for work off the event loop (decoding images, parsing large bodies, database saves): at most `n` at once."
     def __init__(self, n: int): self.n, self._limiter = n, None
 
     async def run(self, fn, *args):
