@@ -137,9 +137,8 @@ def summary_markdown(s:dict) -> str:
 def _say(msg:str): print(f'[predict] {msg}', flush=True)
 
 def cmd_predict(args, settings):
-    from mlproj.cli import _job_parameters
-    from mlproj.jobs import read_run, run_job
-    params = _job_parameters(settings, 'predict', args.p)
+    from mlproj.jobs import job_parameters, read_run, run_job
+    params = job_parameters(settings, 'predict', args.p)
     for name in ('dataset_version', 'folder', 'model', 'split'):
         if getattr(args, name) is not None: params[name] = getattr(args, name)
     if params.get('folder'): params['folder'] = str(Path(params['folder']).expanduser().resolve()) # from where the command runs

@@ -12,47 +12,20 @@ from pathlib import Path
 from .settings import load_settings
 
 # %% auto #0
-__all__ = ['EXIT_ERROR', 'EXIT_USAGE', 'EXIT_REJECTED', 'STAGES', 'parse_value', 'cmd_train', 'cmd_evaluate', 'cmd_register',
-           'cmd_models', 'cmd_promote', 'cmd_serve', 'cmd_demo', 'build_parser', 'main']
+__all__ = ['EXIT_ERROR', 'EXIT_USAGE', 'EXIT_REJECTED', 'STAGES', 'cmd_train', 'cmd_evaluate', 'cmd_register', 'cmd_models',
+           'cmd_promote', 'cmd_serve', 'cmd_demo', 'build_parser', 'main']
 
 # %% ../nbs/90_cli.ipynb #7a79cf63
 EXIT_ERROR, EXIT_USAGE, EXIT_REJECTED = 1, 2, 3
 
-def parse_value(text:str, typ:str|None=None # the parameter's annotated type (str, int, float, bool); None: guess as papermill does
-               ):
-    "A -p value as the job notebook's parameter declares it; 'none' is None for any type."
-    low = text.strip().lower()
-    if low in ('none', 'null'): return None
-    if typ == 'str': return text
-    if typ == 'bool' or (typ is None and low in ('true', 'false')):
-        if low in ('true', 'yes', '1'): return True
-        if low in ('false', 'no', '0'): return False
-        raise ValueError(f'{text!r} is not a bool (true or false)')
-    casts = {'int': [int], 'float': [float]}.get(typ, [int, float])
-    for cast in casts:
-        try: return cast(text)
-        except ValueError: pass
-    if typ in ('int', 'float'): raise ValueError(f'{text!r} is not {"an" if typ == "int" else "a"} {typ}')
-    return text
 
 # %% ../nbs/90_cli.ipynb #a10a1f00
-def _job_parameters(settings, job:str, pairs:list) -> dict:
-    "`-p KEY VALUE` pairs checked against the job notebook's parameters cell."
-    import papermill as pm
-    known = pm.inspect_notebook(str(settings.root/'nbs'/'jobs'/f'{job}.ipynb'))
-    params = {}
-    for key, value in pairs or []:
-        if key not in known: raise ValueError(f"the {job} job has no parameter {key!r}; it takes: {', '.join(known)}")
-        try: params[key] = parse_value(value, known[key].get('inferred_type_name'))
-        except ValueError as e: raise ValueError(f'-p {key}: {e}') from None
-    return params
-
 def _say(step:str, msg:str): print(f'[{step}] {msg}', flush=True)
 
 def _train(settings, pairs, dataset_version=None, quiet=False) -> Path:
     from mlproj.data import announce_benchmark
-    from mlproj.jobs import run_job, read_run
-    params = _job_parameters(settings, 'train', pairs)
+    from mlproj.jobs import job_parameters, run_job, read_run
+    params = job_parameters(settings, 'train', pairs)
     if 'dataset_version' not in params: params['dataset_version'] = dataset_version or announce_benchmark(settings)
     _say('train', f"running nbs/jobs/train.ipynb with {json.dumps(params)}")
     run = run_job(settings, 'train', params, progress=not quiet)
@@ -63,8 +36,8 @@ def _train(settings, pairs, dataset_version=None, quiet=False) -> Path:
 def cmd_train(args, settings): _train(settings, args.p, args.dataset_version, args.quiet)
 
 def _evaluate(settings, pairs, train_run=None, quiet=False) -> tuple[Path, bool]:
-    from mlproj.jobs import run_job, read_run
-    params = _job_parameters(settings, 'evaluate', pairs)
+    from mlproj.jobs import job_parameters, run_job, read_run
+    params = job_parameters(settings, 'evaluate', pairs)
     if train_run: params['train_run'] = train_run
     run = run_job(settings, 'evaluate', params, progress=not quiet)
     m = read_run(run)['metrics']

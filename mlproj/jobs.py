@@ -15,7 +15,7 @@ from .settings import to_env
 
 # %% auto #0
 __all__ = ['RUN_STATES', 'JobFailed', 'code_version', 'new_run_id', 'runs_dir', 'find_run', 'read_run', 'index_row', 'index_html',
-           'write_index', 'run_job', 'mark_run']
+           'write_index', 'run_job', 'mark_run', 'parse_value', 'job_signature', 'check_parameters', 'job_parameters']
 
 # %% ../nbs/09_jobs.ipynb #6c652871
 class JobFailed(RuntimeError):
@@ -287,3 +287,65 @@ def mark_run(run_dir:Path, # a run folder
     _write_json(path, info)
     _write_index_at(Path(run_dir).parent.parent) # reports/runs/<id>: the index shows the new state
     return True
+
+# %% ../nbs/09_jobs.ipynb #2d2c65b1
+def parse_value(text:str, typ:str|None=None # the parameter's annotated type (str, int, float, bool); None: guess as papermill does
+               ):
+    "A -p value as the job notebook's parameter declares it; 'none' is None for any type."
+    low = text.strip().lower()
+    if low in ('none', 'null'): return None
+    if typ == 'str': return text
+    if typ == 'bool' or (typ is None and low in ('true', 'false')):
+        if low in ('true', 'yes', '1'): return True
+        if low in ('false', 'no', '0'): return False
+        raise ValueError(f'{text!r} is not a bool (true or false)')
+    casts = {'int': [int], 'float': [float]}.get(typ, [int, float])
+    for cast in casts:
+        try: return cast(text)
+        except ValueError: pass
+    if typ in ('int', 'float'): raise ValueError(f'{text!r} is not {"an" if typ == "int" else "a"} {typ}')
+    return text
+
+_signatures = {}
+def job_signature(settings, kind:str) -> dict:
+    "Parameter name -> declared type name (None when not annotated) of the job notebook `nbs/jobs/<kind>.ipynb`, `run_dir` aside (`run_job` sets it)."
+    jobs = settings.root/'nbs'/'jobs'
+    nb = jobs/f'{kind}.ipynb'
+    if not isinstance(kind, str) or '/' in kind or not nb.is_file():
+        raise ValueError(f"unknown job {kind!r}; jobs: {', '.join(sorted(p.stem for p in jobs.glob('*.ipynb')))}")
+    key = (str(nb), nb.stat().st_mtime_ns)
+    if key not in _signatures:
+        import papermill as pm
+        _signatures[key] = {k: v.get('inferred_type_name') for k, v in pm.inspect_notebook(str(nb)).items() if k != 'run_dir'}
+    return _signatures[key]
+
+def _check_value(name, value, typ):
+    if value is None: return None
+    ok = {'int': lambda v: type(v) is int, 'float': lambda v: type(v) in (int, float), 'bool': lambda v: type(v) is bool,
+          'str': lambda v: type(v) is str}.get(typ, lambda v: type(v) in (int, float, bool, str))
+    if not ok(value):
+        raise ValueError(f"parameter {name}: {value!r} is not {'an int' if typ == 'int' else 'a ' + (typ or 'number, string or bool')}")
+    return float(value) if typ == 'float' else value
+
+def check_parameters(settings, kind:str, # a job kind
+                     parameters:dict|None, # name -> value
+                     text:bool=False, # values are -p strings, converted by the declared types
+                     signature:dict|None=None # name -> type name, if not the job notebook's (the queue's built-in noop)
+                    ) -> dict:
+    "`parameters` checked against the job's parameters cell; raise ValueError saying what to fix."
+    sig = job_signature(settings, kind) if signature is None else signature
+    if not isinstance(parameters or {}, dict): raise ValueError('parameters must be an object of name: value')
+    out = {}
+    for name, value in (parameters or {}).items():
+        if name not in sig: raise ValueError(f"the {kind} job has no parameter {name!r}; it takes: {', '.join(sig)}")
+        if text:
+            try: out[name] = parse_value(value, sig[name])
+            except ValueError as e: raise ValueError(f'-p {name}: {e}') from None
+        else: out[name] = _check_value(name, value, sig[name])
+    return out
+
+def job_parameters(settings, kind:str, pairs:list|None # [name, value] pairs as the command line's -p gives them
+                  ) -> dict:
+    "`-p NAME VALUE` pairs checked against the job notebook's parameters cell and converted by its declared types."
+    return check_parameters(settings, kind, dict(pairs or []), text=True)
+

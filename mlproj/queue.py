@@ -11,14 +11,14 @@ from pathlib import Path
 
 from .settings import load_settings, to_env
 from .store import utc_now
+from . import jobs
 from .jobs import RUN_STATES, code_version, mark_run, new_run_id, read_run, run_job, runs_dir
 
 # %% auto #0
 __all__ = ['STATES', 'FINISHED', 'NOOP', 'RECOVER_EVERY', 'QueueUnavailable', 'JobConflict', 'data_dir', 'redis_server_binary',
-           'EmbeddedServer', 'queue_url', 'job_kinds', 'job_signature', 'check_parameters', 'JobQueue', 'process',
-           'interrupt', 'recover', 'worker_main', 'Supervisor', 'parse_grid', 'submit_sweep', 'sweep_report',
-           'rerun_plan', 'compare_metrics', 'rerun_submit', 'cmd_up', 'cmd_worker', 'cmd_submit', 'cmd_jobs',
-           'cmd_sweep', 'cmd_rerun', 'add_commands']
+           'EmbeddedServer', 'queue_url', 'job_kinds', 'job_signature', 'JobQueue', 'process', 'interrupt', 'recover',
+           'worker_main', 'Supervisor', 'parse_grid', 'submit_sweep', 'sweep_report', 'rerun_plan', 'compare_metrics',
+           'rerun_submit', 'cmd_up', 'cmd_worker', 'cmd_submit', 'cmd_jobs', 'cmd_sweep', 'cmd_rerun', 'add_commands']
 
 # %% ../nbs/30_queue.ipynb #d7a93347
 STATES = ('queued', 'running', 'done', 'failed', 'cancelled') # a job's states
@@ -97,43 +97,10 @@ def job_kinds(settings) -> list[str]:
     "The job notebooks' names, and the built-in noop."
     return sorted(p.stem for p in (settings.root/'nbs'/'jobs').glob('*.ipynb')) + ['noop']
 
-_signatures = {}
 def job_signature(settings, kind:str) -> dict:
-    "Parameter name -> declared type name (None when not annotated) of a job kind."
-    if kind == 'noop': return dict(NOOP)
-    nb = settings.root/'nbs'/'jobs'/f'{kind}.ipynb'
-    if not isinstance(kind, str) or '/' in kind or not nb.is_file():
-        raise ValueError(f"unknown job {kind!r}; jobs: {', '.join(job_kinds(settings))}")
-    key = (str(nb), nb.stat().st_mtime_ns)
-    if key not in _signatures:
-        import papermill as pm
-        _signatures[key] = {k: v.get('inferred_type_name') for k, v in pm.inspect_notebook(str(nb)).items() if k != 'run_dir'}
-    return _signatures[key]
+    "Parameter name -> declared type name of a job kind: the built-in noop's, else its notebook's (`jobs.job_signature`)."
+    return dict(NOOP) if kind == 'noop' else jobs.job_signature(settings, kind)
 
-def _check_value(name, value, typ):
-    if value is None: return None
-    ok = {'int': lambda v: type(v) is int, 'float': lambda v: type(v) in (int, float), 'bool': lambda v: type(v) is bool,
-          'str': lambda v: type(v) is str}.get(typ, lambda v: type(v) in (int, float, bool, str))
-    if not ok(value):
-        raise ValueError(f"parameter {name}: {value!r} is not {'an int' if typ == 'int' else 'a ' + (typ or 'number, string or bool')}")
-    return float(value) if typ == 'float' else value
-
-def check_parameters(settings, kind:str, # a job kind
-                     parameters:dict|None, # name -> value
-                     text:bool=False # values are -p strings, converted by the declared types
-                    ) -> dict:
-    "`parameters` checked against the job's parameters cell; raise ValueError saying what to fix."
-    sig = job_signature(settings, kind)
-    if not isinstance(parameters or {}, dict): raise ValueError('parameters must be an object of name: value')
-    out = {}
-    for name, value in (parameters or {}).items():
-        if name not in sig: raise ValueError(f"the {kind} job has no parameter {name!r}; it takes: {', '.join(sig)}")
-        if text:
-            from mlproj.cli import parse_value
-            try: out[name] = parse_value(value, sig[name])
-            except ValueError as e: raise ValueError(f'-p {name}: {e}') from None
-        else: out[name] = _check_value(name, value, sig[name])
-    return out
 
 # %% ../nbs/30_queue.ipynb #aeacfe0b
 _START = """
@@ -218,7 +185,7 @@ class JobQueue:
                text:bool=False, # parameters are -p strings
                sweep:str='', rerun_of:str='', notes:list|None=None) -> dict:
         "Check the parameters, record the job as queued, send it to the workers; return its record."
-        params = check_parameters(self.settings, kind, parameters, text)
+        params = jobs.check_parameters(self.settings, kind, parameters, text, job_signature(self.settings, kind))
         job_id = uuid.uuid4().hex[:16]
         rec = dict(id=job_id, kind=kind, parameters=json.dumps(params), state='queued', attempts=0, failures=0,
                    submitted=utc_now(), sweep=sweep, rerun_of=rerun_of, runs='[]', notes=json.dumps(notes or []))
@@ -486,7 +453,7 @@ def submit_sweep(self, kind:str, grid:dict, # name -> list of values (text, as -
                  text:bool=True) -> tuple[str, list[dict]]:
     "Queue every combination of `grid`; the sweep id and the jobs."
     combos = [dict(zip(grid, vs)) for vs in itertools.product(*grid.values())]
-    for c in combos: check_parameters(self.settings, kind, c, text) # all or nothing
+    for c in combos: jobs.check_parameters(self.settings, kind, c, text, job_signature(self.settings, kind)) # all or nothing
     sweep = f"sweep-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-{uuid.uuid4().hex[:6]}"
     self.r.hset(f'mlproj:sweep:{sweep}', mapping=dict(kind=kind, grid=json.dumps(grid), submitted=utc_now()))
     return sweep, [self.submit(kind, c, text, sweep=sweep) for c in combos]

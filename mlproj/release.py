@@ -229,9 +229,10 @@ def release_job(settings, # the project's `Settings`
 
 # %% ../nbs/40_release.ipynb #90cd94b9
 def cmd_release(args, settings):
-    from mlproj.cli import EXIT_ERROR, EXIT_REJECTED, _job_parameters
+    from mlproj.cli import EXIT_ERROR, EXIT_REJECTED
+    from mlproj.jobs import job_parameters
     say = None if args.quiet else print
-    try: out = release(settings, allow_dirty=args.allow_dirty, tests=args.tests, params=_job_parameters(settings, 'train', args.p),
+    try: out = release(settings, allow_dirty=args.allow_dirty, tests=args.tests, params=job_parameters(settings, 'train', args.p),
                        servers=args.server, timeout=args.timeout, by=args.by, reason=args.reason, say=say)
     except ReleaseFailed as e:
         print(steps_table(e.steps, e.seconds))
