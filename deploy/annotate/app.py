@@ -19,10 +19,10 @@ from fastapi.templating import Jinja2Templates
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from ..limits import Workers
-
 from mlproj import annotate as A
 from mlproj.settings import Settings, load_settings
+
+from ..limits import Workers
 
 __all__ = ['create_app', 'app_from_env']
 
