@@ -161,7 +161,7 @@ def json_batch(raw: bytes, # a JSON body's text
     a = counts_json(raw) if len(raw) > FAST_JSON_BYTES else None
     if a is not None: return _batch(a, max_batch, 'pixels')
     try: body = loads_json(raw)
-    except (ValueError, RecursionError) as e: raise Unreadable(f'the body is not valid JSON ({e})') from None
+    except (ValueError, RecursionError) as e: raise Unreadable(f'the body is not valid JSON ({e}): send {{"pixels": ...}} with {_FORMS}') from None
     return pixels_batch(body, max_batch, raw)
 
 

@@ -71,7 +71,7 @@ def _parse(parse, # json_batch, raw_batch or npy_batch
            body: bytes, max_batch: int):
     "The model inputs `parse` reads from `body`, or the HTTPException that says what to fix."
     try: return parse(body, max_batch)
-    except Unreadable as e: raise HTTPException(400, f'{e}: {SEND}' if parse is json_batch else str(e)) from None
+    except Unreadable as e: raise HTTPException(400, str(e)) from None # each reader says how to send its format
     except InputError as e: raise _refuse(e) from None
 
 
