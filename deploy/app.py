@@ -53,7 +53,8 @@ def create_app(settings: Settings, # the project's settings, built once by the c
     app.state.model_error = 'no model is loaded: the application has not started (its lifespan has not run)'
     app.state.reload_error = None
     app.state.workers = Workers(settings.serving.decode_threads) # CPU work off the event loop, bounded
-    app.state.gather = Gather(on_call=lambda n: app.state.metrics.shared.observe(n)) # small batches read in one turn: one model call
+    app.state.gather = Gather(max_images=predict.INLINE_IMAGES, # small batches read in one turn: one model call, run inline
+                              on_call=lambda n: app.state.metrics.shared.observe(n))
     app.state.corrections_limit = RateLimit(settings.serving.corrections_per_minute) # the public page's writes
     return_large_blocks() # so that peak memory is what is live, bounded by settings.ini, not what malloc kept
     app.add_middleware(BodyLimit, max_bytes=settings.serving.max_body_bytes)
