@@ -29,8 +29,8 @@ def main(argv=None):
         import torch  # noqa: F401
         stages['import torch'] = time.perf_counter() - t
         t = time.perf_counter()
-        import pytorch_lightning  # noqa: F401
-        stages['import pytorch_lightning'] = time.perf_counter() - t
+        import lightning  # noqa: F401
+        stages['import lightning'] = time.perf_counter() - t
         from mlproj.data import benchmark_version
         from mlproj.jobs import run_job
         from mlproj.train import config_from_settings, train

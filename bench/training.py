@@ -48,19 +48,19 @@ def plain_fit(cfg) -> tuple[float, float, float]:
 class FitClock:
     "Wall and CPU seconds of every `Trainer.fit` while in the `with` block (CPU time is what other load on the machine disturbs least)."
     def __enter__(self):
-        import pytorch_lightning as pl
-        self.wall, self.cpu, self.orig = [], [], pl.Trainer.fit
+        import lightning as L
+        self.wall, self.cpu, self.orig = [], [], L.Trainer.fit
         clock = self
         def fit(trainer, *a, **kw):
             w, c = time.perf_counter(), time.process_time()
             try: return clock.orig(trainer, *a, **kw)
             finally: clock.wall.append(time.perf_counter() - w); clock.cpu.append(time.process_time() - c)
-        pl.Trainer.fit = fit
+        L.Trainer.fit = fit
         return self
 
     def __exit__(self, *exc):
-        import pytorch_lightning as pl
-        pl.Trainer.fit = self.orig
+        import lightning as L
+        L.Trainer.fit = self.orig
 
 
 def p3(settings, vid: str, work: Path, epochs: int, repeats: int = 3, log=print) -> tuple[dict, Path]:
@@ -89,7 +89,7 @@ from mlproj.train import config_from_settings, train
 s = load_settings()
 cfg = config_from_settings(s, sys.argv[1], sys.argv[2], max_epochs=int(sys.argv[3]), progress=False)
 t0 = time.perf_counter()
-import pytorch_lightning, wandb, mlproj.model  # what train() imports on its first call
+import lightning, wandb, mlproj.model  # what train() imports on its first call
 imports = time.perf_counter() - t0
 t0 = time.perf_counter()
 r = train(cfg)

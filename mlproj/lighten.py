@@ -108,9 +108,9 @@ KINDS = ('int8', 'distilled', 'pruned')
 def _fit(module, dm, max_epochs:int):
     "Lightning fit with nothing but the training: no validation, logger, checkpoints or progress bar."
     import logging, warnings
-    import pytorch_lightning as pl
-    logging.getLogger('pytorch_lightning.utilities.rank_zero').setLevel(logging.WARNING)
-    trainer = pl.Trainer(max_epochs=max_epochs, accelerator='cpu', devices=1, deterministic=True, logger=False,
+    import lightning as L
+    logging.getLogger('lightning.pytorch.utilities.rank_zero').setLevel(logging.WARNING)
+    trainer = L.Trainer(max_epochs=max_epochs, accelerator='cpu', devices=1, deterministic=True, logger=False,
                          enable_checkpointing=False, enable_model_summary=False, enable_progress_bar=False,
                          limit_val_batches=0, num_sanity_val_steps=0)
     with warnings.catch_warnings():

@@ -11,7 +11,7 @@ from dataclasses import dataclass, asdict
 import torch
 import torch.nn.functional as F
 from torch import nn
-import pytorch_lightning as pl
+import lightning as L
 
 from .preprocess import MAX_COUNT
 from .store import Store
@@ -83,7 +83,7 @@ def typeset_digits(per_digit:int, # images of each digit
             X.append(to_model_input(encode_png(ink, dark_on_light=i % 2 == 0))); y.append(d)
     return np.stack(X).astype(np.float32), np.array(y, np.int64)
 
-class DigitsDataModule(pl.LightningDataModule):
+class DigitsDataModule(L.LightningDataModule):
     "Batches of one dataset version, read from the store by its id and nothing else."
     def __init__(self, store_url:str, version:str, batch_size:int=64, seed:int=0,
                  typeset:int=TYPESET # typeset digits of each class added to the training split (see `typeset_digits`)
@@ -106,7 +106,7 @@ class DigitsDataModule(pl.LightningDataModule):
     def test_dataloader(self): return self._loader('test')
 
 # %% ../nbs/20_model.ipynb #87e1c0c1
-class DigitsClassifier(pl.LightningModule):
+class DigitsClassifier(L.LightningModule):
     "Cross-entropy training of a network given to it, AdamW with a one-cycle schedule."
     def __init__(self, net:nn.Module, lr:float=3e-3, weight_decay:float=1e-4, augment:bool=True, seed:int=0):
         super().__init__()

@@ -73,8 +73,8 @@ def history_markdown(history:list, # `TrainResult.history`
 
 # %% ../nbs/21_train.ipynb #985ed8e5
 def _history_callback(history):
-    import pytorch_lightning as pl
-    class History(pl.Callback):
+    import lightning as L
+    class History(L.Callback):
         def on_train_epoch_end(self, trainer, module): # after this epoch's validation
             m = trainer.callback_metrics
             history.append(dict(epoch=trainer.current_epoch, **{k: round(float(m[k]), 5) for k in ('train_loss', 'val_loss', 'val_acc') if k in m}))
@@ -99,19 +99,19 @@ def train(cfg:TrainConfig) -> TrainResult:
     run_dir = Path(cfg.run_dir); run_dir.mkdir(parents=True, exist_ok=True)
     with ThreadPoolExecutor(1) as pool: # wandb starts its service while Lightning is imported: 1 to 2 s saved
         tracking = pool.submit(_wandb_run, cfg, run_dir) if _rank() == 0 else None
-        import pytorch_lightning as pl
+        import lightning as L
         from mlproj.model import DigitsCNN, DigitsClassifier, DigitsDataModule, NetConfig, save_net, export_onnx
         run = tracking and tracking.result()
-    logging.getLogger('pytorch_lightning.utilities.rank_zero').setLevel(logging.WARNING) # no GPU/TPU/tip banners
-    pl.seed_everything(cfg.seed, verbose=False)
+    logging.getLogger('lightning.pytorch.utilities.rank_zero').setLevel(logging.WARNING) # no GPU/TPU/tip banners
+    L.seed_everything(cfg.seed, verbose=False)
     dm = DigitsDataModule(cfg.store, cfg.dataset_version, cfg.batch_size, cfg.seed)
     model = DigitsClassifier(DigitsCNN(NetConfig(width=cfg.width, hidden=cfg.hidden)), lr=cfg.lr, augment=cfg.augment, seed=cfg.seed)
     logger, wandb_id = False, None
     if run:
-        from pytorch_lightning.loggers import WandbLogger
+        from lightning.pytorch.loggers import WandbLogger
         logger, wandb_id = WandbLogger(experiment=run), run.id
     history = []
-    trainer = pl.Trainer(max_epochs=cfg.max_epochs, accelerator=cfg.accelerator, devices=cfg.devices, strategy=cfg.strategy,
+    trainer = L.Trainer(max_epochs=cfg.max_epochs, accelerator=cfg.accelerator, devices=cfg.devices, strategy=cfg.strategy,
                          num_nodes=cfg.num_nodes, deterministic=True, logger=logger,
                          callbacks=[_history_callback(history)], enable_checkpointing=False, enable_model_summary=False,
                          enable_progress_bar=cfg.progress, limit_train_batches=cfg.limit_train_batches,

@@ -28,7 +28,7 @@ def test_cli_start_does_not_import_heavy_modules():
     code = ('import sys, contextlib, io\n'
             'from mlproj.cli import main\n'
             'with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit): main(["--help"])\n'
-            'print(sorted({"torch", "pytorch_lightning", "wandb", "papermill", "onnxruntime", "uvicorn", "sklearn"} & set(sys.modules)))')
+            'print(sorted({"torch", "lightning", "wandb", "papermill", "onnxruntime", "uvicorn", "sklearn"} & set(sys.modules)))')
     out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == '[]'
 
