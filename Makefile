@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-16)
 # files that nbdev-export and nbdev-clean may rewrite: the sync check compares them before and after
 SYNCED = find nbs mlproj -type f \( -name '*.ipynb' -o -name '*.py' \) -not -path '*/.ipynb_checkpoints/*' | sort | xargs sha256sum
 
-.PHONY: help install demo test test-full sync-check nbtest pytest pytest-full lab export docs docs-serve prose clean bench
+.PHONY: help install demo test test-full lint sync-check nbtest pytest pytest-full lab export docs docs-serve prose clean bench
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/'
 
@@ -25,7 +25,11 @@ install: $(STAMP) ## create .venv and install the project from its own files
 demo: $(STAMP) ## data, train, evaluate, register, then serve the model and query it over HTTP
 	$(BIN)/mlproj demo
 
-test: $(STAMP) sync-check nbtest pytest ## notebooks in sync and clean, notebook tests, then pytest
+test: $(STAMP) lint sync-check nbtest pytest ## lint, notebooks in sync and clean, notebook tests, then pytest
+
+lint: $(STAMP) ## ruff check and ruff format --check (notebooks included; mlproj/ is checked, not formatted: nbdev writes it)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 sync-check: $(STAMP) ## nbdev-export and nbdev-clean must change nothing
 	@before=$$($(SYNCED)); \
@@ -42,7 +46,7 @@ nbtest: $(STAMP) ## run every notebook in nbs/ as a test (job notebooks are run 
 pytest: $(STAMP) ## the fast tier of tests/ (everything not marked `full`)
 	$(BIN)/pytest -m 'not full'
 
-test-full: $(STAMP) sync-check nbtest pytest-full ## the fast tier and the slow one (tests marked `full`)
+test-full: $(STAMP) lint sync-check nbtest pytest-full ## the fast tier and the slow one (tests marked `full`)
 
 pytest-full: $(STAMP) ## every test in tests/, the slow ones too
 	$(BIN)/pytest
