@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .console import say
 from .preprocess import InputError, decode_image, to_model_input
 
 # %% auto #0
@@ -134,8 +135,6 @@ def summary_markdown(s:dict) -> str:
     return t
 
 # %% ../nbs/33_batch.ipynb #b655f1ee
-def _say(msg:str): print(f'[predict] {msg}', flush=True)
-
 def cmd_predict(args, settings):
     from mlproj.jobs import job_parameters, read_run, run_job
     params = job_parameters(settings, 'predict', args.p)
@@ -144,10 +143,10 @@ def cmd_predict(args, settings):
     if params.get('folder'): params['folder'] = str(Path(params['folder']).expanduser().resolve()) # from where the command runs
     run = run_job(settings, 'predict', params, progress=not args.quiet)
     s = read_run(run)['metrics']
-    _say(f"{s['predicted']} of {s['items']} items predicted by model version {s['model_version']}"
+    say('predict', f"{s['predicted']} of {s['items']} items predicted by model version {s['model_version']}"
          + (f", {s['unreadable']} unreadable" if s['unreadable'] else '') + f"; mean confidence {s['mean_confidence'] or 0:.4f}"
          + (f"; accuracy {s['accuracy']:.4f} on {s['labelled']} labelled" if s['accuracy'] is not None else ''))
-    _say(f'predictions {run}/predictions.csv; report {run}/predict.html')
+    say('predict', f'predictions {run}/predictions.csv; report {run}/predict.html')
 
 def add_commands(add):
     "The batch prediction command: predict."

@@ -10,6 +10,7 @@ import hashlib, io, zipfile
 from collections import Counter
 import numpy as np
 
+from .console import say
 from .preprocess import to_model_input
 from .store import (Store, Example, Provenance, Conflict, IntegrityError, sha256, put_item, put_items, get_item, item_provenance,
                           put_version, get_version, list_versions)
@@ -231,8 +232,6 @@ def diff_versions(store:Store, a:str, b:str) -> dict:
                 relabelled_items=[(x.sha256, x.label, y.label, y.source) for x, y in relabelled])
 
 # %% ../nbs/13_data.ipynb #6712a812
-def _say(msg:str): print(f'[data] {msg}', flush=True)
-
 def _version_arg(store, ref) -> str:
     vid = resolve_version(store, ref)
     if vid is None: raise LookupError(f'no dataset version {ref!r} in {store.url} (`mlproj data list` lists them)')
@@ -242,7 +241,7 @@ def announce_benchmark(settings) -> str:
     "Build the benchmark version (idempotent), print its id and split sizes, return the id."
     vid = benchmark_version(settings, progress=True)
     counts = Counter(e.split for e in get_version(Store(settings.store_url), vid)['examples'])
-    _say(f"dataset version {vid}: {sum(counts.values())} images ({', '.join(f'{counts[s]} {s}' for s in SPLITS)}) in {settings.store_url}")
+    say('data', f"dataset version {vid}: {sum(counts.values())} images ({', '.join(f'{counts[s]} {s}' for s in SPLITS)}) in {settings.store_url}")
     return vid
 
 def cmd_data(args, settings): announce_benchmark(settings)
@@ -304,7 +303,7 @@ def cmd_data_pack(args, settings):
     vid = _version_arg(st, args.id)
     path = pack_version(st, vid, progress=True)
     read_pack(st, vid)
-    _say(f'dataset version {vid} packed in {path} ({st.fs.size(path):,} bytes), every item checked')
+    say('data', f'dataset version {vid} packed in {path} ({st.fs.size(path):,} bytes), every item checked')
 
 def add_commands(add):
     "The `data` command group of the CLI."

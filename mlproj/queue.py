@@ -536,7 +536,7 @@ def rerun_submit(self, run_id:str) -> dict:
 JobQueue.rerun_submit = rerun_submit
 
 # %% ../nbs/41_queue.ipynb #b296a00e
-def _say(step:str, msg:str): print(f'[{step}] {msg}', flush=True)
+from .console import say as _say
 
 def _until_signal(tick):
     "Call `tick` every half second until SIGINT or SIGTERM."

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib, json, os, shutil, subprocess, sys, time
 from pathlib import Path
 
+from .console import EXIT_ERROR, EXIT_REJECTED, wait_until
 from .jobs import code_version, read_run, run_job
 from .registry import Registry
 from .store import Store
@@ -110,18 +111,18 @@ def wait_for_servers(urls:list[str], # base URLs of the servers
     import httpx
     t0, done, streak, seen = time.monotonic(), {}, {u: 0 for u in urls}, {u: None for u in urls}
     with httpx.Client(timeout=2) as client:
-        while len(done) < len(urls):
+        def switched() -> bool:
             for u in urls:
                 if u in done: continue
                 try: seen[u] = client.get(f'{u.rstrip("/")}/ready').headers.get('x-model-version')
                 except httpx.HTTPError as e: seen[u] = f'no answer ({type(e).__name__})'
                 streak[u] = streak[u] + 1 if seen[u] == str(version) else 0
                 if streak[u] >= agree: done[u] = round(time.monotonic() - t0, 2)
-            if len(done) == len(urls): break
-            if time.monotonic() - t0 > timeout:
-                late = '; '.join(f'{u} still serves {seen[u] or "no model"}' for u in urls if u not in done)
-                raise ReleaseFailed('switch', f'not every server serves version {version} after {timeout:.0f} s: {late}')
-            time.sleep(0.1)
+            return len(done) == len(urls)
+        try: wait_until(switched, timeout, 0.1)
+        except TimeoutError:
+            late = '; '.join(f'{u} still serves {seen[u] or "no model"}' for u in urls if u not in done)
+            raise ReleaseFailed('switch', f'not every server serves version {version} after {timeout:.0f} s: {late}') from None
     return done
 
 # %% ../nbs/45_release.ipynb #384a7c08
@@ -229,7 +230,6 @@ def release_job(settings, # the project's `Settings`
 
 # %% ../nbs/45_release.ipynb #90cd94b9
 def cmd_release(args, settings):
-    from mlproj.cli import EXIT_ERROR, EXIT_REJECTED
     from mlproj.jobs import job_parameters
     say = None if args.quiet else print
     try: out = release(settings, allow_dirty=args.allow_dirty, tests=args.tests, params=job_parameters(settings, 'train', args.p),
