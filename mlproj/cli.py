@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse, importlib, json, sys, textwrap
 from pathlib import Path
 
-from .console import EXIT_ERROR, EXIT_REJECTED, free_port, say, wait_until
+from .console import EXIT_ERROR, EXIT_REJECTED, free_port, say, serve_argv, wait_until
 from .settings import load_settings
 
 # %% auto #0
@@ -105,12 +105,6 @@ def cmd_promote(args, settings):
     say('promote', f'{args.to} -> version {reg.set_alias(args.to, args.version, by=args.by, reason=args.reason, force=args.force)}')
 
 # %% ../nbs/90_cli.ipynb #e8aeb1c9
-def _serve_argv(host, port, workers=1) -> list[str]:
-    "uvicorn through deploy.serve (SIGTERM drains and exits 0), JSON logs (deploy/logging.json), the access log our own."
-    import deploy
-    return [sys.executable, '-m', 'deploy.serve', 'deploy.app:app_from_env', '--factory', '--host', host, '--port', str(port),
-            '--workers', str(workers), '--no-access-log', '--log-config', str(Path(deploy.__file__).parent/'logging.json')]
-
 def cmd_serve(args, settings):
     import os
     from mlproj.settings import to_env
@@ -118,7 +112,7 @@ def cmd_serve(args, settings):
     if args.model: env['MLPROJ_SERVING_MODEL'] = args.model
     host, port = args.host or settings.serving.host, args.port or settings.serving.port
     say('serve', f'http://{host}:{port}/ the demo page: draw a digit (API docs at /docs); Ctrl-C stops it')
-    os.execve(sys.executable, _serve_argv(host, port, args.workers), {**os.environ, **env})
+    os.execve(sys.executable, serve_argv(host, port, args.workers), {**os.environ, **env})
 
 # %% ../nbs/90_cli.ipynb #c668d3e4
 def _query_server(settings, version:int, n:int=8):
@@ -134,7 +128,7 @@ def _query_server(settings, version:int, n:int=8):
     port = free_port()
     env = {**os.environ, **to_env(settings), 'MLPROJ_SERVING_MODEL': str(version)}
     log = tempfile.TemporaryFile() # the server's log: a pipe nobody reads could fill up and stall it
-    proc = subprocess.Popen(_serve_argv('127.0.0.1', port), env=env, cwd=settings.root, stdout=subprocess.DEVNULL, stderr=log)
+    proc = subprocess.Popen(serve_argv('127.0.0.1', port), env=env, cwd=settings.root, stdout=subprocess.DEVNULL, stderr=log)
     server_log = lambda: (log.seek(0), log.read().decode(errors='replace'))[1]
     url = f'http://127.0.0.1:{port}'
     try:
@@ -207,7 +201,7 @@ def _job_epilog(job:str) -> str|None:
 
 # %% ../nbs/90_cli.ipynb #5a9e0c22
 # modules below the CLI whose `add_commands(add)` adds their commands, in the order --help lists them
-STAGES = ('data', 'collect', 'lighten', 'annotate', 'servicelike', 'batch', 'queue', 'release')
+STAGES = ('data', 'lineage', 'collect', 'lighten', 'annotate', 'servicelike', 'batch', 'queue', 'release')
 
 # %% ../nbs/90_cli.ipynb #53c0a39f
 def build_parser() -> argparse.ArgumentParser:
@@ -217,9 +211,13 @@ def build_parser() -> argparse.ArgumentParser:
                                 '(MLPROJ_<SECTION>_<KEY> variables override it).')
     p.add_argument('--settings', help='settings.ini to use (default: $MLPROJ_SETTINGS, else the nearest one above the working directory)')
     sub = p.add_subparsers(dest='command', metavar='COMMAND', required=True)
-    def add(name, fn, help, jobs=False, job=None):
-        s = sub.add_parser(name, help=help, description=textwrap.fill(help, 79), epilog=job and _job_epilog(job),
-                           formatter_class=argparse.RawDescriptionHelpFormatter)
+    groups, subs = {}, {}
+    def add(name, fn, help, jobs=False, job=None, under=None # the group (a command added before) this one is a subcommand of
+           ):
+        if under and under not in subs: subs[under] = groups[under].add_subparsers(dest=f'{under}_command', metavar='SUBCOMMAND')
+        s = (subs[under] if under else sub).add_parser(name, help=help, description=textwrap.fill(help, 79), epilog=job and _job_epilog(job),
+                                                       formatter_class=argparse.RawDescriptionHelpFormatter)
+        if not under: groups[name] = s
         s.set_defaults(fn=fn)
         if jobs:
             s.add_argument('-p', nargs=2, action='append', metavar=('KEY', 'VALUE'), default=[],

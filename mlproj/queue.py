@@ -550,7 +550,7 @@ def _until_signal(tick):
 def _stack_env(settings, url) -> dict: return {**os.environ, **to_env(settings), 'MLPROJ_QUEUE_URL': url}
 
 def cmd_up(args, settings):
-    from mlproj.cli import _serve_argv
+    from mlproj.console import serve_argv as _serve_argv
     server = None if settings.queue.url else EmbeddedServer(data_dir(settings)).start()
     url = settings.queue.url or server.url
     env, api, sup = _stack_env(settings, url), None, None

@@ -13,7 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from deploy.app import create_app
 from deploy.observe import JsonFormatter, request_id
-from mlproj.cli import _serve_argv
+from mlproj.console import serve_argv
 
 from conftest import ServerProcess, free_port, make_settings, serving_env
 from test_release_reload import PIXELS, _store_with_two_versions
@@ -80,7 +80,7 @@ def test_json_log_lines_carry_the_request_id():
 def _start(tmp: Path, workers: int = 1, **env) -> ServerProcess:
     "`mlproj serve`'s command (deploy.serve, JSON logs) on a free port, serving production from tmp/store."
     port = free_port()
-    return ServerProcess(_serve_argv('127.0.0.1', port, workers), serving_env(tmp / 'store', tmp / 'reports', **{'MLPROJ_SERVING_MODEL': 'production', **env}),
+    return ServerProcess(serve_argv('127.0.0.1', port, workers), serving_env(tmp / 'store', tmp / 'reports', **{'MLPROJ_SERVING_MODEL': 'production', **env}),
                          url=f'http://127.0.0.1:{port}')
 
 
