@@ -16,7 +16,7 @@ from .preprocess import InputError, decode_image, to_model_input
 
 # %% auto #0
 __all__ = ['PREDICTION_COLUMNS', 'read_folder', 'read_version', 'summarize', 'write_predictions', 'predict_batch',
-           'summary_markdown', 'cmd_predict', 'add_commands']
+           'batch_summary_markdown', 'cmd_predict', 'add_commands']
 
 # %% ../nbs/33_batch.ipynb #0e25fdf7
 def _label_of(path:Path) -> int|None: return int(path.parent.name) if path.parent.name.isdigit() else None
@@ -124,7 +124,7 @@ def predict_batch(settings, # the project's `Settings`
     return summary
 
 # %% ../nbs/33_batch.ipynb #f1da34d1
-def summary_markdown(s:dict) -> str:
+def batch_summary_markdown(s:dict) -> str:
     "A batch's summary as Markdown: where from, how many, labels predicted, confidence, accuracy when labels are known."
     src = f"folder `{s['folder']}`" if s.get('folder') else f"dataset version `{s['dataset_version']}` ({s['split']})"
     fig = lambda v: '-' if v is None else f'{v:.4f}'

@@ -13,7 +13,7 @@ from .console import EXIT_ERROR, EXIT_REJECTED, free_port, say, serve_argv, wait
 from .settings import load_settings
 
 # %% auto #0
-__all__ = ['STAGES', 'cmd_train', 'cmd_evaluate', 'cmd_register', 'cmd_models', 'cmd_promote', 'cmd_serve', 'cmd_demo',
+__all__ = ['STAGES', 'cmd_train', 'cmd_evaluate', 'cmd_register', 'cmd_models', 'cmd_promote', 'cmd_serve_api', 'cmd_demo',
            'build_parser', 'main']
 
 # %% ../nbs/90_cli.ipynb #a10a1f00
@@ -60,9 +60,8 @@ def _register(settings, eval_run=None, alias=None) -> int:
 def cmd_register(args, settings): _register(settings, args.eval_run, args.alias)
 
 def _registry(settings):
-    from mlproj.registry import Registry
-    from mlproj.store import Store
-    return Registry(Store(settings.store_url))
+    from mlproj.registry import open_registry
+    return open_registry(settings)
 
 def _models_list(reg):
     rows = reg.listing()
@@ -105,7 +104,7 @@ def cmd_promote(args, settings):
     say('promote', f'{args.to} -> version {reg.set_alias(args.to, args.version, by=args.by, reason=args.reason, force=args.force)}')
 
 # %% ../nbs/90_cli.ipynb #e8aeb1c9
-def cmd_serve(args, settings):
+def cmd_serve_api(args, settings):
     import os
     from mlproj.settings import to_env
     env = dict(to_env(settings))
@@ -121,7 +120,7 @@ def _query_server(settings, version:int, n:int=8):
     import httpx, numpy as np
     from mlproj.data import load_split
     from mlproj.preprocess import render_counts
-    from mlproj.registry import Registry
+    from mlproj.registry import open_registry
     from mlproj.settings import to_env
     from mlproj.store import Store
     import tempfile
@@ -138,7 +137,7 @@ def _query_server(settings, version:int, n:int=8):
             except httpx.TransportError: return False
         wait_until(ready, 60, 0.2, what=f'the server answering {url}/ready')
         say('serve', f'{url} is ready with model version {version}')
-        X, y = load_split(Store(settings.store_url), Registry(Store(settings.store_url)).manifest(version)['dataset_version'], 'test')
+        X, y = load_split(Store(settings.store_url), open_registry(settings).manifest(version)['dataset_version'], 'test')
         pick = np.random.default_rng(0).choice(len(y), n, replace=False)
         files = [('files', (f'digit{i}.png', render_counts(X[i], dark_on_light=i % 2 == 0), 'image/png')) for i in pick]
         r = httpx.post(f'{url}/predict', files=files, timeout=30)
@@ -250,7 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument('--reason', default='', help='why (kept in the history)')
     s.add_argument('--force', action='store_true', help='let production take a version that did not pass acceptance (needs --reason; recorded)')
     s.add_argument('--by', help='who promotes, for the history (default: the login name)')
-    s = add('serve', cmd_serve, 'Serve the model over HTTP (FastAPI app in deploy/, run by uvicorn).')
+    s = add('serve', cmd_serve_api, 'Serve the model over HTTP (FastAPI app in deploy/, run by uvicorn).')
     s.add_argument('--host', help='default: settings.ini [serving] host')
     s.add_argument('--port', type=int, help='default: settings.ini [serving] port')
     s.add_argument('--model', help='version number or alias (default: [serving] model, else production, else the newest accepted version)')

@@ -98,8 +98,8 @@ def job_kinds(settings) -> list[str]:
     return sorted(p.stem for p in (settings.root/'nbs'/'jobs').glob('*.ipynb')) + ['noop']
 
 def job_signature(settings, kind:str) -> dict:
-    "Parameter name -> declared type name of a job kind: the built-in noop's, else its notebook's (`jobs.job_signature`)."
-    return dict(NOOP) if kind == 'noop' else jobs.job_signature(settings, kind)
+    "Parameter name -> declared type name of a job kind: the built-in noop's, else its notebook's (`jobs.notebook_signature`)."
+    return dict(NOOP) if kind == 'noop' else jobs.notebook_signature(settings, kind)
 
 
 # %% ../nbs/41_queue.ipynb #aeacfe0b

@@ -87,7 +87,7 @@ def upward_imports() -> list[tuple[str, int, str, str]]:
             if s.startswith('mlproj') and (t.startswith('deploy') or layer[t] > layer[s])]
 
 
-def _say(up) -> str:
+def _describe(up) -> str:
     layer = layers(sources())
     return '\n'.join(f'{f}:{line}: {s} (layer {layer[s]}) imports {t} (layer {layer[t]})' for f, line, s, t in up)
 
@@ -144,7 +144,7 @@ def test_imports_are_found_inside_functions_and_relative(tmp_path):
 def test_no_import_points_up_the_notebook_numbers_or_into_the_app():
     up = upward_imports()
     new = [u for u in up if (u[2], u[3]) not in PENDING]
-    assert new == [], 'imports that point up the layers or into the app:\n' + _say(new)
+    assert new == [], 'imports that point up the layers or into the app:\n' + _describe(new)
     assert PENDING <= {(u[2], u[3]) for u in up}, f'fixed, so remove from PENDING: {PENDING - {(u[2], u[3]) for u in up}}'
 
 
@@ -155,5 +155,5 @@ def test_no_modules_import_each_other():
 if __name__ == '__main__':
     edges, _, _ = graph()
     up, cyc = upward_imports(), cycles()
-    print(_say(up), *cyc, sep='\n')
+    print(_describe(up), *cyc, sep='\n')
     print(f'{len(edges)} project import statements, {len(up)} upward or into the app ({len(PENDING)} pending), {len(cyc)} cycles')
