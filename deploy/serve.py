@@ -5,7 +5,8 @@ raises the signal again with the handler it found at start. Left at the default,
 (exit status 143, which supervisors count as a failure); this sets a handler that exits 0 instead.
 
 With `--workers N` above 1 each worker process keeps its own counters; Prometheus' multiprocess mode adds them up
-at `/metrics`: a fresh `PROMETHEUS_MULTIPROC_DIR` is made for the workers unless one is given, and removed at exit."""
+at `/metrics`: a fresh `PROMETHEUS_MULTIPROC_DIR` is made for the workers unless one is given, and removed at exit.
+Logs are JSON by default (deploy/logging.json beside this file) unless `--log-config` names another configuration."""
 from __future__ import annotations
 
 import os
@@ -13,8 +14,11 @@ import shutil
 import signal
 import sys
 import tempfile
+from pathlib import Path
 
-__all__ = ['main']
+__all__ = ['main', 'LOG_CONFIG']
+
+LOG_CONFIG = Path(__file__).with_name('logging.json')  # JSON logs, the access log our own (deploy/observe.py)
 
 
 def _workers(argv: list[str]) -> int:
@@ -28,6 +32,8 @@ def main(argv: list[str] | None = None):
     "Run uvicorn's command line with `argv` (default: ours); SIGTERM and SIGINT end it with exit code 0 after draining."
     import uvicorn
     argv = sys.argv[1:] if argv is None else argv
+    if not any(a == '--log-config' or a.startswith('--log-config=') for a in argv):
+        argv = [*argv, '--log-config', str(LOG_CONFIG)]
     own = None
     if _workers(argv) > 1 and not os.environ.get('PROMETHEUS_MULTIPROC_DIR'):
         own = os.environ['PROMETHEUS_MULTIPROC_DIR'] = tempfile.mkdtemp(prefix='mlproj-metrics-')

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from mlproj.predict import Predictor
-from mlproj.registry import Registry, RegistryError
+from mlproj.registry import Registry, RegistryError, open_registry
 from mlproj.settings import Settings
-from mlproj.store import IntegrityError, Store
+from mlproj.store import IntegrityError
 
 __all__ = ['ServedModel', 'load_model', 'Reloader', 'Gather']
 
@@ -49,7 +49,7 @@ def load_model(settings: Settings, ref: str | int | None # a version, an alias, 
     "(registry, model, None) or, when the model cannot be loaded, (registry or None, None, the reason); never raises."
     registry = None
     try:
-        registry = Registry(Store(settings.store_url))
+        registry = open_registry(settings)
         model = _load(registry, settings, ref)
     except Exception as e:
         reason = f'no model is loaded: {_what(ref)} could not be loaded: {e}'
@@ -75,7 +75,7 @@ class Reloader:
         with self._lock:
             st = self.state
             try:
-                if st.registry is None: st.registry = Registry(Store(self.settings.store_url))
+                if st.registry is None: st.registry = open_registry(self.settings)
                 stamp = st.registry.stamp()
                 if stamp == self.stamp and not force: return st.model.version if st.model else None
                 v = st.registry.resolve(self.ref)

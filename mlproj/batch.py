@@ -11,11 +11,12 @@ from pathlib import Path
 
 import numpy as np
 
+from .console import say
 from .preprocess import InputError, decode_image, to_model_input
 
 # %% auto #0
 __all__ = ['PREDICTION_COLUMNS', 'read_folder', 'read_version', 'summarize', 'write_predictions', 'predict_batch',
-           'summary_markdown', 'cmd_predict', 'add_commands']
+           'batch_summary_markdown', 'cmd_predict', 'add_commands']
 
 # %% ../nbs/33_batch.ipynb #0e25fdf7
 def _label_of(path:Path) -> int|None: return int(path.parent.name) if path.parent.name.isdigit() else None
@@ -123,7 +124,7 @@ def predict_batch(settings, # the project's `Settings`
     return summary
 
 # %% ../nbs/33_batch.ipynb #f1da34d1
-def summary_markdown(s:dict) -> str:
+def batch_summary_markdown(s:dict) -> str:
     "A batch's summary as Markdown: where from, how many, labels predicted, confidence, accuracy when labels are known."
     src = f"folder `{s['folder']}`" if s.get('folder') else f"dataset version `{s['dataset_version']}` ({s['split']})"
     fig = lambda v: '-' if v is None else f'{v:.4f}'
@@ -134,8 +135,6 @@ def summary_markdown(s:dict) -> str:
     return t
 
 # %% ../nbs/33_batch.ipynb #b655f1ee
-def _say(msg:str): print(f'[predict] {msg}', flush=True)
-
 def cmd_predict(args, settings):
     from mlproj.jobs import job_parameters, read_run, run_job
     params = job_parameters(settings, 'predict', args.p)
@@ -144,10 +143,10 @@ def cmd_predict(args, settings):
     if params.get('folder'): params['folder'] = str(Path(params['folder']).expanduser().resolve()) # from where the command runs
     run = run_job(settings, 'predict', params, progress=not args.quiet)
     s = read_run(run)['metrics']
-    _say(f"{s['predicted']} of {s['items']} items predicted by model version {s['model_version']}"
+    say('predict', f"{s['predicted']} of {s['items']} items predicted by model version {s['model_version']}"
          + (f", {s['unreadable']} unreadable" if s['unreadable'] else '') + f"; mean confidence {s['mean_confidence'] or 0:.4f}"
          + (f"; accuracy {s['accuracy']:.4f} on {s['labelled']} labelled" if s['accuracy'] is not None else ''))
-    _say(f'predictions {run}/predictions.csv; report {run}/predict.html')
+    say('predict', f'predictions {run}/predictions.csv; report {run}/predict.html')
 
 def add_commands(add):
     "The batch prediction command: predict."

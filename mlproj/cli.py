@@ -9,28 +9,23 @@ from __future__ import annotations
 import argparse, importlib, json, sys, textwrap
 from pathlib import Path
 
+from .console import EXIT_ERROR, EXIT_REJECTED, free_port, say, serve_argv, wait_until
 from .settings import load_settings
 
 # %% auto #0
-__all__ = ['EXIT_ERROR', 'EXIT_USAGE', 'EXIT_REJECTED', 'STAGES', 'cmd_train', 'cmd_evaluate', 'cmd_register', 'cmd_models',
-           'cmd_promote', 'cmd_serve', 'cmd_demo', 'build_parser', 'main']
-
-# %% ../nbs/90_cli.ipynb #7a79cf63
-EXIT_ERROR, EXIT_USAGE, EXIT_REJECTED = 1, 2, 3
-
+__all__ = ['STAGES', 'cmd_train', 'cmd_evaluate', 'cmd_register', 'cmd_models', 'cmd_promote', 'cmd_serve_api', 'cmd_demo',
+           'build_parser', 'main']
 
 # %% ../nbs/90_cli.ipynb #a10a1f00
-def _say(step:str, msg:str): print(f'[{step}] {msg}', flush=True)
-
 def _train(settings, pairs, dataset_version=None, quiet=False) -> Path:
     from mlproj.data import announce_benchmark
     from mlproj.jobs import job_parameters, run_job, read_run
     params = job_parameters(settings, 'train', pairs)
     if 'dataset_version' not in params: params['dataset_version'] = dataset_version or announce_benchmark(settings)
-    _say('train', f"running nbs/jobs/train.ipynb with {json.dumps(params)}")
+    say('train', f"running nbs/jobs/train.ipynb with {json.dumps(params)}")
     run = run_job(settings, 'train', params, progress=not quiet)
     m = read_run(run)['metrics']
-    _say('train', f"validation accuracy {m['val_acc']:.4f} after {m['epochs']} epochs ({m['seconds']:.1f} s of training); run {run}")
+    say('train', f"validation accuracy {m['val_acc']:.4f} after {m['epochs']} epochs ({m['seconds']:.1f} s of training); run {run}")
     return run
 
 def cmd_train(args, settings): _train(settings, args.p, args.dataset_version, args.quiet)
@@ -42,10 +37,10 @@ def _evaluate(settings, pairs, train_run=None, quiet=False) -> tuple[Path, bool]
     run = run_job(settings, 'evaluate', params, progress=not quiet)
     m = read_run(run)['metrics']
     mod, base, acc = m['model'], m['baseline'], m['acceptance']
-    _say('evaluate', f"model: accuracy {mod['accuracy']:.4f}, macro-F1 {mod['macro_f1']:.4f}, lowest class recall "
+    say('evaluate', f"model: accuracy {mod['accuracy']:.4f}, macro-F1 {mod['macro_f1']:.4f}, lowest class recall "
          f"{min(mod['per_class_recall']):.4f} on {mod['n']} test images")
-    _say('evaluate', f"majority baseline (always {base['answer']}): accuracy {base['accuracy']:.4f}, macro-F1 {base['macro_f1']:.4f}")
-    _say('evaluate', 'acceptance: ' + ('PASS' if acc['passed'] else 'FAIL: ' + '; '.join(acc['failures'])) + f'; report {run}/evaluate.html')
+    say('evaluate', f"majority baseline (always {base['answer']}): accuracy {base['accuracy']:.4f}, macro-F1 {base['macro_f1']:.4f}")
+    say('evaluate', 'acceptance: ' + ('PASS' if acc['passed'] else 'FAIL: ' + '; '.join(acc['failures'])) + f'; report {run}/evaluate.html')
     return run, acc['passed']
 
 def cmd_evaluate(args, settings):
@@ -58,16 +53,15 @@ def _register(settings, eval_run=None, alias=None) -> int:
     ev_dir = find_run(settings, eval_run, job='evaluate')
     v = register_evaluated(settings, ev_dir)
     accepted = read_run(ev_dir)['metrics']['acceptance']['passed']
-    _say('register', f"model version {v} ({'passed' if accepted else 'did not pass'} acceptance) in {settings.store_url}/models/{v}")
-    if alias: _say('register', f'{alias} -> version {_registry(settings).set_alias(alias, v)}')
+    say('register', f"model version {v} ({'passed' if accepted else 'did not pass'} acceptance) in {settings.store_url}/models/{v}")
+    if alias: say('register', f'{alias} -> version {_registry(settings).set_alias(alias, v)}')
     return v
 
 def cmd_register(args, settings): _register(settings, args.eval_run, args.alias)
 
 def _registry(settings):
-    from mlproj.registry import Registry
-    from mlproj.store import Store
-    return Registry(Store(settings.store_url))
+    from mlproj.registry import open_registry
+    return open_registry(settings)
 
 def _models_list(reg):
     rows = reg.listing()
@@ -90,12 +84,12 @@ def cmd_models(args, settings):
     if action == 'history': return _models_history(reg, args.alias)
     if action == 'repair':
         out = reg.repair()
-        _say('models', f"rebuilt models/index.json with versions {', '.join(map(str, out['versions'])) or 'none'}; aliases are unset: "
+        say('models', f"rebuilt models/index.json with versions {', '.join(map(str, out['versions'])) or 'none'}; aliases are unset: "
              'point them again with `mlproj promote N --to ALIAS`')
-        for s in out['skipped']: _say('models', f'left out version {s}')
+        for s in out['skipped']: say('models', f'left out version {s}')
         return
     out = reg.prune(args.keep, grace=args.grace)
-    _say('models', f"removed versions: {', '.join(map(str, out['removed'])) or 'none'}; abandoned registrations given up: "
+    say('models', f"removed versions: {', '.join(map(str, out['removed'])) or 'none'}; abandoned registrations given up: "
          f"{', '.join(map(str, out['abandoned'])) or 'none'}; {len(out['deleted'])} leftover files or folders deleted")
 
 def cmd_promote(args, settings):
@@ -105,72 +99,58 @@ def cmd_promote(args, settings):
         alias = args.to or args.version
         if alias not in ('staging', 'production'): raise ValueError(f'--rollback takes the alias to roll back (mlproj promote production --rollback), not {alias!r}')
         v = reg.rollback(alias, by=args.by, reason=args.reason, force=args.force)
-        return _say('promote', f'{alias} rolled back to version {v}')
+        return say('promote', f'{alias} rolled back to version {v}')
     if not args.to: raise ValueError('say which alias to move: --to staging or --to production (or --rollback to move one back)')
-    _say('promote', f'{args.to} -> version {reg.set_alias(args.to, args.version, by=args.by, reason=args.reason, force=args.force)}')
+    say('promote', f'{args.to} -> version {reg.set_alias(args.to, args.version, by=args.by, reason=args.reason, force=args.force)}')
 
 # %% ../nbs/90_cli.ipynb #e8aeb1c9
-def _serve_argv(host, port, workers=1) -> list[str]:
-    "uvicorn through deploy.serve (SIGTERM drains and exits 0), JSON logs (deploy/logging.json), the access log our own."
-    import deploy
-    return [sys.executable, '-m', 'deploy.serve', 'deploy.app:app_from_env', '--factory', '--host', host, '--port', str(port),
-            '--workers', str(workers), '--no-access-log', '--log-config', str(Path(deploy.__file__).parent/'logging.json')]
-
-def cmd_serve(args, settings):
+def cmd_serve_api(args, settings):
     import os
     from mlproj.settings import to_env
     env = dict(to_env(settings))
     if args.model: env['MLPROJ_SERVING_MODEL'] = args.model
     host, port = args.host or settings.serving.host, args.port or settings.serving.port
-    _say('serve', f'http://{host}:{port}/ the demo page: draw a digit (API docs at /docs); Ctrl-C stops it')
-    os.execve(sys.executable, _serve_argv(host, port, args.workers), {**os.environ, **env})
+    say('serve', f'http://{host}:{port}/ the demo page: draw a digit (API docs at /docs); Ctrl-C stops it')
+    os.execve(sys.executable, serve_argv(host, port, args.workers), {**os.environ, **env})
 
 # %% ../nbs/90_cli.ipynb #c668d3e4
-def _free_port() -> int:
-    import socket
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0)); return s.getsockname()[1]
-
 def _query_server(settings, version:int, n:int=8):
     "Start the API in its own process, send it test images over HTTP, print the answers, stop it."
-    import os, subprocess, time
+    import os, subprocess
     import httpx, numpy as np
     from mlproj.data import load_split
     from mlproj.preprocess import render_counts
-    from mlproj.registry import Registry
+    from mlproj.registry import open_registry
     from mlproj.settings import to_env
     from mlproj.store import Store
     import tempfile
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, **to_env(settings), 'MLPROJ_SERVING_MODEL': str(version)}
     log = tempfile.TemporaryFile() # the server's log: a pipe nobody reads could fill up and stall it
-    proc = subprocess.Popen(_serve_argv('127.0.0.1', port), env=env, cwd=settings.root, stdout=subprocess.DEVNULL, stderr=log)
+    proc = subprocess.Popen(serve_argv('127.0.0.1', port), env=env, cwd=settings.root, stdout=subprocess.DEVNULL, stderr=log)
     server_log = lambda: (log.seek(0), log.read().decode(errors='replace'))[1]
     url = f'http://127.0.0.1:{port}'
     try:
-        deadline = time.monotonic() + 60
-        while True:
+        def ready():
             if proc.poll() is not None: raise RuntimeError(f'the server exited with {proc.returncode}: {server_log()[-500:]}')
-            try:
-                if httpx.get(f'{url}/ready', timeout=1).status_code == 200: break
-            except httpx.TransportError: pass
-            if time.monotonic() > deadline: raise TimeoutError('the server was not ready within 60 s')
-            time.sleep(0.2)
-        _say('serve', f'{url} is ready with model version {version}')
-        X, y = load_split(Store(settings.store_url), Registry(Store(settings.store_url)).manifest(version)['dataset_version'], 'test')
+            try: return httpx.get(f'{url}/ready', timeout=1).status_code == 200
+            except httpx.TransportError: return False
+        wait_until(ready, 60, 0.2, what=f'the server answering {url}/ready')
+        say('serve', f'{url} is ready with model version {version}')
+        X, y = load_split(Store(settings.store_url), open_registry(settings).manifest(version)['dataset_version'], 'test')
         pick = np.random.default_rng(0).choice(len(y), n, replace=False)
         files = [('files', (f'digit{i}.png', render_counts(X[i], dark_on_light=i % 2 == 0), 'image/png')) for i in pick]
         r = httpx.post(f'{url}/predict', files=files, timeout=30)
         r.raise_for_status()
         body = r.json()
-        _say('predict', f'POST /predict with {n} test digits drawn as 220x220 PNG images (dark on light, and light on dark):')
+        say('predict', f'POST /predict with {n} test digits drawn as 220x220 PNG images (dark on light, and light on dark):')
         for i, p in zip(pick, body['predictions']):
             ok = 'right' if p['label'] == y[i] else 'WRONG'
             print(f"    true {y[i]}  predicted {p['label']}  p={max(p['probabilities']):.3f}  {ok}")
         r = httpx.post(f'{url}/predict', json={'pixels': X[pick].astype(int).tolist()}, timeout=30)
         r.raise_for_status()
         labels = [p['label'] for p in r.json()['predictions']]
-        _say('predict', f"POST /predict with the same {n} as JSON 8x8 counts: {sum(int(a == b) for a, b in zip(labels, y[pick]))}/{n} right "
+        say('predict', f"POST /predict with the same {n} as JSON 8x8 counts: {sum(int(a == b) for a, b in zip(labels, y[pick]))}/{n} right "
              f"(model version {r.json()['model_version']})")
     finally:
         proc.terminate()
@@ -178,7 +158,7 @@ def _query_server(settings, version:int, n:int=8):
         except subprocess.TimeoutExpired: proc.kill(); proc.wait()
     clean = 'Application shutdown complete' in server_log()
     log.close()
-    _say('serve', 'server stopped' + ('' if clean else f' without a clean shutdown (exit code {proc.returncode})'))
+    say('serve', 'server stopped' + ('' if clean else f' without a clean shutdown (exit code {proc.returncode})'))
 
 def _accuracies(settings, eval_run) -> str:
     "The benchmark's accuracy beside the service-like set's, from an evaluation run's metrics.json."
@@ -220,7 +200,7 @@ def _job_epilog(job:str) -> str|None:
 
 # %% ../nbs/90_cli.ipynb #5a9e0c22
 # modules below the CLI whose `add_commands(add)` adds their commands, in the order --help lists them
-STAGES = ('data', 'collect', 'lighten', 'annotate', 'servicelike', 'batch', 'queue', 'release')
+STAGES = ('data', 'lineage', 'collect', 'lighten', 'annotate', 'servicelike', 'batch', 'queue', 'release')
 
 # %% ../nbs/90_cli.ipynb #53c0a39f
 def build_parser() -> argparse.ArgumentParser:
@@ -230,9 +210,13 @@ def build_parser() -> argparse.ArgumentParser:
                                 '(MLPROJ_<SECTION>_<KEY> variables override it).')
     p.add_argument('--settings', help='settings.ini to use (default: $MLPROJ_SETTINGS, else the nearest one above the working directory)')
     sub = p.add_subparsers(dest='command', metavar='COMMAND', required=True)
-    def add(name, fn, help, jobs=False, job=None):
-        s = sub.add_parser(name, help=help, description=textwrap.fill(help, 79), epilog=job and _job_epilog(job),
-                           formatter_class=argparse.RawDescriptionHelpFormatter)
+    groups, subs = {}, {}
+    def add(name, fn, help, jobs=False, job=None, under=None # the group (a command added before) this one is a subcommand of
+           ):
+        if under and under not in subs: subs[under] = groups[under].add_subparsers(dest=f'{under}_command', metavar='SUBCOMMAND')
+        s = (subs[under] if under else sub).add_parser(name, help=help, description=textwrap.fill(help, 79), epilog=job and _job_epilog(job),
+                                                       formatter_class=argparse.RawDescriptionHelpFormatter)
+        if not under: groups[name] = s
         s.set_defaults(fn=fn)
         if jobs:
             s.add_argument('-p', nargs=2, action='append', metavar=('KEY', 'VALUE'), default=[],
@@ -265,7 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument('--reason', default='', help='why (kept in the history)')
     s.add_argument('--force', action='store_true', help='let production take a version that did not pass acceptance (needs --reason; recorded)')
     s.add_argument('--by', help='who promotes, for the history (default: the login name)')
-    s = add('serve', cmd_serve, 'Serve the model over HTTP (FastAPI app in deploy/, run by uvicorn).')
+    s = add('serve', cmd_serve_api, 'Serve the model over HTTP (FastAPI app in deploy/, run by uvicorn).')
     s.add_argument('--host', help='default: settings.ini [serving] host')
     s.add_argument('--port', type=int, help='default: settings.ini [serving] port')
     s.add_argument('--model', help='version number or alias (default: [serving] model, else production, else the newest accepted version)')

@@ -12,6 +12,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import urldefrag, urljoin, urlsplit
 
+from .console import say
 from .store import Provenance, Store, has_item, item_provenance, put_item, sha256, utc_now
 
 # %% auto #0
@@ -329,8 +330,6 @@ def import_folder(settings, path:str|Path, # a folder, searched recursively
     return out
 
 # %% ../nbs/11_collect.ipynb #839473e1
-def _say(msg:str): print(f'[collect] {msg}', flush=True)
-
 def _summary_line(r:dict) -> str:
     errors = ', '.join(f'{k} {n}' for k, n in r['errors'].items()) or 'none'
     return (f"{r['fetched']} URLs fetched ({r['page']} pages), {r['stored']} images stored, {r['duplicate']} duplicates, "
@@ -340,15 +339,15 @@ def cmd_crawl(args, settings):
     "Crawl a site for images."
     over = {k: v for k, v in dict(delay=args.delay, max_pages=args.max_pages, max_depth=args.max_depth).items() if v is not None}
     r = crawl(settings, args.url, state=args.state, progress=not args.quiet, **over)
-    _say(_summary_line(r))
-    _say(f"{r['pages_this_run']} pages in {r['seconds']:.1f} s this run ({r['pages_per_s']:.1f} pages/s, {r['requests']} requests); "
+    say('collect', _summary_line(r))
+    say('collect', f"{r['pages_this_run']} pages in {r['seconds']:.1f} s this run ({r['pages_per_s']:.1f} pages/s, {r['requests']} requests); "
          f"frontier {r['state']} (run again to resume)")
 
 def cmd_folder(args, settings):
     "Import a folder of images."
     r = import_folder(settings, args.path, progress=not args.quiet)
     skipped = [f"{len(r[k])} {k.replace('_', ' ')} (e.g. {Path(r[k][0]).name})" for k in ('not_images', 'too_large', 'unreadable') if r[k]]
-    _say(f"{r['files']} files: {r['stored']} images stored, {r['duplicate']} already in the store" + (f"; skipped {', '.join(skipped)}" if skipped else ''))
+    say('collect', f"{r['files']} files: {r['stored']} images stored, {r['duplicate']} already in the store" + (f"; skipped {', '.join(skipped)}" if skipped else ''))
 
 def add_commands(add):
     "The `collect` command group of the CLI."

@@ -1,4 +1,4 @@
-"""The digits benchmark as a dataset version, splits decided by item hash, packed loading, lineage and diffs of versions.
+"""The digits benchmark as a dataset version, splits decided by item hash, packed loading and diffs of versions.
 
 Docs: https://mlproj.github.io/mlproj/data.html.md"""
 
@@ -10,15 +10,16 @@ import hashlib, io, zipfile
 from collections import Counter
 import numpy as np
 
+from .console import say
 from .preprocess import to_model_input
 from .store import (Store, Example, Provenance, Conflict, IntegrityError, sha256, put_item, put_items, get_item, item_provenance,
                           put_version, get_version, list_versions)
 
 # %% auto #0
-__all__ = ['UCI_MEDIA_TYPE', 'BENCHMARK_SOURCE', 'SPLITS', 'encode_counts', 'decode_example', 'hash_split', 'pack_version',
-           'read_pack', 'build_benchmark', 'load_splits', 'load_split', 'split_labels', 'benchmark_version',
-           'resolve_version', 'lineage', 'diff_versions', 'announce_benchmark', 'cmd_data', 'cmd_data_list',
-           'cmd_data_show', 'cmd_data_diff', 'cmd_data_pack', 'add_commands']
+__all__ = ['UCI_MEDIA_TYPE', 'BENCHMARK_SOURCE', 'SPLITS', 'encode_counts', 'decode_example', 'hash_split', 'pack_path',
+           'pack_version', 'read_pack', 'build_benchmark', 'load_splits', 'load_split', 'split_labels',
+           'benchmark_version', 'resolve_version', 'diff_versions', 'announce_benchmark', 'cmd_data', 'cmd_data_list',
+           'cmd_data_diff', 'cmd_data_pack', 'add_commands']
 
 # %% ../nbs/13_data.ipynb #7a39d378
 UCI_MEDIA_TYPE = 'application/x-uci-digits-8x8' # 64 bytes: the counts of an 8x8 image, row by row
@@ -45,14 +46,16 @@ def hash_split(digest:str, # the item's sha256 (hex)
     return 'test' if u < test_fraction else 'val' if u < test_fraction + val_fraction else 'train'
 
 # %% ../nbs/13_data.ipynb #526f683d
-def _pack_path(store, vid): return store.path('datasets', f'{vid}.pack')
+def pack_path(store, vid) -> str:
+    "Where the pack of dataset version `vid` lives in the store (see `pack_version`)."
+    return store.path('datasets', f'{vid}.pack')
 
 def pack_version(store:Store, vid:str,
                  known:dict|None=None, # sha256 -> (bytes, media type) the caller holds already; the rest is read from the store
                  progress:bool=False # show a progress bar
                 ) -> str:
     "Write every item of version `vid` into one file next to its manifest, once; return its path."
-    path = _pack_path(store, vid)
+    path = pack_path(store, vid)
     if store.exists(path): return path
     from tqdm.auto import tqdm
     known = known or {}
@@ -73,7 +76,7 @@ def pack_version(store:Store, vid:str,
 def read_pack(store:Store, vid:str, examples:list|None=None # the version's examples, if already read
              ) -> dict|None:
     "The packed items of version `vid` (blob, offsets, media type of each), each checked against its sha256; None without a pack."
-    path = _pack_path(store, vid)
+    path = pack_path(store, vid)
     if not store.exists(path): return None
     examples = get_version(store, vid)['examples'] if examples is None else examples
     fix = f'delete {path} and run `mlproj data pack {vid}`'
@@ -167,46 +170,6 @@ def resolve_version(store:Store, ref:str) -> str|None:
     if len(hits) > 1: raise LookupError(f"{ref!r} starts {len(hits)} dataset versions ({', '.join(hits[:3])}...): give more characters")
     return hits[0] if hits else None
 
-def _origin(source:str) -> str:
-    "The host of a URL, else the source itself."
-    from urllib.parse import urlsplit
-    return urlsplit(source).netloc or source if '://' in source else source
-
-def lineage(store:Store, ref:str, # a dataset version id (or its first 6+ characters), or a model version number or alias
-            items:bool=True # read every raw item's provenance (origins, media types, missing items)
-           ) -> dict:
-    "Model bundle -> dataset version (and its ancestors) -> raw items, for a model or a dataset version."
-    from mlproj.registry import Registry, RegistryError
-    reg, model, models = Registry(store), None, []
-    vid = resolve_version(store, str(ref))
-    try: rows = reg.listing()
-    except RegistryError: rows = []
-    if vid is None:
-        try: n = reg.resolve(str(ref))
-        except RegistryError as e: raise LookupError(f'{ref!r} names no dataset version and no model in {store.url} ({e})') from None
-        model = next(r for r in rows if r['version'] == n)
-        vid = model['dataset_version']
-    man = get_version(store, vid)
-    ex = man['examples']
-    ancestors, p = [], man['parent']
-    while p and p not in ancestors:
-        ancestors.append(p)
-        try: p = get_version(store, p)['parent']
-        except KeyError: ancestors[-1] += ' (missing)'; break
-    out = dict(model=model, models=[r['version'] for r in rows if r['dataset_version'] == vid],
-               dataset=dict(id=vid, description=man['description'], label_source=man['label_source'], meta=man['meta'],
-                            parent=man['parent'], ancestors=ancestors, n=len(ex), packed=store.exists(_pack_path(store, vid)),
-                            splits=dict(Counter(e.split for e in ex)), classes=dict(sorted(Counter(e.label for e in ex).items(), key=lambda kv: str(kv[0]))),
-                            label_sources=dict(Counter(e.source for e in ex))), items=None)
-    if items:
-        prov, missing = [], []
-        for e in ex:
-            try: prov.append(item_provenance(store, e.sha256))
-            except FileNotFoundError: missing.append(e.sha256)
-        out['items'] = dict(n=len(ex), missing=missing, media_types=dict(Counter(pv['media_type'] for pv in prov)),
-                            origins=dict(Counter(_origin(pv['source']) for pv in prov).most_common()),
-                            collected=[min(pv['collected'] for pv in prov), max(pv['collected'] for pv in prov)] if prov else None)
-    return out
 
 # %% ../nbs/13_data.ipynb #60f46d5f
 def diff_versions(store:Store, a:str, b:str) -> dict:
@@ -231,8 +194,6 @@ def diff_versions(store:Store, a:str, b:str) -> dict:
                 relabelled_items=[(x.sha256, x.label, y.label, y.source) for x, y in relabelled])
 
 # %% ../nbs/13_data.ipynb #6712a812
-def _say(msg:str): print(f'[data] {msg}', flush=True)
-
 def _version_arg(store, ref) -> str:
     vid = resolve_version(store, ref)
     if vid is None: raise LookupError(f'no dataset version {ref!r} in {store.url} (`mlproj data list` lists them)')
@@ -242,7 +203,7 @@ def announce_benchmark(settings) -> str:
     "Build the benchmark version (idempotent), print its id and split sizes, return the id."
     vid = benchmark_version(settings, progress=True)
     counts = Counter(e.split for e in get_version(Store(settings.store_url), vid)['examples'])
-    _say(f"dataset version {vid}: {sum(counts.values())} images ({', '.join(f'{counts[s]} {s}' for s in SPLITS)}) in {settings.store_url}")
+    say('data', f"dataset version {vid}: {sum(counts.values())} images ({', '.join(f'{counts[s]} {s}' for s in SPLITS)}) in {settings.store_url}")
     return vid
 
 def cmd_data(args, settings): announce_benchmark(settings)
@@ -256,33 +217,6 @@ def cmd_data_list(args, settings):
     for v in ids:
         m = get_version(st, v)
         print(f"{v:16}  {len(m['examples']):>7}  {m['parent'] or '-':16}  {m['description']}")
-
-def cmd_data_show(args, settings):
-    "Print the lineage of a model or a dataset version."
-    st = Store(settings.store_url)
-    L = lineage(st, args.id, items=not args.brief)
-    d = L['dataset']
-    if L['model']:
-        m = L['model']
-        print(f"model version {m['version']} ({'accepted' if m['accepted'] else 'not accepted'}{', ' + ', '.join(m['aliases']) if m['aliases'] else ''}; "
-              f"test accuracy {m['accuracy']:.4f}) was trained on")
-    print(f"dataset version {d['id']}: {d['n']} items; {d['description']}")
-    print(f"  parent: {d['parent'] or '- (a root version)'}" + (f"; ancestors: {' <- '.join(d['ancestors'])}" if len(d['ancestors']) > 1 else ''))
-    splits, policy = d['splits'], d['meta'].get('split', 'no split policy recorded')
-    print(f"  split: {', '.join(f'{splits.get(s, 0)} {s}' for s in SPLITS)}; {policy}")
-    print(f"  classes: {', '.join(f'{c}: {n}' for c, n in d['classes'].items())}")
-    print(f"  label sources: {'; '.join(f'{s} ({n})' for s, n in d['label_sources'].items())}")
-    packed = 'yes' if d['packed'] else f"no (`mlproj data pack {d['id']}`)"
-    print(f"  packed: {packed}; models trained on it: {', '.join(map(str, L['models'])) or 'none'}")
-    if L['items']:
-        it = L['items']
-        print(f"raw items: {it['n'] - len(it['missing'])} of {it['n']} in {settings.store_url}/raw" + (f", MISSING {len(it['missing'])} (e.g. {it['missing'][0]})" if it['missing'] else ''))
-        print(f"  media types: {', '.join(f'{k} ({n})' for k, n in it['media_types'].items())}")
-        print(f"  origins: {', '.join(f'{k} ({n})' for k, n in list(it['origins'].items())[:10])}" + (f" and {len(it['origins']) - 10} more" if len(it['origins']) > 10 else ''))
-        if it['collected']: print(f"  collected: {it['collected'][0]} to {it['collected'][1]}")
-    if args.items:
-        for e in get_version(st, d['id'])['examples']:
-            print(f"  {e.sha256}  {e.label!s:>5}  {e.split:5}  {e.source}  {item_provenance(st, e.sha256)['source']}")
 
 def cmd_data_diff(args, settings):
     "Print what changed from one dataset version to another."
@@ -304,27 +238,18 @@ def cmd_data_pack(args, settings):
     vid = _version_arg(st, args.id)
     path = pack_version(st, vid, progress=True)
     read_pack(st, vid)
-    _say(f'dataset version {vid} packed in {path} ({st.fs.size(path):,} bytes), every item checked')
+    say('data', f'dataset version {vid} packed in {path} ({st.fs.size(path):,} bytes), every item checked')
 
 def add_commands(add):
-    "The `data` command group of the CLI."
+    "The `data` command group of the CLI (`lineage` adds `data show`)."
     p = add('data', cmd_data, 'Store the digits benchmark as a content-hashed dataset version (idempotent) and print its id; '
             'list, show, diff and pack dataset versions.')
-    sub = p.add_subparsers(dest='data_command', metavar='SUBCOMMAND')
-    def cmd(name, fn, help):
-        s = sub.add_parser(name, help=help, description=help)
-        s.set_defaults(fn=fn)
-        return s
-    cmd('list', cmd_data_list, 'List the dataset versions in the store.')
-    s = cmd('show', cmd_data_show, 'Show the lineage of a model or a dataset version: model -> dataset version (parents, '
-            'splits, classes, label sources) -> raw items (origins, media types, missing ones).')
-    s.add_argument('id', help='a dataset version id (or its first 6+ characters), or a model version number or alias')
-    s.add_argument('--brief', action='store_true', help="don't read the raw items' provenance")
-    s.add_argument('--items', action='store_true', help='also print one line per item')
-    s = cmd('diff', cmd_data_diff, 'Compare two dataset versions: items added, removed, relabelled, per split and per class.')
+    add('list', cmd_data_list, 'List the dataset versions in the store.', under='data')
+    s = add('diff', cmd_data_diff, 'Compare two dataset versions: items added, removed, relabelled, per split and per class.', under='data')
     s.add_argument('a', help='the older version (id or its first 6+ characters)')
     s.add_argument('b', help='the newer version')
     s.add_argument('--items', action='store_true', help='also list the relabelled items')
-    s = cmd('pack', cmd_data_pack, 'Write a dataset version into one packed file next to its manifest, read by training instead of one file per item.')
+    s = add('pack', cmd_data_pack, 'Write a dataset version into one packed file next to its manifest, read by training instead of one file per item.',
+            under='data')
     s.add_argument('id', help='a dataset version id (or its first 6+ characters)')
     return p

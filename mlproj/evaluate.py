@@ -18,8 +18,8 @@ from .settings import Problem
 # %% auto #0
 __all__ = ['SLICE_KEYS', 'confusion', 'classification_metrics', 'majority_baseline', 'reliability', 'confident_mistakes',
            'prediction_metrics', 'mcnemar_exact', 'paired_comparison', 'slice_accuracy', 'accuracy_by_slice',
-           'Acceptance', 'check_acceptance', 'service_like_metrics', 'split_items', 'registered_predictor',
-           'evaluate_run', 'evaluate_train_run', 'summary_markdown', 'confusion_html']
+           'Acceptance', 'check_acceptance', 'service_like_metrics', 'split_items', 'evaluate_run',
+           'evaluate_train_run', 'summary_markdown', 'confusion_html']
 
 # %% ../nbs/30_evaluate.ipynb #b0408635
 def confusion(y_true:np.ndarray, y_pred:np.ndarray, n_classes:int=10) -> np.ndarray:
@@ -182,15 +182,6 @@ def split_items(store, vid:str, split:str) -> list[str]:
     from mlproj.store import get_version
     return [e.sha256 for e in get_version(store, vid)['examples'] if e.split == split]
 
-def registered_predictor(store, ref:str|int) -> tuple[int, object]|None:
-    "(version, `Predictor`) of the registered model `ref` names (e.g. production); None when it names none."
-    from mlproj.registry import Registry, RegistryError, RegistryDamaged
-    from mlproj.predict import Predictor
-    try: bundle = Registry(store).load(ref)
-    except RegistryDamaged: raise
-    except RegistryError: return None
-    return bundle.version, Predictor(bundle.onnx)
-
 def evaluate_run(train_dir:str|Path, # a training run's folder (it holds model.onnx)
                  dataset_version:str, store_url:str, problem:Problem,
                  split:str='test',
@@ -201,6 +192,7 @@ def evaluate_run(train_dir:str|Path, # a training run's folder (it holds model.o
     from mlproj.store import Store
     from mlproj.data import load_split, split_labels
     from mlproj.predict import Predictor
+    from mlproj.registry import registered_predictor
     st = Store(store_url)
     X, y = load_split(st, dataset_version, split)
     y_train = split_labels(st, dataset_version, 'train')

@@ -15,7 +15,8 @@ from .settings import to_env
 
 # %% auto #0
 __all__ = ['RUN_STATES', 'JobFailed', 'code_version', 'new_run_id', 'runs_dir', 'find_run', 'read_run', 'index_row', 'index_html',
-           'write_index', 'run_job', 'mark_run', 'parse_value', 'job_signature', 'check_parameters', 'job_parameters']
+           'write_index', 'run_job', 'mark_run', 'parse_value', 'notebook_signature', 'check_parameters',
+           'job_parameters']
 
 # %% ../nbs/05_jobs.ipynb #6c652871
 class JobFailed(RuntimeError):
@@ -307,7 +308,7 @@ def parse_value(text:str, typ:str|None=None # the parameter's annotated type (st
     return text
 
 _signatures = {}
-def job_signature(settings, kind:str) -> dict:
+def notebook_signature(settings, kind:str) -> dict:
     "Parameter name -> declared type name (None when not annotated) of the job notebook `nbs/jobs/<kind>.ipynb`, `run_dir` aside (`run_job` sets it)."
     jobs = settings.root/'nbs'/'jobs'
     nb = jobs/f'{kind}.ipynb'
@@ -333,7 +334,7 @@ def check_parameters(settings, kind:str, # a job kind
                      signature:dict|None=None # name -> type name, if not the job notebook's (the queue's built-in noop)
                     ) -> dict:
     "`parameters` checked against the job's parameters cell; raise ValueError saying what to fix."
-    sig = job_signature(settings, kind) if signature is None else signature
+    sig = notebook_signature(settings, kind) if signature is None else signature
     if not isinstance(parameters or {}, dict): raise ValueError('parameters must be an object of name: value')
     out = {}
     for name, value in (parameters or {}).items():

@@ -200,9 +200,8 @@ def table_markdown(rows:list[dict]) -> str:
 def register_candidates(settings, rows:list[dict], folders:dict, teacher_run:str) -> dict:
     "Register each candidate in `folders` with its evaluation from `rows`; {kind: version}."
     from mlproj.jobs import code_version
-    from mlproj.registry import Registry
-    from mlproj.store import Store
-    reg, ev = Registry(Store(settings.store_url)), {r['model']: r['evaluation'] for r in rows}
+    from mlproj.registry import open_registry
+    reg, ev = open_registry(settings), {r['model']: r['evaluation'] for r in rows}
     return {k: reg.register(d, ev[k], code_version=code_version(settings.root), train_run=teacher_run, lightened=k,
                             parameters=json.loads((Path(d)/'metrics.json').read_text())) for k, d in folders.items()}
 
@@ -211,14 +210,14 @@ def cmd_lighten(args, settings):
     from mlproj.jobs import find_run, new_run_id, runs_dir
     train_dir = find_run(settings, args.train_run, job='train')
     out = runs_dir(settings)/new_run_id('lighten')
-    print(f'[lighten] making {", ".join(args.kinds)} from {train_dir.name} into {out}', flush=True)
+    say('lighten', f'making {", ".join(args.kinds)} from {train_dir.name} into {out}')
     folders = lighten(settings, train_dir, out, epochs=args.epochs, kinds=tuple(args.kinds))
     rows = compare(settings, {'teacher': train_dir, **folders})
     (out/'comparison.md').write_text(table_markdown(rows) + '\n')
     print(table_markdown(rows))
     if args.register:
         for k, v in register_candidates(settings, rows, folders, train_dir.name).items():
-            print(f"[lighten] {k}: model version {v} ({'passed' if next(r for r in rows if r['model'] == k)['accepted'] else 'did not pass'} acceptance)")
+            say('lighten', f"{k}: model version {v} ({'passed' if next(r for r in rows if r['model'] == k)['accepted'] else 'did not pass'} acceptance)")
 
 def add_commands(add):
     "The `lighten` command."

@@ -72,14 +72,14 @@ TYPESET = 30 # typeset digits of each class added to training: 5 fonts x 6
 def typeset_digits(per_digit:int, # images of each digit
                    seed:int=0 # the training seed; the generator's seed is derived from it and never the service-like set's
                   ) -> tuple[np.ndarray, np.ndarray]:
-    "Model inputs and labels of digits typeset in `servicelike.TRAIN_FONTS` (STIX, Computer Modern), both polarities, shifted and rotated."
-    from mlproj.servicelike import TRAIN_FONTS, draw_font, _place, encode_png
+    "Model inputs and labels of digits typeset in `glyphs.TRAIN_FONTS` (STIX, Computer Modern), both polarities, shifted and rotated."
+    from mlproj.glyphs import TRAIN_FONTS, draw_font, encode_png, place
     from mlproj.preprocess import to_model_input
     rng = np.random.default_rng([seed, 0x7e57])
     X, y = [], []
     for d in range(10):
         for i in range(per_digit):
-            ink = _place(draw_font(d, TRAIN_FONTS[i % len(TRAIN_FONTS)], rng, 96), rng)
+            ink = place(draw_font(d, TRAIN_FONTS[i % len(TRAIN_FONTS)], rng, 96), rng)
             X.append(to_model_input(encode_png(ink, dark_on_light=i % 2 == 0))); y.append(d)
     return np.stack(X).astype(np.float32), np.array(y, np.int64)
 

@@ -98,8 +98,8 @@ def job_kinds(settings) -> list[str]:
     return sorted(p.stem for p in (settings.root/'nbs'/'jobs').glob('*.ipynb')) + ['noop']
 
 def job_signature(settings, kind:str) -> dict:
-    "Parameter name -> declared type name of a job kind: the built-in noop's, else its notebook's (`jobs.job_signature`)."
-    return dict(NOOP) if kind == 'noop' else jobs.job_signature(settings, kind)
+    "Parameter name -> declared type name of a job kind: the built-in noop's, else its notebook's (`jobs.notebook_signature`)."
+    return dict(NOOP) if kind == 'noop' else jobs.notebook_signature(settings, kind)
 
 
 # %% ../nbs/41_queue.ipynb #aeacfe0b
@@ -536,7 +536,7 @@ def rerun_submit(self, run_id:str) -> dict:
 JobQueue.rerun_submit = rerun_submit
 
 # %% ../nbs/41_queue.ipynb #b296a00e
-def _say(step:str, msg:str): print(f'[{step}] {msg}', flush=True)
+from .console import say as _say
 
 def _until_signal(tick):
     "Call `tick` every half second until SIGINT or SIGTERM."
@@ -550,7 +550,7 @@ def _until_signal(tick):
 def _stack_env(settings, url) -> dict: return {**os.environ, **to_env(settings), 'MLPROJ_QUEUE_URL': url}
 
 def cmd_up(args, settings):
-    from mlproj.cli import _serve_argv
+    from mlproj.console import serve_argv as _serve_argv
     server = None if settings.queue.url else EmbeddedServer(data_dir(settings)).start()
     url = settings.queue.url or server.url
     env, api, sup = _stack_env(settings, url), None, None

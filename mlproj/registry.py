@@ -16,7 +16,8 @@ from .store import Store, sha256, canonical_json, utc_now, IntegrityError, Confl
 
 # %% auto #0
 __all__ = ['BUNDLE_FILES', 'PREPROCESSING', 'ALIASES', 'GRACE', 'RECENT_WRITES', 'ATTEMPTS', 'MAX_BACKOFF', 'INDEX_MAX',
-           'MANIFEST_MAX', 'RegistryError', 'RegistryDamaged', 'Bundle', 'Registry']
+           'MANIFEST_MAX', 'RegistryError', 'RegistryDamaged', 'Bundle', 'Registry', 'open_registry',
+           'registered_predictor']
 
 # %% ../nbs/23_registry.ipynb #fe020478
 BUNDLE_FILES = ('model.onnx', 'model.safetensors', 'net.json')
@@ -421,3 +422,17 @@ def repair(self:Registry, by:str|None=None) -> dict:
     if data is not None: self.store.write(f'{path}.damaged-{int(time.time())}', data)
     self.store.swap(path, canonical_json(dict(idx, format=2, generation=1)), tag)
     return dict(versions=sorted(map(int, idx['versions'])), skipped=skipped)
+
+# %% ../nbs/23_registry.ipynb #b62a62c3
+def open_registry(settings) -> Registry:
+    "The registry in the project's store (`settings.store_url`)."
+    return Registry(Store(settings.store_url))
+
+def registered_predictor(store:Store, ref:str|int|None=None # a version or an alias; None: production, else the newest accepted
+                        ) -> tuple[int, object]|None:
+    "(version, `predict.Predictor`) of the registered model `ref` names; None when it names none."
+    from mlproj.predict import Predictor
+    try: bundle = Registry(store).load(ref)
+    except RegistryDamaged: raise
+    except RegistryError: return None
+    return bundle.version, Predictor(bundle.onnx)

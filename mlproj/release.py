@@ -9,8 +9,9 @@ from __future__ import annotations
 import hashlib, json, os, shutil, subprocess, sys, time
 from pathlib import Path
 
+from .console import EXIT_ERROR, EXIT_REJECTED, say, wait_until
 from .jobs import code_version, read_run, run_job
-from .registry import Registry
+from .registry import open_registry
 from .store import Store
 
 # %% auto #0
@@ -89,7 +90,7 @@ def register_evaluated(settings, # the project's `Settings`
     "Register the model an evaluation run judged; its version."
     ev = read_run(Path(eval_dir))
     tr = read_run(settings.reports_dir/'runs'/ev['metrics']['train_run'])
-    return Registry(Store(settings.store_url)).register(
+    return open_registry(settings).register(
         settings.reports_dir/'runs'/tr['run_id'], ev['metrics'], code_version=tr['code_version'],
         train_run=tr['run_id'], eval_run=ev['run_id'], parameters=tr['parameters'])
 
@@ -110,22 +111,22 @@ def wait_for_servers(urls:list[str], # base URLs of the servers
     import httpx
     t0, done, streak, seen = time.monotonic(), {}, {u: 0 for u in urls}, {u: None for u in urls}
     with httpx.Client(timeout=2) as client:
-        while len(done) < len(urls):
+        def switched() -> bool:
             for u in urls:
                 if u in done: continue
                 try: seen[u] = client.get(f'{u.rstrip("/")}/ready').headers.get('x-model-version')
                 except httpx.HTTPError as e: seen[u] = f'no answer ({type(e).__name__})'
                 streak[u] = streak[u] + 1 if seen[u] == str(version) else 0
                 if streak[u] >= agree: done[u] = round(time.monotonic() - t0, 2)
-            if len(done) == len(urls): break
-            if time.monotonic() - t0 > timeout:
-                late = '; '.join(f'{u} still serves {seen[u] or "no model"}' for u in urls if u not in done)
-                raise ReleaseFailed('switch', f'not every server serves version {version} after {timeout:.0f} s: {late}')
-            time.sleep(0.1)
+            return len(done) == len(urls)
+        try: wait_until(switched, timeout, 0.1)
+        except TimeoutError:
+            late = '; '.join(f'{u} still serves {seen[u] or "no model"}' for u in urls if u not in done)
+            raise ReleaseFailed('switch', f'not every server serves version {version} after {timeout:.0f} s: {late}') from None
     return done
 
 # %% ../nbs/45_release.ipynb #384a7c08
-def _step(steps:list, name:str, say, fn, *args):
+def _step(steps:list, name:str, progress, fn, *args):
     t0 = time.perf_counter()
     try: detail = fn(*args)
     except ReleaseFailed as e: steps.append(dict(step=name, seconds=round(time.perf_counter() - t0, 2), ok=False, detail=e.reason)); raise
@@ -133,7 +134,7 @@ def _step(steps:list, name:str, say, fn, *args):
         steps.append(dict(step=name, seconds=round(time.perf_counter() - t0, 2), ok=False, detail=f'{type(e).__name__}: {e}'))
         raise ReleaseFailed(name, f'{type(e).__name__}: {e}') from e
     steps.append(dict(step=name, seconds=round(time.perf_counter() - t0, 2), ok=True, detail=detail[0] if isinstance(detail, tuple) else detail))
-    if say: say(f'[release] {name}: {steps[-1]["detail"]} ({steps[-1]["seconds"]:.1f} s)')
+    if progress: progress(f'[release] {name}: {steps[-1]["detail"]} ({steps[-1]["seconds"]:.1f} s)')
     return detail[1] if isinstance(detail, tuple) else detail
 
 def _reason(cv:dict, tests:str, extra:str) -> str:
@@ -150,13 +151,13 @@ def release(settings, # the project's `Settings`
             timeout:float=60, # seconds for the servers to switch
             by:str|None=None, # who releases, for the history (default: the login name)
             reason:str='', # why, added to the history's reason
-            say=print # progress lines; None: quiet
+            progress=print # called with each step's line; None: quiet
            ) -> dict:
     "Run every step of a release; {'version', 'steps', 'seconds'}, or `ReleaseFailed` (with `.steps`) when one fails."
     from mlproj.data import benchmark_version
     if tests not in TESTS: raise ValueError(f"tests must be one of {', '.join(TESTS)}, not {tests!r}") # before any step
     root, steps, t0 = Path(settings.root), [], time.perf_counter()
-    reg = Registry(Store(settings.store_url))
+    reg = open_registry(settings)
     def git():
         cv = check_tree(root, allow_dirty)
         return f"commit {cv['commit'] or 'none'}" + (' (dirty, allowed)' if cv['dirty'] or cv['commit'] is None else ''), cv
@@ -186,16 +187,16 @@ def release(settings, # the project's `Settings`
         done = wait_for_servers(urls, v, timeout)
         return ', '.join(f'{u} after {s:.1f} s' for u, s in done.items())
     try:
-        cv = _step(steps, 'git', say, git)
-        _step(steps, 'sync', say, sync_check, root)
-        _step(steps, 'tests', say, run_tests, root, tests)
-        train_run = _step(steps, 'train', say, train)
-        eval_run = _step(steps, 'evaluate', say, evaluate, train_run)
-        _step(steps, 'gate', say, gate, eval_run)
-        v = _step(steps, 'register', say, register, eval_run)
-        before = _step(steps, 'promote', say, promote, v, cv)
+        cv = _step(steps, 'git', progress, git)
+        _step(steps, 'sync', progress, sync_check, root)
+        _step(steps, 'tests', progress, run_tests, root, tests)
+        train_run = _step(steps, 'train', progress, train)
+        eval_run = _step(steps, 'evaluate', progress, evaluate, train_run)
+        _step(steps, 'gate', progress, gate, eval_run)
+        v = _step(steps, 'register', progress, register, eval_run)
+        before = _step(steps, 'promote', progress, promote, v, cv)
         urls = local_servers(settings) if servers is None else list(servers)
-        try: _step(steps, 'switch', say, switch, v, urls)
+        try: _step(steps, 'switch', progress, switch, v, urls)
         except ReleaseFailed as e:
             if before is not None:
                 reg.set_alias('production', before, by=by, reason=f'mlproj release: version {v} did not reach every server; back to {before}')
@@ -229,17 +230,16 @@ def release_job(settings, # the project's `Settings`
 
 # %% ../nbs/45_release.ipynb #90cd94b9
 def cmd_release(args, settings):
-    from mlproj.cli import EXIT_ERROR, EXIT_REJECTED
     from mlproj.jobs import job_parameters
-    say = None if args.quiet else print
     try: out = release(settings, allow_dirty=args.allow_dirty, tests=args.tests, params=job_parameters(settings, 'train', args.p),
-                       servers=args.server, timeout=args.timeout, by=args.by, reason=args.reason, say=say)
+                       servers=args.server, timeout=args.timeout, by=args.by, reason=args.reason,
+                       progress=None if args.quiet else print)
     except ReleaseFailed as e:
         print(steps_table(e.steps, e.seconds))
         print(f'mlproj: release stopped at {e.step}: {e.reason}', file=sys.stderr)
         return EXIT_REJECTED if e.step == 'gate' else EXIT_ERROR
     print(steps_table(out['steps'], out['seconds']))
-    print(f"[release] version {out['version']} is production, in {out['seconds']:.1f} s")
+    say('release', f"version {out['version']} is production, in {out['seconds']:.1f} s")
 
 def add_commands(add):
     s = add('release', cmd_release, 'From the working tree to the new model serving: sync check, tests, train, evaluate, acceptance '

@@ -6,12 +6,12 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
+from mlproj.console import free_port, wait_until  # noqa: F401 (the tests' one free port and one wait loop, the library's)
 from mlproj.settings import load_settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,8 +41,7 @@ def trained(tmp_path_factory):
     from mlproj.data import benchmark_version
     from mlproj.train import config_from_settings, train
     from mlproj.evaluate import evaluate_run
-    from mlproj.registry import Registry
-    from mlproj.store import Store
+    from mlproj.registry import open_registry
     from mlproj.servicelike import service_like_version
     tmp = tmp_path_factory.mktemp('trained')
     s = make_settings(tmp, **SHORT_RUN_SERVICE_LIKE)
@@ -50,8 +49,8 @@ def trained(tmp_path_factory):
     run_dir = tmp / 'reports' / 'runs' / 'train-fixture'
     train(config_from_settings(s, vid, run_dir, max_epochs=10, wandb_mode='disabled', progress=False))
     ev = evaluate_run(run_dir, vid, s.store_url, s.problem, service_like_version=service_like_version(s))
-    Registry(Store(s.store_url)).register(run_dir, ev, train_run='train-fixture', eval_run='eval-fixture',
-                                          code_version={'commit': None, 'dirty': None}, parameters={'max_epochs': 10})
+    open_registry(s).register(run_dir, ev, train_run='train-fixture', eval_run='eval-fixture',
+                              code_version={'commit': None, 'dirty': None}, parameters={'max_epochs': 10})
     return s, run_dir, ev
 
 
@@ -95,15 +94,13 @@ def s3_server():
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     srv = S3Server(port)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                urllib.request.urlopen(srv.endpoint_url + '/moto-api/', timeout=2).read()
-                break
+        def answers() -> bool:
+            try: urllib.request.urlopen(srv.endpoint_url + '/moto-api/', timeout=2).read()
             except OSError:
                 if proc.poll() is not None: raise RuntimeError(f'moto.server exited with code {proc.returncode}')
-                if time.monotonic() > deadline: raise RuntimeError('moto.server did not answer within 60 s')
-                time.sleep(0.2)
+                return False
+            return True
+        wait_until(answers, 60, 0.2, what='moto.server answering')
         req = urllib.request.Request(f'{srv.endpoint_url}/{srv.bucket}', method='PUT')  # create the bucket
         urllib.request.urlopen(req, timeout=10).read()
         yield srv
@@ -138,16 +135,13 @@ class ServerProcess:
 
     def _wait_ready(self, ready, timeout):
         import httpx
-        deadline = time.monotonic() + timeout
-        while True:
+        def answers() -> bool:
             assert self.proc.poll() is None, f'the server exited with {self.proc.returncode}:\n{self.log}'
-            assert time.monotonic() < deadline, f'the server was not ready within {timeout:.0f} s:\n{self.log}'
             if self.url is None and (m := re.search(r'Uvicorn running on (http://127\.0\.0\.1:\d+)', self.log)): self.url = m[1]
-            if self.url:
-                try:
-                    if httpx.get(self.url + ready, timeout=5).status_code == 200: return
-                except httpx.TransportError: pass
-            time.sleep(0.1)
+            try: return bool(self.url) and httpx.get(self.url + ready, timeout=5).status_code == 200
+            except httpx.TransportError: return False
+        try: wait_until(answers, timeout, 0.1, what=f'the server answering {ready}')
+        except TimeoutError as e: raise AssertionError(f'{e}:\n{self.log}') from None
 
     @property
     def log(self) -> str:
@@ -187,12 +181,6 @@ def serving_env(store, reports, **env) -> dict:
     base = {k: v for k, v in os.environ.items() if not k.startswith(('MLPROJ_', 'PROMETHEUS_'))}
     return {**base, 'MLPROJ_SETTINGS': str(ROOT / 'settings.ini'), 'MLPROJ_PATHS_STORE': str(store),
             'MLPROJ_PATHS_REPORTS': str(reports), **env}
-
-
-def free_port() -> int:
-    import socket
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0)); return s.getsockname()[1]
 
 
 def uvicorn_argv(*extra) -> list:

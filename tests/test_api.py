@@ -25,7 +25,7 @@ from deploy.serving import ServedModel
 from mlproj.data import load_split
 from mlproj.predict import Predictor
 from mlproj.preprocess import render_counts
-from mlproj.registry import Registry
+from mlproj.registry import open_registry
 from mlproj.store import Store
 
 N = 50 # test-set images used for accuracy checks
@@ -111,7 +111,7 @@ def test_openapi_documents_both_request_bodies_of_predict(client):
 
 def test_app_serves_the_version_or_alias_it_is_given(trained, tmp_path):
     s = copy_models(trained, tmp_path)
-    Registry(Store(s.store_url)).set_alias('staging', 1)
+    open_registry(s).set_alias('staging', 1)
     with TestClient(create_app(s, model_ref='staging')) as c:
         assert c.get('/ready').json()['model_version'] == 1
         assert c.get('/models').json()['aliases'] == {'staging': 1}
@@ -161,7 +161,7 @@ def test_served_probabilities_equal_the_registered_models_in_process(client, tra
     X = digits[0][:20]
     predictions = client.post('/predict', json={'pixels': X.tolist()}).json()['predictions']
     served = np.array([p['probabilities'] for p in predictions])
-    local = Predictor(Registry(Store(trained[0].store_url)).load(1).onnx).probabilities(X.astype(np.float32))
+    local = Predictor(open_registry(trained[0]).load(1).onnx).probabilities(X.astype(np.float32))
     np.testing.assert_allclose(served, local, atol=1e-6)
 
 

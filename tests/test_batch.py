@@ -12,7 +12,7 @@ from conftest import ROOT, make_settings
 from mlproj.data import load_split
 from mlproj.predict import Predictor
 from mlproj.preprocess import render_counts
-from mlproj.registry import Registry
+from mlproj.registry import open_registry
 from mlproj.settings import to_env
 from mlproj.store import Store
 from test_queue import stack  # noqa: F401 (the fixture: an embedded or a real Redis, and workers)
@@ -21,7 +21,7 @@ from test_queue import stack  # noqa: F401 (the fixture: an embedded or a real R
 def with_production_model(trained, settings):
     "The trained fixture's store (its benchmark and model version 1) copied into `settings`' store, version 1 as production."
     shutil.copytree(trained[0].store_url, settings.store_url)
-    Registry(Store(settings.store_url)).set_alias('production', 1)
+    open_registry(settings).set_alias('production', 1)
 
 
 def image_folder(trained, folder: Path, n=16):
@@ -58,7 +58,7 @@ def test_predict_job_through_the_queue_writes_predictions_and_summary(stack, tra
     # the same preprocessing as the service: the API's own decoding of uploads, then the same model
     from deploy.inputs import images_batch
     files = [(r['item'], (folder / r['item']).read_bytes()) for r in ok]
-    probs = Predictor(Registry(Store(stack.settings.store_url)).load('production').onnx).probabilities(images_batch(files, stack.settings.serving))
+    probs = Predictor(open_registry(stack.settings).load('production').onnx).probabilities(images_batch(files, stack.settings.serving))
     assert [int(r['label']) for r in ok] == probs.argmax(1).tolist()
     assert np.allclose([float(r['probability']) for r in ok], probs.max(1), atol=1e-5)
     m = done['result']['metrics']

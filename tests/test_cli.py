@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-from conftest import ROOT, free_port
+from conftest import ROOT, free_port, wait_until
 from mlproj.cli import build_parser
 
 MLPROJ = str(ROOT / '.venv' / 'bin' / 'mlproj')
@@ -72,20 +72,16 @@ def test_models_and_promote_move_aliases(registered_env):
 
 def test_serve_command_serves_the_registered_model(registered_env):
     import httpx
-    import time
     port = free_port()
     proc = subprocess.Popen([MLPROJ, 'serve', '--port', str(port), '--model', '1'], cwd=ROOT, env=registered_env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 60
-        while True:
+        def ready():
             assert proc.poll() is None, proc.communicate()
-            try:
-                r = httpx.get(f'http://127.0.0.1:{port}/ready', timeout=1)
-                if r.status_code == 200: break
-            except httpx.TransportError: pass
-            assert time.monotonic() < deadline, 'not ready within 60 s'
-            time.sleep(0.2)
+            try: r = httpx.get(f'http://127.0.0.1:{port}/ready', timeout=1)
+            except httpx.TransportError: return None
+            return [r] if r.status_code == 200 else None
+        [r] = wait_until(ready, 60, 0.2, what='mlproj serve answering /ready')
         assert r.json()['model_version'] == 1
         pixels = [[0, 0, 5, 13, 9, 1, 0, 0], [0, 0, 13, 15, 10, 15, 5, 0], [0, 3, 15, 2, 0, 11, 8, 0], [0, 4, 12, 0, 0, 8, 8, 0],
                   [0, 5, 8, 0, 0, 9, 8, 0], [0, 4, 11, 0, 1, 12, 7, 0], [0, 2, 14, 5, 10, 12, 0, 0], [0, 0, 6, 13, 10, 0, 0, 0]]

@@ -13,7 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from PIL import Image
 
-from conftest import ROOT, make_settings
+from conftest import ROOT, free_port, make_settings, wait_until
 from mlproj.collect import crawl
 from mlproj.store import Store, item_provenance, sha256
 
@@ -196,8 +196,7 @@ def test_crawl_killed_with_sigkill_resumes_without_fetching_or_storing_twice(tmp
     try:
         with open(tmp_path / 'first.log', 'w') as log:
             proc = subprocess.Popen(argv, env=env, cwd=ROOT, stdout=log, stderr=log)
-        deadline = time.monotonic() + 60
-        while not site.hits('/hold.html') and time.monotonic() < deadline and proc.poll() is None: time.sleep(0.05)
+        wait_until(lambda: site.hits('/hold.html') or proc.poll() is not None, 60, 0.05, what='the crawler asking for /hold.html')
         assert site.hits('/hold.html'), (tmp_path / 'first.log').read_text()
         proc.send_signal(signal.SIGKILL)
         proc.wait()
@@ -256,10 +255,6 @@ def test_bad_input_gets_one_line_and_loses_nothing(tmp_path):
 
 class socket_closed:
     "A port of 127.0.0.1 that nothing listens on."
-    def __enter__(self):
-        import socket
-        with socket.socket() as s:
-            s.bind(('127.0.0.1', 0))
-            return s.getsockname()[1]
+    def __enter__(self): return free_port()
 
     def __exit__(self, *a): return False

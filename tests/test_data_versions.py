@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from conftest import ROOT
-from mlproj.data import (UCI_MEDIA_TYPE, build_benchmark, diff_versions, encode_counts, hash_split, lineage, load_splits,
-                         pack_version)
+from mlproj.data import UCI_MEDIA_TYPE, build_benchmark, diff_versions, encode_counts, hash_split, load_splits, pack_version
+from mlproj.lineage import lineage
 from mlproj.store import Example, Provenance, Store, get_version, put_item, put_version
 
 MLPROJ = str(ROOT / '.venv' / 'bin' / 'mlproj')

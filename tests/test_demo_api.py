@@ -8,7 +8,8 @@ from fastapi.testclient import TestClient
 
 from conftest import make_settings
 from deploy.app import create_app
-from mlproj.servicelike import draw_strokes, encode_png, list_corrections, build_service_like, load_service_like
+from mlproj.glyphs import draw_strokes, encode_png
+from mlproj.servicelike import list_corrections, build_service_like, load_service_like
 from mlproj.store import Store, get_item, get_version, item_provenance
 
 UA = {'user-agent': 'pytest-demo/1.0 (a phone, say)'}

@@ -4,17 +4,15 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import psutil
 import yaml
 
-from conftest import ROOT
+from conftest import ROOT, free_port, wait_until
 from test_release_reload import PIXELS, _store_with_two_versions
 
 DEPLOY = ROOT / 'deploy'
@@ -59,10 +57,8 @@ def test_compose_runs_api_workers_and_redis_on_a_shared_model_volume():
 
 def _free_base() -> int:
     "A base port for honcho whose web process (the third: base + 200) is free."
-    while True:
-        with socket.socket() as s:
-            s.bind(('127.0.0.1', 0)); port = s.getsockname()[1]
-        if port > 1300: return port - 200
+    while (port := free_port()) <= 1300: pass
+    return port - 200
 
 
 def test_procfile_runs_api_workers_and_redis_and_stops_them_all(trained, tmp_path):
@@ -78,24 +74,20 @@ def test_procfile_runs_api_workers_and_redis_and_stops_them_all(trained, tmp_pat
                               stderr=subprocess.STDOUT, start_new_session=True) # a file: no pipe left open by a survivor to block the end
     url, family = f'http://127.0.0.1:{base + 200}', []
     try:
-        deadline = time.monotonic() + 120
-        while True:
+        def healthy() -> bool:
             assert honcho.poll() is None, (tmp_path / 'honcho.log').read_text()
-            assert time.monotonic() < deadline, 'the API did not answer /health within 120 s'
-            try:
-                if httpx.get(f'{url}/health').status_code == 200: break
-            except httpx.TransportError: pass
-            time.sleep(0.3)
+            try: return httpx.get(f'{url}/health').status_code == 200
+            except httpx.TransportError: return False
+        wait_until(healthy, 120, 0.3, what='the API answering /health')
         family = psutil.Process(honcho.pid).children(recursive=True)
         assert httpx.post(f'{url}/predict', json=PIXELS, timeout=30).json()['model_version'] == 1 # production
         auth = {'Authorization': 'Bearer s3cret'}
         r = httpx.post(f'{url}/jobs', json={'job': 'noop', 'parameters': {'echo': 'hi'}}, headers=auth, timeout=30)
         assert r.status_code == 202, r.text
-        job = r.json()
-        while job['state'] not in ('done', 'failed'):
-            assert time.monotonic() < deadline + 120, job
-            time.sleep(0.3)
-            job = httpx.get(f"{url}/jobs/{job['id']}", headers=auth, timeout=30).json()
+        def finished(job_id=r.json()['id']) -> dict | None:
+            job = httpx.get(f'{url}/jobs/{job_id}', headers=auth, timeout=30).json()
+            return job if job['state'] in ('done', 'failed') else None
+        job = wait_until(finished, 240, 0.3, what='the noop job finishing')
         assert job['state'] == 'done' and job['result']['echo'] == 'hi', job
         family = psutil.Process(honcho.pid).children(recursive=True) # the workers' own processes too
     finally:

@@ -13,7 +13,7 @@ from conftest import serving_env, uvicorn_server
 from deploy.serving import Gather, ServedModel
 from mlproj.data import load_split
 from mlproj.predict import Predictor
-from mlproj.registry import Registry
+from mlproj.registry import open_registry
 from mlproj.store import Store
 
 
@@ -32,7 +32,7 @@ class Counted(Predictor):
 def served(trained):
     "A ServedModel on the fixture's version 1, counting its calls; and the test split's first 64 images as counts."
     settings, _, evaluation = trained
-    model = ServedModel(1, Counted(Registry(Store(settings.store_url)).load(1).onnx), {})
+    model = ServedModel(1, Counted(open_registry(settings).load(1).onnx), {})
     X, y = load_split(Store(settings.store_url), evaluation['dataset_version'], 'test')
     return model, X[:64].astype(np.float32)
 

@@ -7,8 +7,7 @@ import pytest
 
 from conftest import make_settings
 from mlproj.lighten import compare, lighten, register_candidates
-from mlproj.registry import Registry, RegistryError
-from mlproj.store import Store
+from mlproj.registry import RegistryError, open_registry
 
 
 def test_lighter_models_are_smaller_and_a_failing_one_cannot_reach_production(trained, tmp_path):
@@ -29,7 +28,7 @@ def test_lighter_models_are_smaller_and_a_failing_one_cannot_reach_production(tr
     weak = lighten(s, train_dir, tmp_path / 'weak', epochs=0, keep=0.1, kinds=('pruned',))
     weak_rows = compare(s, weak, calls=5)
     assert not weak_rows[0]['accepted']
-    reg = Registry(Store(s.store_url))
+    reg = open_registry(s)
     v = register_candidates(s, weak_rows, weak, train_dir.name)['pruned']
     with pytest.raises(RegistryError, match='did not pass acceptance'): reg.set_alias('production', v)
     assert reg.manifest(v)['lightened'] == 'pruned'

@@ -14,7 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from conftest import make_settings
+from conftest import make_settings, wait_until
 from deploy.app import create_app
 from mlproj.preprocess import render_counts
 from mlproj.settings import load_settings
@@ -102,8 +102,7 @@ def test_a_client_leaving_mid_body_is_one_log_line_not_a_traceback(limited):
                              'Content-Length: 100000', b'{"pixels": [1, 2')
         time.sleep(0.05)
         s.close()
-    deadline = time.monotonic() + 10
-    while sum('went away' in line for line in limited.lines[before:]) < 5 and time.monotonic() < deadline: time.sleep(0.1)
+    wait_until(lambda: sum('went away' in line for line in limited.lines[before:]) >= 5, 10, 0.1, what='five "went away" log lines')
     new = limited.lines[before:]
     assert sum('went away' in line for line in new) == 5, ''.join(new)
     assert len(new) == 5 and not any('Traceback' in line for line in new), ''.join(new)

@@ -13,9 +13,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from deploy.app import create_app
 from deploy.observe import JsonFormatter, request_id
-from mlproj.cli import _serve_argv
+from mlproj.console import serve_argv
 
-from conftest import ServerProcess, free_port, make_settings, serving_env
+from conftest import ServerProcess, free_port, make_settings, serving_env, wait_until
 from test_release_reload import PIXELS, _store_with_two_versions
 
 
@@ -80,7 +80,7 @@ def test_json_log_lines_carry_the_request_id():
 def _start(tmp: Path, workers: int = 1, **env) -> ServerProcess:
     "`mlproj serve`'s command (deploy.serve, JSON logs) on a free port, serving production from tmp/store."
     port = free_port()
-    return ServerProcess(_serve_argv('127.0.0.1', port, workers), serving_env(tmp / 'store', tmp / 'reports', **{'MLPROJ_SERVING_MODEL': 'production', **env}),
+    return ServerProcess(serve_argv('127.0.0.1', port, workers), serving_env(tmp / 'store', tmp / 'reports', **{'MLPROJ_SERVING_MODEL': 'production', **env}),
                          url=f'http://127.0.0.1:{port}')
 
 
@@ -119,10 +119,12 @@ def test_serve_workers_answer_and_add_up_their_metrics(trained, tmp_path):
     _store_with_two_versions(trained, tmp_path)
     with _start(tmp_path, workers=2) as srv, httpx.Client(base_url=srv.url) as c:
         # /ready answered from one worker; the other may still be loading its model
-        deadline = time.monotonic() + 60
-        while list((versions := _versions_by_pid(_samples(c.get('/metrics').text))).values()) != [1, 1]:
-            assert time.monotonic() < deadline, (versions, srv.log) # each worker reports the version it serves, 0 until loaded
-            time.sleep(0.2)
+        seen = {}
+        def both_serve_1() -> bool: # each worker reports the version it serves, 0 until loaded
+            seen.update(versions=_versions_by_pid(_samples(c.get('/metrics').text)))
+            return list(seen['versions'].values()) == [1, 1]
+        try: wait_until(both_serve_1, 60, 0.2, what='both workers serving version 1')
+        except TimeoutError: raise AssertionError((seen, srv.log)) from None
         for _ in range(20): assert c.post('/predict', json=PIXELS).status_code == 200
         m = _samples(c.get('/metrics').text)
         n = sum(v for (name, labels), v in m.items() if name == 'mlproj_http_requests_total' and ('route', '/predict') in labels)

@@ -8,7 +8,7 @@ import pytest
 from mlproj.data import load_split
 from mlproj.evaluate import check_acceptance, classification_metrics
 from mlproj.predict import Predictor
-from mlproj.registry import Registry, RegistryError
+from mlproj.registry import Registry, RegistryError, open_registry
 from mlproj.settings import Problem
 from mlproj.store import IntegrityError, Store
 
@@ -23,7 +23,7 @@ def store_copy(trained, tmp_path):
 
 def test_loaded_bundle_predicts_what_was_evaluated(trained):
     s, _, ev = trained
-    bundle = Registry(Store(s.store_url)).load()
+    bundle = open_registry(s).load()
     X, y = load_split(Store(s.store_url), bundle.manifest['dataset_version'], 'test')
     got = classification_metrics(y, Predictor(bundle.onnx).predict(X))
     assert got['accuracy'] == pytest.approx(ev['model']['accuracy'])
@@ -35,7 +35,7 @@ def test_loaded_bundle_predicts_what_was_evaluated(trained):
 def test_bundle_weights_load_without_pickle(trained):
     from safetensors.numpy import load
     s, _, _ = trained
-    bundle = Registry(Store(s.store_url)).load()
+    bundle = open_registry(s).load()
     weights = load(bundle.files['model.safetensors'])
     assert sum(w.size for w in weights.values() if w.dtype == np.float32) > 30_000
     assert not any(name.endswith(('.pt', '.pth', '.ckpt', '.pkl')) for name in bundle.files)

@@ -35,7 +35,7 @@ def test_release_stopped_at_gate_changes_nothing(trained, tmp_path):
     index = (tmp_path / 'store' / 'models' / 'index.json').read_bytes()
     settings = make_settings(tmp_path, **SHORT_RUN_SERVICE_LIKE, MLPROJ_PROBLEM_MIN_TEST_ACCURACY='1.01') # no model can pass
     with pytest.raises(ReleaseFailed) as e:
-        release(settings, allow_dirty=True, tests='none', params=TINY, servers=[], say=None)
+        release(settings, allow_dirty=True, tests='none', params=TINY, servers=[], progress=None)
     assert e.value.step == 'gate' and 'acceptance FAILED' in e.value.reason and 'accuracy' in e.value.reason
     assert [s['step'] for s in e.value.steps] == list(STEPS[:STEPS.index('gate') + 1])
     assert [s['ok'] for s in e.value.steps][-3:] == [True, True, False]
@@ -75,7 +75,7 @@ def test_release_refuses_a_server_that_does_not_switch(trained, tmp_path):
         url = srv.url
         settings = make_settings(tmp_path, **EASY)
         with pytest.raises(ReleaseFailed) as e:
-            release(settings, allow_dirty=True, tests='none', params=TINY, servers=[url], timeout=2, say=None)
+            release(settings, allow_dirty=True, tests='none', params=TINY, servers=[url], timeout=2, progress=None)
         assert e.value.step == 'switch' and f'{url} still serves 1' in e.value.reason and 'back on version 1' in e.value.reason
         assert reg.resolve('production') == 1 and [h['to'] for h in reg.history('production')][-2:] == [2, 1]
 

@@ -13,7 +13,7 @@ from deploy.app import create_app
 from mlproj.registry import Registry
 from mlproj.store import Store
 
-from conftest import make_settings, serving_env, uvicorn_server
+from conftest import make_settings, serving_env, uvicorn_server, wait_until
 
 PIXELS = {'pixels': ([0, 0, 5, 13, 9, 1, 0, 0] * 8)}
 
@@ -94,10 +94,11 @@ def test_tampered_bundle_is_refused_while_the_old_keeps_answering(trained, tmp_p
     with _serve(tmp_path) as srv:
         url = srv.url
         reg.set_alias('production', 2, by='test', reason='tampered')
-        deadline = time.monotonic() + 30
-        while not (m := httpx.get(f'{url}/models').json())['reload_error']:
-            assert time.monotonic() < deadline, srv.log
-            time.sleep(0.1)
+        def refused() -> dict | None:
+            m = httpx.get(f'{url}/models').json()
+            return m if m['reload_error'] else None
+        try: m = wait_until(refused, 30, 0.1, what='the reload refused')
+        except TimeoutError: raise AssertionError(srv.log) from None
         assert 'version 2' in m['reload_error'] and 'sha256' in m['reload_error'] and m['serving'] == 1, m
         r = httpx.post(f'{url}/predict', json=PIXELS)
         assert r.status_code == 200 and r.json()['model_version'] == 1 and r.headers['x-model-version'] == '1'

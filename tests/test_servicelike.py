@@ -7,7 +7,7 @@ import pytest
 
 from conftest import make_settings
 from mlproj.evaluate import evaluate_run
-from mlproj.registry import Registry, RegistryError
+from mlproj.registry import RegistryError, open_registry
 from mlproj.servicelike import build_service_like, load_service_like
 from mlproj.store import Store, get_version
 
@@ -26,7 +26,7 @@ def test_gate_refuses_a_model_that_passes_the_benchmark_but_not_the_service_like
     assert strict['model']['accuracy'] == bench and strict['service_like']['accuracy'] < 0.999
     assert not strict['acceptance']['passed']
     assert all('service-like' in f for f in strict['acceptance']['failures']), strict['acceptance']['failures']
-    reg = Registry(Store(s.store_url))
+    reg = open_registry(s)
     v = reg.register(train_dir, strict, train_run='train-fixture', eval_run='eval-strict',
                      code_version={'commit': None, 'dirty': None}, parameters={})
     with pytest.raises(RegistryError, match='did not pass acceptance.*service-like'):

@@ -47,12 +47,12 @@ def test_killed_batch_leaves_whole_items_only(tmp_path):
     import signal, subprocess, sys, time
     from mlproj.store import get_item, has_item, item_provenance, put_items
     from mlproj.store import sha256
+    from conftest import wait_until
     n = 3000
     code = ('import sys; sys.path.insert(0, "tests"); from test_store import _items; from mlproj.store import Store, put_items; '
             f'put_items(Store({str(tmp_path)!r}), _items({n}), segment=10**9, workers=4)')
     p = subprocess.Popen([sys.executable, '-c', code])
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and p.poll() is None and not (tmp_path / 'raw').exists(): time.sleep(0.02)
+    wait_until(lambda: p.poll() is not None or (tmp_path / 'raw').exists(), 60, 0.02, what='the writer starting')
     time.sleep(0.1)
     p.send_signal(signal.SIGKILL); p.wait()
     st, items = Store(str(tmp_path)), _items(n)
