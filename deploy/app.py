@@ -16,7 +16,7 @@ from starlette.concurrency import run_in_threadpool
 from mlproj import __version__
 from mlproj.settings import Settings, load_settings
 
-from .limits import BodyLimit, Guard, RateLimit, Workers, return_large_blocks
+from .limits import BodyLimit, Guard, Processes, RateLimit, Workers, return_large_blocks
 from .observe import observe
 from .routes import admin, corrections, health, jobs, models, pages, predict, reports, score
 from .schemas import document_refusals
@@ -45,6 +45,7 @@ def create_app(settings: Settings, # the project's settings, built once by the c
         finally:
             poll.cancel()
             await asyncio.gather(poll, return_exceptions=True)
+            app.state.processes.close()
 
     app = FastAPI(title='mlproj', version=__version__, lifespan=lifespan,
                   summary='Reads handwritten digits: 8x8 counts or image files in, digit and probabilities out.')
@@ -53,6 +54,7 @@ def create_app(settings: Settings, # the project's settings, built once by the c
     app.state.model_error = 'no model is loaded: the application has not started (its lifespan has not run)'
     app.state.reload_error = None
     app.state.workers = Workers(settings.serving.decode_threads) # CPU work off the event loop, bounded
+    app.state.processes = Processes(settings.serving.decode_threads) # CPU work that holds the GIL: large JSON bodies
     app.state.gather = Gather(max_images=predict.INLINE_IMAGES, # small batches read in one turn: one model call, run inline
                               on_call=lambda n: app.state.metrics.shared.observe(n))
     app.state.corrections_limit = RateLimit(settings.serving.corrections_per_minute) # the public page's writes

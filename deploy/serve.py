@@ -5,7 +5,10 @@ raises the signal again with the handler it found at start. Left at the default,
 (exit status 143, which supervisors count as a failure); this sets a handler that exits 0 instead.
 
 With `--workers N` above 1 each worker process keeps its own counters; Prometheus' multiprocess mode adds them up
-at `/metrics`: a fresh `PROMETHEUS_MULTIPROC_DIR` is made for the workers unless one is given, and removed at exit."""
+at `/metrics`: a fresh `PROMETHEUS_MULTIPROC_DIR` is made for the workers unless one is given, and removed at exit.
+
+Unless `--http` is given, uvicorn runs `deploy.protocol.HeaderTimeout`: its own HTTP protocol (httptools, else h11) with
+a deadline for request heads, `[serving] header_timeout`, which uvicorn lacks."""
 from __future__ import annotations
 
 import os
@@ -28,6 +31,7 @@ def main(argv: list[str] | None = None):
     "Run uvicorn's command line with `argv` (default: ours); SIGTERM and SIGINT end it with exit code 0 after draining."
     import uvicorn
     argv = sys.argv[1:] if argv is None else argv
+    if not any(a == '--http' or a.startswith('--http=') for a in argv): argv = [*argv, '--http', 'deploy.protocol:HeaderTimeout']
     own = None
     if _workers(argv) > 1 and not os.environ.get('PROMETHEUS_MULTIPROC_DIR'):
         own = os.environ['PROMETHEUS_MULTIPROC_DIR'] = tempfile.mkdtemp(prefix='mlproj-metrics-')
