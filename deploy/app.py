@@ -18,6 +18,7 @@ from mlproj.settings import Settings, load_settings
 
 from .limits import BodyLimit, Guard, Processes, RateLimit, Workers, return_large_blocks
 from .observe import observe
+from .policy import PagePolicy
 from .routes import admin, corrections, health, jobs, models, pages, predict, reports, score
 from .schemas import document_refusals
 from .serving import Gather, Reloader, load_model
@@ -61,6 +62,7 @@ def create_app(settings: Settings, # the project's settings, built once by the c
     return_large_blocks() # so that peak memory is what is live, bounded by settings.ini, not what malloc kept
     app.add_middleware(BodyLimit, max_bytes=settings.serving.max_body_bytes)
     app.add_middleware(Guard, max_concurrent=settings.serving.max_concurrent, body_timeout=settings.serving.body_timeout)
+    app.add_middleware(PagePolicy) # Content-Security-Policy of the scoring and reports pages
     observe(app) # outermost: request id, metrics and access log for every answer, refusals included; adds /metrics
     for r in (health.router, models.router, predict.router, corrections.router, jobs.router, admin.router, pages.router,
               reports.router, score.router):
