@@ -16,8 +16,9 @@ from starlette.concurrency import run_in_threadpool
 from mlproj import __version__
 from mlproj.settings import Settings, load_settings
 
-from .limits import BodyLimit, Guard, RateLimit, Workers, return_large_blocks
+from .limits import BodyLimit, Guard, Processes, RateLimit, Workers, return_large_blocks
 from .observe import observe
+from .policy import PagePolicy
 from .routes import admin, corrections, health, jobs, models, pages, predict, reports, score
 from .schemas import document_refusals
 from .serving import Gather, Reloader, load_model
@@ -45,6 +46,7 @@ def create_app(settings: Settings, # the project's settings, built once by the c
         finally:
             poll.cancel()
             await asyncio.gather(poll, return_exceptions=True)
+            app.state.processes.close()
 
     app = FastAPI(title='mlproj', version=__version__, lifespan=lifespan,
                   summary='Reads handwritten digits: 8x8 counts or image files in, digit and probabilities out.')
@@ -53,12 +55,14 @@ def create_app(settings: Settings, # the project's settings, built once by the c
     app.state.model_error = 'no model is loaded: the application has not started (its lifespan has not run)'
     app.state.reload_error = None
     app.state.workers = Workers(settings.serving.decode_threads) # CPU work off the event loop, bounded
+    app.state.processes = Processes(settings.serving.decode_threads) # CPU work that holds the GIL: large JSON bodies
     app.state.gather = Gather(max_images=predict.INLINE_IMAGES, # small batches read in one turn: one model call, run inline
                               on_call=lambda n: app.state.metrics.shared.observe(n))
     app.state.corrections_limit = RateLimit(settings.serving.corrections_per_minute) # the public page's writes
     return_large_blocks() # so that peak memory is what is live, bounded by settings.ini, not what malloc kept
     app.add_middleware(BodyLimit, max_bytes=settings.serving.max_body_bytes)
     app.add_middleware(Guard, max_concurrent=settings.serving.max_concurrent, body_timeout=settings.serving.body_timeout)
+    app.add_middleware(PagePolicy) # Content-Security-Policy of the scoring and reports pages
     observe(app) # outermost: request id, metrics and access log for every answer, refusals included; adds /metrics
     for r in (health.router, models.router, predict.router, corrections.router, jobs.router, admin.router, pages.router,
               reports.router, score.router):

@@ -9,11 +9,10 @@ import anyio
 import anyio.to_thread
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
-from starlette.requests import ClientDisconnect
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ['BodyTooLarge', 'BodyLimit', 'BodyTimeout', 'Guard', 'Workers', 'RateLimit', 'return_large_blocks']
+__all__ = ['CLIENT_GONE', 'BodyTooLarge', 'BodyLimit', 'BodyTimeout', 'Guard', 'Workers', 'Processes', 'RateLimit', 'return_large_blocks']
 
 log = logging.getLogger(__name__)
 
@@ -87,8 +86,11 @@ class BodyTimeout(HTTPException):
                               'or send less', headers={'Connection': 'close'})
 
 
+CLIENT_GONE = 'mlproj.client_gone' # in a request's scope['state']: bytes of its body received before its client left
+
+
 class Guard:
-    "Pure ASGI middleware: 503 past `max_concurrent` requests in progress, 408 for a body slower than `body_timeout`, one log line for a client that leaves."
+    "Pure ASGI middleware: 503 past `max_concurrent` requests in progress, 408 for a body slower than `body_timeout`; a client that leaves mid-body is marked for `Observe`."
     def __init__(self, app: ASGIApp, max_concurrent: int, body_timeout: float, exempt: tuple = ('/health',)):
         self.app, self.max_concurrent, self.body_timeout, self.exempt = app, max_concurrent, body_timeout, exempt
         self.active = 0
@@ -108,6 +110,8 @@ class Guard:
                 if message['type'] == 'http.request':
                     received += len(message.get('body', b''))
                     done = not message.get('more_body', False)
+                elif message['type'] == 'http.disconnect': # gone before its body was in: `Observe` counts and logs it
+                    scope.setdefault('state', {})[CLIENT_GONE] = received
                 return message
             raise BodyTimeout(self.body_timeout)
 
@@ -118,9 +122,6 @@ class Guard:
 
         self.active += 1
         try: await self.app(scope, timed_receive, watched_send)
-        except ClientDisconnect:
-            log.warning('client went away before its request body arrived: %s %s after %d bytes',
-                        scope['method'], scope['path'], received)
         except BodyTimeout as e: # raised where no exception handler turned it into a response
             if started: raise
             await JSONResponse({'detail': e.detail}, 408, headers=e.headers)(scope, receive, send)
@@ -134,6 +135,38 @@ class Workers:
     async def run(self, fn, *args):
         if self._limiter is None: self._limiter = anyio.CapacityLimiter(self.n) # made inside the running event loop
         return await anyio.to_thread.run_sync(fn, *args, limiter=self._limiter)
+
+
+class Processes:
+    """A pool of `n` processes for CPU work that holds the GIL for long (parsing a large JSON body: orjson and numpy's list
+    conversion hold it throughout): done in a thread, it delays every other request by as long, while another process
+    cannot hold the event loop whatever it costs. At most `n` at once; the processes start on first use (forkserver: not
+    a fork of this threaded process) and stop with `close`. Arguments and results cross a pipe: send bytes, get arrays."""
+    def __init__(self, n: int): self.n, self._pool, self._limiter = n, None, None
+
+    def _executor(self):
+        if self._pool is None:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+            self._pool = ProcessPoolExecutor(self.n, mp_context=multiprocessing.get_context('forkserver'))
+        return self._pool
+
+    async def run(self, fn, *args):
+        "`fn(*args)` in one of the processes (`fn` importable by name); its exceptions are raised here."
+        import asyncio
+        if self._limiter is None: self._limiter = anyio.CapacityLimiter(self.n)
+        from concurrent.futures.process import BrokenProcessPool
+        async with self._limiter: # submit in a thread: the first call starts the forkserver and a process
+            pool = self._executor()
+            try: return await asyncio.wrap_future(await anyio.to_thread.run_sync(pool.submit, fn, *args))
+            except BrokenProcessPool: # a process died (killed, out of memory): the next call starts new ones
+                if self._pool is pool: self._pool = None
+                raise
+
+    def close(self):
+        "Stop the processes (work in progress is dropped)."
+        if self._pool is not None: self._pool.shutdown(wait=False, cancel_futures=True)
+        self._pool = None
 
 
 class RateLimit:

@@ -18,6 +18,9 @@ from datetime import datetime, timezone
 
 from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from starlette.requests import ClientDisconnect
+
+from .limits import CLIENT_GONE
 
 __all__ = ['request_id', 'Metrics', 'Observe', 'JsonFormatter', 'router', 'observe']
 
@@ -46,6 +49,11 @@ class Metrics:
         self.version = Gauge('mlproj_model_version', 'The model version this process serves (0: none)', registry=r,
                              multiprocess_mode='liveall')
         self.swaps = Counter('mlproj_model_reloads', 'Swaps to another model version while serving', registry=r)
+        self.disconnects = Counter('mlproj_http_client_disconnects', 'Requests whose client went away before its request '
+                                   'body had arrived (nothing was answered: not counted in mlproj_http_requests)',
+                                   ['route', 'method'], registry=r)
+        self.large_bodies = Counter('mlproj_large_json_bodies', 'JSON bodies of /predict over 256 kB, parsed in a process of '
+                                    'their own so that the event loop never waits on them', registry=r)
         self.failures = Counter('mlproj_model_load_failures', 'Model versions that could not be loaded or were refused '
                                 '(at startup or on reload)', registry=r)
         self._labels = {}
@@ -117,13 +125,23 @@ class Observe:
                 message['headers'] = [*message.get('headers', ()), header]
             await send(message)
 
+        gone = False
         try: await self.app(scope, receive, send_with_id)
+        except ClientDisconnect: gone = True # nobody to answer: no 500, no traceback
         finally:
             seconds, route = time.perf_counter() - t0, _route(scope)
-            self.metrics.request(route, scope['method'], status, seconds)
-            if access_log.isEnabledFor(logging.INFO):
-                access_log.info('%s %s %d', scope['method'], scope['path'], status,
-                                extra=dict(route=route, status=status, ms=round(seconds * 1000, 3), client=(scope.get('client') or ('',))[0]))
+            client = (scope.get('client') or ('',))[0]
+            received = (scope.get('state') or {}).get(CLIENT_GONE)
+            if gone or received is not None: # the client left mid-body: its own counter and one line, not a status
+                self.metrics.disconnects.labels(route, scope['method']).inc()
+                access_log.warning('%s %s: the client went away before its request body arrived (%s bytes of it received)',
+                                   scope['method'], scope['path'], '?' if received is None else received,
+                                   extra=dict(route=route, ms=round(seconds * 1000, 3), client=client))
+            else:
+                self.metrics.request(route, scope['method'], status, seconds)
+                if access_log.isEnabledFor(logging.INFO):
+                    access_log.info('%s %s %d', scope['method'], scope['path'], status,
+                                    extra=dict(route=route, status=status, ms=round(seconds * 1000, 3), client=client))
             request_id.reset(token)
 
 

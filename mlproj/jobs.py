@@ -6,7 +6,7 @@ Docs: https://mlproj.github.io/mlproj/jobs.html.md"""
 
 # %% ../nbs/05_jobs.ipynb #2763727c
 from __future__ import annotations
-import asyncio, json, os, subprocess, threading, uuid
+import asyncio, json, os, re, subprocess, threading, uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -14,9 +14,9 @@ from .store import utc_now
 from .settings import to_env
 
 # %% auto #0
-__all__ = ['RUN_STATES', 'JobFailed', 'code_version', 'new_run_id', 'runs_dir', 'find_run', 'read_run', 'index_row', 'index_html',
-           'write_index', 'run_job', 'mark_run', 'parse_value', 'notebook_signature', 'check_parameters',
-           'job_parameters']
+__all__ = ['RUN_STATES', 'RUN_ID', 'JobFailed', 'code_version', 'new_run_id', 'runs_dir', 'check_name', 'find_run', 'read_run',
+           'index_row', 'index_html', 'write_index', 'run_job', 'mark_run', 'parse_value', 'notebook_signature',
+           'check_parameters', 'job_parameters']
 
 # %% ../nbs/05_jobs.ipynb #6c652871
 class JobFailed(RuntimeError):
@@ -43,15 +43,24 @@ RUN_STATES = ('running', 'done', 'failed', 'interrupted', 'abandoned')
 
 def runs_dir(settings) -> Path: return settings.reports_dir/'runs'
 
+RUN_ID = re.compile(r'[A-Za-z0-9][A-Za-z0-9._-]{0,199}') # a run id (and a job name) is a name: no separator, no leading dot
+
+def check_name(name:str, what:str='run id') -> str:
+    "`name` if it is a name, never a path (a client may send it); else a ValueError that says so."
+    if not (isinstance(name, str) and RUN_ID.fullmatch(name)):
+        raise ValueError(f'{str(name)[:60]!r} is not a {what}: a {what} is a name such as 20261122-103000-train-1a2b3c '
+                         '(letters, digits, dots, dashes, underscores), not a path')
+    return name
+
 def find_run(settings, run_id:str|None=None, job:str|None=None) -> Path:
-    "The folder of run `run_id`, or of the newest finished run of `job`."
+    "The folder of run `run_id`, or of the newest finished run of `job`; errors name the id, never the folder."
     if run_id:
-        d = runs_dir(settings)/run_id
-        if not (d/'run.json').is_file(): raise FileNotFoundError(f'no run {run_id!r} in {runs_dir(settings)}')
+        d = runs_dir(settings)/check_name(run_id)
+        if not (d/'run.json').is_file(): raise FileNotFoundError(f'no run {run_id!r} among the runs of [paths] reports')
         return d
-    done = [d for d in sorted(runs_dir(settings).glob(f'*-{job}-*'))
+    done = [d for d in sorted(runs_dir(settings).glob(f"*-{check_name(job, 'job name')}-*"))
             if (d/'run.json').is_file() and json.loads((d/'run.json').read_text()).get('state') == 'done']
-    if not done: raise FileNotFoundError(f'no finished {job} run in {runs_dir(settings)}: run `mlproj {job}` first')
+    if not done: raise FileNotFoundError(f'no finished {job} run among the runs of [paths] reports: run `mlproj {job}` first')
     return done[-1]
 
 def read_run(run_dir:Path) -> dict:

@@ -73,7 +73,7 @@ class Serving:
     max_image_side: int = 4096
     max_image_pixels: int = 4096*4096 # width x height of one uploaded image
     max_request_pixels: int = 32*1024*1024 # width x height of all the images of one request
-    decode_threads: int = 2 # image decodes and large JSON bodies run on this many threads at once; the rest wait
+    decode_threads: int = 2 # image decodes (threads) and large JSON bodies (processes) run this many at once; the rest wait
     max_concurrent: int = 64 # requests in progress at once; more get 503 at once
     body_timeout: float = 10.0 # seconds for a whole request body to arrive; slower gets 408 and the connection closed
     threads: int = 1
@@ -82,6 +82,8 @@ class Serving:
     corrections: bool = True # the demo page's "it was a _" (POST /corrections) stores drawings as raw items; false: 403
     max_correction_bytes: int = 1_000_000 # a correction's image file larger than this is refused with 413
     corrections_per_minute: int = 30 # corrections one client address may send a minute (bursts of as many); more get 429; 0: no limit
+    header_timeout: float = 10.0 # seconds for a connection to send a whole request head; slower is closed (`python -m deploy.serve`)
+    trusted_proxies: str = '' # addresses or networks (comma-separated) whose X-Forwarded-For is believed; empty: none
 
 @dataclass(frozen=True)
 class Queue:

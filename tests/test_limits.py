@@ -2,12 +2,16 @@
 settings, no request stalling the others, slow and vanishing clients, images as people send them."""
 import io
 import json
+import os
 import select
 import socket
+import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlsplit
 
+import anyio
 import httpx
 import numpy as np
 import pytest
@@ -18,7 +22,9 @@ from conftest import make_settings, wait_until
 from deploy.app import create_app
 from mlproj.preprocess import render_counts
 from mlproj.settings import load_settings
-from conftest import uvicorn_server
+from conftest import ServerProcess, uvicorn_server
+from deploy.limits import Processes
+from deploy.routes.predict import INLINE_BYTES
 from test_api import detail, labels, server_env, uploads
 
 
@@ -33,6 +39,28 @@ def rss_kb(pid: int, key: str) -> int:
 def reset_peak(pid: int):
     "Make VmHWM start again from the current RSS (Linux: write 5 to clear_refs)."
     with open(f'/proc/{pid}/clear_refs', 'w') as f: f.write('5')
+
+
+def family(pid: int) -> list[int]:
+    "`pid` and every process it started, and theirs (the processes that parse large JSON bodies)."
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        try:
+            for task in os.listdir(f'/proc/{p}/task'):
+                with open(f'/proc/{p}/task/{task}/children') as f: todo += [int(c) for c in f.read().split()]
+        except FileNotFoundError: pass # it ended meanwhile
+    return out
+
+
+def family_kb(pid: int, key: str) -> int:
+    "`rss_kb` added up over `family(pid)`: with VmHWM, each one's own peak."
+    total = 0
+    for p in family(pid):
+        try: total += rss_kb(p, key)
+        except (FileNotFoundError, ProcessLookupError): pass
+    return total
 
 
 def rgba_png(side=4096, seed=0) -> bytes:
@@ -94,7 +122,17 @@ def test_past_max_concurrent_a_request_gets_503_at_once_and_health_still_answers
     assert httpx.post(f'{url}/predict', json={'pixels': [0] * 64}).status_code == 200
 
 
-def test_a_client_leaving_mid_body_is_one_log_line_not_a_traceback(limited):
+def metric(url: str, name: str) -> dict[str, float]:
+    "Every sample of a metric on /metrics: its labels text (or '') -> value."
+    out = {}
+    for line in httpx.get(f'{url}/metrics').text.splitlines():
+        if line.startswith(name + '{') or line.startswith(name + ' '):
+            key, value = line.rsplit(' ', 1)
+            out[key[len(name):]] = float(value)
+    return out
+
+
+def test_a_client_leaving_mid_body_is_counted_as_a_disconnect_in_one_log_line_not_as_a_500(limited):
     url = limited.url
     before = len(limited.lines)
     for _ in range(5):
@@ -106,6 +144,84 @@ def test_a_client_leaving_mid_body_is_one_log_line_not_a_traceback(limited):
     new = limited.lines[before:]
     assert sum('went away' in line for line in new) == 5, ''.join(new)
     assert len(new) == 5 and not any('Traceback' in line for line in new), ''.join(new)
+    assert metric(url, 'mlproj_http_client_disconnects_total') == {'{method="POST",route="/predict"}': 5.0}
+    assert not any('status="500"' in k for k in metric(url, 'mlproj_http_requests_total')) # the public error rate is not inflated
+
+
+def test_a_client_leaving_mid_body_of_a_json_route_is_a_disconnect_not_a_400(limited):
+    "FastAPI turns a failure while reading a declared body into 400; a client that left is still counted as a disconnect."
+    url = limited.url
+    before = metric(url, 'mlproj_http_client_disconnects_total').get('{method="POST",route="/jobs"}', 0)
+    s = raw_request(url, 'POST /jobs HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer x\r\nContent-Type: application/json\r\n'
+                         'Content-Length: 1000', b'{"job": "no')
+    time.sleep(0.05)
+    s.close()
+    deadline = time.monotonic() + 10
+    while metric(url, 'mlproj_http_client_disconnects_total').get('{method="POST",route="/jobs"}', 0) == before \
+            and time.monotonic() < deadline: time.sleep(0.1)
+    assert metric(url, 'mlproj_http_client_disconnects_total')['{method="POST",route="/jobs"}'] == before + 1
+    assert not any('route="/jobs"' in k for k in metric(url, 'mlproj_http_requests_total'))
+
+
+# ---------------------------------------------------------------- request heads that never finish
+
+def serve_argv() -> list:
+    "`python -m deploy.serve` as `mlproj serve` runs it, on a free port it reports in its log."
+    return [sys.executable, '-m', 'deploy.serve', 'deploy.app:app_from_env', '--factory', '--host', '127.0.0.1',
+            '--port', '0', '--no-access-log']
+
+
+def closed_by_server(s: socket.socket, within: float = 30) -> bool:
+    "True once the server has closed the connection (reads end), False if it is still open after `within` seconds."
+    s.settimeout(within)
+    try:
+        while s.recv(65536): pass
+        return True
+    except TimeoutError: return False
+    except ConnectionResetError: return True
+
+
+def test_connections_that_never_finish_their_request_head_are_closed_after_the_header_timeout(trained, tmp_path):
+    env = server_env(trained, tmp_path, MLPROJ_MODEL='1', MLPROJ_SERVING_HEADER_TIMEOUT='1')
+    with ServerProcess(serve_argv(), env) as srv:
+        u = urlsplit(srv.url)
+        connect = lambda: socket.create_connection((u.hostname, u.port), timeout=30)
+        half = [connect() for _ in range(20)]
+        for s in half: s.sendall(b'GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: ') # half a head, then nothing
+        silent = [connect() for _ in range(5)] # connected, never a byte
+        kept = connect() # one full request on a keep-alive connection, then half of the next head
+        kept.sendall(b'GET /health HTTP/1.1\r\nHost: x\r\n\r\n')
+        assert kept.recv(65536).startswith(b'HTTP/1.1 200')
+        kept.sendall(b'GET /health HTTP/1.1\r\nHo')
+        trickle = connect() # a byte at a time, each well within the timeout
+        stop = threading.Event()
+        def drip():
+            for b in b'GET /health HTTP/1.1\r\nHost: x\r\n' + b'X-A: b\r\n' * 1000:
+                if stop.wait(0.1): return
+                try: trickle.send(bytes([b]))
+                except OSError: return
+        dripper = threading.Thread(target=drip)
+        dripper.start()
+        try:
+            assert all(closed_by_server(s) for s in [*half, *silent, kept, trickle])
+            assert httpx.get(f'{srv.url}/health').status_code == 200 # the server itself is fine
+        finally:
+            stop.set()
+            dripper.join()
+            for s in [*half, *silent, kept, trickle]: s.close()
+        code = srv.stop()
+    assert code == 0, srv.log
+    assert srv.log.count('no complete request head within 1 s') == 27, srv.log
+
+
+def test_a_request_head_sent_in_pieces_within_the_header_timeout_is_answered(trained, tmp_path):
+    env = server_env(trained, tmp_path, MLPROJ_MODEL='1', MLPROJ_SERVING_HEADER_TIMEOUT='5')
+    with ServerProcess(serve_argv(), env) as srv:
+        s = raw_request(srv.url, 'GET /health HTTP/1.1\r\nHost: x') # no blank line yet: the head is not complete
+        time.sleep(0.5)
+        s.sendall(b'\r\nConnection: close\r\n\r\n')
+        assert read_all(s).startswith(b'HTTP/1.1 200')
+        s.close()
 
 
 # ---------------------------------------------------------------- no request stalls the others
@@ -128,6 +244,34 @@ def test_health_answers_while_a_large_json_body_is_still_being_processed(trained
     assert first == 'health' and big not in ready # /health answered while the large body was still being worked on
 
 
+def test_a_large_json_body_is_parsed_in_another_process_and_a_small_one_inline(limited):
+    "Parsing holds the GIL: a large body parsed by a thread would hold the event loop (and /health) as long."
+    url = limited.url
+    before = metric(url, 'mlproj_large_json_bodies_total')['']
+    small = {'pixels': [[0] * 64] * 4}
+    assert httpx.post(f'{url}/predict', json=small).status_code == 200
+    assert metric(url, 'mlproj_large_json_bodies_total')[''] == before
+    pixels = np.random.default_rng(0).random((250, 64)) * 16
+    body = json.dumps({'pixels': pixels.tolist()}).encode()
+    assert len(body) > INLINE_BYTES
+    r = httpx.post(f'{url}/predict', content=body, headers={'Content-Type': 'application/json'}, timeout=60)
+    assert len(labels(r)) == 250
+    assert metric(url, 'mlproj_large_json_bodies_total')[''] == before + 1
+    pixels[3, 5] = 17.5 # a refusal comes back from the other process as it is
+    r = httpx.post(f'{url}/predict', json={'pixels': pixels.tolist()}, timeout=60)
+    assert 'pixels[3]' in detail(r, 422)
+    assert metric(url, 'mlproj_large_json_bodies_total')[''] == before + 2
+
+
+def test_work_sent_to_the_processes_runs_in_another_process():
+    async def main():
+        p = Processes(1)
+        try: return await p.run(os.getpid), await p.run(os.getpid)
+        finally: p.close()
+    pids = anyio.run(main)
+    assert pids[0] == pids[1] != os.getpid()
+
+
 # ---------------------------------------------------------------- memory bounded by settings
 
 def ceiling_mb(serving, n_bodies: int, body_bytes: int) -> float:
@@ -136,14 +280,14 @@ def ceiling_mb(serving, n_bodies: int, body_bytes: int) -> float:
 
 
 def peak_above_idle_mb(srv, warm_up, bodies, post) -> tuple[float, list]:
-    "Peak RSS above idle (MB) of the server while `post(client, body)` sends every body at once, one client each; and the answers."
+    "Peak RSS above idle (MB) of the server and its processes while `post(client, body)` sends every body at once, one client each; and the answers."
     with httpx.Client(base_url=srv.url, timeout=300) as http: post(http, warm_up) # first-use allocations are not the requests'
-    idle = rss_kb(srv.pid, 'VmRSS')
-    reset_peak(srv.pid)
+    idle = family_kb(srv.pid, 'VmRSS') # the server and its processes (a process that starts later counts in full)
+    for p in family(srv.pid): reset_peak(p)
     def send(body):
         with httpx.Client(base_url=srv.url, timeout=300) as http: return post(http, body)
     with ThreadPoolExecutor(len(bodies)) as pool: answers = list(pool.map(send, bodies))
-    return (rss_kb(srv.pid, 'VmHWM') - idle) / 1024, answers
+    return (family_kb(srv.pid, 'VmHWM') - idle) / 1024, answers
 
 
 def test_peak_memory_stays_under_the_settings_ceiling_with_16_large_uploads_at_once(trained, tmp_path):

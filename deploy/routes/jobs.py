@@ -4,9 +4,10 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from starlette.concurrency import run_in_threadpool
 
+from mlproj.jobs import check_name
 from mlproj.queue import STATES, JobConflict, JobQueue, QueueUnavailable
 
 from ..auth import CallerDep
@@ -21,7 +22,16 @@ class JobRequest(BaseModel):
     job: str | None = Field(None, description='a notebook of nbs/jobs/ (train, evaluate, ...) or noop', examples=['train'])
     parameters: dict[str, Any] = Field(default_factory=dict, description="the job's parameters, as its parameters cell declares them",
                                        examples=[{'max_epochs': 10, 'lr': 0.003}])
-    rerun: str | None = Field(None, description='a finished run id: run it again with its recorded parameters')
+    rerun: str | None = Field(None, description='a finished run id (a name, never a path): run it again with its recorded parameters',
+                              examples=['20261122-103000-train-1a2b3c'])
+
+    @field_validator('job')
+    @classmethod
+    def job_is_a_name(cls, v): return v if v is None else check_name(v, 'job name')
+
+    @field_validator('rerun')
+    @classmethod
+    def run_id_is_a_name(cls, v): return v if v is None else check_name(v) # '../../x' would reach outside reports/runs
 
     @model_validator(mode='after')
     def one_of(self):

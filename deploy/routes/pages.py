@@ -8,6 +8,7 @@ from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
 from ..deps import MaybeModelDep, SettingsDep
+from ..policy import DEMO
 
 router = APIRouter(tags=['pages'])
 
@@ -15,9 +16,7 @@ HERE = Path(__file__).resolve().parents[1]
 STATIC = HERE / 'static'
 templates = Jinja2Templates(directory=HERE / 'templates')
 
-# the page may load and call this server only: no CDN, no third-party anything (it works offline)
-CSP = ("default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script-src 'self'; connect-src 'self'; "
-       "base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+CSP = DEMO # the page may load and call this server only: no CDN, no third-party anything (it works offline)
 
 
 @router.get('/', response_class=HTMLResponse, include_in_schema=False)

@@ -63,7 +63,7 @@ def _refuse(e: InputError) -> HTTPException:
     return HTTPException(413 if isinstance(e, TooManyImages) else 422, str(e))
 
 
-INLINE_BYTES = 256 * 1024 # larger JSON bodies are parsed on a worker thread: smaller ones cost less to parse than the hop there
+INLINE_BYTES = 256 * 1024 # larger JSON bodies are parsed in another process (a thread would hold the GIL, so the event loop, as long)
 INLINE_IMAGES = 64 # larger batches run the model on a worker thread: the event loop reads the next request meanwhile
 
 
@@ -84,7 +84,10 @@ async def _body(request: Request) -> bytes:
 async def _from_json(request: Request, serving: Serving):
     body = await _body(request)
     if len(body) <= INLINE_BYTES: return _parse(json_batch, body, serving.max_batch)
-    return await request.app.state.workers.run(_parse, json_batch, body, serving.max_batch)
+    request.app.state.metrics.large_bodies.inc()
+    try: return await request.app.state.processes.run(json_batch, body, serving.max_batch)
+    except Unreadable as e: raise HTTPException(400, str(e)) from None
+    except InputError as e: raise _refuse(e) from None
 
 
 async def _from_upload(request: Request, serving: Serving):
