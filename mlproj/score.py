@@ -15,8 +15,8 @@ from .evaluate import prediction_metrics, service_like_metrics
 
 # %% auto #0
 __all__ = ['COLUMNS', 'ALIASES', 'BATCH_ONLY', 'MAX_ERRORS', 'MAX_BYTES', 'ANONYMOUS', 'ScoreError', 'parse_predictions',
-           'score_predictions', 'template_csv', 'named_versions', 'name_key', 'clean_name', 'Leaderboard',
-           'leaderboard_url']
+           'score_predictions', 'score_report_html', 'template_csv', 'named_versions', 'name_key', 'clean_name',
+           'Leaderboard', 'leaderboard_url']
 
 # %% ../nbs/32_score.ipynb #76bd4e31
 COLUMNS = ('item', 'label', 'confidence')
@@ -96,7 +96,7 @@ def score_predictions(store, # a `mlproj.store.Store`
                       vid:str, # the dataset version whose test split is scored
                       data:bytes, # the predictions CSV
                       max_bytes:int=MAX_BYTES,
-                      mistakes:bool=False # list the most confident mistakes with their true labels: never for a hidden split
+                      hidden:bool=True # the split's labels are hidden from the submitter: no mistakes list, no confusion matrix
                      ) -> dict:
     "Score a predictions CSV against the test split of dataset version `vid`: the result `mlproj.report.report_html` draws."
     from mlproj.store import get_version
@@ -105,12 +105,22 @@ def score_predictions(store, # a `mlproj.store.Store`
     if not test: raise ScoreError([f'dataset version {vid} has no test split to score'])
     items, y = [e.sha256 for _, e in test], np.array([e.label for _, e in test], np.int64)
     pred, conf = parse_predictions(data, items, f'the test split of dataset version {vid}', max_bytes=max_bytes)
-    shown = items if mistakes else None # item ids are what makes a mistake list: without them, only figures over many items
+    shown = None if hidden else items # item ids are what makes a mistake list: without them, only figures over many items
     if v['meta'].get('service_like'):
         label, m = 'service-like', service_like_metrics(y, pred, [v['meta']['slices'][i] for i, _ in test], conf, shown)
     else: label, m = 'benchmark', prediction_metrics(y, pred, conf, shown)
+    if hidden: del m['confusion']
     return dict(split='test', dataset_version=vid, label=label, model=m, service_like=None,
                 slices={'set': {label: dict(n=m['n'], accuracy=m['accuracy'])}, **m.get('slices', {})})
+
+def score_report_html(result:dict, store # where the items are
+                     ) -> str:
+    "`mlproj.report.report_html` of a scored file: the sections whose figures it holds (a hidden split's has no confusion matrix or mistakes)."
+    from mlproj.report import SECTIONS, confusion_section_html, gallery_html
+    m, skip = result['model'], set()
+    if 'confusion' not in m: skip.add(confusion_section_html)
+    if 'mistakes' not in m: skip.add(gallery_html)
+    return ''.join(f'<section><h2>{t}</h2>{fn(result, store) if fn is gallery_html else fn(result)}</section>' for t, fn in SECTIONS if fn not in skip)
 
 def template_csv(store, vid:str) -> str:
     "A predictions file to fill in: the header and one line per item of the test split, label left empty."

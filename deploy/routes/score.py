@@ -123,7 +123,8 @@ async def submit(request: Request, settings: SettingsDep,
                                            'submission under a name claims it; empty: anonymous, which is anyone\'s')] = '',
                  claim: Annotated[str, Form(max_length=100, description="the name's claim token, which its first submission "
                                             'returned (claim_token); needed for every later submission under that name')] = '',
-                 report: Annotated[bool, Form(description='also return the report as an HTML fragment (figures inline)')] = False
+                 report: Annotated[bool, Form(description='also return the report as an HTML fragment (figures inline; no '
+                                              'confusion matrix and no mistakes: the test labels stay hidden)')] = False
                  ) -> Scored:
     """Score a predictions CSV against a dataset version's test split; it joins the leaderboard. Refusals list every problem
     with its line number. No token: the page is public; `[score] submissions_per_hour` bounds each client (429)."""
@@ -135,9 +136,9 @@ async def submit(request: Request, settings: SettingsDep,
         return clean_name(name), score_predictions(ctx['store'], _resolve(ctx, version), data)
 
     def kept(who: str, result: dict):
-        from mlproj.report import report_html
+        from mlproj.score import score_report_html
         row = ctx['board'].add(who, result, hashlib.sha256(data).hexdigest(), claim.strip() or None)
-        return row, report_html(result, ctx['store']) if report else None
+        return row, score_report_html(result, ctx['store']) if report else None
     try:
         who, result = await run_in_threadpool(scored)
         _limit(request, settings) # only a file that scores counts (a refusal tells nothing about the labels); its figures are not sent past it
