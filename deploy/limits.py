@@ -170,11 +170,11 @@ class Processes:
 
 
 class RateLimit:
-    """At most `per_minute` events a client, in bursts of as many: a token bucket per client, in this process (each
-    worker counts its own). The least recently seen clients are forgotten past `clients`, so memory stays bounded.
-    Not thread-safe: call it from the event loop. 0 a minute: no limit."""
-    def __init__(self, per_minute: int, clients: int = 10_000):
-        self.per_minute, self.clients = per_minute, clients
+    """At most `per_minute` events a client (a minute, or `seconds`), in bursts of as many: a token bucket per client, in
+    this process (each worker counts its own). The least recently seen clients are forgotten past `clients`, so memory
+    stays bounded. Not thread-safe: call it from the event loop. 0 a minute: no limit."""
+    def __init__(self, per_minute: int, clients: int = 10_000, seconds: float = 60):
+        self.per_minute, self.clients, self.seconds = per_minute, clients, seconds
         self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict() # client -> (tokens, when counted)
 
     def wait(self, client: str, now: float | None = None) -> float:
@@ -182,7 +182,7 @@ class RateLimit:
         if self.per_minute <= 0: return 0.0
         now = time.monotonic() if now is None else now
         tokens, then = self._buckets.pop(client, (float(self.per_minute), now))
-        tokens = min(float(self.per_minute), tokens + (now - then) * self.per_minute / 60)
+        tokens = min(float(self.per_minute), tokens + (now - then) * self.per_minute / self.seconds)
         self._buckets[client] = (tokens - 1, now) if tokens >= 1 else (tokens, now)
         if len(self._buckets) > self.clients: self._buckets.popitem(last=False)
-        return 0.0 if tokens >= 1 else (1 - tokens) * 60 / self.per_minute
+        return 0.0 if tokens >= 1 else (1 - tokens) * self.seconds / self.per_minute

@@ -63,12 +63,22 @@ def _registry(settings):
     from mlproj.registry import open_registry
     return open_registry(settings)
 
-def _models_list(reg):
+def _models_list(reg, verify:bool=False # also name each damaged file, and return EXIT_ERROR when there is one
+                ):
     rows = reg.listing()
     if not rows: return print(f'no model registered in {reg.store.url}')
-    print(f"{'version':>7}  {'registered':25}  {'accuracy':>8}  {'macro-F1':>8}  {'accepted':8}  aliases")
+    damage = reg.verify() # every file read and checked against its sha256: a damaged version shows before anyone reaches for it
+    print(f"{'version':>7}  {'registered':25}  {'accuracy':>8}  {'macro-F1':>8}  {'accepted':8}  {'aliases':19}  files")
     for r in rows:
-        print(f"{r['version']:>7}  {r['registered']:25}  {r['accuracy']:>8.4f}  {r['macro_f1']:>8.4f}  {str(r['accepted']):8}  {', '.join(r['aliases'])}")
+        files = 'DAMAGED' if damage.get(r['version']) else 'ok'
+        print(f"{r['version']:>7}  {r['registered']:25}  {r['accuracy']:>8.4f}  {r['macro_f1']:>8.4f}  {str(r['accepted']):8}  {', '.join(r['aliases']):19}  {files}")
+    bad = [p for v in sorted(damage) for p in damage[v]]
+    if not verify:
+        if bad: _say('models', f"{sum(map(bool, damage.values()))} version(s) DAMAGED: `mlproj models --verify` names the files")
+        return
+    for p in bad: _say('models', p)
+    if bad: return EXIT_ERROR
+    _say('models', f'every file of the {len(rows)} versions matches its sha256')
 
 def _models_history(reg, alias=None):
     rows = reg.history(alias)
@@ -80,7 +90,7 @@ def _models_history(reg, alias=None):
 
 def cmd_models(args, settings):
     reg, action = _registry(settings), getattr(args, 'action', None) or 'list'
-    if action == 'list': return _models_list(reg)
+    if action == 'list': return _models_list(reg, getattr(args, 'verify', False))
     if action == 'history': return _models_history(reg, args.alias)
     if action == 'repair':
         out = reg.repair()
@@ -233,6 +243,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument('--alias', choices=['staging', 'production'], help='also point this alias at the new version')
     s = add('models', cmd_models, 'List the registered model versions and their aliases; `history` shows every alias move, `prune` '
             'removes old versions and what crashed writers left, `repair` rebuilds a damaged index.')
+    s.add_argument('--verify', action='store_true', help="read every file of every version and check its sha256; name each damaged "
+                   'file and exit 1 when there is one (the listing marks damaged versions either way)')
     acts = s.add_subparsers(dest='action', metavar='ACTION')
     acts.add_parser('list', help='the versions and their aliases (the default)')
     a = acts.add_parser('history', help='every alias move: when, who, from which version to which, why, forced or not')

@@ -333,6 +333,22 @@ def history(self:Registry, alias:str|None=None) -> list[dict]:
     "Every alias move, oldest first: generation, at, by, action, alias, from, to, reason, forced."
     return [h for h in self.index()['history'] if alias in (None, h.get('alias'))]
 
+# %% ../nbs/23_registry.ipynb #15124dc4
+@patch
+def verify(self:Registry) -> dict[int, list[str]]:
+    "{version: what is wrong with it, one sentence per damaged file} for every registered version, every file read and checked; [] for a sound one."
+    idx, out = self.index(), {}
+    for v in sorted(map(int, idx['versions'])):
+        try: m = self._manifest(v, idx, check=True)
+        except (IntegrityError, OSError) as e: out[v] = [str(e)]; continue
+        sizes, out[v] = m.get('sizes') if isinstance(m.get('sizes'), dict) else {}, []
+        for f, digest in sorted(m['files'].items()):
+            try: ok = sha256(self._file(v, f, sizes[f] if isinstance(sizes.get(f), int) else MAX_READ)) == digest
+            except (IntegrityError, OSError) as e: out[v].append(str(e)); continue
+            if not ok: out[v].append(f"model version {v}: {self._p(str(v), f)} does not match its sha256: restore it, or remove "
+                                     'the version with `mlproj models prune`')
+    return out
+
 # %% ../nbs/23_registry.ipynb #9c3e5f71
 @patch
 def prune(self:Registry, keep:int|None=None, # keep the newest `keep` versions; None: only clean what crashed writers left

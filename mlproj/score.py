@@ -14,8 +14,9 @@ import numpy as np
 from .evaluate import prediction_metrics, service_like_metrics
 
 # %% auto #0
-__all__ = ['COLUMNS', 'ALIASES', 'BATCH_ONLY', 'MAX_ERRORS', 'MAX_BYTES', 'ScoreError', 'parse_predictions', 'score_predictions',
-           'template_csv', 'named_versions', 'Leaderboard', 'leaderboard_url']
+__all__ = ['COLUMNS', 'ALIASES', 'BATCH_ONLY', 'MAX_ERRORS', 'MAX_BYTES', 'ANONYMOUS', 'ScoreError', 'parse_predictions',
+           'score_predictions', 'score_report_html', 'template_csv', 'named_versions', 'name_key', 'clean_name',
+           'Leaderboard', 'leaderboard_url']
 
 # %% ../nbs/32_score.ipynb #76bd4e31
 COLUMNS = ('item', 'label', 'confidence')
@@ -94,7 +95,9 @@ def parse_predictions(data:bytes, # the uploaded file
 def score_predictions(store, # a `mlproj.store.Store`
                       vid:str, # the dataset version whose test split is scored
                       data:bytes, # the predictions CSV
-                      max_bytes:int=MAX_BYTES) -> dict:
+                      max_bytes:int=MAX_BYTES,
+                      hidden:bool=True # the split's labels are hidden from the submitter: no mistakes list, no confusion matrix
+                     ) -> dict:
     "Score a predictions CSV against the test split of dataset version `vid`: the result `mlproj.report.report_html` draws."
     from mlproj.store import get_version
     v = get_version(store, vid)
@@ -102,11 +105,22 @@ def score_predictions(store, # a `mlproj.store.Store`
     if not test: raise ScoreError([f'dataset version {vid} has no test split to score'])
     items, y = [e.sha256 for _, e in test], np.array([e.label for _, e in test], np.int64)
     pred, conf = parse_predictions(data, items, f'the test split of dataset version {vid}', max_bytes=max_bytes)
+    shown = None if hidden else items # item ids are what makes a mistake list: without them, only figures over many items
     if v['meta'].get('service_like'):
-        label, m = 'service-like', service_like_metrics(y, pred, [v['meta']['slices'][i] for i, _ in test], conf, items)
-    else: label, m = 'benchmark', prediction_metrics(y, pred, conf, items)
+        label, m = 'service-like', service_like_metrics(y, pred, [v['meta']['slices'][i] for i, _ in test], conf, shown)
+    else: label, m = 'benchmark', prediction_metrics(y, pred, conf, shown)
+    if hidden: del m['confusion']
     return dict(split='test', dataset_version=vid, label=label, model=m, service_like=None,
                 slices={'set': {label: dict(n=m['n'], accuracy=m['accuracy'])}, **m.get('slices', {})})
+
+def score_report_html(result:dict, store # where the items are
+                     ) -> str:
+    "`mlproj.report.report_html` of a scored file: the sections whose figures it holds (a hidden split's has no confusion matrix or mistakes)."
+    from mlproj.report import SECTIONS, confusion_section_html, gallery_html
+    m, skip = result['model'], set()
+    if 'confusion' not in m: skip.add(confusion_section_html)
+    if 'mistakes' not in m: skip.add(gallery_html)
+    return ''.join(f'<section><h2>{t}</h2>{fn(result, store) if fn is gallery_html else fn(result)}</section>' for t, fn in SECTIONS if fn not in skip)
 
 def template_csv(store, vid:str) -> str:
     "A predictions file to fill in: the header and one line per item of the test split, label left empty."
@@ -141,27 +155,65 @@ def _table():
                  Column('n', Integer, nullable=False), Column('accuracy', Float, nullable=False), Column('macro_f1', Float, nullable=False),
                  Column('ece', Float), Column('file_sha256', String(64), nullable=False))
 
+def _names():
+    from sqlalchemy import Column, MetaData, String, Table
+    return Table('score_names', MetaData(), Column('key', String(100), primary_key=True), # the name compared: see `name_key`
+                 Column('claimed', String(32), nullable=False), Column('token_sha256', String(64), nullable=False))
+
+ANONYMOUS = 'anonymous'
+
+def name_key(name:str) -> str:
+    "How names are compared: NFKC, case folded, runs of spaces made one."
+    import unicodedata
+    return ' '.join(unicodedata.normalize('NFKC', name).casefold().split())
+
+def clean_name(name:str) -> str:
+    "The name as shown: spaces trimmed and runs of them made one; `anonymous` for none; a ScoreError for control characters."
+    import unicodedata
+    if any(unicodedata.category(ch) in ('Cc', 'Cf') for ch in name): raise ScoreError(['the name holds control characters: send plain text'])
+    return ' '.join(name.split())[:100] or ANONYMOUS
+
 class Leaderboard:
     "Scored submissions in a SQL database (SQLite by default), best first for each dataset version."
     def __init__(self, url:str # sqlite:///path/scores.sqlite, or a PostgreSQL URL
                 ):
         from sqlalchemy.schema import CreateIndex, CreateTable
         from mlproj.db import Database
-        self.db, self.t = Database(url, pool_size=2), _table()
+        self.db, self.t, self.names = Database(url, pool_size=2), _table(), _names()
         with self.db.engine.begin() as c: # IF NOT EXISTS: several server processes may open it at once
-            c.execute(CreateTable(self.t, if_not_exists=True))
+            for t in (self.t, self.names): c.execute(CreateTable(t, if_not_exists=True))
             for ix in self.t.indexes: c.execute(CreateIndex(ix, if_not_exists=True))
 
+    def _claim(self, s, name:str, claim:str|None, now:str) -> str|None:
+        "In the session `s`: a new claim token when `name` is free (it is claimed), None when `claim` is its token, else a ScoreError (403)."
+        import hashlib, hmac, secrets
+        from sqlalchemy.exc import IntegrityError
+        key = name_key(name)
+        if key == ANONYMOUS: return None
+        row = s.execute(self.names.select().where(self.names.c.key == key)).first()
+        if row is None:
+            token = secrets.token_urlsafe(18)
+            try:
+                with s.begin_nested(): s.execute(self.names.insert().values(key=key, claimed=now, token_sha256=hashlib.sha256(token.encode()).hexdigest()))
+            except IntegrityError: row = s.execute(self.names.select().where(self.names.c.key == key)).first() # claimed meanwhile
+            else: return token
+        if claim and hmac.compare_digest(hashlib.sha256(claim.encode()).hexdigest(), row.token_sha256): return None
+        raise ScoreError([f"the name {name!r} was claimed on {row.claimed[:10]} by its first submission: send the claim token that "
+                          f"submission returned (field claim), or choose another name"], 403)
+
     def add(self, name:str, result:dict, # `score_predictions`' result
-            file_sha256:str) -> dict:
-        "Record a submission; its row, rank included."
+            file_sha256:str,
+            claim:str|None=None # the name's claim token (from its first submission); None for a name not yet claimed
+           ) -> dict:
+        "Record a submission under a name that is free or whose claim token is given; its row, rank included, and `claim_token` when it claimed the name."
         from mlproj.store import utc_now
-        m = result['model']
+        m, now, name = result['model'], utc_now(), clean_name(name)
         with self.db.write() as s:
-            new = s.execute(self.t.insert().values(submitted=utc_now(), name=name, dataset_version=result['dataset_version'],
+            token = self._claim(s, name, claim, now)
+            new = s.execute(self.t.insert().values(submitted=now, name=name, dataset_version=result['dataset_version'],
                                                    label=result['label'], n=m['n'], accuracy=m['accuracy'], macro_f1=m['macro_f1'],
                                                    ece=m.get('ece'), file_sha256=file_sha256)).inserted_primary_key[0]
-        return next(r for r in self.rows(result['dataset_version'], limit=None) if r['id'] == new)
+        return dict(next(r for r in self.rows(result['dataset_version'], limit=None) if r['id'] == new), claim_token=token)
 
     def rows(self, dataset_version:str, limit:int|None=50) -> list[dict]:
         "The submissions for a dataset version, best first, each with its rank (1 is the best)."

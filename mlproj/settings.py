@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Mapping
 
 # %% auto #0
-__all__ = ['SettingsError', 'Problem', 'Paths', 'Data', 'Train', 'Serving', 'Queue', 'Annotate', 'Collect', 'Settings',
+__all__ = ['SettingsError', 'Problem', 'Paths', 'Data', 'Train', 'Serving', 'Queue', 'Annotate', 'Score', 'Collect', 'Settings',
            'find_settings', 'load_settings', 'to_env']
 
 # %% ../nbs/00_settings.ipynb #4b3b745d
@@ -113,6 +113,11 @@ class Annotate:
     feedback_project: str = 'feedback' # the project they flow into (created when the first one arrives)
 
 @dataclass(frozen=True)
+class Score:
+    "The scoring page's leaderboard: how often one client may submit (each submission's figures tell a little about the hidden labels)."
+    submissions_per_hour: int = 10 # submissions one client address may send an hour (bursts of as many); more get 429; 0: no limit
+
+@dataclass(frozen=True)
 class Collect:
     "The crawler: who it says it is, and how gently it fetches."
     user_agent: str = 'mlproj-collect/1.0' # sent with every request, followed by the contact address
@@ -130,7 +135,7 @@ class Collect:
     state: str = 'crawls' # folder of the crawls' SQLite frontiers (local; relative to the project root)
 
 # %% ../nbs/00_settings.ipynb #7197fe76
-_SECTIONS = dict(problem=Problem, paths=Paths, data=Data, train=Train, serving=Serving, annotate=Annotate, queue=Queue, collect=Collect)
+_SECTIONS = dict(problem=Problem, paths=Paths, data=Data, train=Train, serving=Serving, annotate=Annotate, queue=Queue, collect=Collect, score=Score)
 
 @dataclass(frozen=True)
 class Settings:
@@ -144,6 +149,7 @@ class Settings:
     queue: Queue = Queue()
     annotate: Annotate = Annotate()
     collect: Collect = Collect()
+    score: Score = Score()
 
     def resolve(self, location:str) -> str:
         "`location` as a URL or an absolute path (a relative path is taken from the project root)."

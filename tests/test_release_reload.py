@@ -10,6 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from deploy.app import create_app
+from deploy.auth import Caller
 from mlproj.registry import Registry
 from mlproj.store import Store
 
@@ -110,7 +111,7 @@ def test_admin_endpoints_need_a_token_and_reload_on_demand(trained, tmp_path):
     s = make_settings(tmp_path, MLPROJ_SERVING_MODEL='production', MLPROJ_SERVING_RELOAD_SECONDS='0')
     with TestClient(create_app(s)) as c:
         assert c.post('/admin/reload').status_code == 503 # no token configured: off
-        c.app.state.tokens = {'s3cret': 'ops'}
+        c.app.state.tokens = {'s3cret': Caller('ops', 'promote')} # a role-less token may reload, not promote
         assert c.post('/admin/reload').status_code == 401
         assert c.post('/admin/reload', headers={'Authorization': 'Bearer nope'}).status_code == 403
         auth = {'Authorization': 'Bearer s3cret'}

@@ -19,9 +19,18 @@ from test_api import server_env
 def served(trained, tmp_path_factory):
     "uvicorn serving the fixture's store, with the reports (and the leaderboard) in a folder of this module."
     tmp = tmp_path_factory.mktemp('score')
-    env = server_env(trained, tmp, MLPROJ_MODEL='1', **SHORT_RUN_SERVICE_LIKE)
+    env = server_env(trained, tmp, MLPROJ_MODEL='1', MLPROJ_SCORE_SUBMISSIONS_PER_HOUR='0', **SHORT_RUN_SERVICE_LIKE)
     with uvicorn_server(env) as srv:
         with httpx.Client(base_url=srv.url, timeout=120) as client: yield client, tmp
+
+
+@pytest.fixture(scope='module')
+def limited(trained, tmp_path_factory):
+    "uvicorn as `served`, with [score] submissions_per_hour = 3."
+    env = server_env(trained, tmp_path_factory.mktemp('limited'), MLPROJ_MODEL='1', MLPROJ_SCORE_SUBMISSIONS_PER_HOUR='3',
+                     **SHORT_RUN_SERVICE_LIKE)
+    with uvicorn_server(env) as srv:
+        with httpx.Client(base_url=srv.url, timeout=120) as client: yield client
 
 
 @pytest.fixture(scope='module')
@@ -60,11 +69,12 @@ def test_scoring_a_file_gives_the_evaluation_figures_and_a_place_on_the_leaderbo
     m, s = body['metrics'], body['submission']
     assert m['accuracy'] == pytest.approx(np.mean(wrong == y)) and s['dataset_version'] == vid and s['rank'] >= 1
     assert m['ece'] == pytest.approx(abs(0.95 - m['accuracy']), abs=1e-6) and len(m['reliability']) == 1
-    assert len(m['mistakes']) == 12 and m['mistakes'][0]['label'] != m['mistakes'][0]['predicted']
+    assert m['per_class_recall'] and m['per_class_precision'] # figures over many items, per class too
+    assert 'mistakes' not in m and 'confusion' not in m # a list of items with labels, and what gives labels as surely
     page = body['report_html']
-    for title in ('Summary', 'Confusion matrices', 'Calibration', 'Accuracy by slice', 'Most confident mistakes'):
+    for title in ('Summary', 'Calibration', 'Accuracy by slice'):
         assert f'<h2>{title}</h2>' in page
-    assert page.count('<img class="figure"') >= 4
+    assert 'Confusion matrices' not in page and 'Most confident mistakes' not in page and page.count('<img class="figure"') >= 2
     # a perfect file by the id prefix of the version, without confidences: first place; no calibration for it
     r = submit(client, csv_of(items, y), name='team perfect', version=vid[:8])
     assert r.status_code == 200, r.text
@@ -74,6 +84,61 @@ def test_scoring_a_file_gives_the_evaluation_figures_and_a_place_on_the_leaderbo
     assert names.index('team perfect') < names.index('team fives') and board['submissions'][0]['rank'] == 1
     html = client.get('/score').text
     assert 'team perfect' in html and 'team fives' in html and vid in html
+
+
+def per_item_fields(value, n: int, path='') -> list:
+    "Where in a JSON value a list as long as the split is (one entry per item), or an item id, is."
+    if isinstance(value, dict): return [p for k, v in value.items() for p in per_item_fields(v, n, f'{path}.{k}')]
+    if isinstance(value, list):
+        return ([path] if len(value) == n else []) + [p for i, v in enumerate(value) for p in per_item_fields(v, n, f'{path}[{i}]')]
+    return [path] if isinstance(value, str) and len(value) == 64 and path != '.submission.file_sha256' else []
+
+
+@pytest.mark.parametrize('version', ['benchmark', 'service-like'])
+def test_no_response_or_page_shows_an_item_of_the_hidden_split_with_its_label(served, trained, version):
+    client, _ = served
+    template = client.get('/score/template.csv', params={'version': version}).text.splitlines()[1:]
+    items = [line[:-1] for line in template]
+    answers = np.arange(len(items)) % 10 # many wrong, with confidences: every figure the report can draw
+    data = csv_of(items, answers, np.linspace(0.5, 1, len(items)))
+    r = submit(client, data, name=f'prober {version}', version=version, report='true')
+    assert r.status_code == 200, r.text
+    assert per_item_fields(r.json(), len(items)) == [] # every field: nothing per item, no item id
+    texts = [r.text, client.get('/score', params={'version': version}).text,
+             client.get('/score/submissions', params={'version': version}).text]
+    assert not any(sha in t for sha in items for t in texts)
+
+
+def test_a_name_belongs_to_its_first_submitter(served, split):
+    client, _ = served
+    items, y = split
+    first = submit(client, csv_of(items, y), name='alice')
+    assert first.status_code == 200 and first.json()['claim_token']
+    token = first.json()['claim_token']
+    for name, claim in [('alice', ''), ('Alice ', ''), ('ALICE', 'a-guess')]:
+        r = errors_of(submit(client, csv_of(items, y), name=name, claim=claim), 403)
+        assert "the name 'alice' was claimed" in r[0].lower() and 'claim token' in r[0]
+    again = submit(client, csv_of(items, y), name='Alice', claim=token)
+    assert again.status_code == 200 and again.json()['claim_token'] is None and again.json()['submission']['name'] == 'Alice'
+    assert [submit(client, csv_of(items, y)).json()['submission']['name'] for _ in range(2)] == ['anonymous'] * 2
+    assert 'A name belongs to whoever submitted under it first' in client.get('/score').text
+    board = client.get('/score/submissions').json()['submissions']
+    assert sum(s['name'].lower() == 'alice' for s in board) == 2
+
+
+def test_submissions_past_the_hourly_limit_get_429(limited, split):
+    items, y = split
+    for bad in (b'', b'item,label\nnope,1\n'): # refused files tell nothing about the labels and do not count
+        assert submit(limited, bad).status_code == 422
+    first = submit(limited, csv_of(items, y), name='alice')
+    token = first.json()['claim_token']
+    answers = [first] + [submit(limited, csv_of(items, y), name='alice', claim=token) for _ in range(39)]
+    codes = [r.status_code for r in answers]
+    assert codes[:3] == [200] * 3 and set(codes[3:]) == {429}
+    late = answers[-1]
+    assert int(late.headers['Retry-After']) > 0 and '[score] submissions_per_hour' in late.json()['detail']
+    assert 'accuracy' not in late.text # nothing scored past the limit goes back
+    assert len(limited.get('/score/submissions').json()['submissions']) == 3
 
 
 def test_bad_files_are_refused_with_line_numbers(served, split):

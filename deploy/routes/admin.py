@@ -1,4 +1,4 @@
-"""Admin endpoints (bearer token; 503 when none is configured): reload the served model now, promote over HTTP."""
+"""Admin endpoints (bearer token; 503 when none is configured): reload the served model now (role operate), promote over HTTP (role promote)."""
 from __future__ import annotations
 
 from fastapi import APIRouter, HTTPException, Request
@@ -7,7 +7,7 @@ from starlette.concurrency import run_in_threadpool
 
 from mlproj.registry import RegistryError
 
-from ..auth import CallerDep
+from ..auth import OperateDep, PromoteDep
 
 router = APIRouter(prefix='/admin', tags=['admin'])
 
@@ -30,16 +30,16 @@ async def _reload(request: Request) -> Reloaded:
 
 
 @router.post('/reload')
-async def reload(request: Request, caller: CallerDep) -> Reloaded:
+async def reload(request: Request, caller: OperateDep) -> Reloaded:
     "Look at the registry now and swap to the version the served reference names (loaded and verified beside the old)."
     return await _reload(request)
 
 
 @router.post('/promote')
-async def promote(request: Request, body: Promotion, caller: CallerDep) -> Reloaded:
-    "Point an alias at a version (production only takes one that passed acceptance), then reload."
+async def promote(request: Request, body: Promotion, caller: PromoteDep) -> Reloaded:
+    "Point an alias at a version (production only takes one that passed acceptance), then reload. Needs a token with the promote role."
     st = request.app.state
     if st.registry is None: raise HTTPException(503, f'the model store cannot be opened: {st.model_error}')
-    try: await run_in_threadpool(st.registry.set_alias, body.alias, body.version, caller, body.reason)
+    try: await run_in_threadpool(st.registry.set_alias, body.alias, body.version, str(caller), body.reason)
     except RegistryError as e: raise HTTPException(409, str(e)) from e
     return await _reload(request)

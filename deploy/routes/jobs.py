@@ -10,7 +10,7 @@ from starlette.concurrency import run_in_threadpool
 from mlproj.jobs import check_name
 from mlproj.queue import STATES, JobConflict, JobQueue, QueueUnavailable
 
-from ..auth import CallerDep
+from ..auth import CallerDep, OperateDep, SubmitDep
 from ..schemas import ErrorDetail
 
 router = APIRouter(tags=['jobs'])
@@ -90,7 +90,7 @@ async def _call(fn, *args):
 
 
 @router.post('/jobs', status_code=202, responses={**ERRORS, 422: {'model': ErrorDetail, 'description': 'an unknown job or parameter, a bad value'}})
-async def submit(body: JobRequest, response: Response, caller: CallerDep, jq: QueueDep) -> Job:
+async def submit(body: JobRequest, response: Response, caller: SubmitDep, jq: QueueDep) -> Job:
     "Queue a job (parameters checked before anything is queued); its URL is in Location."
     rec = await (_call(jq.rerun_submit, body.rerun) if body.rerun else _call(jq.submit, body.job, body.parameters))
     response.headers['Location'] = f"/jobs/{rec['id']}"
@@ -116,6 +116,6 @@ async def listing(caller: CallerDep, jq: QueueDep,
 
 @router.delete('/jobs/{job_id}', responses={**ERRORS, 404: {'model': ErrorDetail, 'description': 'no such job'},
                                             409: {'model': ErrorDetail, 'description': 'the job is running'}})
-async def cancel(job_id: str, caller: CallerDep, jq: QueueDep) -> Job:
+async def cancel(job_id: str, caller: OperateDep, jq: QueueDep) -> Job:
     "Cancel a queued job (a finished one is answered as it is; a running one gets 409)."
     return _job(await _call(jq.cancel, job_id))

@@ -3,18 +3,21 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import math
 from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, File, Form, HTTPException, Query, Request, UploadFile
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from fastapi.templating import Jinja2Templates
+from pydantic import Field
 from starlette.concurrency import run_in_threadpool
 
 from mlproj.score import MAX_BYTES, ScoreError
 
 from ..deps import SettingsDep
-from ..schemas import LeaderboardResponse, ScoreRefusal, ScoreResponse
+from ..limits import RateLimit
+from ..schemas import ErrorDetail, LeaderboardResponse, ScoreRefusal, ScoreResponse
 
 router = APIRouter(tags=['score'])
 
@@ -32,7 +35,16 @@ _REFUSED = {413: {'model': ScoreRefusal, 'description': f'the file is larger tha
             422: {'model': ScoreRefusal, 'description': 'the file cannot be scored: `errors` lists each problem with its line number '
                   '(not CSV, no header, unknown or repeated item id, a label not in 0-9, a confidence outside 0..1, missing items), '
                   'or its test split is empty'},
-            404: {'model': ScoreRefusal, 'description': 'no dataset version of that name or id (or the prefix names several)'}}
+            404: {'model': ScoreRefusal, 'description': 'no dataset version of that name or id (or the prefix names several)'},
+            403: {'model': ScoreRefusal, 'description': 'the name was claimed by an earlier submission and `claim` is not its claim token'},
+            429: {'model': ErrorDetail, 'description': 'more than [score] submissions_per_hour from this client address; Retry-After '
+                  'says when to try again'}}
+
+
+class Scored(ScoreResponse):
+    "A scored submission: the evaluation figures (never an item with its label) and its row on the leaderboard."
+    claim_token: str | None = Field(None, description='when this submission claimed its name (the first under it): the token later '
+                                    'submissions under the name must send as `claim`; shown once, keep it')
 
 
 def _state(request: Request, settings):
@@ -80,7 +92,7 @@ async def score_page(request: Request, settings: SettingsDep,
     ctx, vid = await _version(request, settings, version)
     rows = await run_in_threadpool(ctx['board'].rows, vid)
     return templates.TemplateResponse(request, 'score.html', dict(
-        named=ctx['named'], vid=vid, rows=rows, max_bytes=MAX_BYTES,
+        named=ctx['named'], vid=vid, rows=rows, max_bytes=MAX_BYTES, per_hour=settings.score.submissions_per_hour,
         chosen=next((n for n, v in ctx['named'].items() if v == vid), vid)))
 
 
@@ -107,19 +119,40 @@ async def submit(request: Request, settings: SettingsDep,
                  file: Annotated[UploadFile, File(description='the predictions CSV: a header `item,label` (and `confidence`, the '
                                                   'probability of each answer, for calibration), then one line per item of the test split')],
                  version: Annotated[str, Form(max_length=100, description=VERSION)] = 'benchmark',
-                 name: Annotated[str, Form(max_length=100, description='who submits (shown on the leaderboard)')] = '',
-                 report: Annotated[bool, Form(description='also return the report as an HTML fragment (figures inline)')] = False
-                 ) -> ScoreResponse:
-    "Score a predictions CSV against a dataset version's test split; it joins the leaderboard. Refusals list every problem with its line number."
+                 name: Annotated[str, Form(max_length=100, description='who submits (shown on the leaderboard); the first '
+                                           'submission under a name claims it; empty: anonymous, which is anyone\'s')] = '',
+                 claim: Annotated[str, Form(max_length=100, description="the name's claim token, which its first submission "
+                                            'returned (claim_token); needed for every later submission under that name')] = '',
+                 report: Annotated[bool, Form(description='also return the report as an HTML fragment (figures inline; no '
+                                              'confusion matrix and no mistakes: the test labels stay hidden)')] = False
+                 ) -> Scored:
+    """Score a predictions CSV against a dataset version's test split; it joins the leaderboard. Refusals list every problem
+    with its line number. No token: the page is public; `[score] submissions_per_hour` bounds each client (429)."""
     data = await file.read() # the body is bounded by [serving] max_body_bytes; the file by MAX_BYTES (413)
     ctx = await _context(request, settings)
 
-    def work():
-        from mlproj.report import report_html
-        from mlproj.score import score_predictions
-        result = score_predictions(ctx['store'], _resolve(ctx, version), data)
-        row = ctx['board'].add(name.strip() or 'anonymous', result, hashlib.sha256(data).hexdigest())
-        return result, row, report_html(result, ctx['store']) if report else None
-    try: result, row, page = await run_in_threadpool(work)
+    def scored():
+        from mlproj.score import clean_name, score_predictions
+        return clean_name(name), score_predictions(ctx['store'], _resolve(ctx, version), data)
+
+    def kept(who: str, result: dict):
+        from mlproj.score import score_report_html
+        row = ctx['board'].add(who, result, hashlib.sha256(data).hexdigest(), claim.strip() or None)
+        return row, score_report_html(result, ctx['store']) if report else None
+    try:
+        who, result = await run_in_threadpool(scored)
+        _limit(request, settings) # only a file that scores counts (a refusal tells nothing about the labels); its figures are not sent past it
+        row, page = await run_in_threadpool(kept, who, result)
     except ScoreError as e: return _refusal(e)
-    return ScoreResponse(submission=row, metrics=result['model'], slices=result['slices'], report_html=page)
+    token = row.pop('claim_token')
+    return Scored(submission=row, metrics=result['model'], slices=result['slices'], report_html=page, claim_token=token)
+
+
+def _limit(request: Request, settings):
+    "429 past [score] submissions_per_hour scored files from this client address (on the event loop: RateLimit is not thread-safe)."
+    per_hour = settings.score.submissions_per_hour
+    limit = request.app.state.__dict__.setdefault('score_limit', RateLimit(per_hour, seconds=3600))
+    client = request.client.host if request.client else 'unknown'
+    if (wait := limit.wait(client)): # every scored file tells a little about the hidden labels: this bounds how fast
+        raise HTTPException(429, f'more than {per_hour} submissions an hour from {client} ([score] submissions_per_hour): '
+                                 f'try again in {math.ceil(wait)} s', headers={'Retry-After': str(math.ceil(wait))})
