@@ -1,8 +1,11 @@
 """Build the docs site offline, from the notebooks: `python docs/build.py [--serve]` (or `make docs`, `make docs-serve`).
 
-The home page is the README; each module notebook becomes a page with its prose, its examples and an API section
-(every exported name: signature, each parameter's type, default and comment, docstring); the job notebooks, the
-CLI's help, the runs under reports/ and the benchmark table (reports/bench/results.md) get pages of their own.
+The home page is the README (a map); the guide pages in docs/guide/ say what each stage does in depth; each module
+notebook becomes a page with its prose, its examples and an API section (every exported name: signature, each
+parameter's type, default and comment, docstring); the job notebooks, the CLI's help (appended to docs/guide/cli.md),
+the runs under reports/ and the benchmark table (reports/bench/results.md) get pages of their own. The README and the
+guide pages link to repository files (`nbs/02_store.ipynb`, `docs/guide/api.md`), so they read well on their own; the
+build turns each such link into a link to that file's page, and stops on one that has no page.
 MkDocs with Material renders it into `_site/` from package registries only: no Quarto, no download. Where Quarto is
 installed, `nbdev-docs` still builds nbdev's own site from the same notebooks. Pages are named as nbdev names them
 (`store.html`, and `store.html.md` beside it), so the links in the modules' docstrings work on both sites."""
@@ -128,7 +131,7 @@ def notebook_page(nb_path: Path) -> tuple[str, str, str]:
 def jobs_page() -> str:
     "The job notebooks: what each takes (its parameters cell) and what it runs."
     out = ['# Job notebooks', '', 'Each notebook in `nbs/jobs/` is a job: papermill runs it with `-p` parameters into its own '
-           'run folder under `reports/runs/` (see [Jobs](jobs.md) and the [CLI](cli-reference.md)).', '']
+           'run folder under `reports/runs/` (see [Jobs](jobs.md) and the [command line](guide/cli.md)).', '']
     for nb in sorted((ROOT / 'nbs' / 'jobs').glob('*.ipynb')):
         cells = json.loads(nb.read_text())['cells']
         out += [f'## {nb.stem}', '', f'`mlproj {nb.stem}` or `papermill nbs/jobs/{nb.name} out.ipynb -p KEY VALUE`', '']
@@ -142,15 +145,36 @@ def jobs_page() -> str:
     return '\n'.join(out)
 
 
-def cli_page() -> str:
-    "Every command's --help, as the CLI prints it."
+def cli_reference() -> str:
+    "Every command's --help, as the CLI prints it (appended to the guide's page on the command line)."
     from mlproj.cli import build_parser
     parser = build_parser()
     subs = parser._subparsers._group_actions[0].choices
-    out = ['# CLI reference', '', 'Every command of `mlproj`, with the help it prints.', '', '```text', parser.format_help().strip(), '```', '']
+    out = ['## Every command\'s help', '', '```text', parser.format_help().strip(), '```', '']
     for name, sp in subs.items():
-        out += [f'## mlproj {name}', '', '```text', sp.format_help().strip(), '```', '']
+        out += [f'### mlproj {name}', '', '```text', sp.format_help().strip(), '```', '']
     return '\n'.join(out)
+
+
+GUIDE = ('settings', 'collecting', 'data', 'annotation', 'training', 'evaluation', 'models', 'lighter', 'api', 'queue',
+         'unattended', 'performance', 'development', 'cli') # docs/guide/ in the life cycle's order; any other page follows
+LINK = re.compile(r'(!?\[[^\]]*\]\()([^)\s]+)(\))')
+
+
+def relink(md: str, src: Path, page: str, targets: dict[str, str]) -> str:
+    """Links from the repository file `src` to other repository files, as links from its site page `page` to their
+    pages (`targets`: repository path -> page); a link to a file with no page stops the build, naming both."""
+    def sub(m):
+        url = m[2]
+        if re.match(r'[a-z][a-z0-9+.-]*:|#|/', url): return m[0] # another site, an anchor on the same page, or absolute
+        path, _, frag = url.partition('#')
+        repo = os.path.relpath(os.path.normpath(src.parent / path), ROOT).replace(os.sep, '/')
+        if repo not in targets:
+            raise SystemExit(f'docs: {src.relative_to(ROOT)} links to {url}, which has no page in the site; '
+                             f'link to a notebook, a guide page, README.md, nbs/jobs or reports/bench/results.md')
+        rel = os.path.relpath(targets[repo], os.path.dirname(page) or '.').replace(os.sep, '/')
+        return m[1] + rel + ('#' + frag if frag else '') + m[3]
+    return LINK.sub(sub, md)
 
 
 FIGURES = ('.svg', '.png', '.jpg', '.jpeg', '.gif', '.webp') # image files a run or a sweep writes: shown on the reports page
@@ -236,6 +260,7 @@ theme:
   features: [navigation.sections, content.code.copy, search.highlight]
 plugins: [search]
 markdown_extensions: [admonition, tables, attr_list, md_in_html, toc, pymdownx.superfences, pymdownx.details]
+validation: {{links: {{anchors: warn}}}}  # --strict then fails on a link to a heading that does not exist
 nav:
 {nav}
 """
@@ -248,34 +273,50 @@ def build(out: Path = SITE, quiet: bool = False) -> dict:
     src = out.with_name(out.name + '.src')
     shutil.rmtree(src, ignore_errors=True); (src / 'pages').mkdir(parents=True)
     out.mkdir(parents=True, exist_ok=True)
-    readme = (ROOT / 'README.md').read_text()
-    pages = [('Home', 'index.md', readme)]
+    (src / 'pages' / 'guide').mkdir()
+    targets = {'README.md': 'index.md', 'nbs/jobs': 'job-notebooks.md', 'reports': 'reports.md'}
+    targets.update({f'nbs/jobs/{nb.name}': 'job-notebooks.md' for nb in (ROOT / 'nbs' / 'jobs').glob('*.ipynb')})
     modules = []
     for nb in sorted((ROOT / 'nbs').glob('[0-9]*.ipynb')):
         name, title, md = notebook_page(nb)
         modules.append((title, f'{name}.md', md))
+        targets[f'nbs/{nb.name}'] = f'{name}.md'
+    tutorial = None
     if (ROOT / 'nbs' / 'tutorial.ipynb').is_file():
         _, title, md = notebook_page(ROOT / 'nbs' / 'tutorial.ipynb')
-        pages.append((title, 'tutorial.md', md))
-    pages += modules
-    pages += [('Job notebooks', 'job-notebooks.md', jobs_page()), ('CLI reference', 'cli-reference.md', cli_page())]
-    pages.append(('Reports', 'reports.md', reports_page(src / 'pages')))
+        tutorial = (title, 'tutorial.md', md)
+        targets['nbs/tutorial.ipynb'] = 'tutorial.md'
     bench = ROOT / 'reports' / 'bench' / 'results.md'
+    if bench.is_file(): targets['reports/bench/results.md'] = 'benchmarks.md'
+    found = {p.stem: p for p in (ROOT / 'docs' / 'guide').glob('*.md')}
+    guide_files = [found.pop(n) for n in GUIDE if n in found] + sorted(found.values())
+    targets.update({f'docs/guide/{p.name}': f'guide/{p.name}' for p in guide_files})
+    guide = []
+    for p in guide_files:
+        md = relink(p.read_text(), p, f'guide/{p.name}', targets)
+        if p.stem == 'cli': md = md.rstrip('\n') + '\n\n' + cli_reference()
+        guide.append((md.split('\n', 1)[0].lstrip('# ').strip(), f'guide/{p.name}', md))
+    pages = [('Home', 'index.md', relink((ROOT / 'README.md').read_text(), ROOT / 'README.md', 'index.md', targets))]
+    if tutorial: pages.append(tutorial)
+    pages += guide + modules
+    pages.append(('Job notebooks', 'job-notebooks.md', jobs_page()))
+    pages.append(('Reports', 'reports.md', reports_page(src / 'pages')))
     if bench.is_file(): pages.append(('Benchmarks', 'benchmarks.md', bench.read_text()))
     for _, fname, md in pages: (src / 'pages' / fname).write_text(md)
-    nav = '\n'.join(f'  - {json.dumps(t)}: {f}' if f in ('index.md', 'tutorial.md', 'job-notebooks.md', 'cli-reference.md',
-                                                          'reports.md', 'benchmarks.md') else '' for t, f, _ in pages)
-    nav = '\n'.join(l for l in nav.splitlines() if l)
-    mods = [(t, f) for t, f, _ in modules]
-    nav += '\n  - Modules:\n' + '\n'.join(f'    - {json.dumps(t)}: {f}' for t, f in mods)
+    entry = lambda t, f, indent='  ': f'{indent}- {json.dumps(t)}: {f}'
+    nav = [entry(t, f) for t, f, _ in pages[:2 if tutorial else 1]]
+    nav += ['  - Guide:'] + [entry(t, f, '    ') for t, f, _ in guide]
+    nav += [entry(t, f) for t, f, _ in pages if f in ('job-notebooks.md', 'reports.md', 'benchmarks.md')]
+    nav += ['  - Modules:'] + [entry(t, f, '    ') for t, f, _ in modules]
+    nav = '\n'.join(nav)
     cfg = src / 'mkdocs.yml'
     cfg.write_text(MKDOCS.format(src=src, site=out, nav=nav))
     r = subprocess.run([sys.executable, '-m', 'mkdocs', 'build', '--clean', '--strict', '-f', str(cfg)], capture_output=True, text=True,
                        env={**os.environ, 'NO_MKDOCS_2_WARNING': '1'})
     if r.returncode: raise SystemExit(f'docs: mkdocs failed:\n{r.stdout}{r.stderr}')
     for _, fname, md in pages: (out / fname.replace('.md', '.html.md')).write_text(md) # nbdev's docstring links
-    result = dict(pages=len(pages), modules=len(modules), seconds=round(time.perf_counter() - t0, 2), site=str(out))
-    if not quiet: print(f"docs: {result['pages']} pages ({result['modules']} modules) in {result['seconds']} s: {out}/index.html")
+    result = dict(pages=len(pages), modules=len(modules), guide=len(guide), seconds=round(time.perf_counter() - t0, 2), site=str(out))
+    if not quiet: print(f"docs: {result['pages']} pages ({result['guide']} guide, {result['modules']} modules) in {result['seconds']} s: {out}/index.html")
     return result
 
 

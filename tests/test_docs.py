@@ -19,6 +19,7 @@ import build as docs_build  # noqa: E402  (docs/build.py is a script, not a pack
 
 MODULES = sorted(json.loads(nb.read_text())['cells'][1]['source'][0].split()[-1]
                  for nb in (ROOT / 'nbs').glob('[0-9]*.ipynb'))
+GUIDE = sorted((ROOT / 'docs' / 'guide').glob('*.md'))
 
 
 @pytest.fixture(scope='module')
@@ -50,13 +51,18 @@ def test_every_module_has_a_page_with_its_api(site):
         assert 'class="api"' in page or "class=\"api\"" in page, m
         for n in names: assert f'id="{n}"' in page, f'{m}.{n} has no API entry'
         assert (site / f'{m}.html.md').is_file() # the link in the module's docstring
-    assert 'mlproj train' in (site / 'cli-reference.html').read_text()
+    assert 'usage: mlproj train' in (site / 'guide' / 'cli.html').read_text()
     assert (site / 'search' / 'search_index.json').is_file()
 
 
+def _pages(site):
+    "The site's pages: the top level and the guide (404.html is served at any depth, so its links are absolute)."
+    return sorted(p for p in [*site.glob('*.html'), *site.glob('guide/*.html')] if p.name != '404.html')
+
+
 def test_pages_leak_no_directives_and_have_no_broken_internal_links(site):
-    pages = sorted(p for p in site.glob('*.html') if p.name != '404.html') # 404.html is served at any depth: absolute links
-    assert len(pages) >= len(MODULES) + 3
+    pages = _pages(site)
+    assert len(pages) >= len(MODULES) + len(GUIDE) + 3
     checked = 0
     for page in pages:
         p = _parse(page)
@@ -83,6 +89,42 @@ def test_every_module_notebook_explains_its_stage_and_the_why_before_each_export
         if gaps := prose_count.count(json.loads(nb.read_text()))['missing']: missing.setdefault(nb.name, []).extend(gaps)
     assert not missing, ('add a markdown cell saying why (the decision, the alternative, the failure it prevents) before: '
                          + '; '.join(f'{n}: {", ".join(g)}' for n, g in missing.items()))
+
+
+def test_readme_is_a_map_of_at_most_200_lines_whose_links_exist():
+    readme = (ROOT / 'README.md').read_text()
+    assert len(readme.splitlines()) <= 200, 'the README is a map: move the detail into a page of docs/guide/'
+    links = [m[2] for m in docs_build.LINK.finditer(readme) if not re.match(r'[a-z][a-z0-9+.-]*:|#', m[2])]
+    pages = [l for l in links if l.startswith('docs/')]
+    assert len(pages) >= 10 # one a stage
+    for link in links: assert (ROOT / link.partition('#')[0]).exists(), f'README.md links to missing {link}'
+
+
+def test_every_command_and_subcommand_has_help_and_a_place_in_the_guide():
+    from mlproj.cli import build_parser
+    guide = '\n'.join(p.read_text() for p in GUIDE)
+    def commands(parser, prefix):
+        for group in (a for a in parser._actions if a.__class__.__name__ == '_SubParsersAction'):
+            helps = {a.dest: a.help for a in group._choices_actions}
+            for name, sub in group.choices.items():
+                yield f'{prefix} {name}', helps.get(name) or sub.description
+                yield from commands(sub, f'{prefix} {name}')
+    found = list(commands(build_parser(), 'mlproj'))
+    assert len(found) > 30
+    for cmd, help in found:
+        assert help, f'{cmd} has no help'
+        assert re.search(re.escape(cmd) + r'\b', guide), f'{cmd} appears on no page of docs/guide/'
+
+
+def test_guide_links_become_links_between_pages_and_a_link_without_a_page_stops_the_build():
+    targets = {'nbs/02_store.ipynb': 'store.md', 'docs/guide/api.md': 'guide/api.md', 'README.md': 'index.md'}
+    md = '[store](../../nbs/02_store.ipynb) [api](api.md#predictions) [out](https://x.org/a.md) [here](#top) ![f](api.md)'
+    assert docs_build.relink(md, ROOT / 'docs' / 'guide' / 'data.md', 'guide/data.md', targets) == \
+        '[store](../store.md) [api](api.md#predictions) [out](https://x.org/a.md) [here](#top) ![f](api.md)'
+    assert docs_build.relink('[s](nbs/02_store.ipynb) [a](docs/guide/api.md#x)', ROOT / 'README.md', 'index.md', targets) == \
+        '[s](store.md) [a](guide/api.md#x)'
+    with pytest.raises(SystemExit, match=r'docs/guide/data.md links to \.\./\.\./deploy/app.py'):
+        docs_build.relink('[app](../../deploy/app.py)', ROOT / 'docs' / 'guide' / 'data.md', 'guide/data.md', targets)
 
 
 def test_quarto_syntax_becomes_markdown():
@@ -135,10 +177,10 @@ def test_site_renders_and_searches_in_a_real_browser(site, browser):
     page.on('response', lambda r: r.status >= 400 and errors.append(f'{r.status} {r.url}'))
     page.on('request', lambda r: r.url.startswith((base, 'data:', 'blob:')) or errors.append(f'outside request {r.url}'))
     try:
-        for p in sorted(p for p in site.glob('*.html') if p.name != '404.html'):
-            page.goto(urljoin(base, p.name))
+        for p in _pages(site):
+            page.goto(urljoin(base, p.relative_to(site).as_posix()))
             assert page.locator('article h1').count() >= 1, p.name
-            if p.stem in MODULES: assert page.locator('.api').count() >= 1, p.name
+            if p.parent == site and p.stem in MODULES: assert page.locator('.api').count() >= 1, p.name
         page.goto(base + 'index.html')
         page.keyboard.press('s') # Material's search shortcut
         page.keyboard.type('registry')
