@@ -70,7 +70,7 @@ def rows(r: dict) -> list[dict]:
             per_round('predict_one_json_2workers_c32', 'predict_one_json_c32'))
     h = r.get('health')
     if h:
-        row('health', f"/health while a {h['body_bytes'] / 1e6:.1f} MB JSON body is processed by /predict (issue 6): its slowest answer",
+        row('health', f"/health while a {h['body_bytes'] / 1e6:.1f} MB JSON body is processed by /predict (issues 6, 23): its slowest answer",
             f"slowest {h['health_max_ms']:.1f} ms, median {h['health_median_ms']:.1f} ms; the large request {h['big_request_ms']:.0f} ms",
             None, '< 50 ms', h['health_max_ms'] < 50, headline=f"{h['health_max_ms']:.0f} ms")
     a = r.get('annotate')

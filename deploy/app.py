@@ -9,7 +9,7 @@ import logging
 import os
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
@@ -18,12 +18,12 @@ from mlproj.settings import Settings, load_settings
 
 from .limits import BodyLimit, Guard, Processes, RateLimit, Workers, return_large_blocks
 from .observe import observe
-from .policy import PagePolicy
+from .policy import PagePolicy, docs_policy
 from .routes import admin, corrections, health, jobs, models, pages, predict, reports, score
 from .schemas import document_refusals
 from .serving import Gather, Reloader, load_model
 
-__all__ = ['create_app', 'app_from_env']
+__all__ = ['create_app', 'api_docs', 'app_from_env']
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ def create_app(settings: Settings, # the project's settings, built once by the c
             await asyncio.gather(poll, return_exceptions=True)
             app.state.processes.close()
 
-    app = FastAPI(title='mlproj', version=__version__, lifespan=lifespan,
+    app = FastAPI(title='mlproj', version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None, # ours: offline
                   summary='Reads handwritten digits: 8x8 counts or image files in, digit and probabilities out.')
     app.state.settings = settings
     app.state.registry, app.state.model = None, None
@@ -68,7 +68,47 @@ def create_app(settings: Settings, # the project's settings, built once by the c
               reports.router, score.router):
         app.include_router(r)
     app.mount('/static', StaticFiles(directory=pages.STATIC), name='static') # the demo page's script and style
+    api_docs(app)
     return document_refusals(app) # last: it documents every route's 401/403/408/503
+
+
+def api_docs(app: FastAPI) -> FastAPI:
+    """/docs (Swagger UI) and /redoc (ReDoc) with every asset served by this app, so they work offline: FastAPI's own
+    load Swagger UI, ReDoc and fonts from CDNs. The files come from the fastapi-offline package (Swagger UI's dist files
+    and ReDoc's standalone bundle, kept current by its maintainer); Swagger UI's online validator is off, and the pages'
+    Content-Security-Policy keeps them on this origin (ReDoc always shows Redocly's logo from its CDN: not fetched)."""
+    from pathlib import Path
+
+    from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
+    from fastapi.responses import HTMLResponse, PlainTextResponse
+    try: import fastapi_offline
+    except ImportError: # an environment installed before it was a dependency: the API still serves, its docs say why not
+        missing = lambda: PlainTextResponse('the API docs need the fastapi-offline package, a dependency of mlproj '
+                                            '(pip install -e .): it ships Swagger UI and ReDoc', 503)
+        for path in ('/docs', '/redoc'): app.add_api_route(path, missing, include_in_schema=False)
+        return app
+    assets = '/docs-assets'
+    app.mount(assets, StaticFiles(directory=Path(fastapi_offline.__file__).parent / 'static'), name='docs-assets')
+
+    @app.get('/docs', include_in_schema=False)
+    async def swagger_ui(request: Request) -> HTMLResponse:
+        root = request.scope.get('root_path', '')
+        return docs_policy(get_swagger_ui_html(
+            openapi_url=root + app.openapi_url, title=f'{app.title}: API (Swagger UI)',
+            oauth2_redirect_url=root + app.swagger_ui_oauth2_redirect_url, swagger_js_url=f'{root}{assets}/swagger-ui-bundle.js',
+            swagger_css_url=f'{root}{assets}/swagger-ui.css', swagger_favicon_url=f'{root}{assets}/favicon.png',
+            swagger_ui_parameters={**(app.swagger_ui_parameters or {}), 'validatorUrl': None}))
+
+    @app.get(app.swagger_ui_oauth2_redirect_url, include_in_schema=False)
+    async def swagger_ui_redirect() -> HTMLResponse: return get_swagger_ui_oauth2_redirect_html()
+
+    @app.get('/redoc', include_in_schema=False)
+    async def redoc(request: Request) -> HTMLResponse:
+        root = request.scope.get('root_path', '')
+        return docs_policy(get_redoc_html(openapi_url=root + app.openapi_url, title=f'{app.title}: API (ReDoc)',
+                                          redoc_js_url=f'{root}{assets}/redoc.standalone.js',
+                                          redoc_favicon_url=f'{root}{assets}/favicon.png', with_google_fonts=False))
+    return app
 
 
 async def _poll(reloader: Reloader, every: float):

@@ -1,7 +1,6 @@
-"""Limits on requests, enforced as they arrive: body size and time, requests in progress, threads doing CPU work."""
+"""Limits on requests, enforced as they arrive: body size and time, requests in progress, threads and processes doing CPU work."""
 from __future__ import annotations
 
-import logging
 import time
 from collections import OrderedDict
 
@@ -13,9 +12,6 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 __all__ = ['CLIENT_GONE', 'BodyTooLarge', 'BodyLimit', 'BodyTimeout', 'Guard', 'Workers', 'Processes', 'RateLimit', 'return_large_blocks']
-
-log = logging.getLogger(__name__)
-
 
 MMAP_THRESHOLD = 1 << 20
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-__all__ = ['policy', 'inline_script_hashes', 'PagePolicy', 'DEMO']
+__all__ = ['policy', 'inline_script_hashes', 'docs_policy', 'PagePolicy', 'DEMO']
 
 _SCRIPT = re.compile(r'<script(?P<attrs>[^>]*)>(?P<body>.*?)</script>', re.S | re.I)
 _RUNS = ('text/javascript', 'application/javascript', 'module', '') # types a browser runs: others are data
@@ -63,6 +63,14 @@ def _index() -> str:
 
 @functools.cache
 def _report() -> str: return policy("'self'", frame_ancestors="'self'", styles="'self' 'unsafe-inline'")
+
+
+def docs_policy(page # an HTML response FastAPI's docs helpers made (from the app's own settings: trusted text)
+               ):
+    "`page` with a policy that runs its own inline script and lets Swagger UI or ReDoc style themselves and search in a worker."
+    scripts = ' '.join(["'self'", *inline_script_hashes(page.body.decode())])
+    page.headers['Content-Security-Policy'] = policy(scripts, styles="'self' 'unsafe-inline'") + "; worker-src 'self' blob:"
+    return page
 
 
 def _for(path: str):

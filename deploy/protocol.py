@@ -49,7 +49,9 @@ class HeaderTimeout(_Base):
 
     def data_received(self, data: bytes):
         super().data_received(data) # parses at once: a complete head makes a new request cycle
-        if self._head_timer is not None and self.cycle is not self._waiting_for: self._disarm()
+        if self._head_timer is not None and (self.cycle is not self._waiting_for or self._upgraded()): self._disarm()
+
+    def _upgraded(self) -> bool: return self.transport.get_protocol() is not self # a WebSocket took the connection over
 
     def on_response_complete(self):
         super().on_response_complete()
@@ -61,7 +63,7 @@ class HeaderTimeout(_Base):
 
     def _too_slow(self):
         self._head_timer = None
-        if self.transport.is_closing(): return
+        if self.transport.is_closing() or self._upgraded(): return
         client = '%s:%d' % self.client if self.client else 'a client'
         log.warning('closed the connection of %s: no complete request head within %g s ([serving] header_timeout)',
                     client, header_timeout())

@@ -22,7 +22,7 @@ from conftest import make_settings, wait_until
 from deploy.app import create_app
 from mlproj.preprocess import render_counts
 from mlproj.settings import load_settings
-from conftest import ServerProcess, uvicorn_server
+from conftest import ServerProcess, serving_env, uvicorn_server
 from deploy.limits import Processes
 from deploy.routes.predict import INLINE_BYTES
 from test_api import detail, labels, server_env, uploads
@@ -181,9 +181,9 @@ def closed_by_server(s: socket.socket, within: float = 30) -> bool:
     except ConnectionResetError: return True
 
 
-def test_connections_that_never_finish_their_request_head_are_closed_after_the_header_timeout(trained, tmp_path):
-    env = server_env(trained, tmp_path, MLPROJ_MODEL='1', MLPROJ_SERVING_HEADER_TIMEOUT='1')
-    with ServerProcess(serve_argv(), env) as srv:
+def test_connections_that_never_finish_their_request_head_are_closed_after_the_header_timeout(tmp_path):
+    env = serving_env(tmp_path / 'store', tmp_path / 'reports', MLPROJ_SERVING_HEADER_TIMEOUT='1') # no model needed
+    with ServerProcess(serve_argv(), env, ready='/health') as srv:
         u = urlsplit(srv.url)
         connect = lambda: socket.create_connection((u.hostname, u.port), timeout=30)
         half = [connect() for _ in range(20)]
@@ -214,9 +214,9 @@ def test_connections_that_never_finish_their_request_head_are_closed_after_the_h
     assert srv.log.count('no complete request head within 1 s') == 27, srv.log
 
 
-def test_a_request_head_sent_in_pieces_within_the_header_timeout_is_answered(trained, tmp_path):
-    env = server_env(trained, tmp_path, MLPROJ_MODEL='1', MLPROJ_SERVING_HEADER_TIMEOUT='5')
-    with ServerProcess(serve_argv(), env) as srv:
+def test_a_request_head_sent_in_pieces_within_the_header_timeout_is_answered(tmp_path):
+    env = serving_env(tmp_path / 'store', tmp_path / 'reports', MLPROJ_SERVING_HEADER_TIMEOUT='5')
+    with ServerProcess(serve_argv(), env, ready='/health') as srv:
         s = raw_request(srv.url, 'GET /health HTTP/1.1\r\nHost: x') # no blank line yet: the head is not complete
         time.sleep(0.5)
         s.sendall(b'\r\nConnection: close\r\n\r\n')
