@@ -1,7 +1,8 @@
 """Build the docs site offline, from the notebooks: `python docs/build.py [--serve]` (or `make docs`, `make docs-serve`).
 
 The home page is the README (a map); the guide pages in docs/guide/ say what each stage does in depth; each module
-notebook becomes a page with its prose, its examples and an API section (every exported name: signature, each
+notebook becomes a page with its prose, its examples with their outputs (the notebooks are run for the build as
+nbdev-test runs them; the committed notebooks stay clean) and an API section (every exported name: signature, each
 parameter's type, default and comment, docstring); the job notebooks, the CLI's help (appended to docs/guide/cli.md),
 the runs under reports/ and the benchmark table (reports/bench/results.md) get pages of their own. The README and the
 guide pages link to repository files (`nbs/02_store.ipynb`, `docs/guide/api.md`), so they read well on their own; the
@@ -11,7 +12,7 @@ installed, `nbdev-docs` still builds nbdev's own site from the same notebooks. P
 (`store.html`, and `store.html.md` beside it), so the links in the modules' docstrings work on both sites."""
 from __future__ import annotations
 
-import argparse, ast, importlib, inspect, json, os, re, shutil, subprocess, sys, time
+import argparse, ast, hashlib, importlib, inspect, json, os, re, shutil, subprocess, sys, time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -98,10 +99,117 @@ def _defined(src: str) -> list[str]:
     return names
 
 
+# ---------------------------------------------------------------- examples with their outputs
+
+def _skip_flags() -> list[str]:
+    "The project's `tst_flags` (`notest slow`): cells flagged with one are not run by nbdev-test, nor by the docs."
+    from nbdev.config import get_config
+    flags = get_config(ROOT).tst_flags
+    return flags.split() if isinstance(flags, str) else list(flags or [])
+
+
+def execute(nb_path: Path, skip_flags: list[str] | None = None) -> dict[str, list]:
+    """Run a notebook as `nbdev-test` does (the same shell, from its folder, cells flagged with a `tst_flags` flag left
+    out) and return each code cell's outputs by cell id; the notebook file is not touched."""
+    from execnb.shell import CaptureShell
+    from fastcore.xtras import working_directory
+    from nbdev.process import NBProcessor
+    from nbdev.test import nb_test_cells
+    runs = {c.id for c in nb_test_cells(nb_path, _skip_flags() if skip_flags is None else skip_flags)}
+    nb = NBProcessor(nb_path, rm_directives=False, process=True).nb
+    before, main = os.environ.get('IN_TEST'), sys.modules['__main__']
+    os.environ['IN_TEST'] = '1' # as nbdev-test sets it
+    shell = CaptureShell(nb_path)
+    try:
+        with working_directory(nb_path.parent): shell.run_all(nb, exc_stop=True, preproc=lambda c: c.id not in runs)
+    except Exception as e:
+        raise RuntimeError(f'docs: {nb_path.name} failed while it ran: {shell.prettytb(fname=nb_path) or e!r}') from None
+    finally: # IPython's shell puts its own module in place of __main__: a process pool then no longer finds our functions
+        sys.modules['__main__'] = main
+        if before is None: os.environ.pop('IN_TEST', None)
+        else: os.environ['IN_TEST'] = before
+    return {c.id: [dict(o) for o in c.outputs] for c in nb.cells if c.cell_type == 'code' and c.get('outputs')}
+
+
+def _code_version() -> str:
+    "A hash of what a notebook's outputs depend on besides the notebook: the package it imports and the settings."
+    h = hashlib.sha256()
+    for f in sorted([*(ROOT / 'mlproj').rglob('*.py'), ROOT / 'settings.ini', ROOT / 'pyproject.toml']):
+        if f.is_file(): h.update(f.relative_to(ROOT).as_posix().encode() + b'\0' + f.read_bytes())
+    return h.hexdigest()
+
+
+def execute_all(notebooks: list[Path], cache: Path | None = None, workers: int | None = None) -> tuple[dict[str, dict[str, list]], int]:
+    """Outputs of each notebook by name, and how many notebooks ran: in parallel processes (one a core, as nbdev-test
+    runs them), the slowest first. With `cache`, a notebook whose text and package are unchanged since a run there is
+    not run again."""
+    import concurrent.futures, multiprocessing
+    code, out, todo = _code_version(), {}, []
+    timings = json.loads((cache / 'timings.json').read_text()) if cache and (cache / 'timings.json').is_file() else {}
+    key = lambda nb: hashlib.sha256(nb.read_bytes() + code.encode()).hexdigest()[:20]
+    for nb in notebooks:
+        hit = cache / f'{nb.stem}-{key(nb)}.json' if cache else None
+        if hit and hit.is_file(): out[nb.name] = json.loads(hit.read_text())
+        else: todo.append(nb)
+    todo.sort(key=lambda nb: -timings.get(nb.name, 1e9)) # unknown first, then the slowest: the cores finish together
+    workers = max(1, min(len(todo), workers or os.cpu_count() or 1))
+    def done(nb, outputs, seconds):
+        out[nb.name] = outputs
+        if cache:
+            for old in cache.glob(f'{nb.stem}-*.json'): old.unlink()
+            (cache / f'{nb.stem}-{key(nb)}.json').write_text(json.dumps(outputs))
+            timings[nb.name] = round(seconds, 1)
+    if workers == 1:
+        for nb in todo: done(nb, *_timed_execute(nb))
+    elif todo:
+        with concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context('fork')) as pool:
+            futures = [(nb, pool.submit(_timed_execute, nb)) for nb in todo]
+            for nb, f in futures: done(nb, *f.result())
+    if cache: (cache / 'timings.json').write_text(json.dumps(timings, indent=1, sort_keys=True))
+    return out, len(todo)
+
+
+def _timed_execute(nb: Path) -> tuple[dict, float]:
+    t = time.perf_counter()
+    return execute(nb), time.perf_counter() - t
+
+
+ANSI = re.compile(r'\x1b\[[0-9;]*[A-Za-z]')
+
+
+def _text(t) -> str:
+    "An output's text as the terminal would leave it: no colour codes, a line rewritten by `\\r` shown as last written."
+    t = ANSI.sub('', ''.join(t) if isinstance(t, list) else t)
+    return '\n'.join(line.rstrip('\r').rsplit('\r', 1)[-1] for line in t.split('\n')).strip('\n')
+
+
+def outputs_md(outputs: list[dict]) -> str:
+    """A code cell's outputs as nbdev's pages show them, below its code: printed text, the value of its last line
+    (Markdown, HTML, an SVG or PNG figure, else its text), a traceback. What went to stderr (warnings, progress bars)
+    is left out."""
+    parts = []
+    for o in outputs or []:
+        kind = o.get('output_type')
+        if kind == 'stream':
+            if o.get('name') != 'stderr' and (t := _text(o.get('text', ''))): parts.append(f'```text\n{t}\n```')
+        elif kind in ('execute_result', 'display_data'):
+            d = o.get('data', {})
+            if 'text/markdown' in d: parts.append(_text(d['text/markdown']))
+            elif 'image/svg+xml' in d: parts.append(_text(d['image/svg+xml']))
+            elif m := next((m for m in ('image/png', 'image/jpeg', 'image/gif') if m in d), None):
+                data = ''.join(d[m]).replace('\n', '')
+                parts.append(f'<img alt="output" src="data:{m};base64,{data}">')
+            elif 'text/html' in d: parts.append(_text(d['text/html']))
+            elif 'text/plain' in d: parts.append(f'```text\n{_text(d["text/plain"])}\n```')
+        elif kind == 'error': parts.append('```text\n' + _text('\n'.join(o.get('traceback', []))) + '\n```')
+    return '<div class="nb-output" markdown>\n\n' + '\n\n'.join(parts) + '\n\n</div>' if parts else ''
+
+
 # ---------------------------------------------------------------- pages
 
-def notebook_page(nb_path: Path) -> tuple[str, str, str]:
-    "(module name, title, Markdown) of a module notebook: its prose, its examples, and the API of what it exports."
+def notebook_page(nb_path: Path, outputs: dict[str, list] | None = None) -> tuple[str, str, str]:
+    """(module name, title, Markdown) of a module notebook: its prose, its examples (with `outputs`, by cell id, below
+    each), and the API of what it exports."""
     cells = json.loads(nb_path.read_text())['cells']
     src = lambda c: ''.join(c['source'])
     exp = next((re.search(r'#\|\s*default_exp\s+(\S+)', src(c))[1] for c in cells if '#| default_exp' in src(c)), None)
@@ -120,7 +228,9 @@ def notebook_page(nb_path: Path) -> tuple[str, str, str]:
             names = [n for n in _defined(s) if n in public and n not in documented]
             documented.update(names)
             parts += [api_doc(getattr(mod, n), n) for n in names]
-        elif s.strip(): parts.append('```python\n' + DIRECTIVE.sub('', s).strip() + '\n```')
+        elif s.strip():
+            parts.append('```python\n' + DIRECTIVE.sub('', s).strip() + '\n```')
+            if out := outputs_md((outputs or {}).get(c.get('id'))): parts.append(out)
     missing = sorted(public - documented)
     if missing: parts += ['### Also exported', ''] + [api_doc(getattr(mod, n), n) for n in missing]
     body = '\n\n'.join(parts)
@@ -258,6 +368,7 @@ theme:
   name: material
   font: false  # no web fonts from a CDN: the site works offline
   features: [navigation.sections, content.code.copy, search.highlight]
+extra_css: [assets/notebook.css]
 plugins: [search]
 markdown_extensions: [admonition, tables, attr_list, md_in_html, toc, pymdownx.superfences, pymdownx.details]
 validation: {{links: {{anchors: warn}}}}  # --strict then fails on a link to a heading that does not exist
@@ -266,19 +377,34 @@ nav:
 """
 
 
-def build(out: Path = SITE, quiet: bool = False) -> dict:
-    "Write the Markdown pages and mkdocs.yml beside `out` (in `<out>.src/`) and build the site into `out`."
+NOTEBOOK_CSS = """/* a cell's outputs, below its code, as nbdev's pages set them apart */
+.nb-output { border-left: 3px solid var(--md-default-fg-color--lightest); padding-left: .8em; margin: -.6em 0 1em; }
+.nb-output pre { margin: .4em 0; }
+.nb-output img, .nb-output svg { max-width: 100%; height: auto; }
+"""
+
+
+def build(out: Path = SITE, quiet: bool = False,
+          execute: bool | tuple = True # run the module notebooks and show their outputs: all, none, or these (names without .ipynb)
+         ) -> dict:
+    """Write the Markdown pages and mkdocs.yml beside `out` (in `<out>.src/`) and build the site into `out`. The module
+    notebooks' outputs are kept in `<out>.src/outputs/`, so a notebook runs again only when it or the package changed."""
     t0 = time.perf_counter()
     out = Path(out).resolve()
     src = out.with_name(out.name + '.src')
-    shutil.rmtree(src, ignore_errors=True); (src / 'pages').mkdir(parents=True)
+    shutil.rmtree(src / 'pages', ignore_errors=True); (src / 'pages' / 'guide').mkdir(parents=True)
+    (src / 'outputs').mkdir(exist_ok=True)
     out.mkdir(parents=True, exist_ok=True)
-    (src / 'pages' / 'guide').mkdir()
     targets = {'README.md': 'index.md', 'nbs/jobs': 'job-notebooks.md', 'reports': 'reports.md'}
     targets.update({f'nbs/jobs/{nb.name}': 'job-notebooks.md' for nb in (ROOT / 'nbs' / 'jobs').glob('*.ipynb')})
+    notebooks = sorted((ROOT / 'nbs').glob('[0-9]*.ipynb'))
+    run = [nb for nb in notebooks if execute is True or (execute and nb.stem in execute)]
+    t_exec = time.perf_counter()
+    outputs, ran = execute_all(run, cache=src / 'outputs') if run else ({}, 0)
+    t_exec = time.perf_counter() - t_exec
     modules = []
-    for nb in sorted((ROOT / 'nbs').glob('[0-9]*.ipynb')):
-        name, title, md = notebook_page(nb)
+    for nb in notebooks:
+        name, title, md = notebook_page(nb, outputs.get(nb.name))
         modules.append((title, f'{name}.md', md))
         targets[f'nbs/{nb.name}'] = f'{name}.md'
     tutorial = None
@@ -303,6 +429,8 @@ def build(out: Path = SITE, quiet: bool = False) -> dict:
     pages.append(('Reports', 'reports.md', reports_page(src / 'pages')))
     if bench.is_file(): pages.append(('Benchmarks', 'benchmarks.md', bench.read_text()))
     for _, fname, md in pages: (src / 'pages' / fname).write_text(md)
+    (src / 'pages' / 'assets').mkdir(exist_ok=True)
+    (src / 'pages' / 'assets' / 'notebook.css').write_text(NOTEBOOK_CSS)
     entry = lambda t, f, indent='  ': f'{indent}- {json.dumps(t)}: {f}'
     nav = [entry(t, f) for t, f, _ in pages[:2 if tutorial else 1]]
     nav += ['  - Guide:'] + [entry(t, f, '    ') for t, f, _ in guide]
@@ -315,8 +443,12 @@ def build(out: Path = SITE, quiet: bool = False) -> dict:
                        env={**os.environ, 'NO_MKDOCS_2_WARNING': '1'})
     if r.returncode: raise SystemExit(f'docs: mkdocs failed:\n{r.stdout}{r.stderr}')
     for _, fname, md in pages: (out / fname.replace('.md', '.html.md')).write_text(md) # nbdev's docstring links
-    result = dict(pages=len(pages), modules=len(modules), guide=len(guide), seconds=round(time.perf_counter() - t0, 2), site=str(out))
-    if not quiet: print(f"docs: {result['pages']} pages ({result['guide']} guide, {result['modules']} modules) in {result['seconds']} s: {out}/index.html")
+    result = dict(pages=len(pages), modules=len(modules), guide=len(guide), executed=len(outputs), ran=ran,
+                  outputs=sum(len(o) for o in outputs.values()), exec_seconds=round(t_exec, 2),
+                  seconds=round(time.perf_counter() - t0, 2), site=str(out))
+    if not quiet: print(f"docs: {result['pages']} pages ({result['guide']} guide, {result['modules']} modules; outputs of "
+                        f"{result['executed']} notebooks, {result['ran']} run in {result['exec_seconds']} s, the others unchanged "
+                        f"since their last run; {result['outputs']} cells with outputs) in {result['seconds']} s: {out}/index.html")
     return result
 
 
@@ -324,8 +456,9 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('--serve', action='store_true', help='build, then serve the site at http://127.0.0.1:8001 until Ctrl-C')
     p.add_argument('--out', type=Path, default=SITE, help='where the site goes (default: _site/)')
+    p.add_argument('--no-exec', action='store_true', help="don't run the module notebooks: their pages show code without outputs")
     a = p.parse_args(argv)
-    build(a.out)
+    build(a.out, execute=not a.no_exec)
     if a.serve:
         import http.server, functools
         handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(a.out))

@@ -25,7 +25,8 @@ GUIDE = sorted((ROOT / 'docs' / 'guide').glob('*.md'))
 @pytest.fixture(scope='module')
 def site(tmp_path_factory):
     out = tmp_path_factory.mktemp('docs') / 'site'
-    docs_build.build(out, quiet=True)
+    result = docs_build.build(out, quiet=True, execute=('00_settings',)) # the whole run is the full tier's, below
+    assert result['executed'] == 1 and result['ran'] == 1
     return out
 
 
@@ -125,6 +126,62 @@ def test_guide_links_become_links_between_pages_and_a_link_without_a_page_stops_
         '[s](store.md) [a](guide/api.md#x)'
     with pytest.raises(SystemExit, match=r'docs/guide/data.md links to \.\./\.\./deploy/app.py'):
         docs_build.relink('[app](../../deploy/app.py)', ROOT / 'docs' / 'guide' / 'data.md', 'guide/data.md', targets)
+
+
+def _notebook(path, *sources):
+    cells = [{'cell_type': 'markdown', 'id': 'title', 'metadata': {}, 'source': ['# An example']}]
+    cells += [{'cell_type': 'code', 'execution_count': None, 'id': f'c{i}', 'metadata': {}, 'outputs': [], 'source': [s]}
+              for i, s in enumerate(sources)]
+    path.write_text(json.dumps({'cells': cells, 'metadata': {'kernelspec': {'language': 'python', 'name': 'python3'}},
+                                'nbformat': 4, 'nbformat_minor': 5}, indent=1) + '\n')
+    return path
+
+
+def test_a_notebook_page_shows_each_example_with_its_outputs_and_the_notebook_stays_clean(tmp_path):
+    nb = _notebook(tmp_path / 'example.ipynb',
+                   "print('hello from the example')",
+                   '6 * 7',
+                   "#| notest\nraise SystemExit('a notest cell ran')",
+                   "#| slow\nraise SystemExit('a slow cell ran')",
+                   "import sys\nprint('a warning', file=sys.stderr)",
+                   "from IPython.display import Markdown\nMarkdown('**made by the example**')")
+    before = nb.read_bytes()
+    outputs = docs_build.execute(nb)
+    assert nb.read_bytes() == before # outputs live in the build only
+    assert set(outputs) == {'c0', 'c1', 'c4', 'c5'} # c2 and c3 carry tst_flags: not run
+    _, title, md = docs_build.notebook_page(nb, outputs)
+    assert title == 'An example'
+    assert "```python\nprint('hello from the example')\n```\n\n<div class=\"nb-output\" markdown>\n\n```text\nhello from the example\n```" in md
+    assert '```text\n42\n```' in md and '**made by the example**' in md
+    assert "raise SystemExit('a notest cell ran')" in md and "raise SystemExit('a slow cell ran')" in md # code kept
+    assert '```text\na warning' not in md # stderr (warnings, progress bars) is left out
+    assert docs_build.outputs_md([{'output_type': 'stream', 'name': 'stdout', 'text': ['\x1b[1m10%\r100%\x1b[0m\n']},
+                                  {'output_type': 'display_data', 'data': {'image/png': 'iVBORw0KGgo=\n', 'text/plain': 'x'}}]) == \
+        '<div class="nb-output" markdown>\n\n```text\n100%\n```\n\n<img alt="output" src="data:image/png;base64,iVBORw0KGgo=">\n\n</div>'
+
+
+def test_notebook_outputs_are_reused_until_the_notebook_changes_and_a_failing_one_is_named(tmp_path):
+    runs, cache = tmp_path / 'runs.txt', tmp_path / 'cache'
+    RAN = {'name': 'stdout', 'output_type': 'stream', 'text': ['ran\n']}
+    cache.mkdir()
+    count = f"from pathlib import Path\nruns = Path({str(runs)!r})\nruns.write_text(runs.read_text() + 'x' if runs.exists() else 'x')\n"
+    nb = _notebook(tmp_path / 'counted.ipynb', count + "print('ran')")
+    for ran in (1, 0): assert docs_build.execute_all([nb], cache=cache) == ({'counted.ipynb': {'c0': [RAN]}}, ran)
+    assert runs.read_text() == 'x'
+    _notebook(nb, count + "print('ran again')")
+    assert docs_build.execute_all([nb], cache=cache)[0]['counted.ipynb']['c0'][0]['text'] == ['ran again\n']
+    assert runs.read_text() == 'xx' and len(list(cache.glob('counted-*.json'))) == 1
+    with pytest.raises(RuntimeError, match=r'broken.ipynb failed while it ran.*ZeroDivisionError'):
+        docs_build.execute(_notebook(tmp_path / 'broken.ipynb', '1/0'))
+
+
+@pytest.mark.full
+def test_the_site_build_runs_every_module_notebook_and_leaves_them_clean(tmp_path):
+    before = {nb: nb.read_bytes() for nb in (ROOT / 'nbs').glob('*.ipynb')}
+    result = docs_build.build(tmp_path / 'site', quiet=True)
+    assert result['executed'] == result['ran'] == len(MODULES) and result['outputs'] > 0
+    assert {nb: nb.read_bytes() for nb in (ROOT / 'nbs').glob('*.ipynb')} == before
+    assert 'class="nb-output"' in ''.join(p.read_text() for p in (tmp_path / 'site').glob('*.html'))
 
 
 def test_quarto_syntax_becomes_markdown():
