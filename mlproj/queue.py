@@ -17,16 +17,17 @@ from . import jobs
 from .jobs import RUN_STATES, code_version, mark_run, new_run_id, read_run, run_job, runs_dir
 
 # %% auto #0
-__all__ = ['STATES', 'FINISHED', 'NOOP', 'RECOVER_EVERY', 'EXIT_BROKER_GONE', 'QueueUnavailable', 'JobConflict', 'data_dir',
-           'redis_server_binary', 'QueueOwned', 'EmbeddedServer', 'queue_url', 'job_kinds', 'job_signature', 'JobQueue',
-           'process', 'interrupt', 'recover', 'worker_main', 'Supervisor', 'parse_grid', 'submit_sweep', 'sweep_report',
-           'rerun_plan', 'compare_metrics', 'rerun_submit', 'cmd_up', 'cmd_worker', 'cmd_submit', 'cmd_jobs',
-           'cmd_sweep', 'cmd_rerun', 'add_commands']
+__all__ = ['STATES', 'FINISHED', 'NOOP', 'NOOP_RULES', 'RECOVER_EVERY', 'EXIT_BROKER_GONE', 'QueueUnavailable', 'JobConflict',
+           'data_dir', 'redis_server_binary', 'QueueOwned', 'EmbeddedServer', 'queue_url', 'job_kinds', 'job_signature',
+           'job_rules', 'check_job', 'JobQueue', 'process', 'interrupt', 'recover', 'worker_main', 'Supervisor',
+           'parse_grid', 'submit_sweep', 'sweep_report', 'rerun_plan', 'compare_metrics', 'rerun_submit', 'cmd_up',
+           'cmd_worker', 'cmd_submit', 'cmd_jobs', 'cmd_sweep', 'cmd_rerun', 'add_commands']
 
 # %% ../nbs/41_queue.ipynb #d7a93347
 STATES = ('queued', 'running', 'done', 'failed', 'cancelled') # a job's states
 FINISHED = ('done', 'failed', 'cancelled')
 NOOP = {'sleep': 'float', 'fail_attempts': 'int', 'echo': 'str'} # the built-in `noop` job: its parameters and their types
+NOOP_RULES = {'sleep': 'at least 0', 'fail_attempts': 'at least 0'} # ... and their ranges, as a job notebook's comments declare them
 
 class QueueUnavailable(RuntimeError):
     "No broker to talk to: the embedded server is not running and no [queue] url is set."
@@ -217,6 +218,14 @@ def job_signature(settings, kind:str) -> dict:
     "Parameter name -> declared type name of a job kind: the built-in noop's, else its notebook's (`jobs.job_signature`)."
     return dict(NOOP) if kind == 'noop' else jobs.job_signature(settings, kind)
 
+def job_rules(settings, kind:str) -> dict:
+    "Parameter name -> declared range of a job kind: the built-in noop's, else its notebook's (`jobs.job_rules`)."
+    return {k: jobs.parameter_rules(v) for k, v in NOOP_RULES.items()} if kind == 'noop' else jobs.job_rules(settings, kind)
+
+def check_job(settings, kind:str, parameters:dict|None, text:bool=False) -> dict:
+    "A job's parameters checked (names, types, ranges) and converted; `jobs.ParameterError` saying what to fix."
+    return jobs.check_parameters(settings, kind, parameters, text, job_signature(settings, kind), job_rules(settings, kind))
+
 
 # %% ../nbs/41_queue.ipynb #aeacfe0b
 _START = """
@@ -301,7 +310,7 @@ class JobQueue:
                text:bool=False, # parameters are -p strings
                sweep:str='', rerun_of:str='', notes:list|None=None) -> dict:
         "Check the parameters, record the job as queued, send it to the workers; return its record."
-        params = jobs.check_parameters(self.settings, kind, parameters, text, job_signature(self.settings, kind))
+        params = check_job(self.settings, kind, parameters, text)
         job_id = uuid.uuid4().hex[:16]
         rec = dict(id=job_id, kind=kind, parameters=json.dumps(params), state='queued', attempts=0, failures=0,
                    submitted=utc_now(), sweep=sweep, rerun_of=rerun_of, runs='[]', notes=json.dumps(notes or []))
@@ -407,7 +416,7 @@ def process(self, job_id:str):
             if isinstance(e, (KeyboardInterrupt, SystemExit)): raise
             failures = self.r.hincrby(self.key(job_id), 'failures', 1)
             error = f'{type(e).__name__}: {e}' if not str(e).startswith(job['kind']) else str(e)
-            if failures <= self.settings.queue.retries:
+            if failures <= self.settings.queue.retries and not isinstance(e, jobs.ParameterError): # bad parameters fail every time
                 self._end(job_id, token, False, state='queued', error=f"attempt {job['attempts']}: {error}; will retry")
                 ended = True
                 raise # Dramatiq's Retries middleware delivers it again after a backoff
@@ -426,7 +435,7 @@ def process(self, job_id:str):
 
 def _execute(self, job:dict, attempt:int) -> dict:
     "Run the job itself: the noop in this process, a notebook through `run_job` into a new run folder."
-    kind, params = job['kind'], dict(job['parameters'])
+    kind, params = job['kind'], check_job(self.settings, job['kind'], job['parameters']) # again: the record may predate a rule
     if kind == 'noop':
         if params.get('sleep'): time.sleep(params['sleep']) # not sleep(0): under load it gives the core away
         if attempt <= (params.get('fail_attempts') or 0): raise RuntimeError(f'noop failing on purpose (attempt {attempt})')
@@ -581,7 +590,7 @@ def submit_sweep(self, kind:str, grid:dict, # name -> list of values (text, as -
                  text:bool=True) -> tuple[str, list[dict]]:
     "Queue every combination of `grid`; the sweep id and the jobs."
     combos = [dict(zip(grid, vs)) for vs in itertools.product(*grid.values())]
-    for c in combos: jobs.check_parameters(self.settings, kind, c, text, job_signature(self.settings, kind)) # all or nothing
+    for c in combos: check_job(self.settings, kind, c, text) # all or nothing
     sweep = f"sweep-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-{uuid.uuid4().hex[:6]}"
     self.r.hset(f'mlproj:sweep:{sweep}', mapping=dict(kind=kind, grid=json.dumps(grid), submitted=utc_now()))
     return sweep, [self.submit(kind, c, text, sweep=sweep) for c in combos]
