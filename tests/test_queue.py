@@ -18,7 +18,9 @@ import redis
 from nbformat.v4 import new_code_cell, new_notebook
 
 from conftest import ROOT, free_port
-from mlproj.queue import EmbeddedServer, JobQueue, QueueUnavailable, Supervisor
+from mlproj.queue import JobQueue
+from mlproj.redis_server import EmbeddedServer, QueueUnavailable
+from mlproj.workers import Supervisor
 from mlproj.settings import load_settings, to_env
 
 REDIS_URL = os.environ.get('MLPROJ_TEST_REDIS_URL')

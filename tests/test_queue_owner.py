@@ -11,7 +11,8 @@ import psutil
 import pytest
 
 from conftest import ROOT, free_port
-from mlproj.queue import JobQueue, EmbeddedServer
+from mlproj.queue import JobQueue
+from mlproj.redis_server import EmbeddedServer
 from mlproj.settings import to_env
 from test_queue import make_project, wait_for
 
