@@ -22,7 +22,9 @@ import redis
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from mlproj.queue import EmbeddedServer, JobQueue, Supervisor  # noqa: E402
+from mlproj.queue import JobQueue  # noqa: E402
+from mlproj.redis_server import EmbeddedServer  # noqa: E402
+from mlproj.workers import Supervisor  # noqa: E402
 from mlproj.settings import load_settings, to_env  # noqa: E402
 
 GOAL_P50_MS, GOAL_RATE = 20.0, 500.0

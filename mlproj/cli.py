@@ -210,7 +210,7 @@ def _job_epilog(job:str) -> str|None:
 
 # %% ../nbs/90_cli.ipynb #5a9e0c22
 # modules below the CLI whose `add_commands(add)` adds their commands, in the order --help lists them
-STAGES = ('data', 'lineage', 'collect', 'lighten', 'annotate', 'servicelike', 'batch', 'queue', 'release')
+STAGES = ('data', 'lineage', 'collect', 'lighten', 'annotate', 'servicelike', 'batch', 'release')
 
 # %% ../nbs/90_cli.ipynb #53c0a39f
 def build_parser() -> argparse.ArgumentParser:
@@ -270,6 +270,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = add('demo', cmd_demo, 'Run the whole pipeline: data, train, evaluate, register, then serve the model and query it over HTTP.', jobs=True, job='train')
     s.add_argument('--epochs', type=int, help='training epochs (default: settings.ini [train] max_epochs)')
     for stage in STAGES: importlib.import_module(f'mlproj.{stage}').add_commands(add)
+    from mlproj import queue, sweeps, workers # the queue's commands (up, worker, submit, jobs, sweep, rerun), imported directly
+    for m in (workers, queue, sweeps): m.add_commands(add)
     return p
 
 def main(argv:list[str]|None=None) -> int:

@@ -15,8 +15,8 @@ from .settings import to_env
 
 # %% auto #0
 __all__ = ['RUN_STATES', 'RUN_ID', 'JobFailed', 'code_version', 'new_run_id', 'runs_dir', 'check_name', 'find_run', 'read_run',
-           'index_row', 'index_html', 'write_index', 'run_job', 'mark_run', 'parse_value', 'notebook_signature',
-           'check_parameters', 'job_parameters']
+           'index_row', 'index_html', 'write_index', 'run_job', 'mark_run', 'ParameterError', 'parse_value',
+           'parameter_rules', 'notebook_signature', 'job_rules', 'check_parameters', 'job_parameters']
 
 # %% ../nbs/05_jobs.ipynb #6c652871
 class JobFailed(RuntimeError):
@@ -299,6 +299,11 @@ def mark_run(run_dir:Path, # a run folder
     return True
 
 # %% ../nbs/05_jobs.ipynb #2d2c65b1
+import operator, re
+
+class ParameterError(ValueError):
+    "A job parameter that is unknown, of the wrong type or out of its declared range: every attempt would fail, so it is refused and never retried."
+
 def parse_value(text:str, typ:str|None=None # the parameter's annotated type (str, int, float, bool); None: guess as papermill does
                ):
     "A -p value as the job notebook's parameter declares it; 'none' is None for any type."
@@ -316,46 +321,79 @@ def parse_value(text:str, typ:str|None=None # the parameter's annotated type (st
     if typ in ('int', 'float'): raise ValueError(f'{text!r} is not {"an" if typ == "int" else "a"} {typ}')
     return text
 
-_signatures = {}
-def notebook_signature(settings, kind:str) -> dict:
-    "Parameter name -> declared type name (None when not annotated) of the job notebook `nbs/jobs/<kind>.ipynb`, `run_dir` aside (`run_job` sets it)."
+# %% ../nbs/05_jobs.ipynb #rules001
+_BOUND = re.compile(r'\b(at least|at most|above|below)\s+(-?\d+(?:\.\d+)?(?:e[+-]?\d+)?)(?!\w)')
+_CHOICES = re.compile(r'\bone of:?\s+([\w.-]+(?:\s*(?:,|\bor\b)\s*[\w.-]+)*)')
+_OPS = {'at least': operator.ge, 'at most': operator.le, 'above': operator.gt, 'below': operator.lt}
+
+def parameter_rules(comment:str|None # the comment after a parameter in a job's parameters cell
+                   ) -> list[tuple]:
+    "The range a comment declares: (bound, number) for `at least 1`, `at most 9`, `above 0`, `below 1`; ('one of', names) for `one of a, b or c`."
+    out = [(op, float(n)) for op, n in _BOUND.findall(comment or '')]
+    if m := _CHOICES.search(comment or ''): out.append(('one of', tuple(re.split(r'\s*(?:,|\bor\b)\s*', m[1]))))
+    return out
+
+def _check_rules(value, rules:list) -> str|None:
+    "What is wrong with `value` under `rules`, or None."
+    if value is None: return None # None means the default, for any parameter
+    for op, bound in rules:
+        if op == 'one of' and value not in bound: return f"{value!r} is not one of {', '.join(bound)}"
+        if op in _OPS and not (isinstance(value, (int, float)) and not isinstance(value, bool) and _OPS[op](value, bound)):
+            return f"{f'{value:g}' if isinstance(value, (int, float)) and not isinstance(value, bool) else repr(value)} is not {op} {bound:g}"
+
+# %% ../nbs/05_jobs.ipynb #inspct01
+_inspected = {}
+def _inspect(settings, kind:str) -> tuple[dict, dict]:
+    "(name -> type name, name -> rules) of the job notebook `nbs/jobs/<kind>.ipynb`, read once per version of the file."
     jobs = settings.root/'nbs'/'jobs'
     nb = jobs/f'{kind}.ipynb'
     if not isinstance(kind, str) or '/' in kind or not nb.is_file():
-        raise ValueError(f"unknown job {kind!r}; jobs: {', '.join(sorted(p.stem for p in jobs.glob('*.ipynb')))}")
+        raise ParameterError(f"unknown job {kind!r}; jobs: {', '.join(sorted(p.stem for p in jobs.glob('*.ipynb')))}")
     key = (str(nb), nb.stat().st_mtime_ns)
-    if key not in _signatures:
+    if key not in _inspected:
         import papermill as pm
-        _signatures[key] = {k: v.get('inferred_type_name') for k, v in pm.inspect_notebook(str(nb)).items() if k != 'run_dir'}
-    return _signatures[key]
+        ps = {k: v for k, v in pm.inspect_notebook(str(nb)).items() if k != 'run_dir'}
+        _inspected[key] = ({k: v.get('inferred_type_name') for k, v in ps.items()}, {k: parameter_rules(v.get('help')) for k, v in ps.items()})
+    return _inspected[key]
 
+def notebook_signature(settings, kind:str) -> dict:
+    "Parameter name -> declared type name (None when not annotated) of the job notebook `nbs/jobs/<kind>.ipynb`, `run_dir` aside (`run_job` sets it)."
+    return _inspect(settings, kind)[0]
+
+def job_rules(settings, kind:str) -> dict:
+    "Parameter name -> the range its comment in the parameters cell declares (`parameter_rules`)."
+    return _inspect(settings, kind)[1]
+
+# %% ../nbs/05_jobs.ipynb #checkp01
 def _check_value(name, value, typ):
     if value is None: return None
     ok = {'int': lambda v: type(v) is int, 'float': lambda v: type(v) in (int, float), 'bool': lambda v: type(v) is bool,
           'str': lambda v: type(v) is str}.get(typ, lambda v: type(v) in (int, float, bool, str))
     if not ok(value):
-        raise ValueError(f"parameter {name}: {value!r} is not {'an int' if typ == 'int' else 'a ' + (typ or 'number, string or bool')}")
+        raise ParameterError(f"parameter {name}: {value!r} is not {'an int' if typ == 'int' else 'a ' + (typ or 'number, string or bool')}")
     return float(value) if typ == 'float' else value
 
 def check_parameters(settings, kind:str, # a job kind
                      parameters:dict|None, # name -> value
                      text:bool=False, # values are -p strings, converted by the declared types
-                     signature:dict|None=None # name -> type name, if not the job notebook's (the queue's built-in noop)
+                     signature:dict|None=None, # name -> type name, if not the job notebook's (the queue's built-in noop)
+                     rules:dict|None=None # name -> `parameter_rules`, if not the job notebook's
                     ) -> dict:
-    "`parameters` checked against the job's parameters cell; raise ValueError saying what to fix."
+    "`parameters` checked against the job's parameters cell (names, types, ranges); raise ParameterError saying what to fix."
     sig = notebook_signature(settings, kind) if signature is None else signature
-    if not isinstance(parameters or {}, dict): raise ValueError('parameters must be an object of name: value')
+    rules = (job_rules(settings, kind) if signature is None else {}) if rules is None else rules
+    if not isinstance(parameters or {}, dict): raise ParameterError('parameters must be an object of name: value')
     out = {}
     for name, value in (parameters or {}).items():
-        if name not in sig: raise ValueError(f"the {kind} job has no parameter {name!r}; it takes: {', '.join(sig)}")
+        if name not in sig: raise ParameterError(f"the {kind} job has no parameter {name!r}; it takes: {', '.join(sig)}")
         if text:
             try: out[name] = parse_value(value, sig[name])
-            except ValueError as e: raise ValueError(f'-p {name}: {e}') from None
+            except ValueError as e: raise ParameterError(f'-p {name}: {e}') from None
         else: out[name] = _check_value(name, value, sig[name])
+        if wrong := _check_rules(out[name], rules.get(name, [])): raise ParameterError(f"{'-p' if text else 'parameter'} {name}: {wrong}")
     return out
 
 def job_parameters(settings, kind:str, pairs:list|None # [name, value] pairs as the command line's -p gives them
                   ) -> dict:
     "`-p NAME VALUE` pairs checked against the job notebook's parameters cell and converted by its declared types."
     return check_parameters(settings, kind, dict(pairs or []), text=True)
-

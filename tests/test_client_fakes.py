@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from conftest import ROOT, ServerProcess, serving_env
-from mlproj.queue import EmbeddedServer
+from mlproj.redis_server import EmbeddedServer
 from test_api import server_env
 
 TOKEN = {'Authorization': 'Bearer s3cret'}

@@ -18,7 +18,9 @@ import redis
 from nbformat.v4 import new_code_cell, new_notebook
 
 from conftest import ROOT, free_port
-from mlproj.queue import EmbeddedServer, JobQueue, QueueUnavailable, Supervisor
+from mlproj.queue import JobQueue
+from mlproj.redis_server import EmbeddedServer, QueueUnavailable
+from mlproj.workers import Supervisor
 from mlproj.settings import load_settings, to_env
 
 REDIS_URL = os.environ.get('MLPROJ_TEST_REDIS_URL')
@@ -148,6 +150,33 @@ def test_cancelled_job_never_runs_and_bad_parameters_are_refused(stack):
     rec = stack.jq.get(job['id'])
     assert rec['state'] == 'cancelled' and rec['attempts'] == 0
     assert len(stack.jq.jobs()) == 2 # the refused ones were never queued
+
+
+def test_out_of_range_parameters_are_refused_everywhere_and_a_job_failing_on_them_runs_once(stack):
+    from fastapi.testclient import TestClient
+    from deploy.app import create_app
+    from mlproj.jobs import ParameterError
+    shutil.copy(ROOT / 'nbs' / 'jobs' / 'train.ipynb', stack.tmp / 'nbs' / 'jobs') # nothing trains here: every check comes first
+    for params, says in [({'max_epochs': -1}, 'parameter max_epochs: -1 is not at least 1'), ({'lr': -5}, 'parameter lr: -5 is not above 0'),
+                         ({'wandb_mode': 'offlin'}, "parameter wandb_mode: 'offlin' is not one of offline, online, disabled")]:
+        with pytest.raises(ParameterError) as e: stack.jq.submit('train', params)
+        assert str(e.value) == says
+    with pytest.raises(ParameterError, match='-p max_epochs: 0 is not at least 1'): stack.jq.submit_sweep('train', {'max_epochs': ['2', '0']})
+    with TestClient(create_app(stack.settings)) as client:
+        client.app.state.tokens = {'t': 'ci'}
+        r = client.post('/jobs', json={'job': 'train', 'parameters': {'lr': -5}}, headers={'Authorization': 'Bearer t'})
+    assert r.status_code == 422 and r.json()['detail'] == 'parameter lr: -5 is not above 0'
+    env = {**os.environ, **to_env(stack.settings), 'MLPROJ_PATHS_STORE': str(stack.tmp / 'store')}
+    cli = subprocess.run([str(ROOT / '.venv/bin/mlproj'), 'train', '--quiet', '-p', 'max_epochs', '-1'], cwd=stack.tmp, env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert cli.returncode == 1 and cli.stderr == 'mlproj: error: -p max_epochs: -1 is not at least 1\n', cli.stderr
+    assert stack.jq.jobs() == [] and not (stack.settings.reports_dir / 'runs').exists() # nothing queued, no kernel started
+    job = stack.jq.submit('train', {'max_epochs': 1})
+    stack.jq.r.hset(stack.jq.key(job['id']), 'parameters', json.dumps({'max_epochs': -1})) # a record that fails its checks later
+    stack.workers(1)
+    rec = stack.jq.wait(job['id'], timeout=60)
+    assert (rec['state'], rec['attempts'], rec['failures']) == ('failed', 1, 1) and 'is not at least 1' in rec['error'], rec
+    assert not (stack.settings.reports_dir / 'runs').exists()
 
 
 def test_queued_jobs_survive_a_restart_of_the_server(tmp_path):
