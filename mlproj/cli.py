@@ -74,11 +74,11 @@ def _models_list(reg, verify:bool=False # also name each damaged file, and retur
         print(f"{r['version']:>7}  {r['registered']:25}  {r['accuracy']:>8.4f}  {r['macro_f1']:>8.4f}  {str(r['accepted']):8}  {', '.join(r['aliases']):19}  {files}")
     bad = [p for v in sorted(damage) for p in damage[v]]
     if not verify:
-        if bad: _say('models', f"{sum(map(bool, damage.values()))} version(s) DAMAGED: `mlproj models --verify` names the files")
+        if bad: say('models', f"{sum(map(bool, damage.values()))} version(s) DAMAGED: `mlproj models --verify` names the files")
         return
-    for p in bad: _say('models', p)
+    for p in bad: say('models', p)
     if bad: return EXIT_ERROR
-    _say('models', f'every file of the {len(rows)} versions matches its sha256')
+    say('models', f'every file of the {len(rows)} versions matches its sha256')
 
 def _models_history(reg, alias=None):
     rows = reg.history(alias)
