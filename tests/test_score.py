@@ -210,3 +210,11 @@ def test_the_reports_index_and_reports_are_served(served):
     for bad in (f'/reports/runs/{run.name}/run.json', '/reports/runs/..%2F..%2Fetc/passwd.html', f'/reports/runs/{run.name}/nope.html',
                 '/reports/runs/.hidden/x.html'):
         assert client.get(bad).status_code == 404, bad
+
+
+def test_an_hourly_limit_refills_over_the_hour():
+    from deploy.limits import RateLimit
+    limit = RateLimit(3, seconds=3600) # the corrections limiter's code, with an hour for its period
+    assert [limit.wait('a', now=0) for _ in range(3)] == [0, 0, 0]
+    assert limit.wait('a', now=0) == pytest.approx(1200) and limit.wait('b', now=0) == 0 # each client its own bucket
+    assert limit.wait('a', now=1199) > 0 and limit.wait('a', now=1200) == 0

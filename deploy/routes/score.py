@@ -5,7 +5,7 @@ import asyncio
 import hashlib
 import math
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, HTTPException, Query, Request, UploadFile
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
@@ -43,6 +43,9 @@ _REFUSED = {413: {'model': ScoreRefusal, 'description': f'the file is larger tha
 
 class Scored(ScoreResponse):
     "A scored submission: the evaluation figures (never an item with its label) and its row on the leaderboard."
+    metrics: dict[str, Any] = Field(description='accuracy, macro_f1, per-class recall and precision, ece and reliability bins (with '
+                                    'confidences), and accuracy by slice for a service-like version; no confusion matrix and no '
+                                    'mistakes list, which would give the hidden test labels away')
     claim_token: str | None = Field(None, description='when this submission claimed its name (the first under it): the token later '
                                     'submissions under the name must send as `claim`; shown once, keep it')
 
