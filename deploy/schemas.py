@@ -84,7 +84,7 @@ class CorrectionResponse(BaseModel):
 
 _ERROR = {'application/json': {'schema': {'$ref': '#/components/schemas/ErrorDetail'}}}
 _BUSY = '[serving] max_concurrent requests are in progress: retry in a moment (Retry-After)'
-_AUTH = {'401': 'no `Authorization: Bearer <token>` header', '403': 'the token is not valid for this server',
+_AUTH = {'401': 'no `Authorization: Bearer <token>` header', '403': 'the token is not valid for this server, or its role does not allow this',
          '503': 'no API token is configured on this server (MLPROJ_API_TOKENS or [serving] tokens_file)'}
 
 
