@@ -12,7 +12,7 @@ installed, `nbdev-docs` still builds nbdev's own site from the same notebooks. P
 (`store.html`, and `store.html.md` beside it), so the links in the modules' docstrings work on both sites."""
 from __future__ import annotations
 
-import argparse, ast, hashlib, importlib, inspect, json, os, re, shutil, subprocess, sys, time
+import argparse, ast, hashlib, importlib, inspect, json, os, re, shutil, subprocess, sys, time, warnings
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -120,8 +120,10 @@ def execute(nb_path: Path, skip_flags: list[str] | None = None) -> dict[str, lis
     before, main = os.environ.get('IN_TEST'), sys.modules['__main__']
     os.environ['IN_TEST'] = '1' # as nbdev-test sets it
     shell = CaptureShell(nb_path)
-    try:
-        with working_directory(nb_path.parent): shell.run_all(nb, exc_stop=True, preproc=lambda c: c.id not in runs)
+    try: # warnings are shown, not raised, whoever calls (pytest's filterwarnings = error would stop Lightning's own)
+        with working_directory(nb_path.parent), warnings.catch_warnings():
+            warnings.simplefilter('default')
+            shell.run_all(nb, exc_stop=True, preproc=lambda c: c.id not in runs)
     except Exception as e:
         raise RuntimeError(f'docs: {nb_path.name} failed while it ran: {shell.prettytb(fname=nb_path) or e!r}') from None
     finally: # IPython's shell puts its own module in place of __main__: a process pool then no longer finds our functions
