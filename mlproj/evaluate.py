@@ -179,7 +179,7 @@ def service_like_metrics(y:np.ndarray, pred:np.ndarray, # labels and predictions
 
 def split_items(store, vid:str, split:str) -> list[str]:
     "The item ids (sha256) of one split of a dataset version, in the order `load_split` returns them."
-    from mlproj.store import get_version
+    from mlproj.versions import get_version
     return [e.sha256 for e in get_version(store, vid)['examples'] if e.split == split]
 
 def registered_predictor(store, ref:str|int) -> tuple[int, object]|None:

@@ -142,7 +142,7 @@ def slices_html(result:dict) -> str:
 def item_image(store, # a `mlproj.store.Store`
                sha:str) -> tuple[np.ndarray, str]:
     "An item's picture as people see it and the colour map to show it with: a PNG as sent, or 8x8 counts dark on light."
-    from mlproj.store import get_item, item_provenance
+    from mlproj.items import get_item, item_provenance
     from mlproj.data import decode_example
     data, media = get_item(store, sha), item_provenance(store, sha).get('media_type', '')
     if media.startswith('image/'):
