@@ -16,11 +16,15 @@ from .store import Store, IntegrityError, canonical_json, sha256, utc_now
 # %% auto #0
 __all__ = ['SEGMENT_BYTES', 'Provenance', 'has_item', 'put_item', 'put_items', 'get_item', 'item_provenance']
 
-# %% ../nbs/03_items.ipynb #7c2e5b90
+# %% ../nbs/03_items.ipynb #79ca333f
 SEGMENT_BYTES = 2**28 # a segment holds at most this many bytes of items (a batch larger than that is several segments)
+
 _SEG_MAGIC = b'MLPSEG1\n'
+
 _SEG_LOCK = threading.Lock()
+
 _SEG_WHERE = {} # store url -> (ids of the segments indexed, {sha256: (segment id, position)}), filled as segments are seen
+
 _SEG_HEADS = OrderedDict() # (store url, segment id) -> (offset of the items' bytes, rows of the index): the last few read
 
 def _seg_path(store, sid): return store.path('raw', 'segments', f'{sid}.seg')
@@ -31,6 +35,28 @@ def _index_segment(store, sid, rows):
         for i, r in enumerate(rows): where.setdefault(r[0], (sid, i))
         ids.add(sid)
 
+# %% ../nbs/03_items.ipynb #0fa56069
+def _write_segment(store, items:list # (sha256, bytes, provenance as a dict) of items not in the store yet
+                  ) -> str:
+    "Write `items` as one segment file, atomically, and index it; return its id."
+    rows, off = [], 0
+    for d, data, prov in items: rows.append([d, off, len(data), prov]); off += len(data)
+    head = canonical_json(dict(format=1, items=rows))
+    body = b''.join([_SEG_MAGIC, struct.pack('<Q', len(head)), head, *(data for _, data, _ in items)])
+    sid = sha256(body)[:32]
+    store.write(_seg_path(store, sid), body, sync=True)
+    _index_segment(store, sid, rows)
+    return sid
+
+def _by_size(keys, size_of, cap):
+    "`keys` in runs whose sizes add up to at most `cap` (a key larger than `cap` is a run of its own)."
+    run, total = [], 0
+    for k in keys:
+        if run and total + size_of(k) > cap: yield run; run, total = [], 0
+        run.append(k); total += size_of(k)
+    if run: yield run
+
+# %% ../nbs/03_items.ipynb #46cb4dcc
 def _segment_head(store, sid):
     "(offset of the items' bytes, [[sha256, offset, size, provenance], ...]) of segment `sid`, read by two ranged reads."
     key = (store.url, sid)
@@ -60,27 +86,7 @@ def _find_segment(store, digest):
     hit = _SEG_WHERE.get(store.url, (set(), {}))[1].get(digest)
     return hit if hit is not None else _refresh_segments(store).get(digest)
 
-def _write_segment(store, items:list # (sha256, bytes, provenance as a dict) of items not in the store yet
-                  ) -> str:
-    "Write `items` as one segment file, atomically, and index it; return its id."
-    rows, off = [], 0
-    for d, data, prov in items: rows.append([d, off, len(data), prov]); off += len(data)
-    head = canonical_json(dict(format=1, items=rows))
-    body = b''.join([_SEG_MAGIC, struct.pack('<Q', len(head)), head, *(data for _, data, _ in items)])
-    sid = sha256(body)[:32]
-    store.write(_seg_path(store, sid), body, sync=True)
-    _index_segment(store, sid, rows)
-    return sid
-
-def _by_size(keys, size_of, cap):
-    "`keys` in runs whose sizes add up to at most `cap` (a key larger than `cap` is a run of its own)."
-    run, total = [], 0
-    for k in keys:
-        if run and total + size_of(k) > cap: yield run; run, total = [], 0
-        run.append(k); total += size_of(k)
-    if run: yield run
-
-# %% ../nbs/03_items.ipynb #0ba1710f
+# %% ../nbs/03_items.ipynb #b3c6cfa1
 def _item_path(store, digest, suffix=''): return store.path('raw', digest[:2], digest + suffix)
 
 @dataclass(frozen=True)
@@ -94,13 +100,16 @@ class Provenance:
     status: int|None = None # the HTTP status it was fetched with
     found_on: str|None = None # the page that linked to it
 
+# %% ../nbs/03_items.ipynb #9f518cae
 def has_item(store:Store, digest:str) -> bool:
     "Whether the bytes named `digest` are in the store (in a file of their own or in a segment)."
     if store.exists(_item_path(store, digest)): return True
     hit = _find_segment(store, digest)
     return hit is not None and store.exists(_seg_path(store, hit[0]))
 
+# %% ../nbs/03_items.ipynb #905b9c6a
 def _prov_dict(prov): return {k: v for k, v in vars(prov).items() if v is not None}
+
 def _prov_json(prov): return canonical_json(_prov_dict(prov))
 
 def put_item(store:Store, data:bytes, prov:Provenance) -> str:
@@ -111,6 +120,7 @@ def put_item(store:Store, data:bytes, prov:Provenance) -> str:
         store.write(_item_path(store, digest), data)
     return digest
 
+# %% ../nbs/03_items.ipynb #1544aa5f
 def put_items(store:Store, items:Iterable[tuple[bytes, Provenance]],
               workers:int=8, # writes at once: storing waits on the disk or the network far more than on the CPU
               progress:str|None=None, # a progress bar with this title
@@ -135,6 +145,7 @@ def put_items(store:Store, items:Iterable[tuple[bytes, Provenance]],
         store.write_many({_item_path(store, d): first[d][0] for d in new}, workers, bar.update)
     return digests
 
+# %% ../nbs/03_items.ipynb #c6ab9cc7
 def _segment_item(store, digest, provenance=False):
     "The bytes (or the provenance) of `digest` from the segment that holds it."
     hit = _find_segment(store, digest)

@@ -284,7 +284,7 @@ def listing(self:Registry) -> list[dict]:
                         aliases=[a for a, t in idx['aliases'].items() if str(t) == v]))
     return out
 
-# %% ../nbs/23_registry.ipynb #a1d53e0c
+# %% ../nbs/23_registry.ipynb #487d29d4
 def _alias_stack(history:list, alias:str) -> list[int]:
     "The versions `alias` has pointed at, oldest first, with the moves that rollbacks undid taken off."
     stack = []
@@ -298,6 +298,7 @@ def _alias_stack(history:list, alias:str) -> list[int]:
             stack.append(h['to'])
     return stack
 
+# %% ../nbs/23_registry.ipynb #9d3b9c1c
 @patch
 def _move(self:Registry, alias:str, target, # a version ref, or a function of the index giving the version number
           by:str|None, reason:str, force:bool, action:str) -> int:
@@ -320,6 +321,7 @@ def _move(self:Registry, alias:str, target, # a version ref, or a function of th
     idx = self._update(change, f'moving {alias}')
     return next(h['to'] for h in reversed(idx['history']) if h.get('op') == op)
 
+# %% ../nbs/23_registry.ipynb #072b4ce0
 @patch
 def set_alias(self:Registry, alias:str, # staging or production
               ref:str|int, # the version (or an alias naming it)
@@ -348,7 +350,7 @@ def history(self:Registry, alias:str|None=None) -> list[dict]:
     "Every alias move, oldest first: generation, at, by, action, alias, from, to, reason, forced."
     return [h for h in self.index()['history'] if alias in (None, h.get('alias'))]
 
-# %% ../nbs/23_registry.ipynb #9c3e5f71
+# %% ../nbs/23_registry.ipynb #fb8a1b1e
 @patch
 def prune(self:Registry, keep:int|None=None, # keep the newest `keep` versions; None: only clean what crashed writers left
           by:str|None=None, # who prunes (default: the login name)
@@ -372,6 +374,7 @@ def prune(self:Registry, keep:int|None=None, # keep the newest `keep` versions; 
     abandoned = self._abandon(by, grace)
     return dict(removed=removed, abandoned=abandoned, deleted=self._sweep(grace))
 
+# %% ../nbs/23_registry.ipynb #53c8f492
 @patch
 def _abandon(self:Registry, by:str, grace:float) -> list[int]:
     "Give up claimed numbers whose registration has not committed within `grace`: retired in the index, so they are never used."
@@ -409,6 +412,7 @@ def _sweep(self:Registry, grace:float) -> list[str]:
         for q in doomed: self.store.delete(q); deleted.append(self._name(q))
     return deleted
 
+# %% ../nbs/23_registry.ipynb #56e65086
 @patch
 def repair(self:Registry, by:str|None=None) -> dict:
     "Rebuild a damaged `models/index.json` from the version folders (aliases and history are lost); the damaged file is kept."

@@ -15,7 +15,7 @@ from .store import Store, IntegrityError, canonical_json, sha256
 # %% auto #0
 __all__ = ['Example', 'put_version', 'get_version', 'list_versions']
 
-# %% ../nbs/04_versions.ipynb #374c8afd
+# %% ../nbs/04_versions.ipynb #1a43805b
 @dataclass(frozen=True)
 class Example:
     "One labelled item of a dataset version."
@@ -26,6 +26,7 @@ class Example:
 
 def _version_path(store, vid, suffix='.json'): return store.path('datasets', f'{vid}{suffix}')
 
+# %% ../nbs/04_versions.ipynb #3cc5519a
 def put_version(store:Store,
                 examples:Iterable[Example],
                 label_source:str, # who or what gave the labels (an example's own `source` overrides it)
@@ -50,6 +51,7 @@ def put_version(store:Store,
     if not store.exists(_version_path(store, vid)): store.write(_version_path(store, vid), data)
     return vid
 
+# %% ../nbs/04_versions.ipynb #14cafa6d
 def get_version(store:Store, vid:str) -> dict:
     "The manifest of dataset version `vid`, checked against its id; every example carries its label source."
     path = _version_path(store, vid)
