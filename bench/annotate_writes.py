@@ -174,7 +174,8 @@ def make_project(settings, db_url: str, n_items: int, n_people: int, overlap: in
     import numpy as np
     from mlproj import annotate as A
     from mlproj.data import UCI_MEDIA_TYPE, encode_counts
-    from mlproj.store import Provenance, Store, put_item
+    from mlproj.store import Store
+    from mlproj.items import Provenance, put_item
     store = Store(settings.store_url)
     rng = np.random.default_rng(0)
     items = [(put_item(store, encode_counts(rng.integers(0, 17, (8, 8))), Provenance('synthetic', UCI_MEDIA_TYPE)), UCI_MEDIA_TYPE)

@@ -21,7 +21,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from mlproj.data import UCI_MEDIA_TYPE, hash_split, load_splits, pack_version, read_pack  # noqa: E402
-from mlproj.store import Example, Provenance, Store, put_items, put_version, utc_now  # noqa: E402
+from mlproj.store import Store, utc_now  # noqa: E402
+from mlproj.items import Provenance, put_items  # noqa: E402
+from mlproj.versions import Example, put_version  # noqa: E402
 
 
 def build(st: Store, n: int, seed: int = 0, workers: int = 8, segment: int = 1000) -> tuple[str, dict]:
@@ -78,7 +80,7 @@ def main():
     m = a.per_item or n
     sub = vid
     if m < n: # a child version of the first m items, loaded item by item
-        from mlproj.store import get_version
+        from mlproj.versions import get_version
         sub = put_version(st, get_version(st, vid)['examples'][:m], label_source='synthetic', parent=vid)
     per_item, ti = timed(lambda: load_splits(st, sub, packed=False))
     print(f'load item by item: {ti:.2f} s for {m:,} items ({m / ti:,.0f} items/s)')

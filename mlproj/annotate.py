@@ -406,7 +406,8 @@ def suggest(db, settings, project:str, only_missing:bool=True, model=None) -> in
     from sqlalchemy import select, update
     from mlproj.data import decode_example
     from mlproj.db import Item
-    from mlproj.store import Store, get_item
+    from mlproj.store import Store
+    from mlproj.items import get_item
     p = get_project(db, project)
     model = model or _model(settings)
     if model is None: return 0
@@ -452,7 +453,8 @@ def export_consensus(db, settings, project:str) -> tuple[str, dict]:
     from sqlalchemy import select
     from mlproj.db import Item, Review
     from mlproj.data import hash_split # the dataset versions' own split: an item keeps its split in every version
-    from mlproj.store import Example, Store, get_version, list_versions, put_version
+    from mlproj.store import Store
+    from mlproj.versions import Example, get_version, list_versions, put_version
     p = get_project(db, project)
     store = Store(settings.store_url)
     v = votes(db, p.id)
@@ -500,7 +502,8 @@ def capture_feedback(settings:Settings, data:bytes, media_type:str, # the input'
     if probabilities is not None and label is None:
         top = sorted(float(p) for p in probabilities)[-2:]
         if top[-1] - top[0] >= a.feedback_margin: return None
-    from mlproj.store import Provenance, Store, put_item
+    from mlproj.store import Store
+    from mlproj.items import Provenance, put_item
     headers = {'model_answer': [round(float(x), 4) for x in probabilities] if probabilities is not None else None, 'label': label}
     sha = put_item(Store(settings.store_url), data, Provenance(source=f'service:{source}', media_type=media_type,
                                                                licence='given to the service', headers=headers))
@@ -540,7 +543,9 @@ def cmd_serve(args, settings):
 
 def cmd_create(args, settings):
     from pathlib import Path
-    from mlproj.store import Store, get_version, item_provenance
+    from mlproj.store import Store
+    from mlproj.items import item_provenance
+    from mlproj.versions import get_version
     store = Store(settings.store_url)
     ex = [e for e in get_version(store, args.version)['examples'] if not args.split or e.split in args.split][:args.limit]
     items = [(e.sha256, item_provenance(store, e.sha256)['media_type']) for e in ex]

@@ -44,7 +44,7 @@ def read_version(store, # a `Store`
                 ) -> tuple[str, list[str], np.ndarray, list]:
     "The version id, item sha256s, model inputs and labels of a dataset version's split (or of all its splits)."
     from mlproj.data import SPLITS, load_splits, resolve_version
-    from mlproj.store import get_version
+    from mlproj.versions import get_version
     if split != 'all' and split not in SPLITS: raise ValueError(f"split must be all, {', '.join(SPLITS)}; not {split!r}")
     vid = resolve_version(store, ref)
     if vid is None: raise ValueError(f'no dataset version {ref!r} in {store.url}: see `mlproj data list`')

@@ -13,7 +13,8 @@ from pathlib import Path
 from urllib.parse import urldefrag, urljoin, urlsplit
 
 from .console import say
-from .store import Provenance, Store, has_item, item_provenance, put_item, sha256, utc_now
+from .store import Store, sha256, utc_now
+from .items import Provenance, has_item, item_provenance, put_item
 
 # %% auto #0
 __all__ = ['OUTCOMES', 'extract_links', 'sniff_image', 'Frontier', 'FetchError', 'Fetcher', 'Robots', 'check_url', 'state_path',

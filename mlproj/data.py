@@ -12,8 +12,9 @@ import numpy as np
 
 from .console import say
 from .preprocess import to_model_input
-from .store import (Store, Example, Provenance, Conflict, IntegrityError, sha256, put_item, put_items, get_item, item_provenance,
-                          put_version, get_version, list_versions)
+from .store import Store, Conflict, IntegrityError, sha256
+from .items import Provenance, put_item, put_items, get_item, item_provenance
+from .versions import Example, put_version, get_version, list_versions
 
 # %% auto #0
 __all__ = ['UCI_MEDIA_TYPE', 'BENCHMARK_SOURCE', 'SPLITS', 'encode_counts', 'decode_example', 'hash_split', 'pack_path',

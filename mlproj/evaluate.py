@@ -14,6 +14,7 @@ from statistics import NormalDist
 import numpy as np
 
 from .settings import Problem
+from .jobs import templates
 
 # %% auto #0
 __all__ = ['SLICE_KEYS', 'confusion', 'classification_metrics', 'majority_baseline', 'reliability', 'confident_mistakes',
@@ -179,7 +180,7 @@ def service_like_metrics(y:np.ndarray, pred:np.ndarray, # labels and predictions
 
 def split_items(store, vid:str, split:str) -> list[str]:
     "The item ids (sha256) of one split of a dataset version, in the order `load_split` returns them."
-    from mlproj.store import get_version
+    from mlproj.versions import get_version
     return [e.sha256 for e in get_version(store, vid)['examples'] if e.split == split]
 
 def evaluate_run(train_dir:str|Path, # a training run's folder (it holds model.onnx)
@@ -254,9 +255,5 @@ def summary_markdown(result:dict) -> str:
 # %% ../nbs/30_evaluate.ipynb #158abb61
 def confusion_html(m:list) -> str:
     "The confusion matrix as an HTML table, shaded by count (rows: true class, columns: predicted)."
-    m = np.asarray(m); top = max(int(m.max()), 1)
-    cell = lambda v, diag: (f'<td style="text-align:right;padding:2px 6px;background:rgba({"40,120,200" if diag else "220,60,40"},'
-                            f'{0.1 + 0.9*v/top if v else 0:.2f})">{v}</td>')
-    head = ''.join(f'<th>{j}</th>' for j in range(m.shape[1]))
-    rows = ''.join(f'<tr><th>{i}</th>' + ''.join(cell(int(v), i == j) for j, v in enumerate(r)) + '</tr>' for i, r in enumerate(m))
-    return f'<table><tr><th>true \\ predicted</th>{head}</tr>{rows}</table>'
+    m = np.asarray(m)
+    return templates().get_template('confusion.html').render(m=m.astype(int).tolist(), top=max(int(m.max()), 1))

@@ -6,7 +6,7 @@ Docs: https://mlproj.github.io/mlproj/jobs.html.md"""
 
 # %% ../nbs/05_jobs.ipynb #2763727c
 from __future__ import annotations
-import asyncio, json, os, re, subprocess, threading, uuid
+import asyncio, functools, json, os, re, subprocess, threading, uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -15,8 +15,8 @@ from .settings import to_env
 
 # %% auto #0
 __all__ = ['RUN_STATES', 'RUN_ID', 'JobFailed', 'code_version', 'new_run_id', 'runs_dir', 'check_name', 'find_run', 'read_run',
-           'index_row', 'index_html', 'write_index', 'run_job', 'mark_run', 'ParameterError', 'parse_value',
-           'parameter_rules', 'notebook_signature', 'job_rules', 'check_parameters', 'job_parameters']
+           'templates', 'index_row', 'index_html', 'write_index', 'run_job', 'mark_run', 'ParameterError',
+           'parse_value', 'parameter_rules', 'notebook_signature', 'job_rules', 'check_parameters', 'job_parameters']
 
 # %% ../nbs/05_jobs.ipynb #6c652871
 class JobFailed(RuntimeError):
@@ -106,56 +106,17 @@ def _to_html(nb_path:Path, exporter=None # an `_html_exporter()` made beforehand
     out.write_text(html, encoding='utf-8')
     return out
 
-# %% ../nbs/05_jobs.ipynb #24df9c58
-_INDEX_CSS = '''body{font:14px system-ui,sans-serif;margin:1em 2em;color:#222}table{border-collapse:collapse}
-td,th{border:1px solid #ccc;padding:3px 8px;text-align:left}td.num{text-align:right;font-variant-numeric:tabular-nums}
-.state{border-radius:3px;padding:1px 6px;color:#fff}.done{background:#2e7d32}.failed{background:#c62828}
-.running{background:#1565c0}.interrupted{background:#ef6c00}.abandoned{background:#757575}
-.PASS{color:#2e7d32;font-weight:bold}.FAIL{color:#c62828;font-weight:bold}.err{color:#c62828;font-size:12px}
-#compare{margin-top:1em}.side{display:flex;gap:1em}.side iframe{flex:1;height:80vh;border:1px solid #ccc}'''
+# %% ../nbs/05_jobs.ipynb #6f468af4
+@functools.cache
+def templates():
+    "The package's Jinja environment: templates in `mlproj/templates/`, HTML-escaped; `static(name)` inlines a file as it is."
+    import jinja2, markupsafe
+    env = jinja2.Environment(loader=jinja2.PackageLoader('mlproj', 'templates'), autoescape=True, trim_blocks=True, lstrip_blocks=True,
+                             undefined=jinja2.StrictUndefined) # a name the page lacks is an error, not an empty string
+    env.globals['static'] = lambda name: markupsafe.Markup(env.loader.get_source(env, name)[0].rstrip('\n'))
+    return env
 
-_INDEX_JS = '''const runs = JSON.parse(document.getElementById('runs').textContent);
-const byId = Object.fromEntries(runs.map(r => [r.run_id, r]));
-const f = v => typeof v === 'number' ? v.toFixed(4) : (v ?? '');
-const esc = s => String(s).replace(/[&<>"]/g, c => ({'&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;'})[c]);
-function figures(r) {
-  const out = [['job', r.job], ['state', r.state], ['dataset version', r.dataset_version], ['trained by run', r.train_run],
-    ['test accuracy', f(r.test_acc)], ['macro-F1', f(r.macro_f1)], ['validation accuracy', f(r.val_acc)],
-    ['service-like accuracy', f(r.service_like)], ['ECE (test)', f(r.ece)], ['ECE (service-like)', f(r.ece_service_like)],
-    ['gate', r.passed === null ? '' : r.passed ? 'PASS' : 'FAIL']];
-  for (const [k, d] of Object.entries(r.slices || {})) for (const [v, s] of Object.entries(d)) out.push([`${k}: ${v}`, `${f(s.accuracy)} (n=${s.n})`]);
-  if (r.vs_production) out.push(['vs production v' + r.vs_production.version, r.vs_production.text]);
-  return out;
-}
-function compare(a, b) {
-  const A = byId[a], B = byId[b], box = document.getElementById('compare');
-  if (!A || !B) { box.innerHTML = ''; return; }
-  const fa = figures(A), fb = Object.fromEntries(figures(B));
-  const keys = [...new Set([...fa.map(x => x[0]), ...Object.keys(fb)])], fam = Object.fromEntries(fa);
-  const rows = keys.map(k => `<tr><th>${esc(k)}</th><td>${esc(fam[k] ?? '')}</td><td>${esc(fb[k] ?? '')}</td></tr>`).join('');
-  const frame = r => r.report ? `<iframe title="${esc(r.run_id)}" src="${esc(r.report)}"></iframe>` : '<p>no report</p>';
-  box.innerHTML = `<h2>Side by side</h2><table><tr><th></th><th>${esc(a)}</th><th>${esc(b)}</th></tr>${rows}</table>
-    <div class="side">${frame(A)}${frame(B)}</div>`;
-  location.hash = 'compare=' + a + ',' + b;
-}
-const boxes = () => [...document.querySelectorAll('input.pick')];
-document.addEventListener('change', e => {
-  if (!e.target.classList.contains('pick')) return;
-  const on = boxes().filter(x => x.checked);
-  if (on.length > 2) { e.target.checked = false; return; }
-  document.getElementById('go').disabled = on.length !== 2;
-});
-document.getElementById('go').onclick = () => { const [a, b] = boxes().filter(x => x.checked).map(x => x.value); compare(a, b); };
-document.getElementById('job').onchange = e => {
-  for (const tr of document.querySelectorAll('tr[data-job]')) tr.hidden = e.target.value !== '' && tr.dataset.job !== e.target.value;
-};
-const m = location.hash.match(/^#compare=([^,]+),(.+)$/);
-if (m) {
-  for (const x of boxes()) x.checked = x.value === m[1] || x.value === m[2];
-  document.getElementById('go').disabled = boxes().filter(x => x.checked).length !== 2;
-  compare(m[1], m[2]);
-}'''
-
+# %% ../nbs/05_jobs.ipynb #c57be835
 def _paired_text(p:dict|None) -> str:
     return '' if not p else f"{p['difference']:+.4f} [{p['ci'][0]:+.4f}, {p['ci'][1]:+.4f}], McNemar p={p['p_value']:.3g}"
 
@@ -174,29 +135,15 @@ def index_row(info:dict) -> dict:
                 vs_production=vs and dict(version=vs['version'], text=f"test {_paired_text(vs.get('benchmark'))}; "
                                                                   f"service-like {_paired_text(vs.get('service_like'))}"))
 
-def index_html(rows:list) -> str:
+# %% ../nbs/05_jobs.ipynb #8115f701
+def index_html(rows:list # `index_row`'s dicts, newest first
+              ) -> str:
     "The reports index page: runs newest first with state colours, figures and PASS/FAIL; tick two to see them side by side."
-    import html
-    e = lambda v: html.escape(str(v))
-    f = lambda v: '' if v is None else f'{v:.4f}'
-    trs = []
-    for r in rows:
-        link = f'<a href="{e(r["report"])}">{e(r["run_id"])}</a>' if r['report'] else e(r['run_id'])
-        gate = '' if r['passed'] is None else f'<span class="{"PASS" if r["passed"] else "FAIL"}">{"PASS" if r["passed"] else "FAIL"}</span>'
-        trs.append(f'<tr data-job="{e(r["job"])}"><td><input type="checkbox" class="pick" value="{e(r["run_id"])}" aria-label="compare {e(r["run_id"])}"></td>'
-                   f'<td>{link}</td><td>{e(r["job"])}</td><td><span class="state {e(r["state"])}">{e(r["state"])}</span></td>'
-                   f'<td>{e(r["started"][:19])}</td>' + ''.join(f'<td class="num">{f(r[k])}</td>' for k in ('test_acc', 'service_like', 'ece', 'val_acc'))
-                   + f'<td>{gate}</td><td class="err">{e(r["error"])}</td></tr>')
-    jobs = ''.join(f'<option>{e(j)}</option>' for j in sorted({r['job'] for r in rows}))
-    data = json.dumps(rows).replace('</', '<\\/')
-    return (f'<!doctype html><html lang="en"><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">'
-            f'<title>mlproj reports</title><style>{_INDEX_CSS}</style><h1>Runs</h1>'
-            f'<p>{len(rows)} runs, newest first. Tick two and press <button id="go" disabled>compare</button> to see them side by side. '
-            f'Job: <select id="job"><option value="">all</option>{jobs}</select></p>'
-            '<table><tr><th></th><th>run (report)</th><th>job</th><th>state</th><th>started (UTC)</th><th>test acc</th>'
-            '<th>service-like acc</th><th>ECE</th><th>val acc</th><th>gate</th><th>error</th></tr>' + ''.join(trs) + '</table>'
-            f'<div id="compare"></div><script type="application/json" id="runs">{data}</script><script>{_INDEX_JS}</script></html>')
+    import markupsafe
+    data = markupsafe.Markup(json.dumps(rows).replace('</', '<\\/')) # the rows for the script; `</` escaped so data cannot close it
+    return templates().get_template('reports_index.html').render(rows=rows, jobs=sorted({r['job'] for r in rows}), data=data)
 
+# %% ../nbs/05_jobs.ipynb #30ced2d8
 def _write_index_at(reports_dir:Path) -> Path:
     rows = []
     for d in sorted((reports_dir/'runs').glob('*/run.json'), reverse=True):

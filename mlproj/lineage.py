@@ -10,7 +10,9 @@ from collections import Counter
 
 from .data import SPLITS, pack_path, resolve_version
 from .registry import Registry, RegistryError
-from .store import Store, get_version, item_provenance
+from .store import Store
+from .items import item_provenance
+from .versions import get_version
 
 # %% auto #0
 __all__ = ['lineage', 'cmd_data_show', 'add_commands']

@@ -47,7 +47,17 @@ class Bundle:
     @property
     def onnx(self) -> bytes: return self.files['model.onnx']
 
-# %% ../nbs/23_registry.ipynb #5566f39c
+# %% ../nbs/23_registry.ipynb #41a31696
+class Registry:
+    "Model versions and aliases in a store; every change is a compare-and-swap of `models/index.json`."
+    def __init__(self, store:Store):
+        self.store = store
+        self.conflicts = 0 # compare-and-swaps and claims this object lost to other writers (and retried)
+
+    def _p(self, *parts): return self.store.path('models', *parts)
+    def _name(self, path): return path[len(self.store.root.rstrip('/')) + 1:] if path.startswith(self.store.root.rstrip('/')) else path
+
+# %% ../nbs/23_registry.ipynb #d7cd9729
 def _caller(by:str|None=None) -> str:
     "Who makes a change: the name given (e.g. an API token's caller), else the login name."
     if by: return by
@@ -58,218 +68,224 @@ def _backoff(attempt:int) -> float:
     "Seconds to wait before retry `attempt`: exponential with full jitter, so racing writers spread out."
     return random.uniform(0, min(MAX_BACKOFF, 0.002 * 2 ** attempt))
 
-class Registry:
-    "Model versions and aliases in a store; every change is a compare-and-swap of `models/index.json`."
-    def __init__(self, store:Store):
-        self.store = store
-        self.conflicts = 0 # compare-and-swaps and claims this object lost to other writers (and retried)
+# %% ../nbs/23_registry.ipynb #46d86ce6
+@patch
+def _parse(self:Registry, data:bytes|None) -> dict:
+    "The index from its bytes, with every field a later step relies on checked; refused with the file's name otherwise."
+    if data is None: return dict(format=2, generation=0, last_version=0, versions={}, aliases={}, history=[], retired={})
+    where = f'{self._p("index.json")}'
+    fix = ('restore it from a backup, or rebuild it from the version folders with `mlproj models repair` '
+           '(aliases and history are then lost)')
+    if not data.strip(): raise RegistryDamaged(f'{where} is empty: {fix}')
+    try: idx = json.loads(data)
+    except ValueError as e: raise RegistryDamaged(f'{where} is not valid JSON ({e}): {fix}') from None
+    if not isinstance(idx, dict) or not isinstance(idx.get('versions'), dict) or not isinstance(idx.get('aliases'), dict):
+        raise RegistryDamaged(f'{where} is not a registry index (an object with "versions" and "aliases" objects): {fix}')
+    for v, e in idx['versions'].items():
+        if not (isinstance(v, str) and v.isdigit() and int(v) > 0 and str(int(v)) == v) or not isinstance(e, dict) \
+           or not isinstance(e.get('bundle_sha256'), str):
+            raise RegistryDamaged(f'{where}: its entry for version {v!r} is not a version number with a bundle_sha256: {fix}')
+    idx.setdefault('format', 1); idx.setdefault('generation', 0); idx.setdefault('history', []); idx.setdefault('retired', {})
+    idx.setdefault('last_version', max(map(int, idx['versions']), default=0))
+    return idx
 
-    def _p(self, *parts): return self.store.path('models', *parts)
-    def _name(self, path): return path[len(self.store.root.rstrip('/')) + 1:] if path.startswith(self.store.root.rstrip('/')) else path
+# %% ../nbs/23_registry.ipynb #bd76d3f9
+@patch
+def _read(self:Registry) -> tuple[dict, str|None]:
+    try: data, tag = self.store.read_tagged(self._p('index.json'), INDEX_MAX)
+    except UnsafeFile as e: raise RegistryDamaged(f'the registry index cannot be read: {e}') from None
+    return self._parse(data), tag
 
-    # -- reading the index
+@patch
+def index(self:Registry) -> dict:
+    "{'versions': {n: {...}}, 'aliases': {name: n}, 'history': [...], 'generation': g, ...}; empty when nothing is registered."
+    return self._read()[0]
 
-    def _parse(self, data:bytes|None) -> dict:
-        "The index from its bytes, with every field a later step relies on checked; refused with the file's name otherwise."
-        if data is None: return dict(format=2, generation=0, last_version=0, versions={}, aliases={}, history=[], retired={})
-        where = f'{self._p("index.json")}'
-        fix = ('restore it from a backup, or rebuild it from the version folders with `mlproj models repair` '
-               '(aliases and history are then lost)')
-        if not data.strip(): raise RegistryDamaged(f'{where} is empty: {fix}')
-        try: idx = json.loads(data)
-        except ValueError as e: raise RegistryDamaged(f'{where} is not valid JSON ({e}): {fix}') from None
-        if not isinstance(idx, dict) or not isinstance(idx.get('versions'), dict) or not isinstance(idx.get('aliases'), dict):
-            raise RegistryDamaged(f'{where} is not a registry index (an object with "versions" and "aliases" objects): {fix}')
-        for v, e in idx['versions'].items():
-            if not (isinstance(v, str) and v.isdigit() and int(v) > 0 and str(int(v)) == v) or not isinstance(e, dict) \
-               or not isinstance(e.get('bundle_sha256'), str):
-                raise RegistryDamaged(f'{where}: its entry for version {v!r} is not a version number with a bundle_sha256: {fix}')
-        idx.setdefault('format', 1); idx.setdefault('generation', 0); idx.setdefault('history', []); idx.setdefault('retired', {})
-        idx.setdefault('last_version', max(map(int, idx['versions']), default=0))
+@patch
+def generation(self:Registry) -> int:
+    "How many changes the registry has seen: it grows by one with every register, promotion, rollback or prune."
+    return self.index()['generation']
+
+@patch
+def stamp(self:Registry) -> str|None:
+    "A cheap token (one stat, or one HEAD on S3) that changes whenever the index does: poll it, read the index when it moves."
+    return self.store.tag(self._p('index.json'))
+
+# %% ../nbs/23_registry.ipynb #30216cdd
+@patch
+def _update(self:Registry, change, # index -> the changed index, or None when there is nothing to change
+            what:str) -> dict:
+    "Apply `change` to the index as one compare-and-swap, retried on contention; returns the index it wrote (or found)."
+    for attempt in range(ATTEMPTS):
+        idx, tag = self._read()
+        new = change(copy.deepcopy(idx))
+        if new is None: return idx
+        # the ids of the last writes: a write that landed but was answered as a conflict (an S3 PUT that the client
+        # retried after its first try had succeeded) is then recognised as ours instead of being applied twice
+        write = uuid.uuid4().hex
+        new.update(format=2, generation=idx['generation'] + 1, writes=(idx.get('writes', []) + [write])[-RECENT_WRITES:])
+        try:
+            self.store.swap(self._p('index.json'), canonical_json(new), tag)
+            return new
+        except Conflict:
+            if write in self._read()[0].get('writes', []): return new # it landed
+            self.conflicts += 1
+            time.sleep(_backoff(attempt))
+    raise RegistryError(f'{what}: {ATTEMPTS} attempts to update {self._p("index.json")} lost the race to other writers; try again')
+
+# %% ../nbs/23_registry.ipynb #224d5fcb
+@patch
+def _claim(self:Registry, start:int, nonce:str, by:str) -> int:
+    "The first free version number from `start`, claimed by an exclusive create of claims/<n>.json (never reused)."
+    n = start
+    while True:
+        path = self._p('claims', f'{n}.json')
+        try:
+            self.store.create(path, canonical_json(dict(nonce=nonce, by=by, at=utc_now(), t=time.time())))
+            return n
+        except Conflict:
+            if self._claim_of(n).get('nonce') == nonce: return n # our own create, answered twice (a retried request)
+            self.conflicts += 1
+            n += 1
+
+@patch
+def _claim_of(self:Registry, n) -> dict:
+    try: c = json.loads(self.store.read(self._p('claims', f'{n}.json'), 4096))
+    except (FileNotFoundError, ValueError, UnsafeFile): return {}
+    return c if isinstance(c, dict) else {}
+
+# %% ../nbs/23_registry.ipynb #9c412190
+@patch
+def register(self:Registry, run_dir:str|Path, # a training run's folder with the BUNDLE_FILES
+             evaluation:dict, # `mlproj.evaluate.evaluate_run`'s result for that run
+             by:str|None=None, # who registers (default: the login name)
+             **provenance # dataset_version, code_version, train_run, eval_run, parameters ...
+            ) -> int:
+    "Add the run's model as a new version; return its number, which is this bundle's for good."
+    run_dir, by, nonce = Path(run_dir), _caller(by), uuid.uuid4().hex
+    missing = [f for f in BUNDLE_FILES if not (run_dir/f).is_file()]
+    if missing: raise RegistryError(f"{run_dir} lacks {', '.join(missing)}: is it a finished training run?")
+    files = {f: (run_dir/f).read_bytes() for f in BUNDLE_FILES}
+    idx = self.index()
+    start = max([idx['last_version'], *map(int, idx['versions']), *map(int, idx['retired'])], default=0) + 1
+    version = self._claim(start, nonce, by)
+    manifest = dict(format=1, version=version, registered=utc_now(), registered_by=by, preprocessing=PREPROCESSING,
+                    metrics={k: evaluation['model'][k] for k in ('n', 'accuracy', 'macro_f1', 'per_class_recall')},
+                    baseline={k: evaluation['baseline'][k] for k in ('accuracy', 'macro_f1', 'answer')},
+                    acceptance=evaluation['acceptance'], criteria=evaluation['criteria'], split=evaluation['split'],
+                    dataset_version=evaluation['dataset_version'], **provenance,
+                    files={f: sha256(b) for f, b in files.items()}, sizes={f: len(b) for f, b in files.items()})
+    body = json.dumps(manifest, indent=1, sort_keys=True).encode()
+    for f, b in [*files.items(), ('bundle.json', body)]: self.store.write(self._p(str(version), f), b, sync=True)
+    entry = dict(bundle_sha256=sha256(body), registered=manifest['registered'], by=by, claim=nonce,
+                 accepted=bool(evaluation['acceptance']['passed']))
+    def change(idx):
+        have = idx['versions'].get(str(version))
+        if have is not None and have.get('claim') == nonce: return None # already committed (a retried request)
+        if str(version) in idx['retired']:
+            raise RegistryError(f'version {version} was claimed by this registration but given up by a cleanup '
+                                f'(`mlproj models prune`) because it took longer than the grace period; register again')
+        if have is not None:
+            raise RegistryDamaged(f"{self._p('index.json')} already lists version {version}, which {self._p('claims', f'{version}.json')} "
+                                  'gives to this registration: the index was edited by hand; register again')
+        idx['versions'][str(version)] = entry
+        idx['last_version'] = max(idx['last_version'], version)
         return idx
+    self._update(change, f'registering version {version}')
+    return version
 
-    def _read(self) -> tuple[dict, str|None]:
-        try: data, tag = self.store.read_tagged(self._p('index.json'), INDEX_MAX)
-        except UnsafeFile as e: raise RegistryDamaged(f'the registry index cannot be read: {e}') from None
-        return self._parse(data), tag
+# %% ../nbs/23_registry.ipynb #55f43f6d
+@patch
+def resolve(self:Registry, ref:str|int|None=None, # a version number, an alias, or None/'' for the default: production, else the newest accepted version
+            idx:dict|None=None # the index, if already read
+           ) -> int:
+    "The version number `ref` names."
+    idx = idx or self.index()
+    if not idx['versions']: raise RegistryError(f'no model is registered in {self.store.url}: run `mlproj register` first')
+    if ref in (None, '') and 'production' not in idx['aliases']: # before the first release: the newest accepted
+        ok = [int(v) for v, e in idx['versions'].items() if e.get('accepted') is True]
+        if not ok: raise RegistryError('no registered version passed acceptance; name one explicitly to serve it anyway')
+        return max(ok)
+    ref = 'production' if ref in (None, '') else str(ref) # once it is set, registering a version moves nothing served
+    if ref in idx['aliases']:
+        t = idx['aliases'][ref]
+        where = self._p('index.json')
+        if isinstance(t, bool) or not isinstance(t, (int, str)) or not str(t).isdigit():
+            raise RegistryDamaged(f'{where}: alias {ref!r} holds {t!r}, not a version number: point it at a version with '
+                                  f'`mlproj promote N --to {ref}`')
+        if str(int(t)) not in idx['versions']:
+            raise RegistryDamaged(f'{where}: alias {ref!r} points at version {t}, which is not registered (its files may have been '
+                                  f'deleted by hand): point it at a registered version with `mlproj promote N --to {ref}`')
+        return int(t)
+    if ref in idx['versions']: return int(ref)
+    if ref in idx['retired']:
+        r = idx['retired'][ref]
+        raise RegistryError(f"model version {ref} was {r.get('why', 'removed')} by {r.get('by', '?')} at {r.get('at', '?')}; "
+                            f"registered versions: {', '.join(sorted(idx['versions'], key=int))}")
+    raise RegistryError(f"no model version or alias {ref!r}; versions: {', '.join(sorted(idx['versions'], key=int))}; "
+                        f"aliases: {', '.join(idx['aliases']) or 'none'}")
 
-    def index(self) -> dict:
-        "{'versions': {n: {...}}, 'aliases': {name: n}, 'history': [...], 'generation': g, ...}; empty when nothing is registered."
-        return self._read()[0]
+# %% ../nbs/23_registry.ipynb #6a94d2dd
+@patch
+def _file(self:Registry, v:int, name:str, limit:int) -> bytes:
+    "A file of version `v`, with what is wrong and what to do when it cannot be read."
+    path = self._p(str(v), name)
+    try: return self.store.read(path, limit)
+    except FileNotFoundError:
+        raise RegistryDamaged(f'model version {v}: {path} is missing: restore it, or remove the version with '
+                              f'`mlproj models prune` (it cannot be loaded as it is)') from None
+    except UnsafeFile as e: raise RegistryDamaged(f'model version {v}: {e}') from None
 
-    def generation(self) -> int:
-        "How many changes the registry has seen: it grows by one with every register, promotion, rollback or prune."
-        return self.index()['generation']
+@patch
+def _manifest(self:Registry, v:int, idx:dict, check:bool) -> dict:
+    body = self._file(v, 'bundle.json', MANIFEST_MAX)
+    if check and sha256(body) != idx['versions'][str(v)]['bundle_sha256']:
+        raise IntegrityError(f'model version {v}: bundle.json has been changed')
+    try: m = json.loads(body)
+    except ValueError: m = None
+    files = m.get('files') if isinstance(m, dict) else None
+    if not isinstance(files, dict) or not all(isinstance(f, str) and f and '/' not in f and '\\' not in f and not f.startswith('.')
+                                              and isinstance(d, str) for f, d in files.items()):
+        raise RegistryDamaged(f'model version {v}: {self._p(str(v), "bundle.json")} is not a bundle manifest (a "files" object of '
+                              'plain file names and their sha256): restore it, or remove the version with `mlproj models prune`')
+    return m
 
-    def stamp(self) -> str|None:
-        "A cheap token (one stat, or one HEAD on S3) that changes whenever the index does: poll it, read the index when it moves."
-        return self.store.tag(self._p('index.json'))
+# %% ../nbs/23_registry.ipynb #6b4eec33
+@patch
+def load(self:Registry, ref:str|int|None=None) -> Bundle:
+    "The bundle `ref` names, every file checked against its recorded sha256."
+    idx = self.index()
+    v = self.resolve(ref, idx)
+    manifest = self._manifest(v, idx, check=True)
+    files, sizes = {}, manifest.get('sizes') if isinstance(manifest.get('sizes'), dict) else {}
+    for f, digest in manifest['files'].items():
+        files[f] = self._file(v, f, sizes[f] if isinstance(sizes.get(f), int) else MAX_READ)
+        if sha256(files[f]) != digest: raise IntegrityError(f'model version {v}: {f} does not match its sha256; refusing to load it')
+    return Bundle(v, manifest, files)
 
-    # -- changing the index: read, change, compare-and-swap, retry with backoff
+@patch
+def manifest(self:Registry, ref:str|int|None=None, idx:dict|None=None) -> dict:
+    "bundle.json of a version (unverified: for listing; `load` checks)."
+    idx = idx or self.index()
+    return self._manifest(self.resolve(ref, idx), idx, check=False)
 
-    def _update(self, change, # index -> the changed index, or None when there is nothing to change
-                what:str) -> dict:
-        "Apply `change` to the index as one compare-and-swap, retried on contention; returns the index it wrote (or found)."
-        for attempt in range(ATTEMPTS):
-            idx, tag = self._read()
-            new = change(copy.deepcopy(idx))
-            if new is None: return idx
-            # the ids of the last writes: a write that landed but was answered as a conflict (an S3 PUT that the client
-            # retried after its first try had succeeded) is then recognised as ours instead of being applied twice
-            write = uuid.uuid4().hex
-            new.update(format=2, generation=idx['generation'] + 1, writes=(idx.get('writes', []) + [write])[-RECENT_WRITES:])
-            try:
-                self.store.swap(self._p('index.json'), canonical_json(new), tag)
-                return new
-            except Conflict:
-                if write in self._read()[0].get('writes', []): return new # it landed
-                self.conflicts += 1
-                time.sleep(_backoff(attempt))
-        raise RegistryError(f'{what}: {ATTEMPTS} attempts to update {self._p("index.json")} lost the race to other writers; try again')
+@patch
+def listing(self:Registry) -> list[dict]:
+    "One row per version: number, registration time, accuracy, macro-F1, accepted, aliases."
+    idx = self.index()
+    out = []
+    for v in sorted(idx['versions'], key=int):
+        m = self.manifest(v, idx)
+        try: acc, f1, dv = m['metrics']['accuracy'], m['metrics']['macro_f1'], m['dataset_version']
+        except (KeyError, TypeError):
+            raise RegistryDamaged(f'model version {v}: {self._p(v, "bundle.json")} lacks its metrics or dataset version: '
+                                  'restore it, or remove the version with `mlproj models prune`') from None
+        out.append(dict(version=int(v), registered=m.get('registered', idx['versions'][v].get('registered')), accuracy=acc,
+                        macro_f1=f1, accepted=idx['versions'][v].get('accepted') is True, dataset_version=dv,
+                        aliases=[a for a, t in idx['aliases'].items() if str(t) == v]))
+    return out
 
-    # -- registering: claim a number, write the bundle under it, then commit it to the index
-
-    def _claim(self, start:int, nonce:str, by:str) -> int:
-        "The first free version number from `start`, claimed by an exclusive create of claims/<n>.json (never reused)."
-        n = start
-        while True:
-            path = self._p('claims', f'{n}.json')
-            try:
-                self.store.create(path, canonical_json(dict(nonce=nonce, by=by, at=utc_now(), t=time.time())))
-                return n
-            except Conflict:
-                if self._claim_of(n).get('nonce') == nonce: return n # our own create, answered twice (a retried request)
-                self.conflicts += 1
-                n += 1
-
-    def _claim_of(self, n) -> dict:
-        try: c = json.loads(self.store.read(self._p('claims', f'{n}.json'), 4096))
-        except (FileNotFoundError, ValueError, UnsafeFile): return {}
-        return c if isinstance(c, dict) else {}
-
-    def register(self, run_dir:str|Path, # a training run's folder with the BUNDLE_FILES
-                 evaluation:dict, # `mlproj.evaluate.evaluate_run`'s result for that run
-                 by:str|None=None, # who registers (default: the login name)
-                 **provenance # dataset_version, code_version, train_run, eval_run, parameters ...
-                ) -> int:
-        "Add the run's model as a new version; return its number, which is this bundle's for good."
-        run_dir, by, nonce = Path(run_dir), _caller(by), uuid.uuid4().hex
-        missing = [f for f in BUNDLE_FILES if not (run_dir/f).is_file()]
-        if missing: raise RegistryError(f"{run_dir} lacks {', '.join(missing)}: is it a finished training run?")
-        files = {f: (run_dir/f).read_bytes() for f in BUNDLE_FILES}
-        idx = self.index()
-        start = max([idx['last_version'], *map(int, idx['versions']), *map(int, idx['retired'])], default=0) + 1
-        version = self._claim(start, nonce, by)
-        manifest = dict(format=1, version=version, registered=utc_now(), registered_by=by, preprocessing=PREPROCESSING,
-                        metrics={k: evaluation['model'][k] for k in ('n', 'accuracy', 'macro_f1', 'per_class_recall')},
-                        baseline={k: evaluation['baseline'][k] for k in ('accuracy', 'macro_f1', 'answer')},
-                        acceptance=evaluation['acceptance'], criteria=evaluation['criteria'], split=evaluation['split'],
-                        dataset_version=evaluation['dataset_version'], **provenance,
-                        files={f: sha256(b) for f, b in files.items()}, sizes={f: len(b) for f, b in files.items()})
-        body = json.dumps(manifest, indent=1, sort_keys=True).encode()
-        for f, b in [*files.items(), ('bundle.json', body)]: self.store.write(self._p(str(version), f), b, sync=True)
-        entry = dict(bundle_sha256=sha256(body), registered=manifest['registered'], by=by, claim=nonce,
-                     accepted=bool(evaluation['acceptance']['passed']))
-        def change(idx):
-            have = idx['versions'].get(str(version))
-            if have is not None and have.get('claim') == nonce: return None # already committed (a retried request)
-            if str(version) in idx['retired']:
-                raise RegistryError(f'version {version} was claimed by this registration but given up by a cleanup '
-                                    f'(`mlproj models prune`) because it took longer than the grace period; register again')
-            if have is not None:
-                raise RegistryDamaged(f"{self._p('index.json')} already lists version {version}, which {self._p('claims', f'{version}.json')} "
-                                      'gives to this registration: the index was edited by hand; register again')
-            idx['versions'][str(version)] = entry
-            idx['last_version'] = max(idx['last_version'], version)
-            return idx
-        self._update(change, f'registering version {version}')
-        return version
-
-    # -- reading versions
-
-    def resolve(self, ref:str|int|None=None, # a version number, an alias, or None/'' for the default: production, else the newest accepted version
-                idx:dict|None=None # the index, if already read
-               ) -> int:
-        "The version number `ref` names."
-        idx = idx or self.index()
-        if not idx['versions']: raise RegistryError(f'no model is registered in {self.store.url}: run `mlproj register` first')
-        if ref in (None, '') and 'production' not in idx['aliases']: # before the first release: the newest accepted
-            ok = [int(v) for v, e in idx['versions'].items() if e.get('accepted') is True]
-            if not ok: raise RegistryError('no registered version passed acceptance; name one explicitly to serve it anyway')
-            return max(ok)
-        ref = 'production' if ref in (None, '') else str(ref) # once it is set, registering a version moves nothing served
-        if ref in idx['aliases']:
-            t = idx['aliases'][ref]
-            where = self._p('index.json')
-            if isinstance(t, bool) or not isinstance(t, (int, str)) or not str(t).isdigit():
-                raise RegistryDamaged(f'{where}: alias {ref!r} holds {t!r}, not a version number: point it at a version with '
-                                      f'`mlproj promote N --to {ref}`')
-            if str(int(t)) not in idx['versions']:
-                raise RegistryDamaged(f'{where}: alias {ref!r} points at version {t}, which is not registered (its files may have been '
-                                      f'deleted by hand): point it at a registered version with `mlproj promote N --to {ref}`')
-            return int(t)
-        if ref in idx['versions']: return int(ref)
-        if ref in idx['retired']:
-            r = idx['retired'][ref]
-            raise RegistryError(f"model version {ref} was {r.get('why', 'removed')} by {r.get('by', '?')} at {r.get('at', '?')}; "
-                                f"registered versions: {', '.join(sorted(idx['versions'], key=int))}")
-        raise RegistryError(f"no model version or alias {ref!r}; versions: {', '.join(sorted(idx['versions'], key=int))}; "
-                            f"aliases: {', '.join(idx['aliases']) or 'none'}")
-
-    def _file(self, v:int, name:str, limit:int) -> bytes:
-        "A file of version `v`, with what is wrong and what to do when it cannot be read."
-        path = self._p(str(v), name)
-        try: return self.store.read(path, limit)
-        except FileNotFoundError:
-            raise RegistryDamaged(f'model version {v}: {path} is missing: restore it, or remove the version with '
-                                  f'`mlproj models prune` (it cannot be loaded as it is)') from None
-        except UnsafeFile as e: raise RegistryDamaged(f'model version {v}: {e}') from None
-
-    def _manifest(self, v:int, idx:dict, check:bool) -> dict:
-        body = self._file(v, 'bundle.json', MANIFEST_MAX)
-        if check and sha256(body) != idx['versions'][str(v)]['bundle_sha256']:
-            raise IntegrityError(f'model version {v}: bundle.json has been changed')
-        try: m = json.loads(body)
-        except ValueError: m = None
-        files = m.get('files') if isinstance(m, dict) else None
-        if not isinstance(files, dict) or not all(isinstance(f, str) and f and '/' not in f and '\\' not in f and not f.startswith('.')
-                                                  and isinstance(d, str) for f, d in files.items()):
-            raise RegistryDamaged(f'model version {v}: {self._p(str(v), "bundle.json")} is not a bundle manifest (a "files" object of '
-                                  'plain file names and their sha256): restore it, or remove the version with `mlproj models prune`')
-        return m
-
-    def load(self, ref:str|int|None=None) -> Bundle:
-        "The bundle `ref` names, every file checked against its recorded sha256."
-        idx = self.index()
-        v = self.resolve(ref, idx)
-        manifest = self._manifest(v, idx, check=True)
-        files, sizes = {}, manifest.get('sizes') if isinstance(manifest.get('sizes'), dict) else {}
-        for f, digest in manifest['files'].items():
-            files[f] = self._file(v, f, sizes[f] if isinstance(sizes.get(f), int) else MAX_READ)
-            if sha256(files[f]) != digest: raise IntegrityError(f'model version {v}: {f} does not match its sha256; refusing to load it')
-        return Bundle(v, manifest, files)
-
-    def manifest(self, ref:str|int|None=None, idx:dict|None=None) -> dict:
-        "bundle.json of a version (unverified: for listing; `load` checks)."
-        idx = idx or self.index()
-        return self._manifest(self.resolve(ref, idx), idx, check=False)
-
-    def listing(self) -> list[dict]:
-        "One row per version: number, registration time, accuracy, macro-F1, accepted, aliases."
-        idx = self.index()
-        out = []
-        for v in sorted(idx['versions'], key=int):
-            m = self.manifest(v, idx)
-            try: acc, f1, dv = m['metrics']['accuracy'], m['metrics']['macro_f1'], m['dataset_version']
-            except (KeyError, TypeError):
-                raise RegistryDamaged(f'model version {v}: {self._p(v, "bundle.json")} lacks its metrics or dataset version: '
-                                      'restore it, or remove the version with `mlproj models prune`') from None
-            out.append(dict(version=int(v), registered=m.get('registered', idx['versions'][v].get('registered')), accuracy=acc,
-                            macro_f1=f1, accepted=idx['versions'][v].get('accepted') is True, dataset_version=dv,
-                            aliases=[a for a, t in idx['aliases'].items() if str(t) == v]))
-        return out
-
-# %% ../nbs/23_registry.ipynb #a1d53e0c
+# %% ../nbs/23_registry.ipynb #487d29d4
 def _alias_stack(history:list, alias:str) -> list[int]:
     "The versions `alias` has pointed at, oldest first, with the moves that rollbacks undid taken off."
     stack = []
@@ -283,6 +299,7 @@ def _alias_stack(history:list, alias:str) -> list[int]:
             stack.append(h['to'])
     return stack
 
+# %% ../nbs/23_registry.ipynb #9d3b9c1c
 @patch
 def _move(self:Registry, alias:str, target, # a version ref, or a function of the index giving the version number
           by:str|None, reason:str, force:bool, action:str) -> int:
@@ -305,6 +322,7 @@ def _move(self:Registry, alias:str, target, # a version ref, or a function of th
     idx = self._update(change, f'moving {alias}')
     return next(h['to'] for h in reversed(idx['history']) if h.get('op') == op)
 
+# %% ../nbs/23_registry.ipynb #072b4ce0
 @patch
 def set_alias(self:Registry, alias:str, # staging or production
               ref:str|int, # the version (or an alias naming it)
@@ -349,7 +367,7 @@ def verify(self:Registry) -> dict[int, list[str]]:
                                      'the version with `mlproj models prune`')
     return out
 
-# %% ../nbs/23_registry.ipynb #9c3e5f71
+# %% ../nbs/23_registry.ipynb #fb8a1b1e
 @patch
 def prune(self:Registry, keep:int|None=None, # keep the newest `keep` versions; None: only clean what crashed writers left
           by:str|None=None, # who prunes (default: the login name)
@@ -373,6 +391,7 @@ def prune(self:Registry, keep:int|None=None, # keep the newest `keep` versions; 
     abandoned = self._abandon(by, grace)
     return dict(removed=removed, abandoned=abandoned, deleted=self._sweep(grace))
 
+# %% ../nbs/23_registry.ipynb #53c8f492
 @patch
 def _abandon(self:Registry, by:str, grace:float) -> list[int]:
     "Give up claimed numbers whose registration has not committed within `grace`: retired in the index, so they are never used."
@@ -410,6 +429,7 @@ def _sweep(self:Registry, grace:float) -> list[str]:
         for q in doomed: self.store.delete(q); deleted.append(self._name(q))
     return deleted
 
+# %% ../nbs/23_registry.ipynb #56e65086
 @patch
 def repair(self:Registry, by:str|None=None) -> dict:
     "Rebuild a damaged `models/index.json` from the version folders (aliases and history are lost); the damaged file is kept."

@@ -6,9 +6,12 @@ Docs: https://mlproj.github.io/mlproj/report.html.md"""
 
 # %% ../nbs/31_report.ipynb #b6f6e53c
 from __future__ import annotations
-import base64, html, io
+import base64, io
 
 import numpy as np
+
+from markupsafe import Markup
+from .jobs import templates
 
 # %% auto #0
 __all__ = ['SECTIONS', 'new_figure', 'figure_html', 'curves_figure', 'training_html', 'confusion_figure',
@@ -16,6 +19,10 @@ __all__ = ['SECTIONS', 'new_figure', 'figure_html', 'curves_figure', 'training_h
            'item_image', 'gallery_figure', 'gallery_html', 'paired_html', 'summary_html', 'report_html']
 
 # %% ../nbs/31_report.ipynb #97b80f83
+def _part(name:str, **context) -> str:
+    "The HTML of macro `name` of `templates/report.html`, where the report's markup lives."
+    return str(getattr(templates().get_template('report.html').module, name)(**context)).strip()
+
 def new_figure(width:float=5, height:float=3.5):
     "A matplotlib `Figure` outside pyplot (no global state; safe in threads)."
     from matplotlib.figure import Figure
@@ -26,7 +33,7 @@ def figure_html(fig, alt:str # what the figure shows, for people who cannot see 
     "The figure as an inline PNG `<img>` (a data: URL): no file beside the page."
     buf = io.BytesIO()
     fig.savefig(buf, format='png')
-    return f'<img class="figure" alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()}">'
+    return _part('figure', alt=alt, png=base64.b64encode(buf.getvalue()).decode())
 
 def _sets(result:dict) -> list[tuple[str, dict]]:
     "(name, metrics) of each set a result measured: the split scored, then the service-like set."
@@ -52,11 +59,10 @@ def curves_figure(history:list # one dict per epoch: epoch, train_loss, val_loss
 def training_html(result:dict) -> str:
     "The training curves of the run evaluated, or a line saying there are none."
     history = (result.get('training') or {}).get('history')
-    if not history: return '<p>No training history: these answers were not made by a training run of this project.</p>'
+    if not history: return _part('training', n_epochs=0, val_acc=None, val_loss=None, figure='')
     last = history[-1]
-    return (figure_html(curves_figure(history), 'training and validation loss, and validation accuracy, per epoch')
-            + f"<p>{len(history)} epochs; at the last one, validation accuracy {last.get('val_acc', float('nan')):.4f} "
-              f"and validation loss {last.get('val_loss', float('nan')):.4f}.</p>")
+    return _part('training', n_epochs=len(history), val_acc=last.get('val_acc', float('nan')), val_loss=last.get('val_loss', float('nan')),
+                 figure=Markup(figure_html(curves_figure(history), 'training and validation loss, and validation accuracy, per epoch')))
 
 # %% ../nbs/31_report.ipynb #5611e82a
 def confusion_figure(m:list, # counts: row = true class, column = predicted
@@ -76,9 +82,8 @@ def confusion_figure(m:list, # counts: row = true class, column = predicted
 
 def confusion_section_html(result:dict) -> str:
     "A confusion heat map for each set measured, side by side."
-    figs = [figure_html(confusion_figure(m['confusion'], f"{name} ({m['n']} items)"), f'confusion matrix of the {name} set')
-            for name, m in _sets(result)]
-    return '<div class="row">' + ''.join(figs) + '</div>'
+    return _part('row', figures=[Markup(figure_html(confusion_figure(m['confusion'], f"{name} ({m['n']} items)"), f'confusion matrix of the {name} set'))
+                                 for name, m in _sets(result)])
 
 # %% ../nbs/31_report.ipynb #7281d588
 def reliability_figure(bins:list, # `reliability`'s bins: lo, hi, n, confidence, accuracy
@@ -97,14 +102,11 @@ def reliability_figure(bins:list, # `reliability`'s bins: lo, hi, n, confidence,
 
 def calibration_html(result:dict) -> str:
     "A reliability diagram per set measured, with the ECE, or why there is none."
-    out, missing = [], []
+    figures, missing = [], []
     for name, m in _sets(result):
         if m.get('reliability') is None: missing.append(name); continue
-        out.append(figure_html(reliability_figure(m['reliability'], m['ece'], name), f"reliability diagram of the {name} set, ECE {m['ece']:.4f}"))
-    text = ''.join(f"<p>{html.escape(name)}: expected calibration error {m['ece']:.4f} over {m.get('n_bins', len(m['reliability']))} "
-                   f"equal-width bins.</p>" for name, m in _sets(result) if m.get('reliability') is not None)
-    if missing: text += f"<p>No confidences were given for the {' and '.join(missing)} set: calibration cannot be measured.</p>"
-    return '<div class="row">' + ''.join(out) + '</div>' + text
+        figures.append(Markup(figure_html(reliability_figure(m['reliability'], m['ece'], name), f"reliability diagram of the {name} set, ECE {m['ece']:.4f}")))
+    return _part('calibration', figures=figures, sets=_sets(result), missing=missing)
 
 # %% ../nbs/31_report.ipynb #86a31e05
 def slices_figure(slices:dict, # {'set': {'benchmark': {'n':, 'accuracy':}, ...}, 'source': {...}, ...}
@@ -131,18 +133,14 @@ def slices_figure(slices:dict, # {'set': {'benchmark': {'n':, 'accuracy':}, ...}
 def slices_html(result:dict) -> str:
     "The accuracy-by-slice chart and its table."
     s = result.get('slices') or {}
-    if not s: return '<p>No slices were measured.</p>'
     floor = (result.get('criteria') or {}).get('min_service_like_accuracy')
-    rows = ''.join(f'<tr><td>{html.escape(str(k))}</td><td>{html.escape(str(v))}</td><td>{r["n"]}</td><td>{r["accuracy"]:.4f}</td></tr>'
-                   for k, d in s.items() for v, r in d.items())
-    return (figure_html(slices_figure(s, floor), 'accuracy by slice') +
-            f'<table class="grid"><tr><th>slice</th><th>value</th><th>items</th><th>accuracy</th></tr>{rows}</table>')
+    return _part('slices', slices=s, figure=s and Markup(figure_html(slices_figure(s, floor), 'accuracy by slice')))
 
-# %% ../nbs/31_report.ipynb #8fa262dd
+# %% ../nbs/31_report.ipynb #9f134bea
 def item_image(store, # a `mlproj.store.Store`
                sha:str) -> tuple[np.ndarray, str]:
     "An item's picture as people see it and the colour map to show it with: a PNG as sent, or 8x8 counts dark on light."
-    from mlproj.store import get_item, item_provenance
+    from mlproj.items import get_item, item_provenance
     from mlproj.data import decode_example
     data, media = get_item(store, sha), item_provenance(store, sha).get('media_type', '')
     if media.startswith('image/'):
@@ -150,6 +148,7 @@ def item_image(store, # a `mlproj.store.Store`
         return np.asarray(Image.open(io.BytesIO(data)).convert('L')), 'gray'
     return decode_example(data, media), 'gray_r'
 
+# %% ../nbs/31_report.ipynb #0b09b43e
 def gallery_figure(pictures:list, # (image, colour map) per mistake
                    mistakes:list, # `confident_mistakes`' dicts
                    columns:int=6):
@@ -164,18 +163,17 @@ def gallery_figure(pictures:list, # (image, colour map) per mistake
         ax.set_title(f"{m['label']} read as {m['predicted']}{conf}", fontsize=8)
     return fig
 
+# %% ../nbs/31_report.ipynb #86610fe8
 def gallery_html(result:dict, store # where the items are
                 ) -> str:
     "A gallery of the most confident mistakes of each set measured."
-    out = []
+    sets = []
     for name, m in _sets(result):
         ms = m.get('mistakes')
         if ms is None: continue
-        if not ms: out.append(f'<p>{html.escape(name)}: no mistakes.</p>'); continue
-        order = 'most confident first' if ms[0].get('confidence') is not None else 'in item order (no confidences were given)'
-        out.append(f'<h3>{html.escape(name)}: {len(ms)} mistakes, {order}</h3>'
-                   + figure_html(gallery_figure([item_image(store, e['item']) for e in ms], ms), f'the {name} set\'s mistakes'))
-    return ''.join(out) or '<p>No item ids: no gallery.</p>'
+        figure = ms and Markup(figure_html(gallery_figure([item_image(store, e['item']) for e in ms], ms), f'the {name} set\'s mistakes'))
+        sets.append((name, ms, figure))
+    return _part('gallery', sets=sets)
 
 # %% ../nbs/31_report.ipynb #c4036637
 def _verdict(p:dict) -> str:
@@ -185,32 +183,12 @@ def _verdict(p:dict) -> str:
 
 def paired_html(result:dict) -> str:
     "The candidate against the production model on the same items: 2x2 tables, McNemar's p-value, a CI on the difference."
-    vs = result.get('vs_production')
-    if not vs: return '<p>No production model to compare with (none is registered under the alias).</p>'
-    out = [f"<p>Compared with registered model version {vs['version']} ({html.escape(vs.get('ref', 'production'))}) on the same items.</p>"]
-    for name, key in (('benchmark', 'benchmark'), ('service-like', 'service_like')):
-        p = vs.get(key)
-        if not p: continue
-        lo, hi = p['ci']
-        out.append(f"<h3>{name} ({p['n']} items)</h3><table class=\"grid\"><tr><th></th><th>production right</th><th>production wrong</th></tr>"
-                   f"<tr><th>candidate right</th><td>{p['both_right']}</td><td>{p['only_a']}</td></tr>"
-                   f"<tr><th>candidate wrong</th><td>{p['only_b']}</td><td>{p['both_wrong']}</td></tr></table>"
-                   f"<p>accuracy {p['accuracy_a']:.4f} (candidate) against {p['accuracy_b']:.4f} (production): difference "
-                   f"{p['difference']:+.4f}, {p['level']:.0%} interval [{lo:+.4f}, {hi:+.4f}]; McNemar's exact p = {p['p_value']:.4g}: "
-                   f"<b>{_verdict(p)}</b>.</p>")
-    return ''.join(out)
+    return _part('paired', vs=result.get('vs_production'), verdict=_verdict)
 
 # %% ../nbs/31_report.ipynb #595f441c
 def summary_html(result:dict) -> str:
     "The headline table (accuracy, macro-F1, ECE per set) and PASS/FAIL with the reasons."
-    rows = ''.join(f"<tr><td>{html.escape(name)}</td><td>{m['n']}</td><td>{m['accuracy']:.4f}</td><td>{m['macro_f1']:.4f}</td>"
-                   f"<td>{'' if m.get('ece') is None else format(m['ece'], '.4f')}</td></tr>" for name, m in _sets(result))
-    out = (f"<p>dataset version <code>{html.escape(result.get('dataset_version', '?'))}</code>, {html.escape(result.get('split', 'test'))} split</p>"
-           f'<table class="grid"><tr><th>set</th><th>items</th><th>accuracy</th><th>macro-F1</th><th>ECE</th></tr>{rows}</table>')
-    if acc := result.get('acceptance'):
-        out += ('<p class="pass"><b>PASS</b>: every acceptance criterion holds.</p>' if acc['passed'] else
-                '<p class="fail"><b>FAIL</b>: ' + '; '.join(html.escape(f) for f in acc['failures']) + '.</p>')
-    return out
+    return _part('summary', result=result, sets=_sets(result))
 
 SECTIONS = (('Summary', summary_html), ('Training curves', training_html), ('Confusion matrices', confusion_section_html),
             ('Calibration', calibration_html), ('Accuracy by slice', slices_html), ('Most confident mistakes', gallery_html),
@@ -219,4 +197,4 @@ SECTIONS = (('Summary', summary_html), ('Training curves', training_html), ('Con
 def report_html(result:dict, store # where the items are (for the gallery)
                ) -> str:
     "Every section of the report as one HTML fragment, figures inline."
-    return ''.join(f'<section><h2>{title}</h2>{fn(result, store) if fn is gallery_html else fn(result)}</section>' for title, fn in SECTIONS)
+    return _part('sections', parts=[(title, Markup(fn(result, store) if fn is gallery_html else fn(result))) for title, fn in SECTIONS])

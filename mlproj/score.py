@@ -99,7 +99,7 @@ def score_predictions(store, # a `mlproj.store.Store`
                       hidden:bool=True # the split's labels are hidden from the submitter: no mistakes list, no confusion matrix
                      ) -> dict:
     "Score a predictions CSV against the test split of dataset version `vid`: the result `mlproj.report.report_html` draws."
-    from mlproj.store import get_version
+    from mlproj.versions import get_version
     v = get_version(store, vid)
     test = [(i, e) for i, e in enumerate(v['examples']) if e.split == 'test']
     if not test: raise ScoreError([f'dataset version {vid} has no test split to score'])
@@ -132,7 +132,8 @@ def named_versions(settings # the project's `Settings`
                   ) -> dict:
     "{'benchmark': id, 'service-like': id}: the dataset versions the scoring page offers by name."
     from mlproj.data import benchmark_version
-    from mlproj.store import Store, get_version, list_versions
+    from mlproj.store import Store
+    from mlproj.versions import get_version, list_versions
     st, p = Store(settings.store_url), settings.problem
     found = []
     for vid in list_versions(st):

@@ -49,7 +49,8 @@ def add_correction(store, data:bytes, # the drawing as the page sent it (a PNG f
                    media_type:str='image/png' # what `data` is
                   ) -> str:
     "Store a corrected drawing as a raw item with its provenance and label; return its sha256."
-    from mlproj.store import Provenance, put_item, canonical_json, utc_now
+    from mlproj.store import canonical_json, utc_now
+    from mlproj.items import Provenance, put_item
     if not 0 <= int(label) <= 9: raise ValueError(f'label must be a digit 0-9, not {label}')
     sha = put_item(store, data, Provenance(source=f'{source} correction', media_type=media_type, licence='given by its author through the demo page',
                                            headers=dict(headers or {})))
@@ -71,7 +72,8 @@ def build_service_like(store, # a `mlproj.store.Store`
                        side:int=128 # canvas side of the generated images, pixels
                       ) -> str:
     "Store the service-like digits (and the demo page's corrections) as raw PNG items; return their dataset version id."
-    from mlproj.store import Provenance, Example, put_item, put_version
+    from mlproj.items import Provenance, put_item
+    from mlproj.versions import Example, put_version
     examples, slices = [], []
     for png, label, sl in generate(seed, per_digit, side=side):
         prov = Provenance(source=f'{SOURCE} generator {GENERATOR} seed {seed}: ' + ', '.join(f'{k}={v}' for k, v in sl.items()),
@@ -87,7 +89,8 @@ def build_service_like(store, # a `mlproj.store.Store`
 # %% ../nbs/14_servicelike.ipynb #791cc23b
 def load_service_like(store, vid:str):
     "Model inputs (n, 8, 8), labels (n,) and slice dicts of a service-like dataset version."
-    from mlproj.store import get_version, get_item
+    from mlproj.items import get_item
+    from mlproj.versions import get_version
     from mlproj.preprocess import to_model_input
     v = get_version(store, vid)
     if not v['meta'].get('service_like'): raise ValueError(f'dataset version {vid} is not a service-like set')

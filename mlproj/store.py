@@ -1,4 +1,4 @@
-"""Raw items stored by content hash with their provenance, and immutable dataset versions whose id is the hash of their content.
+"""A folder or fsspec URL holding what the pipeline keeps: atomic and conditional writes, and reads that refuse links, devices and oversized files.
 
 Docs: https://mlproj.github.io/mlproj/store.html.md"""
 
@@ -6,19 +6,14 @@ Docs: https://mlproj.github.io/mlproj/store.html.md"""
 
 # %% ../nbs/02_store.ipynb #bad15acc
 from __future__ import annotations
-import asyncio, errno, fcntl, hashlib, json, os, shutil, stat, struct, threading, time, uuid
-from collections import OrderedDict
-from dataclasses import dataclass, field
+import asyncio, errno, fcntl, hashlib, json, os, shutil, stat, threading, time, uuid
 from datetime import datetime, timezone
-from pathlib import Path
-from typing import Iterable
 
 import fsspec, fsspec.asyn
+from fastcore.basics import patch
 
 # %% auto #0
-__all__ = ['MAX_READ', 'SEGMENT_BYTES', 'sha256', 'canonical_json', 'utc_now', 'IntegrityError', 'Conflict', 'UnsafeFile',
-           'Store', 'Provenance', 'has_item', 'put_item', 'put_items', 'get_item', 'item_provenance', 'Example',
-           'put_version', 'get_version', 'list_versions']
+__all__ = ['MAX_READ', 'sha256', 'canonical_json', 'utc_now', 'IntegrityError', 'Conflict', 'UnsafeFile', 'Store']
 
 # %% ../nbs/02_store.ipynb #56659dd1
 def sha256(data:bytes) -> str:
@@ -36,7 +31,7 @@ def utc_now() -> str:
 class IntegrityError(Exception):
     "Stored bytes do not match the hash they are stored under."
 
-# %% ../nbs/02_store.ipynb #ab3a56f7
+# %% ../nbs/02_store.ipynb #bcaae3dc
 MAX_READ = 2**30 # bytes one read returns at most unless the caller sets its own cap
 
 class Conflict(Exception):
@@ -45,9 +40,19 @@ class Conflict(Exception):
 class UnsafeFile(IntegrityError):
     "A stored path that is not read: a link, not a regular file, outside the store, or over its size cap."
 
-_BATCH = 512 # files a thread writes (or S3 requests gathered) between progress updates
-_MEMORY_LOCK = threading.Lock() # memory:// lives in one process: a lock makes its conditional writes atomic
+# %% ../nbs/02_store.ipynb #c27c48fe
+class Store:
+    "A folder or fsspec URL holding raw items, dataset versions and model bundles."
+    def __init__(self, url:str # a local folder or any fsspec URL
+                ):
+        self.url = url
+        self.fs, self.root = fsspec.core.url_to_fs(url)
+        protocols = {self.fs.protocol} if isinstance(self.fs.protocol, str) else set(self.fs.protocol)
+        self.kind = 'local' if 'file' in protocols else 's3' if protocols & {'s3', 's3a'} else 'memory' if 'memory' in protocols else 'other'
 
+    def path(self, *parts:str) -> str: return '/'.join([self.root.rstrip('/'), *parts])
+
+# %% ../nbs/02_store.ipynb #35772415
 def _fsync_dir(d):
     fd = os.open(d, os.O_RDONLY)
     try: os.fsync(fd)
@@ -77,6 +82,89 @@ def _write_local(path, data, tmp, sync=False):
         except FileNotFoundError: pass
         raise
 
+# %% ../nbs/02_store.ipynb #81a7ca6a
+@patch
+def write(self:Store, path:str, data:bytes, sync:bool=False # local folder: fsync the file before it takes its name
+         ):
+    "Write `data` at `path` atomically: a reader sees the old file or the new one, never half."
+    tmp = f'{path}.tmp-{uuid.uuid4().hex}'
+    if self.kind == 'local': return _write_local(path, data, tmp, sync)
+    if self.kind == 's3': return self.fs.pipe_file(path, data) # one PUT is atomic: no temporary name
+    self.fs.makedirs(path.rsplit('/', 1)[0], exist_ok=True)
+    with self.fs.open(tmp, 'wb') as f: f.write(data)
+    self.fs.mv(tmp, path)
+
+# %% ../nbs/02_store.ipynb #55c49023
+@patch
+def _check_local(self:Store, path):
+    "Refuse a local path that leaves the store, by `..` or through a linked folder."
+    root, real = os.path.normpath(self.root), os.path.realpath(self.root)
+    if os.path.commonpath([root, os.path.normpath(path)]) != root or \
+       os.path.commonpath([real, os.path.realpath(os.path.dirname(path))]) != real:
+        raise UnsafeFile(f'{path} lies outside the store {self.url} (through a link or ..): the store never reads outside '
+                         'itself; remove the link and put the file itself in its place')
+
+# %% ../nbs/02_store.ipynb #aa6b8ea3
+@patch
+def _open_local(self:Store, path):
+    "A read-only descriptor of the regular file at local `path` and its size; links, devices and paths out of the store refused."
+    self._check_local(path)
+    try: fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError as e:
+        if e.errno == errno.ELOOP: raise UnsafeFile(f'{path} is a symbolic link, not a file: the store never follows links; '
+                                                   'replace it by the file itself') from None
+        raise
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        raise UnsafeFile(f'{path} is not a regular file (a device, pipe or folder): remove it and put the file itself in its place')
+    return fd, st.st_size
+
+@patch
+def _read_local(self:Store, path, limit):
+    fd, size = self._open_local(path)
+    with os.fdopen(fd, 'rb') as f:
+        if size > limit: raise UnsafeFile(f'{path} holds {size} bytes, more than the {limit} allowed here: it is not '
+                                          'the file that belongs there; restore that file')
+        data = f.read(limit + 1)
+    if len(data) > limit: raise UnsafeFile(f'{path} grew past the {limit} bytes allowed while it was read')
+    return data
+
+# %% ../nbs/02_store.ipynb #d39d8035
+@patch
+def read(self:Store, path:str, limit:int|None=None # refuse files larger than this many bytes (default MAX_READ)
+        ) -> bytes:
+    "The bytes at `path`; links, devices and files over `limit` are refused, not read."
+    limit = MAX_READ if limit is None else limit
+    if self.kind == 'local': return self._read_local(path, limit)
+    if self.kind == 's3': return self.read_tagged(path, limit, missing_ok=False)[0]
+    with self.fs.open(path, 'rb') as f: data = f.read(limit + 1)
+    if len(data) > limit: raise UnsafeFile(f'{path} holds more than the {limit} bytes allowed here: restore the file that belongs there')
+    return data
+
+@patch
+def read_range(self:Store, path:str, start:int, end:int) -> bytes:
+    "Bytes `start` to `end` (excluded) of `path`, refused as `read` refuses; fewer when the file is shorter."
+    if self.kind != 'local': return self.fs.cat_file(path, start=start, end=end)
+    fd, _ = self._open_local(path)
+    try: return os.pread(fd, end - start, start)
+    finally: os.close(fd)
+
+# %% ../nbs/02_store.ipynb #779bb818
+@patch
+def exists(self:Store, path:str) -> bool: return os.path.lexists(path) if self.kind == 'local' else self.fs.exists(path)
+
+@patch
+def exists_many(self:Store, paths:list[str], workers:int=8 # checks at once on S3 (HEAD requests in flight)
+               ) -> list[bool]:
+    "`exists` of each path, in order: one `lstat` each on a folder, concurrent requests on S3."
+    if self.kind == 'local': return [os.path.lexists(p) for p in paths]
+    if self.kind == 's3': return fsspec.asyn.sync(self.fs.loop, _gather, [self.fs._exists(p) for p in paths], workers)
+    return [self.exists(p) for p in paths]
+
+# %% ../nbs/02_store.ipynb #49576c80
+_BATCH = 512 # files a thread writes (or S3 requests gathered) between progress updates
+
 async def _gather(coros, limit):
     "Await `coros` with at most `limit` of them running at once; their results in order."
     sem = asyncio.Semaphore(limit)
@@ -84,427 +172,175 @@ async def _gather(coros, limit):
         async with sem: return await c
     return await asyncio.gather(*map(one, coros))
 
-class Store:
-    "A folder or fsspec URL holding raw items, dataset versions and model bundles."
-    def __init__(self, url:str # a local folder or any fsspec URL
-                ):
-        self.url = url
-        self.fs, self.root = fsspec.core.url_to_fs(url)
-        protocols = {self.fs.protocol} if isinstance(self.fs.protocol, str) else set(self.fs.protocol)
-        self.kind = 'local' if 'file' in protocols else 's3' if protocols & {'s3', 's3a'} else 'memory' if 'memory' in protocols else 'other'
+@patch
+def write_many(self:Store, files:dict, # path -> bytes
+               workers:int=8, # writes at once: threads on a folder, PUT requests in flight on S3
+               done=None # called with a count of files written, now and then (a progress bar's `update`)
+              ):
+    "`write` of many files, each atomic on its own: a crash leaves each file old or new, never half written."
+    done, items = done or (lambda n: None), list(files.items())
+    if self.kind == 's3':
+        for lo in range(0, len(items), _BATCH):
+            chunk = items[lo:lo + _BATCH]
+            fsspec.asyn.sync(self.fs.loop, _gather, [self.fs._pipe_file(p, d) for p, d in chunk], workers)
+            done(len(chunk))
+        return
+    if self.kind != 'local':
+        for p, d in items: self.write(p, d); done(1)
+        return
+    for d in {os.path.dirname(p) for p, _ in items}: os.makedirs(d, exist_ok=True) # once per folder, not per file
+    token = uuid.uuid4().hex # one random name per batch; each file's temporary name adds its index
+    def run(lo):
+        for k in range(lo, min(lo + _BATCH, len(items))): _write_local(*items[k], f'{items[k][0]}.tmp-{token}-{k}')
+        return min(_BATCH, len(items) - lo)
+    from concurrent.futures import ThreadPoolExecutor
+    ex = ThreadPoolExecutor(max(1, min(workers, len(items) // _BATCH + 1)))
+    try:
+        for n in ex.map(run, range(0, len(items), _BATCH)): done(n)
+    finally: ex.shutdown(cancel_futures=True) # after a failure, the batches not started are not written
 
-    def path(self, *parts:str) -> str: return '/'.join([self.root.rstrip('/'), *parts])
-
-    def write(self, path:str, data:bytes, sync:bool=False # local folder: fsync the file before it takes its name
-             ):
-        "Write `data` at `path` atomically: a reader sees the old file or the new one, never half."
-        tmp = f'{path}.tmp-{uuid.uuid4().hex}'
-        if self.kind == 'local': return _write_local(path, data, tmp, sync)
-        if self.kind == 's3': return self.fs.pipe_file(path, data) # one PUT is atomic: no temporary name
-        self.fs.makedirs(path.rsplit('/', 1)[0], exist_ok=True)
-        with self.fs.open(tmp, 'wb') as f: f.write(data)
-        self.fs.mv(tmp, path)
-
-    def _check_local(self, path):
-        "Refuse a local path that leaves the store, by `..` or through a linked folder."
-        root, real = os.path.normpath(self.root), os.path.realpath(self.root)
-        if os.path.commonpath([root, os.path.normpath(path)]) != root or \
-           os.path.commonpath([real, os.path.realpath(os.path.dirname(path))]) != real:
-            raise UnsafeFile(f'{path} lies outside the store {self.url} (through a link or ..): the store never reads outside '
-                             'itself; remove the link and put the file itself in its place')
-
-    def _open_local(self, path):
-        "A read-only descriptor of the regular file at local `path` and its size; links, devices and paths out of the store refused."
-        self._check_local(path)
-        try: fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-        except OSError as e:
-            if e.errno == errno.ELOOP: raise UnsafeFile(f'{path} is a symbolic link, not a file: the store never follows links; '
-                                                       'replace it by the file itself') from None
-            raise
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            os.close(fd)
-            raise UnsafeFile(f'{path} is not a regular file (a device, pipe or folder): remove it and put the file itself in its place')
-        return fd, st.st_size
-
-    def _read_local(self, path, limit):
-        fd, size = self._open_local(path)
-        with os.fdopen(fd, 'rb') as f:
-            if size > limit: raise UnsafeFile(f'{path} holds {size} bytes, more than the {limit} allowed here: it is not '
-                                              'the file that belongs there; restore that file')
-            data = f.read(limit + 1)
-        if len(data) > limit: raise UnsafeFile(f'{path} grew past the {limit} bytes allowed while it was read')
-        return data
-
-    def read(self, path:str, limit:int|None=None # refuse files larger than this many bytes (default MAX_READ)
-            ) -> bytes:
-        "The bytes at `path`; links, devices and files over `limit` are refused, not read."
-        limit = MAX_READ if limit is None else limit
-        if self.kind == 'local': return self._read_local(path, limit)
-        if self.kind == 's3': return self.read_tagged(path, limit, missing_ok=False)[0]
-        with self.fs.open(path, 'rb') as f: data = f.read(limit + 1)
-        if len(data) > limit: raise UnsafeFile(f'{path} holds more than the {limit} bytes allowed here: restore the file that belongs there')
-        return data
-
-    def read_range(self, path:str, start:int, end:int) -> bytes:
-        "Bytes `start` to `end` (excluded) of `path`, refused as `read` refuses; fewer when the file is shorter."
-        if self.kind != 'local': return self.fs.cat_file(path, start=start, end=end)
-        fd, _ = self._open_local(path)
-        try: return os.pread(fd, end - start, start)
-        finally: os.close(fd)
-
-    def exists(self, path:str) -> bool: return os.path.lexists(path) if self.kind == 'local' else self.fs.exists(path)
-
-    # -- many small files at once: what storing thousands of raw items costs is per file, so it is paid once per batch
-
-    def exists_many(self, paths:list[str], workers:int=8 # checks at once on S3 (HEAD requests in flight)
-                   ) -> list[bool]:
-        "`exists` of each path, in order: one `lstat` each on a folder, concurrent requests on S3."
-        if self.kind == 'local': return [os.path.lexists(p) for p in paths]
-        if self.kind == 's3': return fsspec.asyn.sync(self.fs.loop, _gather, [self.fs._exists(p) for p in paths], workers)
-        return [self.exists(p) for p in paths]
-
-    def write_many(self, files:dict, # path -> bytes
-                   workers:int=8, # writes at once: threads on a folder, PUT requests in flight on S3
-                   done=None # called with a count of files written, now and then (a progress bar's `update`)
-                  ):
-        "`write` of many files, each atomic on its own: a crash leaves each file old or new, never half written."
-        done, items = done or (lambda n: None), list(files.items())
-        if self.kind == 's3':
-            for lo in range(0, len(items), _BATCH):
-                chunk = items[lo:lo + _BATCH]
-                fsspec.asyn.sync(self.fs.loop, _gather, [self.fs._pipe_file(p, d) for p, d in chunk], workers)
-                done(len(chunk))
-            return
-        if self.kind != 'local':
-            for p, d in items: self.write(p, d); done(1)
-            return
-        for d in {os.path.dirname(p) for p, _ in items}: os.makedirs(d, exist_ok=True) # once per folder, not per file
-        token = uuid.uuid4().hex # one random name per batch; each file's temporary name adds its index
-        def run(lo):
-            for k in range(lo, min(lo + _BATCH, len(items))): _write_local(*items[k], f'{items[k][0]}.tmp-{token}-{k}')
-            return min(_BATCH, len(items) - lo)
-        from concurrent.futures import ThreadPoolExecutor
-        ex = ThreadPoolExecutor(max(1, min(workers, len(items) // _BATCH + 1)))
+# %% ../nbs/02_store.ipynb #7a69326d
+@patch
+def delete(self:Store, path:str):
+    "Remove a file or a folder with everything in it (gone already is fine); a link is removed, never what it points at."
+    if self.kind == 'local':
+        def gone_already(fn, p, exc):
+            if not issubclass(exc[0], FileNotFoundError): raise exc[1]
         try:
-            for n in ex.map(run, range(0, len(items), _BATCH)): done(n)
-        finally: ex.shutdown(cancel_futures=True) # after a failure, the batches not started are not written
-
-    def delete(self, path:str):
-        "Remove a file or a folder with everything in it (gone already is fine); a link is removed, never what it points at."
-        if self.kind == 'local':
-            def gone_already(fn, p, exc):
-                if not issubclass(exc[0], FileNotFoundError): raise exc[1]
-            try:
-                if os.path.islink(path) or not os.path.isdir(path): os.unlink(path)
-                else: shutil.rmtree(path, onerror=gone_already)
-            except FileNotFoundError: pass
-        else:
-            try: self.fs.rm(path, recursive=True)
-            except FileNotFoundError: pass
-            self.fs.invalidate_cache(path)
-
-    def ls(self, path:str) -> list[str]:
-        "Paths of the entries of folder `path`, read now (no cached listing); [] when it does not exist."
-        if self.kind == 'local':
-            try: return [f'{path.rstrip("/")}/{n}' for n in sorted(os.listdir(path))]
-            except (FileNotFoundError, NotADirectoryError): return []
+            if os.path.islink(path) or not os.path.isdir(path): os.unlink(path)
+            else: shutil.rmtree(path, onerror=gone_already)
+        except FileNotFoundError: pass
+    else:
+        try: self.fs.rm(path, recursive=True)
+        except FileNotFoundError: pass
         self.fs.invalidate_cache(path)
-        try: return sorted(p.rstrip('/') for p in self.fs.ls(path, detail=False) if p.rstrip('/') != path.rstrip('/'))
-        except FileNotFoundError: return []
 
-    # -- conditional writes: the primitives that let several writers share a store without a server
+# %% ../nbs/02_store.ipynb #b194092d
+@patch
+def ls(self:Store, path:str) -> list[str]:
+    "Paths of the entries of folder `path`, read now (no cached listing); [] when it does not exist."
+    if self.kind == 'local':
+        try: return [f'{path.rstrip("/")}/{n}' for n in sorted(os.listdir(path))]
+        except (FileNotFoundError, NotADirectoryError): return []
+    self.fs.invalidate_cache(path)
+    try: return sorted(p.rstrip('/') for p in self.fs.ls(path, detail=False) if p.rstrip('/') != path.rstrip('/'))
+    except FileNotFoundError: return []
 
-    def read_tagged(self, path:str, limit:int|None=None, missing_ok:bool=True) -> tuple[bytes|None, str|None]:
-        "(bytes, tag) of `path`, or (None, None) when it is absent: `swap` takes the tag to replace exactly these bytes."
-        limit = MAX_READ if limit is None else limit
-        if self.kind == 's3':
-            bucket, key, _ = self.fs.split_path(path)
-            async def get():
-                r = await self.fs._call_s3('get_object', Bucket=bucket, Key=key)
-                try:
-                    if r['ContentLength'] > limit: raise UnsafeFile(f'{path} holds {r["ContentLength"]} bytes, more than the {limit} allowed here: '
-                                                                    'it is not the file that belongs there; restore that file')
-                    return await r['Body'].read(), r['ETag']
-                finally: r['Body'].close()
-            try: return fsspec.asyn.sync(self.fs.loop, get)
-            except FileNotFoundError:
-                if missing_ok: return None, None
-                raise
-        try: data = self.read(path, limit)
+# %% ../nbs/02_store.ipynb #a0728df8
+@patch
+def read_tagged(self:Store, path:str, limit:int|None=None, missing_ok:bool=True) -> tuple[bytes|None, str|None]:
+    "(bytes, tag) of `path`, or (None, None) when it is absent: `swap` takes the tag to replace exactly these bytes."
+    limit = MAX_READ if limit is None else limit
+    if self.kind == 's3':
+        bucket, key, _ = self.fs.split_path(path)
+        async def get():
+            r = await self.fs._call_s3('get_object', Bucket=bucket, Key=key)
+            try:
+                if r['ContentLength'] > limit: raise UnsafeFile(f'{path} holds {r["ContentLength"]} bytes, more than the {limit} allowed here: '
+                                                                'it is not the file that belongs there; restore that file')
+                return await r['Body'].read(), r['ETag']
+            finally: r['Body'].close()
+        try: return fsspec.asyn.sync(self.fs.loop, get)
         except FileNotFoundError:
             if missing_ok: return None, None
             raise
-        return data, sha256(data)
+    try: data = self.read(path, limit)
+    except FileNotFoundError:
+        if missing_ok: return None, None
+        raise
+    return data, sha256(data)
 
-    def create(self, path:str, data:bytes):
-        "Write `data` at `path` only if nothing is there; raise `Conflict` if something is (one winner among racing writers)."
-        if self.kind == 'local':
-            d = os.path.dirname(path)
-            os.makedirs(d, exist_ok=True)
+# %% ../nbs/02_store.ipynb #c86225ec
+_MEMORY_LOCK = threading.Lock() # memory:// lives in one process: a lock makes its conditional writes atomic
+
+@patch
+def _s3_conflict(self:Store, e, path):
+    code = getattr(getattr(e, '__cause__', None), 'response', {}).get('Error', {}).get('Code')
+    if code in ('PreconditionFailed', 'ConditionalRequestConflict', '412', '409'): raise Conflict(f'{path} changed since it was read') from None
+    raise e
+
+@patch
+def _memory_only(self:Store):
+    if self.kind != 'memory': raise NotImplementedError(
+        f'{self.url}: conditional writes are implemented for a local folder, s3:// and memory://, not {self.fs.protocol}; '
+        'the model registry needs them to stay consistent under concurrent writers')
+
+# %% ../nbs/02_store.ipynb #63dcde4a
+@patch
+def create(self:Store, path:str, data:bytes):
+    "Write `data` at `path` only if nothing is there; raise `Conflict` if something is (one winner among racing writers)."
+    if self.kind == 'local':
+        d = os.path.dirname(path)
+        os.makedirs(d, exist_ok=True)
+        tmp = f'{path}.tmp-{uuid.uuid4().hex}'
+        try:
+            _write_synced(tmp, data)
+            try: os.link(tmp, path) # atomic and exclusive: the complete file appears under its name, or nothing
+            except FileExistsError: raise Conflict(f'{path} already exists') from None
+        finally: os.unlink(tmp)
+        return _fsync_dir(d)
+    if self.kind == 's3':
+        try: return self.fs.pipe_file(path, data, mode='create') # PUT with If-None-Match: *
+        except FileExistsError: raise Conflict(f'{path} already exists') from None
+        except OSError as e: self._s3_conflict(e, path)
+    self._memory_only()
+    with _MEMORY_LOCK:
+        if self.fs.exists(path): raise Conflict(f'{path} already exists')
+        self.fs.pipe_file(path, data)
+
+# %% ../nbs/02_store.ipynb #394eaa2d
+@patch
+def swap(self:Store, path:str, data:bytes, tag:str|None # from `read_tagged`; None: only if `path` is absent
+        ):
+    "Replace `path` by `data` only if it still holds the bytes `tag` was read with; raise `Conflict` otherwise."
+    if tag is None: return self.create(path, data)
+    if self.kind == 'local':
+        d, name = os.path.split(path)
+        lock = os.open(os.path.join(d, f'.{name}.lock'), os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX) # held for a compare and a rename; the kernel drops it if the holder dies
+            if self.read_tagged(path)[1] != tag: raise Conflict(f'{path} changed since it was read')
             tmp = f'{path}.tmp-{uuid.uuid4().hex}'
             try:
                 _write_synced(tmp, data)
-                try: os.link(tmp, path) # atomic and exclusive: the complete file appears under its name, or nothing
-                except FileExistsError: raise Conflict(f'{path} already exists') from None
-            finally: os.unlink(tmp)
-            return _fsync_dir(d)
-        if self.kind == 's3':
-            try: return self.fs.pipe_file(path, data, mode='create') # PUT with If-None-Match: *
-            except FileExistsError: raise Conflict(f'{path} already exists') from None
-            except OSError as e: self._s3_conflict(e, path)
-        self._memory_only()
-        with _MEMORY_LOCK:
-            if self.fs.exists(path): raise Conflict(f'{path} already exists')
-            self.fs.pipe_file(path, data)
+                os.replace(tmp, path)
+            finally:
+                if os.path.lexists(tmp): os.unlink(tmp)
+            _fsync_dir(d)
+        finally: os.close(lock)
+        return
+    if self.kind == 's3':
+        bucket, key, _ = self.fs.split_path(path)
+        try: fsspec.asyn.sync(self.fs.loop, self.fs._call_s3, 'put_object', Bucket=bucket, Key=key, Body=data, IfMatch=tag)
+        except FileNotFoundError: raise Conflict(f'{path} was removed since it was read') from None
+        except OSError as e: self._s3_conflict(e, path)
+        finally: self.fs.invalidate_cache(path)
+        return
+    self._memory_only()
+    with _MEMORY_LOCK:
+        if self.read_tagged(path)[1] != tag: raise Conflict(f'{path} changed since it was read')
+        self.fs.pipe_file(path, data)
 
-    def swap(self, path:str, data:bytes, tag:str|None # from `read_tagged`; None: only if `path` is absent
-            ):
-        "Replace `path` by `data` only if it still holds the bytes `tag` was read with; raise `Conflict` otherwise."
-        if tag is None: return self.create(path, data)
+# %% ../nbs/02_store.ipynb #2da74096
+@patch
+def tag(self:Store, path:str) -> str|None:
+    "A cheap opaque token (one stat or HEAD) that changes whenever `path` is replaced; None when absent."
+    try:
         if self.kind == 'local':
-            d, name = os.path.split(path)
-            lock = os.open(os.path.join(d, f'.{name}.lock'), os.O_RDWR | os.O_CREAT, 0o644)
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX) # held for a compare and a rename; the kernel drops it if the holder dies
-                if self.read_tagged(path)[1] != tag: raise Conflict(f'{path} changed since it was read')
-                tmp = f'{path}.tmp-{uuid.uuid4().hex}'
-                try:
-                    _write_synced(tmp, data)
-                    os.replace(tmp, path)
-                finally:
-                    if os.path.lexists(tmp): os.unlink(tmp)
-                _fsync_dir(d)
-            finally: os.close(lock)
-            return
-        if self.kind == 's3':
-            bucket, key, _ = self.fs.split_path(path)
-            try: fsspec.asyn.sync(self.fs.loop, self.fs._call_s3, 'put_object', Bucket=bucket, Key=key, Body=data, IfMatch=tag)
-            except FileNotFoundError: raise Conflict(f'{path} was removed since it was read') from None
-            except OSError as e: self._s3_conflict(e, path)
-            finally: self.fs.invalidate_cache(path)
-            return
-        self._memory_only()
-        with _MEMORY_LOCK:
-            if self.read_tagged(path)[1] != tag: raise Conflict(f'{path} changed since it was read')
-            self.fs.pipe_file(path, data)
+            st = os.lstat(path)
+            return f'{st.st_ino}-{st.st_mtime_ns}-{st.st_size}'
+        self.fs.invalidate_cache(path)
+        info = self.fs.info(path)
+    except FileNotFoundError: return None
+    return str(info.get('ETag') or info.get('mtime') or info.get('LastModified') or info.get('created')) + f"-{info.get('size')}"
 
-    def tag(self, path:str) -> str|None:
-        "A cheap opaque token (one stat or HEAD) that changes whenever `path` is replaced; None when absent."
-        try:
-            if self.kind == 'local':
-                st = os.lstat(path)
-                return f'{st.st_ino}-{st.st_mtime_ns}-{st.st_size}'
-            self.fs.invalidate_cache(path)
-            info = self.fs.info(path)
-        except FileNotFoundError: return None
-        return str(info.get('ETag') or info.get('mtime') or info.get('LastModified') or info.get('created')) + f"-{info.get('size')}"
-
-    def age(self, path:str) -> float|None:
-        "Seconds since `path` was last modified (None when unknown or absent)."
-        try:
-            if self.kind == 'local': return time.time() - os.lstat(path).st_mtime
-            info = self.fs.info(path)
-        except FileNotFoundError: return None
-        t = info.get('LastModified') or info.get('mtime') or info.get('created')
-        if isinstance(t, datetime): t = t.timestamp()
-        return None if t is None else time.time() - float(t)
-
-    def _s3_conflict(self, e, path):
-        code = getattr(getattr(e, '__cause__', None), 'response', {}).get('Error', {}).get('Code')
-        if code in ('PreconditionFailed', 'ConditionalRequestConflict', '412', '409'): raise Conflict(f'{path} changed since it was read') from None
-        raise e
-
-    def _memory_only(self):
-        if self.kind != 'memory': raise NotImplementedError(
-            f'{self.url}: conditional writes are implemented for a local folder, s3:// and memory://, not {self.fs.protocol}; '
-            'the model registry needs them to stay consistent under concurrent writers')
-
-# %% ../nbs/02_store.ipynb #7c2e5b90
-SEGMENT_BYTES = 2**28 # a segment holds at most this many bytes of items (a batch larger than that is several segments)
-_SEG_MAGIC = b'MLPSEG1\n'
-_SEG_LOCK = threading.Lock()
-_SEG_WHERE = {} # store url -> (ids of the segments indexed, {sha256: (segment id, position)}), filled as segments are seen
-_SEG_HEADS = OrderedDict() # (store url, segment id) -> (offset of the items' bytes, rows of the index): the last few read
-
-def _seg_path(store, sid): return store.path('raw', 'segments', f'{sid}.seg')
-
-def _index_segment(store, sid, rows):
-    with _SEG_LOCK:
-        ids, where = _SEG_WHERE.setdefault(store.url, (set(), {}))
-        for i, r in enumerate(rows): where.setdefault(r[0], (sid, i))
-        ids.add(sid)
-
-def _segment_head(store, sid):
-    "(offset of the items' bytes, [[sha256, offset, size, provenance], ...]) of segment `sid`, read by two ranged reads."
-    key = (store.url, sid)
-    with _SEG_LOCK:
-        if key in _SEG_HEADS: _SEG_HEADS.move_to_end(key); return _SEG_HEADS[key]
-    path = _seg_path(store, sid)
-    pre = store.read_range(path, 0, 16)
-    if len(pre) < 16 or pre[:8] != _SEG_MAGIC: raise IntegrityError(f'segment {path} is corrupted: it does not start like a segment')
-    n = struct.unpack('<Q', pre[8:])[0]
-    try: rows = json.loads(store.read_range(path, 16, 16 + n))['items']
-    except (ValueError, KeyError, TypeError) as e: raise IntegrityError(f'segment {path} is corrupted: its index does not parse ({e})') from None
-    with _SEG_LOCK:
-        _SEG_HEADS[key] = head = (16 + n, rows)
-        while len(_SEG_HEADS) > 8: _SEG_HEADS.popitem(last=False)
-    return head
-
-def _refresh_segments(store) -> dict:
-    "Index the segments written since this process last looked (by any process); {sha256: (segment id, position)}."
-    ids = _SEG_WHERE.get(store.url, (set(), {}))[0]
-    for p in store.ls(store.path('raw', 'segments')):
-        name = p.rsplit('/', 1)[-1]
-        if name.endswith('.seg') and name[:-4] not in ids: _index_segment(store, name[:-4], _segment_head(store, name[:-4])[1])
-    return _SEG_WHERE.get(store.url, (set(), {}))[1]
-
-def _find_segment(store, digest):
-    "(segment id, position) of `digest`, or None; the segments are listed again when the index does not know it."
-    hit = _SEG_WHERE.get(store.url, (set(), {}))[1].get(digest)
-    return hit if hit is not None else _refresh_segments(store).get(digest)
-
-def _write_segment(store, items:list # (sha256, bytes, provenance as a dict) of items not in the store yet
-                  ) -> str:
-    "Write `items` as one segment file, atomically, and index it; return its id."
-    rows, off = [], 0
-    for d, data, prov in items: rows.append([d, off, len(data), prov]); off += len(data)
-    head = canonical_json(dict(format=1, items=rows))
-    body = b''.join([_SEG_MAGIC, struct.pack('<Q', len(head)), head, *(data for _, data, _ in items)])
-    sid = sha256(body)[:32]
-    store.write(_seg_path(store, sid), body, sync=True)
-    _index_segment(store, sid, rows)
-    return sid
-
-def _by_size(keys, size_of, cap):
-    "`keys` in runs whose sizes add up to at most `cap` (a key larger than `cap` is a run of its own)."
-    run, total = [], 0
-    for k in keys:
-        if run and total + size_of(k) > cap: yield run; run, total = [], 0
-        run.append(k); total += size_of(k)
-    if run: yield run
-
-# %% ../nbs/02_store.ipynb #0ba1710f
-def _item_path(store, digest, suffix=''): return store.path('raw', digest[:2], digest + suffix)
-
-@dataclass(frozen=True)
-class Provenance:
-    "Where a raw item came from."
-    source: str # a URL or the name of the collection
-    media_type: str # e.g. image/png, or application/x-uci-digits-8x8 for 64 counts
-    licence: str = 'unknown'
-    collected: str = field(default_factory=utc_now)
-    headers: dict = field(default_factory=dict) # HTTP headers of interest (ETag, Last-Modified, ...)
-    status: int|None = None # the HTTP status it was fetched with
-    found_on: str|None = None # the page that linked to it
-
-def has_item(store:Store, digest:str) -> bool:
-    "Whether the bytes named `digest` are in the store (in a file of their own or in a segment)."
-    if store.exists(_item_path(store, digest)): return True
-    hit = _find_segment(store, digest)
-    return hit is not None and store.exists(_seg_path(store, hit[0]))
-
-def _prov_dict(prov): return {k: v for k, v in vars(prov).items() if v is not None}
-def _prov_json(prov): return canonical_json(_prov_dict(prov))
-
-def put_item(store:Store, data:bytes, prov:Provenance) -> str:
-    "Store `data` under its sha256 with its provenance; bytes already stored are not written again."
-    digest = sha256(data)
-    if not has_item(store, digest): # the provenance first: bytes in the store always have theirs beside them
-        store.write(_item_path(store, digest, '.json'), _prov_json(prov))
-        store.write(_item_path(store, digest), data)
-    return digest
-
-def put_items(store:Store, items:Iterable[tuple[bytes, Provenance]],
-              workers:int=8, # writes at once: storing waits on the disk or the network far more than on the CPU
-              progress:str|None=None, # a progress bar with this title
-              segment:int=1000 # this many new items or more are written as segments (one file per `SEGMENT_BYTES`), fewer as files of their own
-             ) -> list[str]:
-    "`put_item` for many (bytes, provenance) pairs at once, in batches; their digests, in order."
-    from tqdm.auto import tqdm
-    items = list(items)
-    digests = [sha256(data) for data, _ in items]
-    first = {} # bytes given twice are stored once, with the first provenance (as `put_item` keeps the first)
-    for d, item in zip(digests, items): first.setdefault(d, item)
-    in_segments = _refresh_segments(store)
-    todo = [d for d in first if d not in in_segments]
-    new = [d for d, there in zip(todo, store.exists_many([_item_path(store, d) for d in todo], workers)) if not there]
-    with tqdm(total=len(new), desc=progress, unit='item', disable=not progress) as bar:
-        if len(new) >= segment:
-            for run in _by_size(new, lambda d: len(first[d][0]), SEGMENT_BYTES):
-                _write_segment(store, [(d, first[d][0], _prov_dict(first[d][1])) for d in run]); bar.update(len(run))
-            return digests
-        # every provenance, then every item's bytes: a crash in between leaves sidecars without bytes, which count as absent
-        store.write_many({_item_path(store, d, '.json'): _prov_json(first[d][1]) for d in new}, workers)
-        store.write_many({_item_path(store, d): first[d][0] for d in new}, workers, bar.update)
-    return digests
-
-def _segment_item(store, digest, provenance=False):
-    "The bytes (or the provenance) of `digest` from the segment that holds it."
-    hit = _find_segment(store, digest)
-    if hit is None: raise FileNotFoundError(f'no raw item {digest} in {store.url}')
-    base, rows = _segment_head(store, hit[0])
-    _, off, size, prov = rows[hit[1]]
-    return prov if provenance else store.read_range(_seg_path(store, hit[0]), base + off, base + off + size)
-
-def get_item(store:Store, digest:str) -> bytes:
-    "The bytes stored under `digest`, checked against it."
-    try: data = store.read(_item_path(store, digest))
-    except FileNotFoundError: data = _segment_item(store, digest)
-    if sha256(data) != digest: raise IntegrityError(f'raw item {digest} is corrupted: its bytes hash to {sha256(data)}')
-    return data
-
-def item_provenance(store:Store, digest:str) -> dict:
-    "The provenance recorded when `digest` was first stored."
-    try: return json.loads(store.read(_item_path(store, digest, '.json')))
-    except FileNotFoundError: return _segment_item(store, digest, provenance=True)
-
-# %% ../nbs/02_store.ipynb #374c8afd
-@dataclass(frozen=True)
-class Example:
-    "One labelled item of a dataset version."
-    sha256: str
-    label: int
-    split: str # train, val or test
-    source: str = '' # who or what gave this item's label; '' means the version's `label_source`
-
-def _version_path(store, vid, suffix='.json'): return store.path('datasets', f'{vid}{suffix}')
-
-def put_version(store:Store,
-                examples:Iterable[Example],
-                label_source:str, # who or what gave the labels (an example's own `source` overrides it)
-                description:str='',
-                parent:str|None=None, # the version this one was derived from
-                **meta # anything else that defines the version (e.g. how it was split)
-               ) -> str:
-    "Write an immutable dataset version and return its id, the hash of its content."
-    rows, seen = [], set()
-    for e in examples:
-        if e.sha256 in seen: raise ValueError(f'item {e.sha256} is in the version twice: an item has one label and one split')
-        seen.add(e.sha256)
-        rows.append([e.sha256, e.label, e.split, *([e.source] if e.source and e.source != label_source else [])])
-    if parent is not None:
-        if not store.exists(_version_path(store, parent)): raise KeyError(f'parent dataset version {parent} does not exist')
-        before = {e.sha256: e.split for e in get_version(store, parent)['examples']}
-        moved = [r for r in rows if before.get(r[0], r[2]) != r[2]]
-        if moved: raise ValueError(f'{len(moved)} items would change split from parent {parent} (e.g. {moved[0][0][:12]}: '
-                                   f'{before[moved[0][0]]} -> {moved[0][2]}): an item keeps its split in every version')
-    data = canonical_json(dict(format=2, parent=parent, label_source=label_source, description=description, meta=meta, examples=rows))
-    vid = sha256(data)[:16]
-    if not store.exists(_version_path(store, vid)): store.write(_version_path(store, vid), data)
-    return vid
-
-def get_version(store:Store, vid:str) -> dict:
-    "The manifest of dataset version `vid`, checked against its id; every example carries its label source."
-    path = _version_path(store, vid)
-    if not store.exists(path): raise KeyError(f'no dataset version {vid!r} in {store.url}')
-    data = store.read(path)
-    if sha256(data)[:16] != vid: raise IntegrityError(f'dataset version {vid} has been changed after it was written')
-    body = json.loads(data)
-    src = body['label_source']
-    body['examples'] = [Example(e[0], e[1], e[2], e[3] if len(e) > 3 else src) for e in body['examples']]
-    return body
-
-def list_versions(store:Store) -> list[str]:
-    "Ids of every dataset version in the store."
-    return sorted(p.rsplit('/', 1)[-1][:-5] for p in store.fs.glob(store.path('datasets', '*.json')))
+@patch
+def age(self:Store, path:str) -> float|None:
+    "Seconds since `path` was last modified (None when unknown or absent)."
+    try:
+        if self.kind == 'local': return time.time() - os.lstat(path).st_mtime
+        info = self.fs.info(path)
+    except FileNotFoundError: return None
+    t = info.get('LastModified') or info.get('mtime') or info.get('created')
+    if isinstance(t, datetime): t = t.timestamp()
+    return None if t is None else time.time() - float(t)

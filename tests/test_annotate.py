@@ -145,7 +145,9 @@ def test_agreement_figures_match_hand_computed_cases():
 
 def test_consensus_becomes_a_child_dataset_version_with_the_votes(settings, db_url):
     from mlproj.data import UCI_MEDIA_TYPE, encode_counts
-    from mlproj.store import Example, Provenance, Store, get_version, put_item, put_version
+    from mlproj.store import Store
+    from mlproj.items import Provenance, put_item
+    from mlproj.versions import Example, get_version, put_version
     import numpy as np
     store = Store(settings.store_url)
     shas = [put_item(store, encode_counts(np.full((8, 8), i)), Provenance('t', UCI_MEDIA_TYPE)) for i in range(4)]
@@ -183,7 +185,9 @@ def test_consensus_becomes_a_child_dataset_version_with_the_votes(settings, db_u
 def test_annotate_commands_create_add_and_export(tmp_path):
     import subprocess
     from mlproj.data import UCI_MEDIA_TYPE, encode_counts
-    from mlproj.store import Example, Provenance, Store, put_item, put_version
+    from mlproj.store import Store
+    from mlproj.items import Provenance, put_item
+    from mlproj.versions import Example, put_version
     import numpy as np
     s = make_settings(tmp_path)
     store = Store(s.store_url)
@@ -206,7 +210,8 @@ def test_unsure_production_inputs_flow_into_the_feedback_project(trained, tmp_pa
     import shutil
     from fastapi.testclient import TestClient
     from deploy.app import create_app
-    from mlproj.store import Store, item_provenance
+    from mlproj.store import Store
+    from mlproj.items import item_provenance
     s0, _, _ = trained
     shutil.copytree(s0.store_url, tmp_path / 'store')
     env = dict(MLPROJ_ANNOTATE_DATABASE=f'sqlite:///{tmp_path}/a.sqlite')

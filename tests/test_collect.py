@@ -15,7 +15,8 @@ from PIL import Image
 
 from conftest import ROOT, free_port, make_settings, wait_until
 from mlproj.collect import crawl
-from mlproj.store import Store, item_provenance, sha256
+from mlproj.store import Store, sha256
+from mlproj.items import item_provenance
 
 MLPROJ = str(ROOT / '.venv' / 'bin' / 'mlproj')
 

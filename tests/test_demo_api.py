@@ -10,7 +10,9 @@ from conftest import make_settings
 from deploy.app import create_app
 from mlproj.glyphs import draw_strokes, encode_png
 from mlproj.servicelike import list_corrections, build_service_like, load_service_like
-from mlproj.store import Store, get_item, get_version, item_provenance
+from mlproj.store import Store
+from mlproj.items import get_item, item_provenance
+from mlproj.versions import get_version
 
 UA = {'user-agent': 'pytest-demo/1.0 (a phone, say)'}
 

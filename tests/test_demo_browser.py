@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from mlproj.servicelike import list_corrections
-from mlproj.store import Store, item_provenance
+from mlproj.store import Store
+from mlproj.items import item_provenance
 from conftest import uvicorn_server
 from test_api import server_env
 

@@ -10,7 +10,8 @@ from conftest import SHORT_RUN_SERVICE_LIKE
 from mlproj.data import split_labels
 from mlproj.evaluate import split_items
 from mlproj.score import MAX_BYTES
-from mlproj.store import Store, get_version
+from mlproj.store import Store
+from mlproj.versions import get_version
 from conftest import uvicorn_server
 from test_api import server_env
 

@@ -9,7 +9,8 @@ from conftest import make_settings
 from mlproj.evaluate import evaluate_run
 from mlproj.registry import RegistryError, open_registry
 from mlproj.servicelike import build_service_like, load_service_like
-from mlproj.store import Store, get_version
+from mlproj.store import Store
+from mlproj.versions import get_version
 
 
 def test_gate_refuses_a_model_that_passes_the_benchmark_but_not_the_service_like_set(trained, tmp_path):

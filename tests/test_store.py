@@ -21,13 +21,14 @@ def test_crash_mid_write_keeps_previous_content(tmp_path, monkeypatch):
 
 
 def _items(n, start=0):
-    from mlproj.store import Provenance
+    from mlproj.items import Provenance
     return [((start + i).to_bytes(4, 'big') * 16, Provenance(f'https://example.test/{start + i}.png', 'application/x-uci-digits-8x8'))
             for i in range(n)]
 
 
 def test_crash_mid_segment_write_keeps_previous_items(tmp_path, monkeypatch):
-    from mlproj.store import get_item, has_item, item_provenance, put_items, sha256
+    from mlproj.store import sha256
+    from mlproj.items import get_item, has_item, item_provenance, put_items
     st = Store(str(tmp_path))
     before = put_items(st, _items(1500))  # one segment
     monkeypatch.setattr('mlproj.store.os.replace', lambda *a, **k: (_ for _ in ()).throw(OSError('killed')))
@@ -45,11 +46,11 @@ def test_crash_mid_segment_write_keeps_previous_items(tmp_path, monkeypatch):
 def test_killed_batch_leaves_whole_items_only(tmp_path):
     "SIGKILL while `put_items` writes files of their own: every item present is whole with its provenance; a rerun completes."
     import signal, subprocess, sys, time
-    from mlproj.store import get_item, has_item, item_provenance, put_items
+    from mlproj.items import get_item, has_item, item_provenance, put_items
     from mlproj.store import sha256
     from conftest import wait_until
     n = 3000
-    code = ('import sys; sys.path.insert(0, "tests"); from test_store import _items; from mlproj.store import Store, put_items; '
+    code = ('import sys; sys.path.insert(0, "tests"); from test_store import _items; from mlproj.store import Store; from mlproj.items import put_items; '
             f'put_items(Store({str(tmp_path)!r}), _items({n}), segment=10**9, workers=4)')
     p = subprocess.Popen([sys.executable, '-c', code])
     wait_until(lambda: p.poll() is not None or (tmp_path / 'raw').exists(), 60, 0.02, what='the writer starting')

@@ -3,8 +3,9 @@ S3-compatible HTTP server (moto's server mode, a separate process on 127.0.0.1),
 import pytest
 
 from mlproj.registry import BUNDLE_FILES, Registry
-from mlproj.store import (Example, IntegrityError, Provenance, Store, get_item, get_version, item_provenance,
-                          list_versions, put_item, put_version)
+from mlproj.store import IntegrityError, Store
+from mlproj.items import Provenance, get_item, item_provenance, put_item
+from mlproj.versions import Example, get_version, list_versions, put_version
 
 
 def test_store_url_reaches_the_s3_server_over_http(s3_store_url, s3_server):
@@ -60,7 +61,7 @@ def test_model_bundles_round_trip_on_s3_with_checksums(s3_store_url, tmp_path):
 
 
 def test_batches_round_trip_on_s3_as_segments_and_as_files(s3_store_url):
-    from mlproj.store import _SEG_HEADS, _SEG_WHERE, has_item, put_items
+    from mlproj.items import _SEG_HEADS, _SEG_WHERE, has_item, put_items
     st = Store(s3_store_url)
     batch = [(i.to_bytes(2, 'big') * 32, Provenance(source=f'http://example.test/{i}.png', media_type='application/x-uci-digits-8x8'))
              for i in range(40)]

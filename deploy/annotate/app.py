@@ -177,7 +177,8 @@ def create_app(settings: Settings, db_url: str | None = None) -> FastAPI:
             mine = s.scalar(select(Assignment.id).where(Assignment.item_id == item_id, Assignment.person_id == person.id))
         if item.project_id != person.project_id or (person.role != 'reviewer' and mine is None):
             raise HTTPException(403, f'item {item_id} was not handed to you')
-        from mlproj.store import Store, get_item
+        from mlproj.store import Store
+        from mlproj.items import get_item
         data = get_item(Store(request.app.state.settings.store_url), item.sha256)
         media = item.media_type
         if not media.startswith('image/'): # 8x8 counts of the benchmark: drawn large
