@@ -3,24 +3,39 @@ SHELL := /bin/bash
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
-# named after pyproject.toml's content, not its time: nbdev-export rewrites the file unchanged
-STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-16)
+# every package `make install` installs, at the version pinned (`make lock` refreshes it); used as pip's constraints,
+# so pyproject.toml still says what is wanted and a machine still gets its own platform's packages (a laptop's torch)
+LOCK := requirements-lock.txt
+# named after the content of pyproject.toml and the lock, not their time: nbdev-export rewrites pyproject.toml unchanged
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml $(LOCK) 2>/dev/null | sha256sum | cut -c1-16)
 # files that nbdev-export and nbdev-clean may rewrite: the sync check compares them before and after
 SYNCED = find nbs mlproj -type f \( -name '*.ipynb' -o -name '*.py' \) -not -path '*/.ipynb_checkpoints/*' | sort | xargs sha256sum
 
-.PHONY: help install demo test test-full lint sync-check nbtest pytest pytest-full lab export docs docs-serve prose clean bench
+.PHONY: help install lock demo test test-full lint sync-check nbtest pytest pytest-full lab export docs docs-serve prose clean bench
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/'
 
 $(STAMP):
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --disable-pip-version-check -q -e '.[dev]'
+	$(BIN)/pip install --disable-pip-version-check -q -c $(LOCK) -e '.[dev]'
+	$(BIN)/pip check --disable-pip-version-check
 	@# notebooks merge cell by cell (nbdev's merge driver; .gitattributes names it) with no per-person setup
 	-git rev-parse --git-dir >/dev/null 2>&1 && git config merge.jupyternotebook.name "nbdev's notebook merge" \
 	  && git config merge.jupyternotebook.driver "$(CURDIR)/$(BIN)/nbdev-merge %O %A %B %P"
 	rm -f $(VENV)/.installed-*; touch $(STAMP)
 
 install: $(STAMP) ## create .venv and install the project from its own files
+
+lock: ## re-resolve pyproject.toml's dependencies in a fresh venv and pin every installed package in the lock
+	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && set -e && \
+	$(PYTHON) -m venv "$$tmp" && \
+	"$$tmp/bin/pip" install --disable-pip-version-check -q -e '.[dev]' && \
+	"$$tmp/bin/pip" check --disable-pip-version-check && \
+	{ echo '# Every package `make install` installs, pinned: written by `make lock` (pip freeze of a fresh install of'; \
+	  echo "# .[dev] with $$("$$tmp/bin/python" --version)), used as constraints by \`make install\`. Local version labels"; \
+	  echo '# (torch 2.13.0+cpu) are cut so a machine takes the build its own index offers.'; \
+	  "$$tmp/bin/pip" freeze --disable-pip-version-check --exclude-editable | sed -E 's/^([^=@ ]+==[^+]+)\+.*$$/\1/'; \
+	} > $(LOCK).new && mv $(LOCK).new $(LOCK) && echo "$(LOCK): $$(grep -vc '^#' $(LOCK)) packages pinned"
 
 demo: $(STAMP) ## data, train, evaluate, register, then serve the model and query it over HTTP
 	$(BIN)/mlproj demo
