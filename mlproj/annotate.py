@@ -384,7 +384,8 @@ def agreement(db, project:str) -> dict:
         ks = [q['kappa'] for q in pairs if n in (q['a'], q['b']) and not np.isnan(q['kappa'])]
         per[n] = dict(labels=sum(n in iv for iv in v.values()), agreement=float(np.mean(agree)) if agree else None,
                       mean_kappa=float(np.mean(ks)) if ks else None)
-    return dict(items_labelled=len(v), alpha=krippendorff_alpha(units, L) if units else float('nan'),
+    alpha = krippendorff_alpha(units, L) if units else float('nan')
+    return dict(items_labelled=len(v), alpha=None if np.isnan(alpha) else alpha, # undefined (NaN) is no number: JSON has none
                 fleiss=fleiss_kappa(full) if len(full) and p.overlap > 1 else None,
                 pairwise=pairs, confusion=coincidences(units, L).round(3).tolist(), labels=p.labels, annotators=per)
 

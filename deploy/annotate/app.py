@@ -11,34 +11,25 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import Body, Depends, FastAPI, HTTPException, Request
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
-from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from mlproj import annotate as A
 from mlproj.settings import Settings, load_settings
 
 from ..limits import Workers
+from .schemas import (Adjudicated, Adjudication, Agreement, Answer, AssignmentRecord, Next, PathId, Progress, SaveResponse,
+                      UndoResponse, document_refusals, refusals)
 
 __all__ = ['create_app', 'app_from_env']
 
 HERE = Path(__file__).parent
 COOKIE = 'mlproj_annotate'
 templates = Jinja2Templates(directory=HERE / 'templates')
-
-
-class Answer(BaseModel):
-    label: int | None = Field(None, description='the label index (0-9); null skips the item')
-    item_id: int | None = Field(None, description='the item shown, so that a label arriving after its lease ran out is kept when it can be')
-    exclude: list[int] = Field([], description='assignment ids the page already holds (the next one is not one of them)')
-
-
-class Adjudication(BaseModel):
-    label: int
 
 
 _bearer = HTTPBearer(auto_error=False)
@@ -134,21 +125,22 @@ def create_app(settings: Settings, db_url: str | None = None) -> FastAPI:
         return templates.TemplateResponse(request, 'review.html', dict(
             person=person, project=p, guide=_guide(p.guide), items=A.to_review(db, p.name), agreement=A.agreement(db, p.name)))
 
-    @app.get('/api/next')
-    def next_item(request: Request, person: PersonDep, exclude: str = ''):
-        "The next item to label (a lease); `exclude` lists assignment ids the page holds, comma-separated."
-        try: ex = [int(x) for x in exclude.split(',') if x.strip()]
-        except ValueError: raise HTTPException(422, 'exclude must be comma-separated assignment ids')
+    @app.get('/api/next', response_model=Next, responses=refusals(403))
+    def next_item(request: Request, person: PersonDep, exclude: Annotated[str, Query(
+            pattern='^[0-9,]*$', max_length=2000, description='assignment ids the page holds or has answered without an answer back yet, '
+                                                             'comma-separated')] = ''):
+        "The next item to label (a lease): one the page holds already is never handed to it again."
+        ex = [int(x) for x in exclude.split(',') if x]
         return dict(next=_http(A.next_assignment, request.app.state.db, person, ex))
 
-    @app.post('/api/assignments/{assignment_id}')
-    async def save(assignment_id: int, body: Answer, request: Request, person: PersonDep):
+    @app.post('/api/assignments/{assignment_id}', response_model=SaveResponse, responses=refusals(403, 404, 409))
+    async def save(assignment_id: Annotated[int, PathId('assignment')], body: Answer, request: Request, person: PersonDep):
         "Save a label (or a skip: label null); answers with the next item to preload and progress."
         db = request.app.state.db
         return _json(await _db_call(request.app.state, A.answer, db, person, assignment_id, body.label, body.item_id, body.exclude))
 
-    @app.get('/api/assignments/{assignment_id}')
-    def read_assignment(assignment_id: int, request: Request, person: PersonDep):
+    @app.get('/api/assignments/{assignment_id}', response_model=AssignmentRecord, responses=refusals(403, 404))
+    def read_assignment(assignment_id: Annotated[int, PathId('assignment')], request: Request, person: PersonDep):
         "One of your assignments (403 if it is someone else's)."
         from mlproj.db import Assignment
         with request.app.state.db.read() as s:
@@ -157,17 +149,18 @@ def create_app(settings: Settings, db_url: str | None = None) -> FastAPI:
             if a.person_id != person.id: raise HTTPException(403, f'assignment {assignment_id} is not yours')
             return dict(id=a.id, item_id=a.item_id, state=a.state, label=a.label)
 
-    @app.post('/api/undo')
+    @app.post('/api/undo', response_model=UndoResponse)
     def undo(request: Request, person: PersonDep):
         "Take back your last label: its item comes back to you."
         return dict(undone=_http(A.undo, request.app.state.db, person))
 
-    @app.get('/api/progress')
+    @app.get('/api/progress', response_model=Progress)
     def progress(request: Request, person: PersonDep):
+        "Labels you gave, and the project's figures (reused for a fraction of a second)."
         return A.progress(request.app.state.db, person)
 
     @app.get('/api/items/{item_id}/image', include_in_schema=False)
-    def image(item_id: int, request: Request, person: PersonDep):
+    def image(item_id: Annotated[int, PathId('item')], request: Request, person: PersonDep):
         "An item's image: for a person it was handed to, or a reviewer of its project."
         from mlproj.db import Assignment, Item
         from sqlalchemy import select
@@ -187,19 +180,19 @@ def create_app(settings: Settings, db_url: str | None = None) -> FastAPI:
             data, media = render_counts(decode_example(data, media), size=192, margin=16), 'image/png'
         return Response(data, media_type=media, headers={'cache-control': 'private, max-age=3600'})
 
-    @app.post('/api/review/{item_id}')
-    def adjudicate(item_id: int, body: Adjudication, request: Request, person: PersonDep):
+    @app.post('/api/review/{item_id}', response_model=Adjudicated, responses=refusals(403))
+    def adjudicate(item_id: Annotated[int, PathId('item')], body: Adjudication, request: Request, person: PersonDep):
         "A reviewer's label for an item without a majority."
         _http(A.adjudicate, request.app.state.db, person, item_id, body.label)
         return dict(item_id=item_id, label=body.label)
 
-    @app.get('/api/agreement')
+    @app.get('/api/agreement', response_model=Agreement, responses=refusals(403))
     def agreement(request: Request, person: PersonDep):
         "Agreement figures of your project (reviewers only: annotators are blind to each other)."
         if person.role != 'reviewer': raise HTTPException(403, 'agreement figures are for reviewers')
         return A.agreement(request.app.state.db, _project(request, person).name)
 
-    return app
+    return document_refusals(app, _person)
 
 
 def app_from_env() -> FastAPI:
