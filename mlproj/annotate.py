@@ -270,7 +270,10 @@ def answer(db, person, assignment_id:int, label:int|None, # None: skip the item 
             got = _claim(tx, person, project, item_id)
             if got is None: raise Conflict('your lease on this item ran out and it went to others; the label was not kept')
             a = _owned(tx, person, got['id'])
-        aid, a_item, _, state, _ = a
+        aid, a_item, _, state, given = a
+        if state == 'done' and label is not None: # answered before: the same answer again (a retry) is that answer; another is refused
+            if given != label: raise Conflict(f'you answered this item already (label {given}); undo it to change your answer')
+            return _saved(db, tx, person, project, aid, a_item, label, exclude)
         if label is None:
             if state == 'done': raise Conflict('this item is already labelled; undo it first')
             if state == 'leased':
@@ -278,7 +281,7 @@ def answer(db, person, assignment_id:int, label:int|None, # None: skip the item 
                 tx.run('UPDATE annotate_item SET taken = taken - 1 WHERE id = ?', a_item)
         else:
             if state == 'skipped': raise Conflict('you skipped this item')
-            if state == 'leased': tx.run('UPDATE annotate_item SET done = done + 1 WHERE id = ?', a_item)
+            tx.run('UPDATE annotate_item SET done = done + 1 WHERE id = ?', a_item) # leased: the one state left
             tx.run("UPDATE annotate_assignment SET state = 'done', label = ?, answered = ? WHERE id = ?", label, tx.time(_now()), aid)
         return _saved(db, tx, person, project, aid, a_item, label, exclude)
     return _retrying(db, go)

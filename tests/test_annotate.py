@@ -124,6 +124,28 @@ def test_a_token_cannot_read_or_write_anothers_work(settings, db_url):
         for x in c.values(): x.close()
 
 
+def test_an_answered_item_is_never_handed_back_nor_answered_again(settings, db_url):
+    "Saves in flight are named in `exclude`; whatever arrives, a done assignment keeps its first answer (a retry of it is acknowledged)."
+    tokens = bench.make_project(settings, db_url, n_items=6, n_people=1, overlap=1, name='again')
+    with bench.serve(settings, db_url) as (url, _), httpx.Client(base_url=url, headers={'authorization': f"Bearer {tokens['a00']}"}) as c:
+        a = c.get('/api/next').json()['next']
+        b = c.get('/api/next', params={'exclude': a['id']}).json()['next']
+        # the page answered a, then b before a's save came back: a's save names b (held) and the unsaved answer to it
+        r = c.post(f"/api/assignments/{a['id']}", json={'label': 1, 'item_id': a['item_id'], 'exclude': [b['id']]}).json()
+        assert r['next']['id'] not in (a['id'], b['id'])
+        assert c.get('/api/next', params={'exclude': f"{r['next']['id']},{b['id']}"}).json()['next']['id'] not in (a['id'], b['id'])
+        assert c.post(f"/api/assignments/{b['id']}", json={'label': 2, 'item_id': b['item_id']}).status_code == 200
+        again = c.post(f"/api/assignments/{b['id']}", json={'label': 5, 'item_id': b['item_id']})
+        assert again.status_code == 409 and 'undo it to change your answer' in again.json()['detail']
+        assert c.post(f"/api/assignments/{b['id']}", json={'label': 2, 'item_id': b['item_id']}).status_code == 200 # a retry
+        assert c.post(f"/api/assignments/{b['id']}", json={'label': None, 'item_id': b['item_id']}).status_code == 409
+        assert [c.get(f"/api/assignments/{x['id']}").json()['label'] for x in (a, b)] == [1, 2]
+        held = set()
+        while (n := c.get('/api/next', params={'exclude': ','.join(map(str, held))}).json()['next']) is not None:
+            assert n['item_id'] not in (a['item_id'], b['item_id'])
+            held.add(n['id'])
+
+
 def test_agreement_figures_match_hand_computed_cases():
     from sklearn.metrics import cohen_kappa_score
     import numpy as np

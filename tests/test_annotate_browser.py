@@ -53,3 +53,45 @@ def test_label_with_the_keyboard_undo_and_see_progress(browser, tmp_path):
         assert rows[int(first)] == ('done', 7)
         assert sorted(v for v in rows.values() if v[0] != 'leased') == [('done', 7), ('skipped', None)]
     finally: db.close()
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize('latency_ms', [0, 150])
+def test_keys_as_fast_as_the_page_takes_them_label_every_item_once(browser, tmp_path, latency_ms):
+    "Whatever the timing (a fast server, or 150 ms on every request), no item comes back after its key, and each stored label is that key."
+    url_db = f'sqlite:///{tmp_path}/a.sqlite'
+    s = make_settings(tmp_path, MLPROJ_ANNOTATE_DATABASE=url_db)
+    n = 24
+    tokens = bench.make_project(s, url_db, n_items=n, n_people=1, overlap=1, name='fast')
+    with bench.serve(s, url_db) as (url, _):
+        page = browser.new_page()
+        if latency_ms: # a slow network: every request and answer takes that long, so saves are in flight while keys come
+            cdp = page.context.new_cdp_session(page)
+            cdp.send('Network.enable')
+            cdp.send('Network.emulateNetworkConditions', dict(offline=False, latency=latency_ms, downloadThroughput=-1, uploadThroughput=-1))
+        page.goto(f"{url}/login/{tokens['a00']}")
+        pressed, last = [], ''
+        while True: # the next key as soon as the page shows an item it was not showing
+            got = page.wait_for_function("""([last, n]) => {
+                const i = document.getElementById('item'), status = document.getElementById('status').textContent;
+                if (status.startsWith('Nothing left') && Number(i.dataset.saved || 0) >= n) return 'end';
+                return i.dataset.assignment && i.dataset.assignment !== last ? i.dataset.assignment : false;
+            }""", arg=[last, len(pressed)], polling='raf', timeout=20_000).json_value()
+            if got == 'end': break
+            key = str(len(pressed) * 7 % 10)
+            page.keyboard.press(key)
+            pressed.append((int(got), int(key)))
+            last = got
+            assert len(pressed) <= 2 * n, f'the page keeps showing items: {pressed}'
+        page.close()
+    db = A.open_db(s, url_db)
+    try:
+        from sqlalchemy import select
+        from mlproj.db import Assignment
+        with db.read() as sess:
+            rows = {r.id: (r.item_id, r.state, r.label) for r in sess.execute(select(Assignment.id, Assignment.item_id, Assignment.state, Assignment.label))}
+    finally: db.close()
+    ids = [aid for aid, _ in pressed]
+    assert len(ids) == len(set(ids)) == n, f'shown again after its key: {[a for a in ids if ids.count(a) > 1]}'
+    assert len({rows[aid][0] for aid in ids}) == n # n distinct items, each once
+    assert {aid: (rows[aid][1], rows[aid][2]) for aid in ids} == {aid: ('done', key) for aid, key in pressed}
