@@ -103,7 +103,8 @@ def test_a_token_cannot_read_or_write_anothers_work(settings, db_url):
     with bench.serve(settings, db_url) as (url, _):
         c = {n: httpx.Client(base_url=url, headers={'authorization': f'Bearer {t}'}) for n, t in {**tokens, 'x': other['a00'], 'rev': rev}.items()}
         mine = c['a00'].get('/api/next').json()['next']
-        assert c['a00'].get(mine['image']).status_code == 200
+        img = c['a00'].get(mine['image'])
+        assert img.status_code == 200 and 'sandbox' in img.headers['content-security-policy'] # opened alone, an item runs nothing
         assert c['a01'].get(f"/api/assignments/{mine['id']}").status_code == 403
         r = c['a01'].post(f"/api/assignments/{mine['id']}", json={'label': 1})
         assert r.status_code == 403 and 'not yours' in r.json()['detail']

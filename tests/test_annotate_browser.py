@@ -95,3 +95,40 @@ def test_keys_as_fast_as_the_page_takes_them_label_every_item_once(browser, tmp_
     assert len(ids) == len(set(ids)) == n, f'shown again after its key: {[a for a in ids if ids.count(a) > 1]}'
     assert len({rows[aid][0] for aid in ids}) == n # n distinct items, each once
     assert {aid: (rows[aid][1], rows[aid][2]) for aid in ids} == {aid: ('done', key) for aid, key in pressed}
+
+
+HOSTILE_GUIDE = """# How to label
+Press the digit you see. <script>window.pwned = 'script'</script>
+<img src="/x" onerror="window.pwned = 'onerror'"> [help](javascript:window.pwned='link') **bold**
+"""
+
+
+@pytest.mark.browser
+def test_the_guide_runs_no_script_and_the_pages_carry_a_content_security_policy(browser, tmp_path):
+    "A guide's HTML shows as text and its javascript: links go nowhere; the page's own script still runs under the policy."
+    url_db = f'sqlite:///{tmp_path}/a.sqlite'
+    s = make_settings(tmp_path, MLPROJ_ANNOTATE_DATABASE=url_db)
+    db = A.open_db(s, url_db)
+    A.create_project(db, 'guided', ['0', '1'], [('cd' * 32, 'image/png')], overlap=1, guide=HOSTILE_GUIDE)
+    token, rev = A.add_person(db, 'guided', 'ann'), A.add_person(db, 'guided', 'rev', 'reviewer')
+    db.close()
+    with bench.serve(s, url_db) as (url, _):
+        page = browser.new_page()
+        errors = []
+        page.on('console', lambda m: errors.append(m.text) if m.type == 'error' else None)
+        r = page.goto(f'{url}/login/{token}')
+        assert "script-src 'self'" in r.headers['content-security-policy']
+        page.wait_for_function("document.getElementById('progress').textContent.includes('you: 0 labels')") # annotate.js runs
+        guide = page.locator('aside.guide')
+        assert guide.locator('h1').inner_text() == 'How to label' and guide.locator('strong').inner_text() == 'bold'
+        assert "<script>window.pwned = 'script'</script>" in guide.inner_text() # shown as text
+        assert guide.locator('script, img, [onerror]').count() == 0
+        guide.locator('a', has_text='help').click()
+        page.wait_for_timeout(200)
+        assert page.evaluate('window.pwned') is None
+        page.close()
+        page = browser.new_page()
+        r = page.goto(f'{url}/login/{rev}')
+        assert r.url.endswith('/review') and "frame-ancestors 'none'" in r.headers['content-security-policy']
+        assert page.locator('aside.guide script').count() == 0 and page.evaluate('window.pwned') is None
+        page.close()

@@ -7,6 +7,7 @@ People log in with their personal link (`/login/<token>`, which sets a cookie); 
 """
 from __future__ import annotations
 
+import functools
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated
@@ -85,9 +86,29 @@ def _project(request, person):
     return projects[person.project_id]
 
 
-def _guide(text: str) -> str:
+# the pages load and call this server only (no CDN: they work offline), and run no inline script: a guide that got
+# script past the Markdown renderer would still not run it. Images may come from https: (a guide's examples)
+CSP = ("default-src 'self'; img-src 'self' data: https:; style-src 'self'; script-src 'self'; connect-src 'self'; "
+       "base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+# an item's bytes opened on their own (an SVG from a crawl is a document that can hold script): nothing runs
+ITEM_CSP = "default-src 'none'; img-src 'self'; style-src 'unsafe-inline'; sandbox"
+
+
+@functools.cache
+def _markdown():
     import mistune
-    return mistune.html(text or '') # the admin's own Markdown
+    return mistune.create_markdown(escape=True) # raw HTML shown as text; javascript:/data: links become #harmful-link
+
+
+def _guide(text: str) -> str:
+    "The project's guide as HTML: Markdown only, no HTML of its own (so no script, no event handler)."
+    return _markdown()(text or '')
+
+
+def _page(request: Request, template: str, **context) -> HTMLResponse:
+    page = templates.TemplateResponse(request, template, context)
+    page.headers['Content-Security-Policy'] = CSP
+    return page
 
 
 def create_app(settings: Settings, db_url: str | None = None) -> FastAPI:
@@ -114,7 +135,7 @@ def create_app(settings: Settings, db_url: str | None = None) -> FastAPI:
     def label_page(request: Request, person: PersonDep):
         if person.role == 'reviewer': return RedirectResponse('/review', status_code=303)
         p = _project(request, person)
-        return templates.TemplateResponse(request, 'label.html', dict(person=person, project=p, guide=_guide(p.guide)))
+        return _page(request, 'label.html', person=person, project=p, guide=_guide(p.guide))
 
     @app.get('/review', response_class=HTMLResponse, include_in_schema=False)
     def review_page(request: Request, person: PersonDep):
@@ -122,8 +143,8 @@ def create_app(settings: Settings, db_url: str | None = None) -> FastAPI:
         p = _project(request, person)
         db = request.app.state.db
         if request.query_params.get('suggest'): A.suggest(db, request.app.state.settings, p.name) # lazily: loads the model once asked
-        return templates.TemplateResponse(request, 'review.html', dict(
-            person=person, project=p, guide=_guide(p.guide), items=A.to_review(db, p.name), agreement=A.agreement(db, p.name)))
+        return _page(request, 'review.html', person=person, project=p, guide=_guide(p.guide), items=A.to_review(db, p.name),
+                     agreement=A.agreement(db, p.name))
 
     @app.get('/api/next', response_model=Next, responses=refusals(403))
     def next_item(request: Request, person: PersonDep, exclude: Annotated[str, Query(
@@ -178,7 +199,8 @@ def create_app(settings: Settings, db_url: str | None = None) -> FastAPI:
             from mlproj.data import decode_example
             from mlproj.preprocess import render_counts
             data, media = render_counts(decode_example(data, media), size=192, margin=16), 'image/png'
-        return Response(data, media_type=media, headers={'cache-control': 'private, max-age=3600'})
+        return Response(data, media_type=media, headers={'cache-control': 'private, max-age=3600', 'Content-Security-Policy': ITEM_CSP,
+                                                         'X-Content-Type-Options': 'nosniff'})
 
     @app.post('/api/review/{item_id}', response_model=Adjudicated, responses=refusals(403))
     def adjudicate(item_id: Annotated[int, PathId('item')], body: Adjudication, request: Request, person: PersonDep):
