@@ -24,25 +24,25 @@ def test_label_with_the_keyboard_undo_and_see_progress(browser, tmp_path):
         page.goto(f"{url}/login/{tokens['a00']}")
         progress = page.locator('#progress')
         progress.wait_for()
-        page.wait_for_function("document.getElementById('item').complete && document.getElementById('item').naturalWidth > 0")
+        page.wait_for_function("() => document.getElementById('item').complete && document.getElementById('item').naturalWidth > 0")
         assert 'you: 0 labels' in progress.inner_text() and 'project: 0/5 items' in progress.inner_text()
         first = page.get_attribute('#item', 'data-assignment')
         page.keyboard.press('3')
-        page.wait_for_function("document.getElementById('item').dataset.saved === '1'")
+        page.wait_for_function("() => document.getElementById('item').dataset.saved === '1'")
         assert page.get_attribute('#item', 'data-assignment') != first # the next item was already there
         assert 'you: 1 labels' in progress.inner_text() # the project's figures may lag: cached for PROGRESS_EVERY s
         page.keyboard.press('u')
-        page.wait_for_function("document.getElementById('progress').textContent.includes('you: 0 labels')")
+        page.wait_for_function("() => document.getElementById('progress').textContent.includes('you: 0 labels')")
         assert page.get_attribute('#item', 'data-assignment') == first # undone: the same item, to answer again
         page.keyboard.press('7')
-        page.wait_for_function("document.getElementById('item').dataset.saved === '2'")
+        page.wait_for_function("() => document.getElementById('item').dataset.saved === '2'")
         page.keyboard.press('s')
-        page.wait_for_function("document.getElementById('item').dataset.saved === '3'")
+        page.wait_for_function("() => document.getElementById('item').dataset.saved === '3'")
         page.keyboard.press('?')
         assert page.is_visible('#help')
         page.wait_for_timeout(1000 * A.PROGRESS_EVERY + 200) # past the cache of the project's figures
         page.reload()
-        page.wait_for_function("document.getElementById('progress').textContent.includes('project: 1/5 items')")
+        page.wait_for_function("() => document.getElementById('progress').textContent.includes('project: 1/5 items')")
         page.close()
     db = A.open_db(s, url_db)
     try:
@@ -118,7 +118,7 @@ def test_the_guide_runs_no_script_and_the_pages_carry_a_content_security_policy(
         page.on('console', lambda m: errors.append(m.text) if m.type == 'error' else None)
         r = page.goto(f'{url}/login/{token}')
         assert "script-src 'self'" in r.headers['content-security-policy']
-        page.wait_for_function("document.getElementById('progress').textContent.includes('you: 0 labels')") # annotate.js runs
+        page.wait_for_function("() => document.getElementById('progress').textContent.includes('you: 0 labels')") # annotate.js runs
         guide = page.locator('aside.guide')
         assert guide.locator('h1').inner_text() == 'How to label' and guide.locator('strong').inner_text() == 'bold'
         assert "<script>window.pwned = 'script'</script>" in guide.inner_text() # shown as text
