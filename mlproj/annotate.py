@@ -14,10 +14,10 @@ from .settings import Settings
 # %% auto #0
 __all__ = ['MAX_HELD', 'SWEEP_EVERY', 'PROGRESS_EVERY', 'Forbidden', 'NotFound', 'Conflict', 'hash_token', 'open_db',
            'create_project', 'add_items', 'get_project', 'add_person', 'person_for_token', 'next_assignment',
-           'progress', 'answer', 'undo', 'cohen_kappa', 'fleiss_kappa', 'coincidences', 'krippendorff_alpha', 'votes',
-           'majority', 'agreement', 'suggest', 'to_review', 'adjudicate', 'export_consensus', 'capture_feedback',
-           'capture_unsure', 'cmd_serve', 'cmd_create', 'cmd_add', 'cmd_status', 'cmd_suggest', 'cmd_export',
-           'add_commands']
+           'progress', 'answer', 'undo', 'read_assignment', 'item_for', 'project_for', 'cohen_kappa', 'fleiss_kappa',
+           'coincidences', 'krippendorff_alpha', 'votes', 'majority', 'agreement', 'suggest', 'to_review', 'adjudicate',
+           'export_consensus', 'capture_feedback', 'capture_unsure', 'cmd_serve', 'cmd_create', 'cmd_add', 'cmd_status',
+           'cmd_suggest', 'cmd_export', 'add_commands']
 
 # %% ../nbs/17_annotate.ipynb #01c12642
 class Forbidden(PermissionError):
@@ -301,6 +301,32 @@ def undo(db, person) -> dict|None:
         mine = tx.one("SELECT count(*) FROM annotate_assignment WHERE person_id = ? AND state = 'done'", person.id)[0]
         return dict(assignment=_view(a[0], a[1], sug, project), progress=_progress(db, tx, person, mine, cached=False))
     return _retrying(db, go)
+
+# %% ../nbs/17_annotate.ipynb #86e00cd8
+def read_assignment(db, person, assignment_id:int) -> dict:
+    "One of the person's assignments: `NotFound` if there is none, `Forbidden` if it is someone else's."
+    from mlproj.db import Assignment
+    with db.read() as s: a = s.get(Assignment, assignment_id)
+    if a is None: raise NotFound(f'no assignment {assignment_id}')
+    if a.person_id != person.id: raise Forbidden(f'assignment {assignment_id} is not yours')
+    return dict(id=a.id, item_id=a.item_id, state=a.state, label=a.label)
+
+def item_for(db, person, item_id:int) -> tuple[str, str]:
+    "The (sha256, media type) of an item handed to the person, or of their project for a reviewer."
+    from sqlalchemy import select
+    from mlproj.db import Assignment, Item
+    with db.read() as s:
+        item = s.get(Item, item_id)
+        if item is None: raise NotFound(f'no item {item_id}')
+        mine = s.scalar(select(Assignment.id).where(Assignment.item_id == item_id, Assignment.person_id == person.id))
+    if item.project_id != person.project_id or (person.role != 'reviewer' and mine is None):
+        raise Forbidden(f'item {item_id} was not handed to you')
+    return item.sha256, item.media_type
+
+def project_for(db, person):
+    "The person's project (its name, labels and guide)."
+    from mlproj.db import Project
+    with db.read() as s: return s.get(Project, person.project_id)
 
 # %% ../nbs/17_annotate.ipynb #0148aef6
 def cohen_kappa(a:list, b:list) -> float:

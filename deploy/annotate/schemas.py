@@ -138,6 +138,14 @@ def refusals(*codes: int) -> dict:
     return {c: {'model': ErrorDetail, 'description': _WHY[c]} for c in codes}
 
 
+def _api_routes(routes):
+    "Every APIRoute under `routes`, inside included routers too (FastAPI wraps each included router in one route)."
+    from fastapi.routing import APIRoute
+    for r in routes:
+        if isinstance(r, APIRoute): yield r
+        elif hasattr(r, 'original_router'): yield from _api_routes(r.original_router.routes)
+
+
 async def _plain_validation_error(request, exc):
     "Validation errors as every other refusal: one `detail` string saying what to fix."
     from fastapi.responses import JSONResponse
@@ -148,7 +156,6 @@ async def _plain_validation_error(request, exc):
 def document_refusals(app, person_dep):
     "Answer validation errors as ErrorDetail and make the schema say so; list 401 on every route behind `person_dep`, 400 where a body is read."
     from fastapi.exceptions import RequestValidationError
-    from fastapi.routing import APIRoute
     app.add_exception_handler(RequestValidationError, _plain_validation_error)
     built = app.openapi
 
@@ -161,8 +168,8 @@ def document_refusals(app, person_dep):
         schema = built()
         schema.setdefault('components', {}).setdefault('schemas', {}).setdefault('ErrorDetail', ErrorDetail.model_json_schema())
         error = {'application/json': {'schema': {'$ref': '#/components/schemas/ErrorDetail'}}}
-        for route in app.routes:
-            if not isinstance(route, APIRoute) or not route.include_in_schema: continue
+        for route in _api_routes(app.routes):
+            if not route.include_in_schema: continue
             for method in route.methods:
                 op = schema['paths'][route.path_format][method.lower()]
                 more = ([401] if person_dep in set(calls(route.dependant)) else []) + ([400] if 'requestBody' in op else [])
