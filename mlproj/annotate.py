@@ -14,10 +14,10 @@ from .settings import Settings
 # %% auto #0
 __all__ = ['MAX_HELD', 'SWEEP_EVERY', 'PROGRESS_EVERY', 'Forbidden', 'NotFound', 'Conflict', 'hash_token', 'open_db',
            'create_project', 'add_items', 'get_project', 'add_person', 'person_for_token', 'next_assignment',
-           'progress', 'answer', 'undo', 'cohen_kappa', 'fleiss_kappa', 'coincidences', 'krippendorff_alpha', 'votes',
-           'majority', 'agreement', 'suggest', 'to_review', 'adjudicate', 'export_consensus', 'capture_feedback',
-           'capture_unsure', 'cmd_serve', 'cmd_create', 'cmd_add', 'cmd_status', 'cmd_suggest', 'cmd_export',
-           'add_commands']
+           'progress', 'answer', 'undo', 'read_assignment', 'item_for', 'project_for', 'cohen_kappa', 'fleiss_kappa',
+           'coincidences', 'krippendorff_alpha', 'votes', 'majority', 'agreement', 'suggest', 'to_review', 'adjudicate',
+           'export_consensus', 'capture_feedback', 'capture_unsure', 'cmd_serve', 'cmd_create', 'cmd_add', 'cmd_status',
+           'cmd_suggest', 'cmd_export', 'add_commands']
 
 # %% ../nbs/17_annotate.ipynb #01c12642
 class Forbidden(PermissionError):
@@ -270,7 +270,10 @@ def answer(db, person, assignment_id:int, label:int|None, # None: skip the item 
             got = _claim(tx, person, project, item_id)
             if got is None: raise Conflict('your lease on this item ran out and it went to others; the label was not kept')
             a = _owned(tx, person, got['id'])
-        aid, a_item, _, state, _ = a
+        aid, a_item, _, state, given = a
+        if state == 'done' and label is not None: # answered before: the same answer again (a retry) is that answer; another is refused
+            if given != label: raise Conflict(f'you answered this item already (label {given}); undo it to change your answer')
+            return _saved(db, tx, person, project, aid, a_item, label, exclude)
         if label is None:
             if state == 'done': raise Conflict('this item is already labelled; undo it first')
             if state == 'leased':
@@ -278,7 +281,7 @@ def answer(db, person, assignment_id:int, label:int|None, # None: skip the item 
                 tx.run('UPDATE annotate_item SET taken = taken - 1 WHERE id = ?', a_item)
         else:
             if state == 'skipped': raise Conflict('you skipped this item')
-            if state == 'leased': tx.run('UPDATE annotate_item SET done = done + 1 WHERE id = ?', a_item)
+            tx.run('UPDATE annotate_item SET done = done + 1 WHERE id = ?', a_item) # leased: the one state left
             tx.run("UPDATE annotate_assignment SET state = 'done', label = ?, answered = ? WHERE id = ?", label, tx.time(_now()), aid)
         return _saved(db, tx, person, project, aid, a_item, label, exclude)
     return _retrying(db, go)
@@ -298,6 +301,32 @@ def undo(db, person) -> dict|None:
         mine = tx.one("SELECT count(*) FROM annotate_assignment WHERE person_id = ? AND state = 'done'", person.id)[0]
         return dict(assignment=_view(a[0], a[1], sug, project), progress=_progress(db, tx, person, mine, cached=False))
     return _retrying(db, go)
+
+# %% ../nbs/17_annotate.ipynb #86e00cd8
+def read_assignment(db, person, assignment_id:int) -> dict:
+    "One of the person's assignments: `NotFound` if there is none, `Forbidden` if it is someone else's."
+    from mlproj.db import Assignment
+    with db.read() as s: a = s.get(Assignment, assignment_id)
+    if a is None: raise NotFound(f'no assignment {assignment_id}')
+    if a.person_id != person.id: raise Forbidden(f'assignment {assignment_id} is not yours')
+    return dict(id=a.id, item_id=a.item_id, state=a.state, label=a.label)
+
+def item_for(db, person, item_id:int) -> tuple[str, str]:
+    "The (sha256, media type) of an item handed to the person, or of their project for a reviewer."
+    from sqlalchemy import select
+    from mlproj.db import Assignment, Item
+    with db.read() as s:
+        item = s.get(Item, item_id)
+        if item is None: raise NotFound(f'no item {item_id}')
+        mine = s.scalar(select(Assignment.id).where(Assignment.item_id == item_id, Assignment.person_id == person.id))
+    if item.project_id != person.project_id or (person.role != 'reviewer' and mine is None):
+        raise Forbidden(f'item {item_id} was not handed to you')
+    return item.sha256, item.media_type
+
+def project_for(db, person):
+    "The person's project (its name, labels and guide)."
+    from mlproj.db import Project
+    with db.read() as s: return s.get(Project, person.project_id)
 
 # %% ../nbs/17_annotate.ipynb #0148aef6
 def cohen_kappa(a:list, b:list) -> float:
@@ -384,7 +413,8 @@ def agreement(db, project:str) -> dict:
         ks = [q['kappa'] for q in pairs if n in (q['a'], q['b']) and not np.isnan(q['kappa'])]
         per[n] = dict(labels=sum(n in iv for iv in v.values()), agreement=float(np.mean(agree)) if agree else None,
                       mean_kappa=float(np.mean(ks)) if ks else None)
-    return dict(items_labelled=len(v), alpha=krippendorff_alpha(units, L) if units else float('nan'),
+    alpha = krippendorff_alpha(units, L) if units else float('nan')
+    return dict(items_labelled=len(v), alpha=None if np.isnan(alpha) else alpha, # undefined (NaN) is no number: JSON has none
                 fleiss=fleiss_kappa(full) if len(full) and p.overlap > 1 else None,
                 pairwise=pairs, confusion=coincidences(units, L).round(3).tolist(), labels=p.labels, annotators=per)
 

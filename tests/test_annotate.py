@@ -103,7 +103,8 @@ def test_a_token_cannot_read_or_write_anothers_work(settings, db_url):
     with bench.serve(settings, db_url) as (url, _):
         c = {n: httpx.Client(base_url=url, headers={'authorization': f'Bearer {t}'}) for n, t in {**tokens, 'x': other['a00'], 'rev': rev}.items()}
         mine = c['a00'].get('/api/next').json()['next']
-        assert c['a00'].get(mine['image']).status_code == 200
+        img = c['a00'].get(mine['image'])
+        assert img.status_code == 200 and 'sandbox' in img.headers['content-security-policy'] # opened alone, an item runs nothing
         assert c['a01'].get(f"/api/assignments/{mine['id']}").status_code == 403
         r = c['a01'].post(f"/api/assignments/{mine['id']}", json={'label': 1})
         assert r.status_code == 403 and 'not yours' in r.json()['detail']
@@ -118,10 +119,32 @@ def test_a_token_cannot_read_or_write_anothers_work(settings, db_url):
         assert httpx.get(f'{url}/api/next').status_code == 401
         assert httpx.get(f'{url}/api/next', headers={'authorization': 'Bearer nope'}).status_code == 401
         r = c['a00'].post(f"/api/assignments/{mine['id']}", json={'label': 12})
-        assert r.status_code == 422 and 'from 0 to 9' in r.json()['detail']
+        assert r.status_code == 422 and 'body.label: Input should be less than or equal to 9' in r.json()['detail']
         assert c['a00'].post(f"/api/assignments/{mine['id']}", json={'label': 2}).status_code == 200
         assert c['a00'].get(f"/api/assignments/{mine['id']}").json()['label'] == 2
         for x in c.values(): x.close()
+
+
+def test_an_answered_item_is_never_handed_back_nor_answered_again(settings, db_url):
+    "Saves in flight are named in `exclude`; whatever arrives, a done assignment keeps its first answer (a retry of it is acknowledged)."
+    tokens = bench.make_project(settings, db_url, n_items=6, n_people=1, overlap=1, name='again')
+    with bench.serve(settings, db_url) as (url, _), httpx.Client(base_url=url, headers={'authorization': f"Bearer {tokens['a00']}"}) as c:
+        a = c.get('/api/next').json()['next']
+        b = c.get('/api/next', params={'exclude': a['id']}).json()['next']
+        # the page answered a, then b before a's save came back: a's save names b (held) and the unsaved answer to it
+        r = c.post(f"/api/assignments/{a['id']}", json={'label': 1, 'item_id': a['item_id'], 'exclude': [b['id']]}).json()
+        assert r['next']['id'] not in (a['id'], b['id'])
+        assert c.get('/api/next', params={'exclude': f"{r['next']['id']},{b['id']}"}).json()['next']['id'] not in (a['id'], b['id'])
+        assert c.post(f"/api/assignments/{b['id']}", json={'label': 2, 'item_id': b['item_id']}).status_code == 200
+        again = c.post(f"/api/assignments/{b['id']}", json={'label': 5, 'item_id': b['item_id']})
+        assert again.status_code == 409 and 'undo it to change your answer' in again.json()['detail']
+        assert c.post(f"/api/assignments/{b['id']}", json={'label': 2, 'item_id': b['item_id']}).status_code == 200 # a retry
+        assert c.post(f"/api/assignments/{b['id']}", json={'label': None, 'item_id': b['item_id']}).status_code == 409
+        assert [c.get(f"/api/assignments/{x['id']}").json()['label'] for x in (a, b)] == [1, 2]
+        held = set()
+        while (n := c.get('/api/next', params={'exclude': ','.join(map(str, held))}).json()['next']) is not None:
+            assert n['item_id'] not in (a['item_id'], b['item_id'])
+            held.add(n['id'])
 
 
 def test_agreement_figures_match_hand_computed_cases():

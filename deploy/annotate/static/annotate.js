@@ -1,11 +1,15 @@
 // Keyboard-first labelling: 0-9 answer, s skip, u undo, ? help. The page holds the item shown and the next one
 // (already leased and its image loaded); an answer shows the next item at once and saves in the background.
+// Every request for a next item names the assignments the page holds and those it answered whose save has not
+// been acknowledged yet: the server still sees those as leased to this person, and would otherwise hand one back.
 (() => {
   const $ = (id) => document.getElementById(id);
   let queue = [];            // assignments held: queue[0] is shown, queue[1] preloaded
+  const unsaved = new Set(); // ids answered on the page whose save has not been acknowledged
   let busy = Promise.resolve();
   const say = (t) => { $('status').textContent = t; };
-  const held = () => queue.map((a) => a.id).join(',');
+  const known = () => [...queue.map((a) => a.id), ...unsaved];
+  const isKnown = (a) => known().includes(a.id);
 
   async function api(method, url, body) {
     const r = await fetch(url, {method, headers: {'content-type': 'application/json'}, body: body && JSON.stringify(body)});
@@ -18,15 +22,18 @@
   }
   function show() {
     const a = queue[0];
-    if (!a) { $('item').removeAttribute('src'); $('item').dataset.assignment = ''; say('Nothing left to label for you: thank you!'); return; }
+    if (!a) {
+      $('item').removeAttribute('src'); $('item').dataset.assignment = '';
+      say(unsaved.size ? 'saving…' : 'Nothing left to label for you: thank you!'); return;
+    }
     $('item').src = a.image; $('item').dataset.assignment = a.id;
     say(a.suggestion != null ? `model suggests ${a.suggestion}` : 'your answer?');
     if (queue[1]) $('preload').src = queue[1].image;
   }
   async function fill() {
     while (queue.length < 2) {
-      const r = await api('GET', `/api/next?exclude=${held()}`);
-      if (!r.next || queue.some((a) => a.id === r.next.id)) break;
+      const r = await api('GET', `/api/next?exclude=${known().join(',')}`);
+      if (!r.next || isKnown(r.next)) break;
       queue.push(r.next);
     }
   }
@@ -35,12 +42,15 @@
   function answer(label) {
     const a = queue.shift();
     if (!a) return;
+    unsaved.add(a.id);
     show();                                              // the next item is on screen before the save returns
     act(async () => {
-      const r = await api('POST', `/api/assignments/${a.id}`, {label, item_id: a.item_id, exclude: queue.map((x) => x.id)});
+      let r;
+      try { r = await api('POST', `/api/assignments/${a.id}`, {label, item_id: a.item_id, exclude: known().filter((id) => id !== a.id)}); }
+      finally { unsaved.delete(a.id); }                  // saved, or refused (then the server may hand it back: rightly)
       showProgress(r.progress);
-      if (r.next && !queue.some((x) => x.id === r.next.id)) queue.push(r.next);
-      await fill(); if (queue.length && $('item').dataset.assignment !== String(queue[0].id)) show();
+      if (r.next && !isKnown(r.next)) queue.push(r.next);
+      await fill(); if (!queue.length || $('item').dataset.assignment !== String(queue[0].id)) show();
       $('item').dataset.saved = (Number($('item').dataset.saved || 0) + 1);
     });
   }

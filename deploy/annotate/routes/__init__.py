@@ -1,0 +1,1 @@
+"""One router per concern: the pages (login, labelling, review), labelling's API, review's API."""
