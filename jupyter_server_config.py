@@ -3,8 +3,10 @@
 
 def nbdev_clean_jupyter(**kwargs):
     "nbdev-clean every notebook as it is saved, so that git sees only what a person changed."
-    try: from nbdev.clean import clean_jupyter
-    except ModuleNotFoundError: return
+    try:
+        from nbdev.clean import clean_jupyter
+    except ModuleNotFoundError:
+        return
     clean_jupyter(**kwargs)
 
 

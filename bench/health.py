@@ -7,6 +7,7 @@ the figure is the slowest /health answer seen while the large request was in pro
 
     python bench/health.py   (or as part of `make bench`)
 """
+
 from __future__ import annotations
 
 import http.client
@@ -16,7 +17,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from common import ROUNDS, Server, free_port, uvicorn_argv
 
 
@@ -41,7 +41,7 @@ def _probe(url: str, body: bytes) -> dict:
 
     h = http.client.HTTPConnection(host, int(port), timeout=120)
     h.request('GET', '/health')
-    h.getresponse().read() # connected and warm
+    h.getresponse().read()  # connected and warm
     poster = threading.Thread(target=post)
     poster.start()
     lat = []
@@ -50,12 +50,18 @@ def _probe(url: str, body: bytes) -> dict:
         h.request('GET', '/health')
         r = h.getresponse()
         r.read()
-        if not done.is_set(): lat.append(time.perf_counter() - t) # answered while the large request was in progress
+        if not done.is_set():
+            lat.append(time.perf_counter() - t)  # answered while the large request was in progress
         time.sleep(0.005)
     poster.join()
-    if big['status'] != 200: raise RuntimeError(f'the 4 MB request answered {big["status"]}')
-    return dict(health_max_ms=max(lat, default=0) * 1e3, health_median_ms=float(np.median(lat or [0])) * 1e3,
-                probes=len(lat), big_request_ms=big['seconds'] * 1e3)
+    if big['status'] != 200:
+        raise RuntimeError(f'the 4 MB request answered {big["status"]}')
+    return dict(
+        health_max_ms=max(lat, default=0) * 1e3,
+        health_median_ms=float(np.median(lat or [0])) * 1e3,
+        probes=len(lat),
+        big_request_ms=big['seconds'] * 1e3,
+    )
 
 
 def run(env: dict, work: Path, rounds: int = ROUNDS, log=print) -> dict:
@@ -63,13 +69,19 @@ def run(env: dict, work: Path, rounds: int = ROUNDS, log=print) -> dict:
     body = body_4mb()
     port = free_port()
     out = dict(body_bytes=len(body), rounds=[])
-    with Server(uvicorn_argv('serve_app:app', port), port, {**env, 'MLPROJ_SERVING_MAX_BATCH': '100000'},
-                log=work / 'health-server.log') as server:
-        _probe(server.url, body) # warm: first-call costs out of the figures
+    with Server(
+        uvicorn_argv('serve_app:app', port),
+        port,
+        {**env, 'MLPROJ_SERVING_MAX_BATCH': '100000'},
+        log=work / 'health-server.log',
+    ) as server:
+        _probe(server.url, body)  # warm: first-call costs out of the figures
         for _ in range(rounds):
             r = _probe(server.url, body)
-            log(f"  /health while a {len(body) / 1e6:.1f} MB JSON body is processed: slowest {r['health_max_ms']:.1f} ms, "
-                f"median {r['health_median_ms']:.1f} ms over {r['probes']} probes; the large request took {r['big_request_ms']:.0f} ms")
+            log(
+                f'  /health while a {len(body) / 1e6:.1f} MB JSON body is processed: slowest {r["health_max_ms"]:.1f} ms, '
+                f'median {r["health_median_ms"]:.1f} ms over {r["probes"]} probes; the large request took {r["big_request_ms"]:.0f} ms'
+            )
             out['rounds'].append(r)
     for k in ('health_max_ms', 'health_median_ms', 'big_request_ms'):
         out[k] = float(np.median([r[k] for r in out['rounds']]))
@@ -79,13 +91,18 @@ def run(env: dict, work: Path, rounds: int = ROUNDS, log=print) -> dict:
 if __name__ == '__main__':
     import sys
     import tempfile
+
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from common import register, settings_for
+
     from mlproj.data import benchmark_version
     from mlproj.settings import to_env
     from mlproj.train import config_from_settings, train
+
     with tempfile.TemporaryDirectory(prefix='mlproj-health-') as tmp:
         s = settings_for(Path(tmp))
         run_dir = Path(tmp) / 'runs' / 'health'
-        train(config_from_settings(s, benchmark_version(s), run_dir, max_epochs=2, wandb_mode='disabled', progress=False))
+        train(
+            config_from_settings(s, benchmark_version(s), run_dir, max_epochs=2, wandb_mode='disabled', progress=False)
+        )
         print(json.dumps(run({**to_env(s), 'MLPROJ_SERVING_MODEL': str(register(s, run_dir))}, Path(tmp)), indent=1))

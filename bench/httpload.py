@@ -1,4 +1,5 @@
 """Load from an async httpx client, for machines without wrk: `httpload.py URL BODY_FILE CONTENT_TYPE CONNECTIONS SECONDS [ACCEPT]`."""
+
 import asyncio
 import json
 import sys
@@ -14,7 +15,9 @@ async def main(url, body_file, ctype, connections, seconds, accept=''):
     async def one(client):
         nonlocal done, bad
         while time.perf_counter() < end:
-            r = await client.post(url, content=body, headers={'content-type': ctype, **({'accept': accept} if accept else {})})
+            r = await client.post(
+                url, content=body, headers={'content-type': ctype, **({'accept': accept} if accept else {})}
+            )
             done, bad = done + 1, bad + (r.status_code >= 300)
 
     limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
@@ -22,7 +25,8 @@ async def main(url, body_file, ctype, connections, seconds, accept=''):
         start = time.perf_counter()
         await asyncio.gather(*(one(client) for _ in range(connections)))
         took = time.perf_counter() - start
-    if bad: sys.exit(f'{url} answered {bad} of {done} requests with an error status')
+    if bad:
+        sys.exit(f'{url} answered {bad} of {done} requests with an error status')
     print(json.dumps(dict(rps=done / took)))
 
 

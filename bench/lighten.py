@@ -1,4 +1,5 @@
 """The lighter models (mlproj.lighten) beside the model they come from: accuracy, file size, latency, throughput."""
+
 from __future__ import annotations
 
 import os
@@ -10,6 +11,7 @@ EPOCHS = int(os.environ.get('BENCH_LIGHTEN_EPOCHS', '30'))
 def run(settings, vid: str, run_dir: Path, work: Path, log=print) -> dict:
     "Make the int8, distilled and pruned candidates of `run_dir` and compare them with it."
     from mlproj.lighten import compare, lighten, table_markdown
+
     folders = lighten(settings, run_dir, work / 'lighten', epochs=EPOCHS)
     rows = compare(settings, {'teacher': run_dir, **folders})
     md = table_markdown(rows)

@@ -1,7 +1,8 @@
 """The FastAPI application: `create_app(settings)` builds it; `app_from_env` is uvicorn's factory.
 
-    uvicorn deploy.app:app_from_env --factory
+uvicorn deploy.app:app_from_env --factory
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -23,14 +24,17 @@ from .routes import admin, corrections, health, jobs, models, pages, predict, re
 from .schemas import document_refusals
 from .serving import Gather, Reloader, load_model
 
-__all__ = ['create_app', 'api_docs', 'app_from_env']
+__all__ = ['api_docs', 'app_from_env', 'create_app']
 
 log = logging.getLogger(__name__)
 
 
-def create_app(settings: Settings, # the project's settings, built once by the caller
-               model_ref: str | int | None = None # version or alias; default: [serving] model, else production, else newest accepted
-              ) -> FastAPI:
+def create_app(
+    settings: Settings,  # the project's settings, built once by the caller
+    model_ref: str
+    | int
+    | None = None,  # version or alias; default: [serving] model, else production, else newest accepted
+) -> FastAPI:
     "The API app. Its model loads at startup; if that fails, /health still answers and /ready and /predict say why."
     ref = model_ref or settings.serving.model or None
 
@@ -40,36 +44,56 @@ def create_app(settings: Settings, # the project's settings, built once by the c
         metrics = app.state.metrics
         metrics.loaded(app.state.model and app.state.model.version, app.state.model_error)
         app.state.reloader = Reloader(app.state, settings, ref, on_swap=metrics.swapped, on_failure=metrics.failed)
-        await run_in_threadpool(app.state.reloader.check) # takes the registry's stamp as of now
+        await run_in_threadpool(app.state.reloader.check)  # takes the registry's stamp as of now
         poll = asyncio.create_task(_poll(app.state.reloader, settings.serving.reload_seconds))
-        try: yield
+        try:
+            yield
         finally:
             poll.cancel()
             await asyncio.gather(poll, return_exceptions=True)
             app.state.processes.close()
 
-    app = FastAPI(title='mlproj', version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None, # ours: offline
-                  summary='Reads handwritten digits: 8x8 counts or image files in, digit and probabilities out.')
+    app = FastAPI(
+        title='mlproj',
+        version=__version__,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,  # ours: offline
+        summary='Reads handwritten digits: 8x8 counts or image files in, digit and probabilities out.',
+    )
     app.state.settings = settings
     app.state.registry, app.state.model = None, None
     app.state.model_error = 'no model is loaded: the application has not started (its lifespan has not run)'
     app.state.reload_error = None
-    app.state.workers = Workers(settings.serving.decode_threads) # CPU work off the event loop, bounded
-    app.state.processes = Processes(settings.serving.decode_threads) # CPU work that holds the GIL: large JSON bodies
-    app.state.gather = Gather(max_images=predict.INLINE_IMAGES, # small batches read in one turn: one model call, run inline
-                              on_call=lambda n: app.state.metrics.shared.observe(n))
-    app.state.corrections_limit = RateLimit(settings.serving.corrections_per_minute) # the public page's writes
-    return_large_blocks() # so that peak memory is what is live, bounded by settings.ini, not what malloc kept
+    app.state.workers = Workers(settings.serving.decode_threads)  # CPU work off the event loop, bounded
+    app.state.processes = Processes(settings.serving.decode_threads)  # CPU work that holds the GIL: large JSON bodies
+    app.state.gather = Gather(
+        max_images=predict.INLINE_IMAGES,  # small batches read in one turn: one model call, run inline
+        on_call=lambda n: app.state.metrics.shared.observe(n),
+    )
+    app.state.corrections_limit = RateLimit(settings.serving.corrections_per_minute)  # the public page's writes
+    return_large_blocks()  # so that peak memory is what is live, bounded by settings.ini, not what malloc kept
     app.add_middleware(BodyLimit, max_bytes=settings.serving.max_body_bytes)
-    app.add_middleware(Guard, max_concurrent=settings.serving.max_concurrent, body_timeout=settings.serving.body_timeout)
-    app.add_middleware(PagePolicy) # Content-Security-Policy of the scoring and reports pages
-    observe(app) # outermost: request id, metrics and access log for every answer, refusals included; adds /metrics
-    for r in (health.router, models.router, predict.router, corrections.router, jobs.router, admin.router, pages.router,
-              reports.router, score.router):
+    app.add_middleware(
+        Guard, max_concurrent=settings.serving.max_concurrent, body_timeout=settings.serving.body_timeout
+    )
+    app.add_middleware(PagePolicy)  # Content-Security-Policy of the scoring and reports pages
+    observe(app)  # outermost: request id, metrics and access log for every answer, refusals included; adds /metrics
+    for r in (
+        health.router,
+        models.router,
+        predict.router,
+        corrections.router,
+        jobs.router,
+        admin.router,
+        pages.router,
+        reports.router,
+        score.router,
+    ):
         app.include_router(r)
-    app.mount('/static', StaticFiles(directory=pages.STATIC), name='static') # the demo page's script and style
+    app.mount('/static', StaticFiles(directory=pages.STATIC), name='static')  # the demo page's script and style
     api_docs(app)
-    return document_refusals(app) # last: it documents every route's 401/403/408/503
+    return document_refusals(app)  # last: it documents every route's 401/403/408/503
 
 
 def api_docs(app: FastAPI) -> FastAPI:
@@ -81,11 +105,19 @@ def api_docs(app: FastAPI) -> FastAPI:
 
     from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
     from fastapi.responses import HTMLResponse, PlainTextResponse
-    try: import fastapi_offline
-    except ImportError: # an environment installed before it was a dependency: the API still serves, its docs say why not
-        missing = lambda: PlainTextResponse('the API docs need the fastapi-offline package, a dependency of mlproj '
-                                            '(pip install -e .): it ships Swagger UI and ReDoc', 503)
-        for path in ('/docs', '/redoc'): app.add_api_route(path, missing, include_in_schema=False)
+
+    try:
+        import fastapi_offline
+    except (
+        ImportError
+    ):  # an environment installed before it was a dependency: the API still serves, its docs say why not
+        missing = lambda: PlainTextResponse(
+            'the API docs need the fastapi-offline package, a dependency of mlproj '
+            '(pip install -e .): it ships Swagger UI and ReDoc',
+            503,
+        )
+        for path in ('/docs', '/redoc'):
+            app.add_api_route(path, missing, include_in_schema=False)
         return app
     assets = '/docs-assets'
     app.mount(assets, StaticFiles(directory=Path(fastapi_offline.__file__).parent / 'static'), name='docs-assets')
@@ -93,31 +125,48 @@ def api_docs(app: FastAPI) -> FastAPI:
     @app.get('/docs', include_in_schema=False)
     async def swagger_ui(request: Request) -> HTMLResponse:
         root = request.scope.get('root_path', '')
-        return docs_policy(get_swagger_ui_html(
-            openapi_url=root + app.openapi_url, title=f'{app.title}: API (Swagger UI)',
-            oauth2_redirect_url=root + app.swagger_ui_oauth2_redirect_url, swagger_js_url=f'{root}{assets}/swagger-ui-bundle.js',
-            swagger_css_url=f'{root}{assets}/swagger-ui.css', swagger_favicon_url=f'{root}{assets}/favicon.png',
-            swagger_ui_parameters={**(app.swagger_ui_parameters or {}), 'validatorUrl': None}))
+        return docs_policy(
+            get_swagger_ui_html(
+                openapi_url=root + app.openapi_url,
+                title=f'{app.title}: API (Swagger UI)',
+                oauth2_redirect_url=root + app.swagger_ui_oauth2_redirect_url,
+                swagger_js_url=f'{root}{assets}/swagger-ui-bundle.js',
+                swagger_css_url=f'{root}{assets}/swagger-ui.css',
+                swagger_favicon_url=f'{root}{assets}/favicon.png',
+                swagger_ui_parameters={**(app.swagger_ui_parameters or {}), 'validatorUrl': None},
+            )
+        )
 
     @app.get(app.swagger_ui_oauth2_redirect_url, include_in_schema=False)
-    async def swagger_ui_redirect() -> HTMLResponse: return get_swagger_ui_oauth2_redirect_html()
+    async def swagger_ui_redirect() -> HTMLResponse:
+        return get_swagger_ui_oauth2_redirect_html()
 
     @app.get('/redoc', include_in_schema=False)
     async def redoc(request: Request) -> HTMLResponse:
         root = request.scope.get('root_path', '')
-        return docs_policy(get_redoc_html(openapi_url=root + app.openapi_url, title=f'{app.title}: API (ReDoc)',
-                                          redoc_js_url=f'{root}{assets}/redoc.standalone.js',
-                                          redoc_favicon_url=f'{root}{assets}/favicon.png', with_google_fonts=False))
+        return docs_policy(
+            get_redoc_html(
+                openapi_url=root + app.openapi_url,
+                title=f'{app.title}: API (ReDoc)',
+                redoc_js_url=f'{root}{assets}/redoc.standalone.js',
+                redoc_favicon_url=f'{root}{assets}/favicon.png',
+                with_google_fonts=False,
+            )
+        )
+
     return app
 
 
 async def _poll(reloader: Reloader, every: float):
     "Ask the registry every `every` seconds whether the served reference moved (a stat); swap when it did. 0: never."
-    if every <= 0: return
+    if every <= 0:
+        return
     while True:
         await asyncio.sleep(every)
-        try: await run_in_threadpool(reloader.check)
-        except Exception: log.exception('checking the registry for a new model failed') # never ends the loop
+        try:
+            await run_in_threadpool(reloader.check)
+        except Exception:
+            log.exception('checking the registry for a new model failed')  # never ends the loop
 
 
 def app_from_env() -> FastAPI:

@@ -4,6 +4,7 @@ A `Reloader` polls the registry's cheap stamp (one stat of the index); when it m
 version, the new bundle is loaded and every file checked beside the old one, then `app.state.model` is swapped in one
 assignment. Requests hold the model they started with, so none fails during a swap. A bundle that fails its checks is
 refused: the old version keeps serving and the reason goes to the log and to `/models` (`reload_error`)."""
+
 from __future__ import annotations
 
 import asyncio
@@ -18,7 +19,7 @@ from mlproj.registry import Registry, RegistryError, open_registry
 from mlproj.settings import Settings
 from mlproj.store import IntegrityError
 
-__all__ = ['ServedModel', 'load_model', 'Reloader', 'Gather']
+__all__ = ['Gather', 'Reloader', 'ServedModel', 'load_model']
 
 log = logging.getLogger(__name__)
 
@@ -26,9 +27,10 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class ServedModel:
     "A verified model version ready to predict."
+
     version: int
     predictor: Predictor
-    manifest: dict # the bundle's bundle.json
+    manifest: dict  # the bundle's bundle.json
 
 
 def _load(registry: Registry, settings: Settings, ref) -> ServedModel:
@@ -36,16 +38,21 @@ def _load(registry: Registry, settings: Settings, ref) -> ServedModel:
     return ServedModel(bundle.version, Predictor(bundle.onnx, threads=settings.serving.threads), bundle.manifest)
 
 
-def _what(ref) -> str: return f'model {str(ref)!r}' if ref else 'the default model (production, else the newest accepted)'
+def _what(ref) -> str:
+    return f'model {str(ref)!r}' if ref else 'the default model (production, else the newest accepted)'
 
 
 def _log_failure(reason: str, e: Exception):
-    if isinstance(e, (RegistryError, IntegrityError)): log.error('%s', reason)
-    else: log.exception('%s', reason)
+    if isinstance(e, (RegistryError, IntegrityError)):
+        log.error('%s', reason)
+    else:
+        log.exception('%s', reason)
 
 
-def load_model(settings: Settings, ref: str | int | None # a version, an alias, or None for the default (production, else the newest accepted)
-              ) -> tuple[Registry | None, ServedModel | None, str | None]:
+def load_model(
+    settings: Settings,
+    ref: str | int | None,  # a version, an alias, or None for the default (production, else the newest accepted)
+) -> tuple[Registry | None, ServedModel | None, str | None]:
     "(registry, model, None) or, when the model cannot be loaded, (registry or None, None, the reason); never raises."
     registry = None
     try:
@@ -61,23 +68,32 @@ def load_model(settings: Settings, ref: str | int | None # a version, an alias, 
 
 class Reloader:
     "Keeps `state.model` on the version `ref` names: load and verify beside the old one, then swap; a bad bundle is refused."
-    def __init__(self, state, # the app's state: registry, model, model_error, reload_error
-                 settings: Settings, ref: str | int | None, # what the server serves (a version, an alias, or None)
-                 on_swap=None, # called with (old version or None, new version) after a swap
-                 on_failure=None): # called with the reason when a new version cannot be loaded
+
+    def __init__(
+        self,
+        state,  # the app's state: registry, model, model_error, reload_error
+        settings: Settings,
+        ref: str | int | None,  # what the server serves (a version, an alias, or None)
+        on_swap=None,  # called with (old version or None, new version) after a swap
+        on_failure=None,
+    ):  # called with the reason when a new version cannot be loaded
         self.state, self.settings, self.ref = state, settings, ref
         self.on_swap, self.on_failure = on_swap, on_failure
         self.stamp, self._lock = None, threading.Lock()
 
-    def check(self, force: bool = False # look even when the registry's stamp has not moved
-             ) -> int | None:
+    def check(
+        self,
+        force: bool = False,  # look even when the registry's stamp has not moved
+    ) -> int | None:
         "Swap to the version `ref` names now if it moved; returns the version served. Blocking: run it in a thread."
         with self._lock:
             st = self.state
             try:
-                if st.registry is None: st.registry = open_registry(self.settings)
+                if st.registry is None:
+                    st.registry = open_registry(self.settings)
                 stamp = st.registry.stamp()
-                if stamp == self.stamp and not force: return st.model.version if st.model else None
+                if stamp == self.stamp and not force:
+                    return st.model.version if st.model else None
                 v = st.registry.resolve(self.ref)
             except Exception as e:
                 st.reload_error = f'the registry cannot be read to check {_what(self.ref)}: {e}'
@@ -88,16 +104,23 @@ class Reloader:
             if v == old:
                 st.reload_error = None
                 return old
-            try: model = _load(st.registry, self.settings, v)
+            try:
+                model = _load(st.registry, self.settings, v)
             except Exception as e:
                 keep = f'version {old} keeps serving' if old is not None else 'no model is served'
                 st.reload_error = f'version {v} ({_what(self.ref)}) was refused, {keep}: {e}'
                 _log_failure(st.reload_error, e)
-                if self.on_failure: self.on_failure(st.reload_error)
+                if self.on_failure:
+                    self.on_failure(st.reload_error)
                 return old
-            st.model, st.model_error, st.reload_error = model, None, None # one assignment: requests in flight keep theirs
+            st.model, st.model_error, st.reload_error = (
+                model,
+                None,
+                None,
+            )  # one assignment: requests in flight keep theirs
             log.info('now serving model version %d (was %s)', v, old)
-            if self.on_swap: self.on_swap(old, v)
+            if self.on_swap:
+                self.on_swap(old, v)
             return v
 
 
@@ -110,29 +133,39 @@ class Gather:
     of the loop, so after `probe` turns in a row in which nobody joined, only one request in `every` yields (until one
     is joined again). Every request is checked on its own before it joins; a request on another model (a hot reload in
     between) or past `max_images` starts a group of its own."""
-    def __init__(self, max_images: int = 64, probe: int = 4, every: int = 16,
-                 on_call=None # called with the number of requests each model call answered (the app's metrics)
-                ):
+
+    def __init__(
+        self,
+        max_images: int = 64,
+        probe: int = 4,
+        every: int = 16,
+        on_call=None,  # called with the number of requests each model call answered (the app's metrics)
+    ):
         self.max_images, self.probe, self.every, self.on_call = max_images, probe, every, on_call or (lambda n: None)
-        self._open, self.alone = None, 0 # the group taking joiners now; turns in a row nobody joined
+        self._open, self.alone = None, 0  # the group taking joiners now; turns in a row nobody joined
 
     async def probabilities(self, model: ServedModel, x):
         group = self._open
         if group is not None and group.model is model and group.n + len(x) <= self.max_images:
             return await group.join(x)
         self.alone += 1
-        if self.alone > self.probe and self.alone % self.every: # quiet: no turn
+        if self.alone > self.probe and self.alone % self.every:  # quiet: no turn
             self.on_call(1)
             return model.predictor.probabilities(x)
         group = self._open = _Group(model, x)
         cancelled = None
-        try: await asyncio.sleep(0)
-        except asyncio.CancelledError as e: cancelled = e # the others still get their answers below
-        if self._open is group: self._open = None
-        if len(group.xs) > 1: self.alone = 0
+        try:
+            await asyncio.sleep(0)
+        except asyncio.CancelledError as e:
+            cancelled = e  # the others still get their answers below
+        if self._open is group:
+            self._open = None
+        if len(group.xs) > 1:
+            self.alone = 0
         self.on_call(len(group.xs))
         probs = group.run()
-        if cancelled: raise cancelled
+        if cancelled:
+            raise cancelled
         return probs
 
 
@@ -142,19 +175,25 @@ class _Group:
 
     def join(self, x) -> asyncio.Future:
         fut = asyncio.get_running_loop().create_future()
-        self.xs.append(x); self.futures.append(fut); self.n += len(x)
+        self.xs.append(x)
+        self.futures.append(fut)
+        self.n += len(x)
         return fut
 
     def run(self):
         "The first request's rows; every other request's future gets its own (or the model's exception)."
-        if len(self.xs) == 1: return self.model.predictor.probabilities(self.xs[0])
-        try: probs = self.model.predictor.probabilities(np.concatenate(self.xs))
+        if len(self.xs) == 1:
+            return self.model.predictor.probabilities(self.xs[0])
+        try:
+            probs = self.model.predictor.probabilities(np.concatenate(self.xs))
         except Exception as e:
             for fut in self.futures[1:]:
-                if not fut.done(): fut.set_exception(e)
+                if not fut.done():
+                    fut.set_exception(e)
             raise
         start = len(self.xs[0])
         for x, fut in zip(self.xs[1:], self.futures[1:]):
-            if not fut.done(): fut.set_result(probs[start:start + len(x)])
+            if not fut.done():
+                fut.set_result(probs[start : start + len(x)])
             start += len(x)
-        return probs[:len(self.xs[0])]
+        return probs[: len(self.xs[0])]

@@ -5,19 +5,24 @@ cell, the measure issue 13 reports before and after), exported cells that define
 those have a markdown cell of prose (not a heading alone) right before them (the "why" that the notebooks give before each exported function).
 `--rev REV` reads the notebooks as they were at a git revision (e.g. `--rev origin/main`), so a "before" figure
 can be measured again later; `--missing` lists the exported names that have no markdown cell before them."""
+
 from __future__ import annotations
 
-import argparse, json, re, subprocess
+import argparse
+import json
+import re
+import subprocess
 from pathlib import Path
 
-from build import _defined # docs/build.py: the same reading of an exported cell's names
+from build import _defined  # docs/build.py: the same reading of an exported cell's names
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def _notebooks(rev: str | None) -> dict[str, dict]:
     "Module notebooks by file name: from the work tree, or from `rev` through git."
-    if rev is None: return {p.name: json.loads(p.read_text()) for p in sorted((ROOT / 'nbs').glob('[0-9]*.ipynb'))}
+    if rev is None:
+        return {p.name: json.loads(p.read_text()) for p in sorted((ROOT / 'nbs').glob('[0-9]*.ipynb'))}
     git = lambda *a: subprocess.run(['git', *a], cwd=ROOT, capture_output=True, text=True, check=True).stdout
     names = [n.rsplit('/', 1)[-1] for n in git('ls-tree', '--name-only', rev, 'nbs/').split()]
     return {n: json.loads(git('show', f'{rev}:nbs/{n}')) for n in sorted(names) if re.match(r'\d+_.*\.ipynb$', n)}
@@ -35,13 +40,17 @@ def count(nb: dict) -> dict:
     md_lines = sum(len(src(c).splitlines()) for c in cells if c['cell_type'] == 'markdown')
     exported, explained, missing = 0, 0, []
     for i, c in enumerate(cells):
-        if c['cell_type'] != 'code' or not re.search(r'^#\|\s*export\b', src(c), re.M): continue
+        if c['cell_type'] != 'code' or not re.search(r'^#\|\s*export\b', src(c), re.MULTILINE):
+            continue
         names = _public(src(c))
-        if not names: continue # imports, private helpers
+        if not names:
+            continue  # imports, private helpers
         exported += 1
         prev = src(cells[i - 1]) if i and cells[i - 1]['cell_type'] == 'markdown' else ''
-        if any(l.strip() and not l.startswith('#') for l in prev.splitlines()): explained += 1 # a heading alone says no why
-        else: missing.append(', '.join(names))
+        if any(l.strip() and not l.startswith('#') for l in prev.splitlines()):
+            explained += 1  # a heading alone says no why
+        else:
+            missing.append(', '.join(names))
     return dict(markdown_lines=md_lines, exported_cells=exported, explained=explained, missing=missing)
 
 
@@ -52,13 +61,16 @@ def main(argv=None):
     p.add_argument('--json', action='store_true', help='print JSON instead of a table')
     a = p.parse_args(argv)
     rows = {n: count(nb) for n, nb in _notebooks(a.rev).items()}
-    if a.json: print(json.dumps(rows, indent=1)); return
-    print(f"{'notebook':<22} {'markdown lines':>14} {'exported cells':>14} {'explained':>9}")
+    if a.json:
+        print(json.dumps(rows, indent=1))
+        return
+    print(f'{"notebook":<22} {"markdown lines":>14} {"exported cells":>14} {"explained":>9}')
     for n, r in rows.items():
-        print(f"{n:<22} {r['markdown_lines']:>14} {r['exported_cells']:>14} {r['explained']:>9}")
-        if a.missing and r['missing']: print('  no why before: ' + '; '.join(r['missing']))
+        print(f'{n:<22} {r["markdown_lines"]:>14} {r["exported_cells"]:>14} {r["explained"]:>9}')
+        if a.missing and r['missing']:
+            print('  no why before: ' + '; '.join(r['missing']))
     tot = {k: sum(r[k] for r in rows.values()) for k in ('markdown_lines', 'exported_cells', 'explained')}
-    print(f"{'total':<22} {tot['markdown_lines']:>14} {tot['exported_cells']:>14} {tot['explained']:>9}")
+    print(f'{"total":<22} {tot["markdown_lines"]:>14} {tot["exported_cells"]:>14} {tot["explained"]:>9}')
 
 
 if __name__ == '__main__':

@@ -6,7 +6,14 @@ Docs: https://mlproj.github.io/mlproj/annotate.html.md"""
 
 # %% ../nbs/17_annotate.ipynb #d480befb
 from __future__ import annotations
-import hashlib, secrets
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
+
+import hashlib
+import secrets
 from datetime import timedelta
 
 from .settings import Settings
@@ -23,209 +30,347 @@ __all__ = ['MAX_HELD', 'SWEEP_EVERY', 'PROGRESS_EVERY', 'Forbidden', 'NotFound',
 class Forbidden(PermissionError):
     "The token's owner may not read or write this."
 
+
 class NotFound(LookupError):
     "No such project, item or assignment."
+
 
 class Conflict(Exception):
     "The request cannot be done in the state things are in (e.g. the item went to others after a lease ran out)."
 
-def hash_token(token:str) -> str: return hashlib.sha256(token.encode()).hexdigest()
 
-def open_db(settings:Settings, url:str|None=None # default: [annotate] database, else SQLite annotate.sqlite in the project folder
-           ):
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def open_db(
+    settings: Settings,
+    url: str | None = None,  # default: [annotate] database, else SQLite annotate.sqlite in the project folder
+):
     "The annotation database, migrated to the newest schema."
     from mlproj.db import Database
-    db = Database(url or settings.annotate.database or f"sqlite:///{settings.root/'annotate.sqlite'}")
+
+    db = Database(url or settings.annotate.database or f'sqlite:///{settings.root / "annotate.sqlite"}')
     db.migrate()
     return db
 
 # %% ../nbs/17_annotate.ipynb #9d3028c9
-def create_project(db, name:str, labels:list[str], items:list[tuple[str,str]], # (sha256, media type) of raw items
-                   overlap:int=2, # k: distinct annotators per item
-                   guide:str='', # Markdown shown beside the item
-                   source:str='', # where the items came from: a dataset version id, a crawl, feedback
-                   lease_seconds:int=600, ordering:str='position', suggest_to_annotators:bool=False) -> int:
+def create_project(
+    db,
+    name: str,
+    labels: list[str],
+    items: list[tuple[str, str]],  # (sha256, media type) of raw items
+    overlap: int = 2,  # k: distinct annotators per item
+    guide: str = '',  # Markdown shown beside the item
+    source: str = '',  # where the items came from: a dataset version id, a crawl, feedback
+    lease_seconds: int = 600,
+    ordering: str = 'position',
+    suggest_to_annotators: bool = False,
+) -> int:
     "Create a project over `items` and return its id."
     from sqlalchemy.exc import IntegrityError
+
     from mlproj.db import Project
-    if not labels or len(labels) > 10: raise ValueError('a project needs 1 to 10 labels (keys 0-9 answer)')
-    if overlap < 1: raise ValueError('overlap must be at least 1')
-    if ordering not in ('position', 'uncertainty'): raise ValueError("ordering is 'position' or 'uncertainty'")
+
+    if not labels or len(labels) > 10:
+        raise ValueError('a project needs 1 to 10 labels (keys 0-9 answer)')
+    if overlap < 1:
+        raise ValueError('overlap must be at least 1')
+    if ordering not in ('position', 'uncertainty'):
+        raise ValueError("ordering is 'position' or 'uncertainty'")
     try:
         with db.write() as s:
-            p = Project(name=name, labels=list(labels), guide=guide, overlap=overlap, lease_seconds=lease_seconds, source=source,
-                        ordering=ordering, suggest_to_annotators=suggest_to_annotators)
-            s.add(p); s.flush()
+            p = Project(
+                name=name,
+                labels=list(labels),
+                guide=guide,
+                overlap=overlap,
+                lease_seconds=lease_seconds,
+                source=source,
+                ordering=ordering,
+                suggest_to_annotators=suggest_to_annotators,
+            )
+            s.add(p)
+            s.flush()
             pid = p.id
-    except IntegrityError: raise ValueError(f'a project named {name!r} already exists') from None
+    except IntegrityError:
+        raise ValueError(f'a project named {name!r} already exists') from None
     add_items(db, pid, items)
     return pid
 
-def add_items(db, project_id:int, items:list[tuple[str,str]]) -> int:
+
+def add_items(db, project_id: int, items: list[tuple[str, str]]) -> int:
     "Add raw items to a project (those already in it are left alone); returns how many were added."
     from sqlalchemy import func, select
+
     from mlproj.db import Item, Project
+
     with db.write() as s:
         overlap = s.scalar(select(Project.overlap).where(Project.id == project_id))
         have = set(s.scalars(select(Item.sha256).where(Item.project_id == project_id)))
         pos = s.scalar(select(func.coalesce(func.max(Item.position), -1)).where(Item.project_id == project_id)) + 1
-        new = [dict(project_id=project_id, sha256=h, media_type=m, position=pos + i, taken=0, done=0, overlap=overlap)
-               for i, (h, m) in enumerate(dict((h, m) for h, m in items if h not in have).items())]
-        if new: s.execute(Item.__table__.insert(), new)
-    if new and not db.sqlite: # fresh statistics, or PostgreSQL plans the hand-out query for an empty table
-        with db.engine.connect() as c: c.exec_driver_sql('ANALYZE annotate_item'); c.exec_driver_sql('ANALYZE annotate_assignment'); c.commit()
+        new = [
+            dict(project_id=project_id, sha256=h, media_type=m, position=pos + i, taken=0, done=0, overlap=overlap)
+            for i, (h, m) in enumerate(dict((h, m) for h, m in items if h not in have).items())
+        ]
+        if new:
+            s.execute(Item.__table__.insert(), new)
+    if new and not db.sqlite:  # fresh statistics, or PostgreSQL plans the hand-out query for an empty table
+        with db.engine.connect() as c:
+            c.exec_driver_sql('ANALYZE annotate_item')
+            c.exec_driver_sql('ANALYZE annotate_assignment')
+            c.commit()
     return len(new)
 
-def get_project(db, name:str):
+
+def get_project(db, name: str):
     "The project called `name`."
     from sqlalchemy import select
+
     from mlproj.db import Project
-    with db.read() as s: p = s.scalar(select(Project).where(Project.name == name))
-    if p is None: raise NotFound(f'no annotation project {name!r}')
+
+    with db.read() as s:
+        p = s.scalar(select(Project).where(Project.name == name))
+    if p is None:
+        raise NotFound(f'no annotation project {name!r}')
     return p
 
-def add_person(db, project:str, name:str, role:str='annotator') -> str:
+
+def add_person(db, project: str, name: str, role: str = 'annotator') -> str:
     "Add an annotator or reviewer to a project; returns their personal token (shown once, kept only as a hash)."
     from sqlalchemy.exc import IntegrityError
+
     from mlproj.db import Person
-    if role not in ('annotator', 'reviewer'): raise ValueError("role is 'annotator' or 'reviewer'")
+
+    if role not in ('annotator', 'reviewer'):
+        raise ValueError("role is 'annotator' or 'reviewer'")
     p = get_project(db, project)
     token = secrets.token_urlsafe(24)
     try:
-        with db.write() as s: s.add(Person(project_id=p.id, name=name, role=role, token_hash=hash_token(token)))
-    except IntegrityError: raise ValueError(f'{name!r} is already in project {project!r}') from None
+        with db.write() as s:
+            s.add(Person(project_id=p.id, name=name, role=role, token_hash=hash_token(token)))
+    except IntegrityError:
+        raise ValueError(f'{name!r} is already in project {project!r}') from None
     return token
 
-def person_for_token(db, token:str):
+
+def person_for_token(db, token: str):
     "The person a token belongs to, or None."
     from sqlalchemy import select
+
     from mlproj.db import Person
-    with db.read() as s: return s.scalar(select(Person).where(Person.token_hash == hash_token(token)))
+
+    with db.read() as s:
+        return s.scalar(select(Person).where(Person.token_hash == hash_token(token)))
 
 # %% ../nbs/17_annotate.ipynb #8ca67ade
-MAX_HELD = 3 # leases one person may hold at once (the item shown and the ones preloaded)
-SWEEP_EVERY = 1.0 # seconds between two sweeps of expired leases in one process
-PROGRESS_EVERY = 0.5 # seconds a project's progress figures are reused for in one process
+MAX_HELD = 3  # leases one person may hold at once (the item shown and the ones preloaded)
+SWEEP_EVERY = 1.0  # seconds between two sweeps of expired leases in one process
+PROGRESS_EVERY = 0.5  # seconds a project's progress figures are reused for in one process
 
-class _Retry(Exception): "A concurrent transaction got there first: run again."
+
+class _Retry(Exception):
+    "A concurrent transaction got there first: run again."
+
 
 def _now():
     from mlproj.db import utcnow
+
     return utcnow()
 
-def _project_of(db, project_id:int):
+
+def _project_of(db, project_id: int):
     "The project's settings (they never change once it is created), cached by the database object."
     cache = db.__dict__.setdefault('_projects', {})
     if project_id not in cache:
         from types import SimpleNamespace
+
         from mlproj.db import Project
-        with db.read() as s: p = s.get(Project, project_id)
-        cache[project_id] = SimpleNamespace(id=p.id, name=p.name, labels=list(p.labels), overlap=p.overlap, lease_seconds=p.lease_seconds,
-                                            ordering=p.ordering, suggest_to_annotators=p.suggest_to_annotators)
+
+        with db.read() as s:
+            p = s.get(Project, project_id)
+        cache[project_id] = SimpleNamespace(
+            id=p.id,
+            name=p.name,
+            labels=list(p.labels),
+            overlap=p.overlap,
+            lease_seconds=p.lease_seconds,
+            ordering=p.ordering,
+            suggest_to_annotators=p.suggest_to_annotators,
+        )
     return cache[project_id]
 
-def _expire(db, tx, project_id:int, now, force:bool=False):
+
+def _expire(db, tx, project_id: int, now, force: bool = False):
     "Return leases that ran out to the pool (at most once a second per process unless `force`)."
     import time
-    last = db.__dict__.setdefault('_swept', {})
-    if not force and time.monotonic() - last.get(project_id, -1e9) < SWEEP_EVERY: return
-    last[project_id] = time.monotonic()
-    gone = tx.all("DELETE FROM annotate_assignment WHERE project_id = ? AND state = 'leased' AND expires < ? RETURNING item_id",
-                  project_id, tx.time(now))
-    for (item_id,) in sorted(gone): tx.run('UPDATE annotate_item SET taken = taken - 1 WHERE id = ?', item_id)
 
-def _view(aid:int, item_id:int, suggestion, project, state='leased', label=None) -> dict:
+    last = db.__dict__.setdefault('_swept', {})
+    if not force and time.monotonic() - last.get(project_id, -1e9) < SWEEP_EVERY:
+        return
+    last[project_id] = time.monotonic()
+    gone = tx.all(
+        "DELETE FROM annotate_assignment WHERE project_id = ? AND state = 'leased' AND expires < ? RETURNING item_id",
+        project_id,
+        tx.time(now),
+    )
+    for (item_id,) in sorted(gone):
+        tx.run('UPDATE annotate_item SET taken = taken - 1 WHERE id = ?', item_id)
+
+
+def _view(aid: int, item_id: int, suggestion, project, state='leased', label=None) -> dict:
     "What the page gets for an assignment."
     out = dict(id=aid, item_id=item_id, image=f'/api/items/{item_id}/image', state=state, label=label)
-    if project.suggest_to_annotators: out['suggestion'] = suggestion
+    if project.suggest_to_annotators:
+        out['suggestion'] = suggestion
     return out
 
-def _claim_sql(ordering:str, one:bool, pg:bool) -> str:
+
+def _claim_sql(ordering: str, one: bool, pg: bool) -> str:
     "Take a slot of the first item in order with one free that the person never had (`one`: of that item only)."
     # `taken < overlap` as the partial index ix_annotate_item_open says it: the scan starts at the first open item
     order = 'i.position' if ordering == 'position' else 'i.margin ASC NULLS LAST, i.position'
-    lock = (' FOR UPDATE' if one else ' FOR UPDATE SKIP LOCKED') if pg else '' # SQLite: the transaction holds the write lock
-    return ("UPDATE annotate_item SET taken = taken + 1 WHERE id = (SELECT i.id FROM annotate_item i WHERE i.project_id = ? AND i.taken < i.overlap"
-            " AND NOT EXISTS (SELECT 1 FROM annotate_assignment t WHERE t.item_id = i.id AND t.person_id = ?)" + (' AND i.id = ?' if one else '') +
-            f" ORDER BY {order} LIMIT 1{lock}) RETURNING id, suggestion, (SELECT coalesce(sum(1 << t.slot), 0) FROM annotate_assignment t"
-            " WHERE t.item_id = annotate_item.id AND t.slot IS NOT NULL)") # the slots held, as a bit mask
+    lock = (
+        (' FOR UPDATE' if one else ' FOR UPDATE SKIP LOCKED') if pg else ''
+    )  # SQLite: the transaction holds the write lock
+    return (
+        'UPDATE annotate_item SET taken = taken + 1 WHERE id = (SELECT i.id FROM annotate_item i WHERE i.project_id = ? AND i.taken < i.overlap'
+        ' AND NOT EXISTS (SELECT 1 FROM annotate_assignment t WHERE t.item_id = i.id AND t.person_id = ?)'
+        + (' AND i.id = ?' if one else '')
+        + f' ORDER BY {order} LIMIT 1{lock}) RETURNING id, suggestion, (SELECT coalesce(sum(1 << t.slot), 0) FROM annotate_assignment t'
+        ' WHERE t.item_id = annotate_item.id AND t.slot IS NOT NULL)'
+    )  # the slots held, as a bit mask
 
-def _claim(tx, person, project, item_id:int|None=None):
+
+def _claim(tx, person, project, item_id: int | None = None):
     "Lease an item (the next one in order, or `item_id`) to `person`; None when there is none."
-    row = tx.one(_claim_sql(project.ordering, item_id is not None, tx.pg), project.id, person.id,
-                 *(() if item_id is None else (item_id,)))
-    if row is None: return None
+    row = tx.one(
+        _claim_sql(project.ordering, item_id is not None, tx.pg),
+        project.id,
+        person.id,
+        *(() if item_id is None else (item_id,)),
+    )
+    if row is None:
+        return None
     iid, suggestion, used = row
-    if tx.pg: # read the slots again now that the row is ours: the claim's snapshot predates the lock, and a lease committed in between
+    if tx.pg:  # read the slots again now that the row is ours: the claim's snapshot predates the lock, and a lease committed in between
         # would be missed (its slot chosen again: the insert would then wait on its owner, who may be waiting on this row: a deadlock)
-        used = tx.one('SELECT coalesce(sum(1 << slot), 0) FROM annotate_assignment WHERE item_id = ? AND slot IS NOT NULL', iid)[0]
+        used = tx.one(
+            'SELECT coalesce(sum(1 << slot), 0) FROM annotate_assignment WHERE item_id = ? AND slot IS NOT NULL', iid
+        )[0]
     free = [k for k in range(project.overlap) if not int(used) >> k & 1]
-    if not free: raise _Retry(f'item {iid} has no free slot') # its counter is not yet right: try again
+    if not free:
+        raise _Retry(f'item {iid} has no free slot')  # its counter is not yet right: try again
     now = _now()
-    aid = tx.one("INSERT INTO annotate_assignment (project_id, item_id, person_id, slot, state, leased, expires) VALUES (?, ?, ?, ?, 'leased', ?, ?)"
-                 " RETURNING id", project.id, iid, person.id, free[0], tx.time(now), tx.time(now + timedelta(seconds=project.lease_seconds)))[0]
+    aid = tx.one(
+        "INSERT INTO annotate_assignment (project_id, item_id, person_id, slot, state, leased, expires) VALUES (?, ?, ?, ?, 'leased', ?, ?)"
+        ' RETURNING id',
+        project.id,
+        iid,
+        person.id,
+        free[0],
+        tx.time(now),
+        tx.time(now + timedelta(seconds=project.lease_seconds)),
+    )[0]
     return _view(aid, iid, suggestion, project)
 
-def _retrying(db, fn, tries:int=20):
+
+def _retrying(db, fn, tries: int = 20):
     "Run `fn(tx)` in a write transaction, again when a concurrent one broke a constraint or deadlocked."
-    import random, time
+    import random
+    import time
+
     from sqlalchemy.exc import IntegrityError, OperationalError
+
     api = db.engine.dialect.loaded_dbapi
     again = (IntegrityError, OperationalError, api.IntegrityError, api.OperationalError, _Retry)
     for attempt in range(tries):
         try:
-            with db.tx() as tx: return fn(tx)
+            with db.tx() as tx:
+                return fn(tx)
         except again:
-            if attempt == tries - 1: raise
+            if attempt == tries - 1:
+                raise
             time.sleep(random.uniform(0, 0.002 * (attempt + 1)))
 
-def _next(db, tx, person, project, exclude) -> tuple[dict|None, int]:
+
+def _next(db, tx, person, project, exclude) -> tuple[dict | None, int]:
     "Inside a write transaction: a lease the person holds and the page does not, else a new one; and the person's labels so far."
-    if person.role != 'annotator': raise Forbidden('reviewers adjudicate; they are not handed items to label')
+    if person.role != 'annotator':
+        raise Forbidden('reviewers adjudicate; they are not handed items to label')
     now = _now()
     _expire(db, tx, project.id, now)
-    rows = tx.all("SELECT id, item_id FROM annotate_assignment WHERE person_id = ? AND state = 'leased' UNION ALL"
-                  " SELECT -1, count(*) FROM annotate_assignment WHERE person_id = ? AND state = 'done' ORDER BY 1", person.id, person.id)
-    mine, held = rows[0][1], rows[1:] # the count first (id -1), then the leases held in the order they were taken
+    rows = tx.all(
+        "SELECT id, item_id FROM annotate_assignment WHERE person_id = ? AND state = 'leased' UNION ALL"
+        " SELECT -1, count(*) FROM annotate_assignment WHERE person_id = ? AND state = 'done' ORDER BY 1",
+        person.id,
+        person.id,
+    )
+    mine, held = rows[0][1], rows[1:]  # the count first (id -1), then the leases held in the order they were taken
     free = [h for h in held if h[0] not in set(exclude)]
     if free:
         aid, item_id = free[0]
-        tx.run('UPDATE annotate_assignment SET expires = ? WHERE id = ?', tx.time(now + timedelta(seconds=project.lease_seconds)), aid)
-        sug = tx.one('SELECT suggestion FROM annotate_item WHERE id = ?', item_id)[0] if project.suggest_to_annotators else None
+        tx.run(
+            'UPDATE annotate_assignment SET expires = ? WHERE id = ?',
+            tx.time(now + timedelta(seconds=project.lease_seconds)),
+            aid,
+        )
+        sug = (
+            tx.one('SELECT suggestion FROM annotate_item WHERE id = ?', item_id)[0]
+            if project.suggest_to_annotators
+            else None
+        )
         return _view(aid, item_id, sug, project), mine
-    if len(held) >= MAX_HELD: return None, mine
+    if len(held) >= MAX_HELD:
+        return None, mine
     got = _claim(tx, person, project)
-    if got is None: # the pool looks empty: sweep now rather than within the second
+    if got is None:  # the pool looks empty: sweep now rather than within the second
         _expire(db, tx, project.id, now, force=True)
         got = _claim(tx, person, project)
     return got, mine
 
-def next_assignment(db, person, exclude:tuple=() # assignment ids the page already holds
-                   ) -> dict|None:
+
+def next_assignment(
+    db,
+    person,
+    exclude: tuple = (),  # assignment ids the page already holds
+) -> dict | None:
     "The person's next item: a lease they hold and the page does not, else a new one; None when nothing is left."
     project = _project_of(db, person.project_id)
     return _retrying(db, lambda tx: _next(db, tx, person, project, exclude)[0])
 
 # %% ../nbs/17_annotate.ipynb #2689c899
-def _owned(tx, person, assignment_id:int, lock:bool=False):
-    a = tx.one('SELECT id, item_id, person_id, state, label FROM annotate_assignment WHERE id = ?' + (' FOR UPDATE' if lock and tx.pg else ''),
-               assignment_id)
-    if a is None: return None
-    if a[2] != person.id: raise Forbidden(f'assignment {assignment_id} is not yours')
+def _owned(tx, person, assignment_id: int, lock: bool = False):
+    a = tx.one(
+        'SELECT id, item_id, person_id, state, label FROM annotate_assignment WHERE id = ?'
+        + (' FOR UPDATE' if lock and tx.pg else ''),
+        assignment_id,
+    )
+    if a is None:
+        return None
+    if a[2] != person.id:
+        raise Forbidden(f'assignment {assignment_id} is not yours')
     return a
 
-def _progress(db, tx, person, mine:int, cached:bool=True) -> dict:
+
+def _progress(db, tx, person, mine: int, cached: bool = True) -> dict:
     "`mine` with the project's figures (reused for PROGRESS_EVERY seconds when `cached`)."
     import time
+
     cache = db.__dict__.setdefault('_progress', {})
     at, proj = cache.get(person.project_id, (-1e9, None))
     if not cached or time.monotonic() - at > PROGRESS_EVERY:
         overlap = _project_of(db, person.project_id).overlap
-        n, labels, full = tx.one('SELECT count(*), coalesce(sum(done), 0), coalesce(sum(CASE WHEN done >= ? THEN 1 ELSE 0 END), 0)'
-                                 ' FROM annotate_item WHERE project_id = ?', overlap, person.project_id)
+        n, labels, full = tx.one(
+            'SELECT count(*), coalesce(sum(done), 0), coalesce(sum(CASE WHEN done >= ? THEN 1 ELSE 0 END), 0)'
+            ' FROM annotate_item WHERE project_id = ?',
+            overlap,
+            person.project_id,
+        )
         proj = dict(items=n, items_done=int(full), labels=int(labels), labels_needed=n * overlap)
         cache[person.project_id] = (time.monotonic(), proj)
     return dict(mine=mine, **proj)
+
 
 def progress(db, person) -> dict:
     "Labels given by `person`, and items finished in the project (those figures reused for PROGRESS_EVERY seconds)."
@@ -233,169 +378,269 @@ def progress(db, person) -> dict:
         mine = tx.one("SELECT count(*) FROM annotate_assignment WHERE person_id = ? AND state = 'done'", person.id)[0]
         return _progress(db, tx, person, mine)
 
-def _saved(db, tx, person, project, aid:int, item_id:int, label, exclude) -> dict:
+
+def _saved(db, tx, person, project, aid: int, item_id: int, label, exclude) -> dict:
     "The answer to a save: what was saved, the next item to preload, progress."
     nxt, mine = _next(db, tx, person, project, exclude)
-    return dict(saved=dict(id=aid, item_id=item_id, state='skipped' if label is None else 'done', label=label), next=nxt,
-                progress=_progress(db, tx, person, mine))
+    return dict(
+        saved=dict(id=aid, item_id=item_id, state='skipped' if label is None else 'done', label=label),
+        next=nxt,
+        progress=_progress(db, tx, person, mine),
+    )
 
-def answer(db, person, assignment_id:int, label:int|None, # None: skip the item (it goes to someone else)
-           item_id:int|None=None, # the item the page showed: lets a label arrive after its lease was swept
-           exclude:tuple=() # assignment ids the page holds, for the next one it gets back
-          ) -> dict:
+
+def answer(
+    db,
+    person,
+    assignment_id: int,
+    label: int | None,  # None: skip the item (it goes to someone else)
+    item_id: int | None = None,  # the item the page showed: lets a label arrive after its lease was swept
+    exclude: tuple = (),  # assignment ids the page holds, for the next one it gets back
+) -> dict:
     "Save a label (or a skip); returns the saved assignment, the next item to preload and progress."
     project = _project_of(db, person.project_id)
-    if label is not None and (isinstance(label, bool) or not isinstance(label, int) or not 0 <= label < len(project.labels)):
+    if label is not None and (
+        isinstance(label, bool) or not isinstance(label, int) or not 0 <= label < len(project.labels)
+    ):
         raise ValueError(f'label must be an integer from 0 to {len(project.labels) - 1}')
+
     def go(tx):
-        if label is None: got = tx.one("UPDATE annotate_assignment SET state = 'skipped', slot = NULL"
-                                       " WHERE id = ? AND person_id = ? AND state = 'leased' RETURNING item_id", assignment_id, person.id)
-        else: got = tx.one("UPDATE annotate_assignment SET state = 'done', label = ?, answered = ?"
-                           " WHERE id = ? AND person_id = ? AND state = 'leased' RETURNING item_id", label, tx.time(_now()), assignment_id, person.id)
-        if got is not None: # the common case: one's own live lease, checked and answered by one statement
-            tx.run('UPDATE annotate_item SET taken = taken - 1 WHERE id = ?' if label is None else 'UPDATE annotate_item SET done = done + 1 WHERE id = ?', got[0])
+        if label is None:
+            got = tx.one(
+                "UPDATE annotate_assignment SET state = 'skipped', slot = NULL"
+                " WHERE id = ? AND person_id = ? AND state = 'leased' RETURNING item_id",
+                assignment_id,
+                person.id,
+            )
+        else:
+            got = tx.one(
+                "UPDATE annotate_assignment SET state = 'done', label = ?, answered = ?"
+                " WHERE id = ? AND person_id = ? AND state = 'leased' RETURNING item_id",
+                label,
+                tx.time(_now()),
+                assignment_id,
+                person.id,
+            )
+        if got is not None:  # the common case: one's own live lease, checked and answered by one statement
+            tx.run(
+                'UPDATE annotate_item SET taken = taken - 1 WHERE id = ?'
+                if label is None
+                else 'UPDATE annotate_item SET done = done + 1 WHERE id = ?',
+                got[0],
+            )
             return _saved(db, tx, person, project, assignment_id, got[0], label, exclude)
-        a = _owned(tx, person, assignment_id, lock=True) # the rest: someone else's (403), answered before, or the lease was swept
-        if a is None and label is None and item_id is not None: # a skip after the lease ran out: remember it all the same
+        a = _owned(
+            tx, person, assignment_id, lock=True
+        )  # the rest: someone else's (403), answered before, or the lease was swept
+        if (
+            a is None and label is None and item_id is not None
+        ):  # a skip after the lease ran out: remember it all the same
             if (tx.one('SELECT project_id FROM annotate_item WHERE id = ?', item_id) or (None,))[0] != project.id:
                 raise NotFound(f'no item {item_id} in your project')
             again = tx.one('SELECT id FROM annotate_assignment WHERE item_id = ? AND person_id = ?', item_id, person.id)
-            if again is not None: raise Conflict(f'this item came back to you as assignment {again[0]}')
+            if again is not None:
+                raise Conflict(f'this item came back to you as assignment {again[0]}')
             now = tx.time(_now())
-            aid = tx.one("INSERT INTO annotate_assignment (project_id, item_id, person_id, slot, state, leased, expires)"
-                         " VALUES (?, ?, ?, NULL, 'skipped', ?, ?) RETURNING id", project.id, item_id, person.id, now, now)[0]
+            aid = tx.one(
+                'INSERT INTO annotate_assignment (project_id, item_id, person_id, slot, state, leased, expires)'
+                " VALUES (?, ?, ?, NULL, 'skipped', ?, ?) RETURNING id",
+                project.id,
+                item_id,
+                person.id,
+                now,
+                now,
+            )[0]
             return _saved(db, tx, person, project, aid, item_id, None, exclude)
         if a is None:
-            if item_id is None: raise NotFound(f'no assignment {assignment_id} (its lease ran out)')
+            if item_id is None:
+                raise NotFound(f'no assignment {assignment_id} (its lease ran out)')
             got = _claim(tx, person, project, item_id)
-            if got is None: raise Conflict('your lease on this item ran out and it went to others; the label was not kept')
+            if got is None:
+                raise Conflict('your lease on this item ran out and it went to others; the label was not kept')
             a = _owned(tx, person, got['id'])
         aid, a_item, _, state, given = a
-        if state == 'done' and label is not None: # answered before: the same answer again (a retry) is that answer; another is refused
-            if given != label: raise Conflict(f'you answered this item already (label {given}); undo it to change your answer')
+        if (
+            state == 'done' and label is not None
+        ):  # answered before: the same answer again (a retry) is that answer; another is refused
+            if given != label:
+                raise Conflict(f'you answered this item already (label {given}); undo it to change your answer')
             return _saved(db, tx, person, project, aid, a_item, label, exclude)
         if label is None:
-            if state == 'done': raise Conflict('this item is already labelled; undo it first')
+            if state == 'done':
+                raise Conflict('this item is already labelled; undo it first')
             if state == 'leased':
                 tx.run("UPDATE annotate_assignment SET state = 'skipped', slot = NULL WHERE id = ?", aid)
                 tx.run('UPDATE annotate_item SET taken = taken - 1 WHERE id = ?', a_item)
         else:
-            if state == 'skipped': raise Conflict('you skipped this item')
-            tx.run('UPDATE annotate_item SET done = done + 1 WHERE id = ?', a_item) # leased: the one state left
-            tx.run("UPDATE annotate_assignment SET state = 'done', label = ?, answered = ? WHERE id = ?", label, tx.time(_now()), aid)
+            if state == 'skipped':
+                raise Conflict('you skipped this item')
+            tx.run('UPDATE annotate_item SET done = done + 1 WHERE id = ?', a_item)  # leased: the one state left
+            tx.run(
+                "UPDATE annotate_assignment SET state = 'done', label = ?, answered = ? WHERE id = ?",
+                label,
+                tx.time(_now()),
+                aid,
+            )
         return _saved(db, tx, person, project, aid, a_item, label, exclude)
+
     return _retrying(db, go)
 
-def undo(db, person) -> dict|None:
+
+def undo(db, person) -> dict | None:
     "Take back the person's last label: the item is theirs to answer again. None when there is nothing to undo."
     project = _project_of(db, person.project_id)
+
     def go(tx):
-        a = tx.one("SELECT id, item_id FROM annotate_assignment WHERE person_id = ? AND state = 'done' ORDER BY answered DESC, id DESC LIMIT 1",
-                   person.id)
-        if a is None: return None
-        n = tx.run("UPDATE annotate_assignment SET state = 'leased', label = NULL, answered = NULL, expires = ? WHERE id = ? AND state = 'done'",
-                   tx.time(_now() + timedelta(seconds=project.lease_seconds)), a[0]).rowcount
-        if n != 1: raise _Retry(f'assignment {a[0]} changed meanwhile') # a second undo at the same time
+        a = tx.one(
+            "SELECT id, item_id FROM annotate_assignment WHERE person_id = ? AND state = 'done' ORDER BY answered DESC, id DESC LIMIT 1",
+            person.id,
+        )
+        if a is None:
+            return None
+        n = tx.run(
+            "UPDATE annotate_assignment SET state = 'leased', label = NULL, answered = NULL, expires = ? WHERE id = ? AND state = 'done'",
+            tx.time(_now() + timedelta(seconds=project.lease_seconds)),
+            a[0],
+        ).rowcount
+        if n != 1:
+            raise _Retry(f'assignment {a[0]} changed meanwhile')  # a second undo at the same time
         tx.run('UPDATE annotate_item SET done = done - 1 WHERE id = ?', a[1])
         sug = tx.one('SELECT suggestion FROM annotate_item WHERE id = ?', a[1])[0]
         mine = tx.one("SELECT count(*) FROM annotate_assignment WHERE person_id = ? AND state = 'done'", person.id)[0]
         return dict(assignment=_view(a[0], a[1], sug, project), progress=_progress(db, tx, person, mine, cached=False))
+
     return _retrying(db, go)
 
 # %% ../nbs/17_annotate.ipynb #86e00cd8
-def read_assignment(db, person, assignment_id:int) -> dict:
+def read_assignment(db, person, assignment_id: int) -> dict:
     "One of the person's assignments: `NotFound` if there is none, `Forbidden` if it is someone else's."
     from mlproj.db import Assignment
-    with db.read() as s: a = s.get(Assignment, assignment_id)
-    if a is None: raise NotFound(f'no assignment {assignment_id}')
-    if a.person_id != person.id: raise Forbidden(f'assignment {assignment_id} is not yours')
+
+    with db.read() as s:
+        a = s.get(Assignment, assignment_id)
+    if a is None:
+        raise NotFound(f'no assignment {assignment_id}')
+    if a.person_id != person.id:
+        raise Forbidden(f'assignment {assignment_id} is not yours')
     return dict(id=a.id, item_id=a.item_id, state=a.state, label=a.label)
 
-def item_for(db, person, item_id:int) -> tuple[str, str]:
+
+def item_for(db, person, item_id: int) -> tuple[str, str]:
     "The (sha256, media type) of an item handed to the person, or of their project for a reviewer."
     from sqlalchemy import select
+
     from mlproj.db import Assignment, Item
+
     with db.read() as s:
         item = s.get(Item, item_id)
-        if item is None: raise NotFound(f'no item {item_id}')
+        if item is None:
+            raise NotFound(f'no item {item_id}')
         mine = s.scalar(select(Assignment.id).where(Assignment.item_id == item_id, Assignment.person_id == person.id))
     if item.project_id != person.project_id or (person.role != 'reviewer' and mine is None):
         raise Forbidden(f'item {item_id} was not handed to you')
     return item.sha256, item.media_type
 
+
 def project_for(db, person):
     "The person's project (its name, labels and guide)."
     from mlproj.db import Project
-    with db.read() as s: return s.get(Project, person.project_id)
+
+    with db.read() as s:
+        return s.get(Project, person.project_id)
 
 # %% ../nbs/17_annotate.ipynb #0148aef6
-def cohen_kappa(a:list, b:list) -> float:
+def cohen_kappa(a: list, b: list) -> float:
     "Cohen's kappa of two annotators' labels on the same items (1 when they agree and there is no variation)."
     import numpy as np
+
     a, b = np.asarray(a), np.asarray(b)
-    if len(a) == 0: return float('nan')
+    if len(a) == 0:
+        return float('nan')
     cats = np.union1d(a, b)
     po = float((a == b).mean())
     pe = float(sum((a == c).mean() * (b == c).mean() for c in cats))
     return 1.0 if pe == 1 else (po - pe) / (1 - pe)
 
+
 def fleiss_kappa(counts) -> float:
     "Fleiss' kappa from an (items, categories) table of rating counts, the same number of ratings per item."
     import numpy as np
+
     c = np.asarray(counts, dtype=float)
     n = c.sum(1)
-    if len(c) == 0 or (n != n[0]).any() or n[0] < 2: raise ValueError('every item needs the same number (at least 2) of ratings')
+    if len(c) == 0 or (n != n[0]).any() or n[0] < 2:
+        raise ValueError('every item needs the same number (at least 2) of ratings')
     n = n[0]
     p = c.sum(0) / c.sum()
     P = ((c * c).sum(1) - n) / (n * (n - 1))
     pe = float((p * p).sum())
     return 1.0 if pe == 1 else float((P.mean() - pe) / (1 - pe))
 
-def coincidences(units:list[list], labels:int) -> 'np.ndarray':
+
+def coincidences(units: list[list], labels: int) -> np.ndarray:
     "Krippendorff's coincidence matrix: each ordered pair of labels two annotators gave the same item, weighted 1/(m-1)."
     import numpy as np
+
     o = np.zeros((labels, labels))
     for u in units:
         m = len(u)
-        if m < 2: continue
+        if m < 2:
+            continue
         cnt = np.bincount(u, minlength=labels).astype(float)
         o += (np.outer(cnt, cnt) - np.diag(cnt)) / (m - 1)
     return o
 
-def krippendorff_alpha(units:list[list], # the labels each item received (any number, missing ones left out)
-                       labels:int|None=None) -> float:
+
+def krippendorff_alpha(
+    units: list[list],  # the labels each item received (any number, missing ones left out)
+    labels: int | None = None,
+) -> float:
     "Krippendorff's alpha for nominal labels."
     import numpy as np
+
     labels = labels or 1 + max((max(u) for u in units if u), default=0)
     o = coincidences(units, labels)
-    nc = o.sum(1); n = nc.sum()
-    if n < 2: return float('nan')
-    expected = (n * n - (nc * nc).sum())
+    nc = o.sum(1)
+    n = nc.sum()
+    if n < 2:
+        return float('nan')
+    expected = n * n - (nc * nc).sum()
     return 1.0 if expected == 0 else float(1 - (n - 1) * (n - np.trace(o)) / expected)
 
 # %% ../nbs/17_annotate.ipynb #bc4bcd6e
-def votes(db, project_id:int) -> dict:
+def votes(db, project_id: int) -> dict:
     "item id -> {annotator name: label} for every label given in the project."
     from sqlalchemy import select
+
     from mlproj.db import Assignment, Person
+
     out = {}
     with db.read() as s:
-        for item_id, name, label in s.execute(select(Assignment.item_id, Person.name, Assignment.label).join(Person, Person.id == Assignment.person_id)
-                                              .where(Assignment.project_id == project_id, Assignment.state == 'done')):
+        for item_id, name, label in s.execute(
+            select(Assignment.item_id, Person.name, Assignment.label)
+            .join(Person, Person.id == Assignment.person_id)
+            .where(Assignment.project_id == project_id, Assignment.state == 'done')
+        ):
             out.setdefault(item_id, {})[name] = label
     return out
 
-def majority(item_votes:dict, overlap:int) -> int|None:
+
+def majority(item_votes: dict, overlap: int) -> int | None:
     "The label more than half of the k votes gave, once all k are in; None otherwise."
     from collections import Counter
-    if len(item_votes) < overlap: return None
+
+    if len(item_votes) < overlap:
+        return None
     label, n = Counter(item_votes.values()).most_common(1)[0]
     return label if n * 2 > len(item_votes) else None
 
-def agreement(db, project:str) -> dict:
+
+def agreement(db, project: str) -> dict:
     "Pairwise Cohen's kappa, Krippendorff's alpha, Fleiss' kappa, the confusion between annotators and per-annotator figures."
     import itertools
+
     import numpy as np
+
     p = get_project(db, project)
     v = votes(db, p.id)
     L = len(p.labels)
@@ -403,7 +648,10 @@ def agreement(db, project:str) -> dict:
     pairs = []
     for a, b in itertools.combinations(names, 2):
         shared = [iv for iv in v.values() if a in iv and b in iv]
-        if shared: pairs.append(dict(a=a, b=b, items=len(shared), kappa=cohen_kappa([iv[a] for iv in shared], [iv[b] for iv in shared])))
+        if shared:
+            pairs.append(
+                dict(a=a, b=b, items=len(shared), kappa=cohen_kappa([iv[a] for iv in shared], [iv[b] for iv in shared]))
+            )
     units = [list(iv.values()) for iv in v.values()]
     full = [np.bincount(u, minlength=L) for u in units if len(u) == p.overlap]
     per = {}
@@ -411,12 +659,21 @@ def agreement(db, project:str) -> dict:
         mine = [iv for iv in v.values() if n in iv and len(iv) > 1]
         agree = [sum(l == iv[n] for m, l in iv.items() if m != n) / (len(iv) - 1) for iv in mine]
         ks = [q['kappa'] for q in pairs if n in (q['a'], q['b']) and not np.isnan(q['kappa'])]
-        per[n] = dict(labels=sum(n in iv for iv in v.values()), agreement=float(np.mean(agree)) if agree else None,
-                      mean_kappa=float(np.mean(ks)) if ks else None)
+        per[n] = dict(
+            labels=sum(n in iv for iv in v.values()),
+            agreement=float(np.mean(agree)) if agree else None,
+            mean_kappa=float(np.mean(ks)) if ks else None,
+        )
     alpha = krippendorff_alpha(units, L) if units else float('nan')
-    return dict(items_labelled=len(v), alpha=None if np.isnan(alpha) else alpha, # undefined (NaN) is no number: JSON has none
-                fleiss=fleiss_kappa(full) if len(full) and p.overlap > 1 else None,
-                pairwise=pairs, confusion=coincidences(units, L).round(3).tolist(), labels=p.labels, annotators=per)
+    return dict(
+        items_labelled=len(v),
+        alpha=None if np.isnan(alpha) else alpha,  # undefined (NaN) is no number: JSON has none
+        fleiss=fleiss_kappa(full) if len(full) and p.overlap > 1 else None,
+        pairwise=pairs,
+        confusion=coincidences(units, L).round(3).tolist(),
+        labels=p.labels,
+        annotators=per,
+    )
 
 # %% ../nbs/17_annotate.ipynb #c582ada2
 def _model(settings):
@@ -424,28 +681,35 @@ def _model(settings):
     from mlproj.predict import Predictor
     from mlproj.registry import Registry
     from mlproj.store import Store
+
     try:
         reg = Registry(Store(settings.store_url))
-        b = reg.load() # the default: production, else the newest accepted
-    except Exception: return None
+        b = reg.load()  # the default: production, else the newest accepted
+    except Exception:
+        return None
     return b, Predictor(b.onnx)
 
-def suggest(db, settings, project:str, only_missing:bool=True, model=None) -> int:
+
+def suggest(db, settings, project: str, only_missing: bool = True, model=None) -> int:
     "Store the production model's answer and margin (top-1 minus top-2 probability) for the project's items; returns how many."
     import numpy as np
     from sqlalchemy import select, update
+
     from mlproj.data import decode_example
     from mlproj.db import Item
-    from mlproj.store import Store
     from mlproj.items import get_item
+    from mlproj.store import Store
+
     p = get_project(db, project)
     model = model or _model(settings)
-    if model is None: return 0
+    if model is None:
+        return 0
     store = Store(settings.store_url)
     with db.read() as s:
         q = select(Item.id, Item.sha256, Item.media_type).where(Item.project_id == p.id)
         rows = s.execute(q.where(Item.suggestion.is_(None)) if only_missing else q).all()
-    if not rows: return 0
+    if not rows:
+        return 0
     probs = model[1].probabilities(np.stack([decode_example(get_item(store, h), m) for _, h, m in rows]))
     top = np.sort(probs, 1)
     with db.write() as s:
@@ -453,38 +717,58 @@ def suggest(db, settings, project:str, only_missing:bool=True, model=None) -> in
             s.execute(update(Item).where(Item.id == i).values(suggestion=int(pr.argmax()), margin=float(t[-1] - t[-2])))
     return len(rows)
 
-def to_review(db, project:str) -> list[dict]:
+
+def to_review(db, project: str) -> list[dict]:
     "Items with all their votes in and no majority, not yet adjudicated."
     from sqlalchemy import select
+
     from mlproj.db import Item, Review
+
     p = get_project(db, project)
     v = votes(db, p.id)
     with db.read() as s:
         reviewed = set(s.scalars(select(Review.item_id).where(Review.project_id == p.id)))
         items = {i.id: i for i in s.scalars(select(Item).where(Item.id.in_([i for i in v if i not in reviewed])))}
-    out = [dict(item_id=i, image=f'/api/items/{i}/image', votes=sorted(iv.values()), suggestion=items[i].suggestion, margin=items[i].margin)
-           for i, iv in v.items() if i in items and len(iv) >= p.overlap and majority(iv, p.overlap) is None]
+    out = [
+        dict(
+            item_id=i,
+            image=f'/api/items/{i}/image',
+            votes=sorted(iv.values()),
+            suggestion=items[i].suggestion,
+            margin=items[i].margin,
+        )
+        for i, iv in v.items()
+        if i in items and len(iv) >= p.overlap and majority(iv, p.overlap) is None
+    ]
     return sorted(out, key=lambda r: (r['margin'] is None, r['margin'] or 0, r['item_id']))
 
-def adjudicate(db, reviewer, item_id:int, label:int):
+
+def adjudicate(db, reviewer, item_id: int, label: int):
     "A reviewer's label for an item (replacing an earlier one of theirs)."
     from mlproj.db import Item, Project, Review
+
     with db.write() as s:
         item, project = s.get(Item, item_id), s.get(Project, reviewer.project_id)
         if reviewer.role != 'reviewer' or item is None or item.project_id != reviewer.project_id:
-            raise Forbidden('only a reviewer of this item\'s project can adjudicate it')
-        if not (isinstance(label, int) and 0 <= label < len(project.labels)): raise ValueError(f'label must be an integer from 0 to {len(project.labels) - 1}')
+            raise Forbidden("only a reviewer of this item's project can adjudicate it")
+        if not (isinstance(label, int) and 0 <= label < len(project.labels)):
+            raise ValueError(f'label must be an integer from 0 to {len(project.labels) - 1}')
         r = s.get(Review, item_id)
-        if r is None: s.add(Review(item_id=item_id, project_id=project.id, reviewer_id=reviewer.id, label=label))
-        else: r.label, r.reviewer_id, r.at = label, reviewer.id, _now()
+        if r is None:
+            s.add(Review(item_id=item_id, project_id=project.id, reviewer_id=reviewer.id, label=label))
+        else:
+            r.label, r.reviewer_id, r.at = label, reviewer.id, _now()
 
-def export_consensus(db, settings, project:str) -> tuple[str, dict]:
+
+def export_consensus(db, settings, project: str) -> tuple[str, dict]:
     "Write the consensus labels as a new dataset version (parent: the project's source version); returns its id and counts."
     from sqlalchemy import select
+
+    from mlproj.data import hash_split  # the dataset versions' own split: an item keeps its split in every version
     from mlproj.db import Item, Review
-    from mlproj.data import hash_split # the dataset versions' own split: an item keeps its split in every version
     from mlproj.store import Store
     from mlproj.versions import Example, get_version, list_versions, put_version
+
     p = get_project(db, project)
     store = Store(settings.store_url)
     v = votes(db, p.id)
@@ -494,150 +778,287 @@ def export_consensus(db, settings, project:str) -> tuple[str, dict]:
     parent = p.source if p.source in list_versions(store) else None
     base = {e.sha256: e for e in get_version(store, parent)['examples']} if parent else {}
     from mlproj.servicelike import list_corrections
-    held = {c['sha256'] for c in list_corrections(store)} # the demo page's corrections: service-like evaluation items
+
+    held = {c['sha256'] for c in list_corrections(store)}  # the demo page's corrections: service-like evaluation items
     kept, counts = {}, dict(majority=0, review=0, open=0, evaluation_only=0)
     for i, sha in items.items():
-        if sha in held: counts['evaluation_only'] += 1; continue # never in a version training could use
+        if sha in held:
+            counts['evaluation_only'] += 1
+            continue  # never in a version training could use
         iv = v.get(i, {})
         label, by = (reviews[i], 'review') if i in reviews else (majority(iv, p.overlap), 'majority')
-        if label is None: counts['open'] += 1; continue
+        if label is None:
+            counts['open'] += 1
+            continue
         counts[by] += 1
         kept[sha] = dict(label=label, by=by, votes=iv)
     examples = dict(base)
     for sha, k in kept.items():
-        split = base[sha].split if sha in base else hash_split(sha, settings.data.val_fraction, settings.data.test_fraction)
+        split = (
+            base[sha].split if sha in base else hash_split(sha, settings.data.val_fraction, settings.data.test_fraction)
+        )
         examples[sha] = Example(sha, int(p.labels[k['label']]) if p.labels[k['label']].isdigit() else k['label'], split)
-    vid = put_version(store, sorted(examples.values(), key=lambda e: e.sha256), label_source='consensus',
-                      description=f'annotation project {p.name}: consensus of {p.overlap} annotators, reviewers for ties',
-                      parent=parent, project=p.name, votes=kept)
+    vid = put_version(
+        store,
+        sorted(examples.values(), key=lambda e: e.sha256),
+        label_source='consensus',
+        description=f'annotation project {p.name}: consensus of {p.overlap} annotators, reviewers for ties',
+        parent=parent,
+        project=p.name,
+        votes=kept,
+    )
     return vid, counts | dict(examples=len(examples), inherited=len(set(base) - set(kept)))
 
 # %% ../nbs/17_annotate.ipynb #4cba5556
 _feedback_dbs = {}
 
+
 def _feedback_db(settings):
     "One migrated database per URL for the service's process (opened on the first input kept)."
-    url = settings.annotate.database or str(settings.root/'annotate.sqlite')
-    if url not in _feedback_dbs: _feedback_dbs[url] = open_db(settings)
+    url = settings.annotate.database or str(settings.root / 'annotate.sqlite')
+    if url not in _feedback_dbs:
+        _feedback_dbs[url] = open_db(settings)
     return _feedback_dbs[url]
 
-def capture_feedback(settings:Settings, data:bytes, media_type:str, # the input's bytes, e.g. image/png
-                     source:str, # where it came from: 'predict' (unsure production input) or 'demo correction'
-                     probabilities=None, # the model's answer; the input is kept only when its margin is below [annotate] feedback_margin
-                     label:int|None=None, # a person's correction, kept as provenance
-                     db=None) -> str|None:
+
+def capture_feedback(
+    settings: Settings,
+    data: bytes,
+    media_type: str,  # the input's bytes, e.g. image/png
+    source: str,  # where it came from: 'predict' (unsure production input) or 'demo correction'
+    probabilities=None,  # the model's answer; the input is kept only when its margin is below [annotate] feedback_margin
+    label: int | None = None,  # a person's correction, kept as provenance
+    db=None,
+) -> str | None:
     "Keep a service input as a raw item of the feedback project when [annotate] feedback is on; returns its hash, or None."
     a = settings.annotate
-    if not a.feedback: return None
+    if not a.feedback:
+        return None
     if probabilities is not None and label is None:
         top = sorted(float(p) for p in probabilities)[-2:]
-        if top[-1] - top[0] >= a.feedback_margin: return None
-    from mlproj.store import Store
+        if top[-1] - top[0] >= a.feedback_margin:
+            return None
     from mlproj.items import Provenance, put_item
-    headers = {'model_answer': [round(float(x), 4) for x in probabilities] if probabilities is not None else None, 'label': label}
-    sha = put_item(Store(settings.store_url), data, Provenance(source=f'service:{source}', media_type=media_type,
-                                                               licence='given to the service', headers=headers))
+    from mlproj.store import Store
+
+    headers = {
+        'model_answer': [round(float(x), 4) for x in probabilities] if probabilities is not None else None,
+        'label': label,
+    }
+    sha = put_item(
+        Store(settings.store_url),
+        data,
+        Provenance(source=f'service:{source}', media_type=media_type, licence='given to the service', headers=headers),
+    )
     db = db or _feedback_db(settings)
-    try: pid = get_project(db, a.feedback_project).id
+    try:
+        pid = get_project(db, a.feedback_project).id
     except NotFound:
-        try: pid = create_project(db, a.feedback_project, [str(d) for d in range(10)], [], overlap=a.overlap, lease_seconds=a.lease_seconds,
-                                  source='feedback', guide='Inputs the service was unsure of, and corrections people made on the demo page.')
-        except ValueError: pid = get_project(db, a.feedback_project).id # created meanwhile by another process
+        try:
+            pid = create_project(
+                db,
+                a.feedback_project,
+                [str(d) for d in range(10)],
+                [],
+                overlap=a.overlap,
+                lease_seconds=a.lease_seconds,
+                source='feedback',
+                guide='Inputs the service was unsure of, and corrections people made on the demo page.',
+            )
+        except ValueError:
+            pid = get_project(db, a.feedback_project).id  # created meanwhile by another process
     add_items(db, pid, [(sha, media_type)])
     return sha
 
-def capture_unsure(settings:Settings, x, # (n, 8, 8) model inputs (counts 0..16)
-                   probabilities, # (n, 10) the model's answers
-                   source:str='predict') -> list[str]:
+
+def capture_unsure(
+    settings: Settings,
+    x,  # (n, 8, 8) model inputs (counts 0..16)
+    probabilities,  # (n, 10) the model's answers
+    source: str = 'predict',
+) -> list[str]:
     "Keep the inputs of a served batch that the model is unsure of (see `capture_feedback`); returns their hashes."
     import numpy as np
+
     from mlproj.data import UCI_MEDIA_TYPE, encode_counts
-    if not settings.annotate.feedback: return []
-    kept = [capture_feedback(settings, encode_counts(np.rint(xi)), UCI_MEDIA_TYPE, source, p) for xi, p in zip(x, probabilities)]
+
+    if not settings.annotate.feedback:
+        return []
+    kept = [
+        capture_feedback(settings, encode_counts(np.rint(xi)), UCI_MEDIA_TYPE, source, p)
+        for xi, p in zip(x, probabilities)
+    ]
     return [h for h in kept if h]
 
 # %% ../nbs/17_annotate.ipynb #f446fe7b
-def _link(settings, token:str) -> str:
+def _link(settings, token: str) -> str:
     a = settings.annotate
-    return f"{(a.base_url or f'http://{a.host}:{a.port}').rstrip('/')}/login/{token}"
+    return f'{(a.base_url or f"http://{a.host}:{a.port}").rstrip("/")}/login/{token}'
+
 
 def cmd_serve(args, settings):
-    import os, sys
+    import os
+    import sys
+
     from mlproj.settings import to_env
+
     host, port = args.host or settings.annotate.host, args.port or settings.annotate.port
-    open_db(settings).close() # migrate before the server starts, and fail here with one line if the URL is wrong
-    print(f'[annotate] http://{host}:{port} (log in with a personal link from `mlproj annotate add`); Ctrl-C stops it', flush=True)
-    argv = [sys.executable, '-m', 'uvicorn', 'deploy.annotate.app:app_from_env', '--factory', '--host', host,
-            '--port', str(port), '--no-access-log', '--workers', str(args.workers)]
+    open_db(settings).close()  # migrate before the server starts, and fail here with one line if the URL is wrong
+    print(
+        f'[annotate] http://{host}:{port} (log in with a personal link from `mlproj annotate add`); Ctrl-C stops it',
+        flush=True,
+    )
+    argv = [
+        sys.executable,
+        '-m',
+        'uvicorn',
+        'deploy.annotate.app:app_from_env',
+        '--factory',
+        '--host',
+        host,
+        '--port',
+        str(port),
+        '--no-access-log',
+        '--workers',
+        str(args.workers),
+    ]
     os.execve(sys.executable, argv, {**os.environ, **to_env(settings)})
+
 
 def cmd_create(args, settings):
     from pathlib import Path
-    from mlproj.store import Store
+
     from mlproj.items import item_provenance
+    from mlproj.store import Store
     from mlproj.versions import get_version
+
     store = Store(settings.store_url)
-    ex = [e for e in get_version(store, args.version)['examples'] if not args.split or e.split in args.split][:args.limit]
+    ex = [e for e in get_version(store, args.version)['examples'] if not args.split or e.split in args.split][
+        : args.limit
+    ]
     items = [(e.sha256, item_provenance(store, e.sha256)['media_type']) for e in ex]
     guide = Path(args.guide).read_text() if args.guide else ''
     db = open_db(settings)
-    create_project(db, args.name, args.labels.split(','), items, overlap=args.overlap or settings.annotate.overlap,
-                   guide=guide, source=args.version, lease_seconds=settings.annotate.lease_seconds,
-                   ordering='uncertainty' if args.uncertainty_first else 'position', suggest_to_annotators=args.suggest_to_annotators)
+    create_project(
+        db,
+        args.name,
+        args.labels.split(','),
+        items,
+        overlap=args.overlap or settings.annotate.overlap,
+        guide=guide,
+        source=args.version,
+        lease_seconds=settings.annotate.lease_seconds,
+        ordering='uncertainty' if args.uncertainty_first else 'position',
+        suggest_to_annotators=args.suggest_to_annotators,
+    )
     n = suggest(db, settings, args.name) if args.uncertainty_first else 0
-    print(f"[annotate] project {args.name}: {len(items)} items from dataset version {args.version}, k={args.overlap or settings.annotate.overlap}"
-          + (f', {n} ranked by the production model (lowest margin first)' if args.uncertainty_first else ''))
+    print(
+        f'[annotate] project {args.name}: {len(items)} items from dataset version {args.version}, k={args.overlap or settings.annotate.overlap}'
+        + (f', {n} ranked by the production model (lowest margin first)' if args.uncertainty_first else '')
+    )
+
 
 def cmd_add(args, settings):
     db = open_db(settings)
     for name in args.people:
         print(f'{name} ({args.role}): {_link(settings, add_person(db, args.project, name, args.role))}')
 
+
 def cmd_status(args, settings):
     import json
+
     db = open_db(settings)
     p = get_project(db, args.project)
     ag = agreement(db, args.project)
     n_review = len(to_review(db, args.project))
-    print(json.dumps(dict(project=p.name, overlap=p.overlap, to_review=n_review, **{k: ag[k] for k in ('items_labelled', 'alpha', 'fleiss', 'annotators', 'pairwise')}), indent=1))
+    print(
+        json.dumps(
+            dict(
+                project=p.name,
+                overlap=p.overlap,
+                to_review=n_review,
+                **{k: ag[k] for k in ('items_labelled', 'alpha', 'fleiss', 'annotators', 'pairwise')},
+            ),
+            indent=1,
+        )
+    )
+
 
 def cmd_suggest(args, settings):
     n = suggest(open_db(settings), settings, args.project, only_missing=False)
-    print(f'[annotate] {n} items of {args.project} have the production model\'s answer and margin' if n else
-          '[annotate] no model: register and promote one first (mlproj register, mlproj promote)')
+    print(
+        f"[annotate] {n} items of {args.project} have the production model's answer and margin"
+        if n
+        else '[annotate] no model: register and promote one first (mlproj register, mlproj promote)'
+    )
+
 
 def cmd_export(args, settings):
     vid, c = export_consensus(open_db(settings), settings, args.project)
-    print(f"[annotate] dataset version {vid}: {c['examples']} examples ({c['majority']} by majority, {c['review']} by a reviewer, "
-          f"{c['inherited']} kept from the parent); {c['open']} items still open" +
-          (f"; {c['evaluation_only']} demo-page corrections left out (service-like evaluation set, never training)"
-           if c['evaluation_only'] else ''))
+    print(
+        f'[annotate] dataset version {vid}: {c["examples"]} examples ({c["majority"]} by majority, {c["review"]} by a reviewer, '
+        f'{c["inherited"]} kept from the parent); {c["open"]} items still open'
+        + (
+            f'; {c["evaluation_only"]} demo-page corrections left out (service-like evaluation set, never training)'
+            if c['evaluation_only']
+            else ''
+        )
+    )
+
 
 def add_commands(add):
     "Add the `annotate` command group to the CLI."
-    p = add('annotate', None, 'The annotation tool: serve the web app, create projects, add people (login links), export consensus labels.')
+    p = add(
+        'annotate',
+        None,
+        'The annotation tool: serve the web app, create projects, add people (login links), export consensus labels.',
+    )
     sub = p.add_subparsers(dest='annotate_command', metavar='ACTION', required=True)
     s = sub.add_parser('serve', help='serve the annotation web app (FastAPI in deploy/annotate/, run by uvicorn)')
-    s.add_argument('--host', help='default: [annotate] host'); s.add_argument('--port', type=int, help='default: [annotate] port')
-    s.add_argument('--workers', type=int, default=1, help='uvicorn worker processes (leases and assignment are enforced by the database, so 2+ are safe)')
+    s.add_argument('--host', help='default: [annotate] host')
+    s.add_argument('--port', type=int, help='default: [annotate] port')
+    s.add_argument(
+        '--workers',
+        type=int,
+        default=1,
+        help='uvicorn worker processes (leases and assignment are enforced by the database, so 2+ are safe)',
+    )
     s.set_defaults(fn=cmd_serve)
     s = sub.add_parser('create', help='create a project over the items of a dataset version')
-    s.add_argument('name'); s.add_argument('--version', required=True, help='dataset version id whose items are labelled')
+    s.add_argument('name')
+    s.add_argument('--version', required=True, help='dataset version id whose items are labelled')
     s.add_argument('--split', action='append', help='only items of this split (repeatable)')
     s.add_argument('--limit', type=int, help='only the first N items')
-    s.add_argument('--labels', default=','.join(map(str, range(10))), help='comma-separated label names (at most 10; default 0..9)')
+    s.add_argument(
+        '--labels', default=','.join(map(str, range(10))), help='comma-separated label names (at most 10; default 0..9)'
+    )
     s.add_argument('--overlap', type=int, help='k distinct annotators per item (default: [annotate] overlap)')
     s.add_argument('--guide', help='a Markdown file shown beside each item')
-    s.add_argument('--uncertainty-first', action='store_true', help="hand out items the production model is least sure of first")
-    s.add_argument('--suggest-to-annotators', action='store_true', help="show the model's answer to annotators too (reviewers always see it)")
+    s.add_argument(
+        '--uncertainty-first', action='store_true', help='hand out items the production model is least sure of first'
+    )
+    s.add_argument(
+        '--suggest-to-annotators',
+        action='store_true',
+        help="show the model's answer to annotators too (reviewers always see it)",
+    )
     s.set_defaults(fn=cmd_create)
     s = sub.add_parser('add', help='add annotators or reviewers to a project and print their personal login links')
-    s.add_argument('project'); s.add_argument('people', nargs='+')
+    s.add_argument('project')
+    s.add_argument('people', nargs='+')
     s.add_argument('--role', choices=['annotator', 'reviewer'], default='annotator')
     s.set_defaults(fn=cmd_add)
     s = sub.add_parser('status', help='progress and agreement of a project (kappa, alpha, per annotator)')
-    s.add_argument('project'); s.set_defaults(fn=cmd_status)
-    s = sub.add_parser('suggest', help="store the production model's answer and margin for every item (reviewers see it; uncertainty-first order uses it)")
-    s.add_argument('project'); s.set_defaults(fn=cmd_suggest)
-    s = sub.add_parser('export', help='write consensus labels as a new dataset version (parent: the project\'s source version)')
-    s.add_argument('project'); s.set_defaults(fn=cmd_export)
+    s.add_argument('project')
+    s.set_defaults(fn=cmd_status)
+    s = sub.add_parser(
+        'suggest',
+        help="store the production model's answer and margin for every item (reviewers see it; uncertainty-first order uses it)",
+    )
+    s.add_argument('project')
+    s.set_defaults(fn=cmd_suggest)
+    s = sub.add_parser(
+        'export', help="write consensus labels as a new dataset version (parent: the project's source version)"
+    )
+    s.add_argument('project')
+    s.set_defaults(fn=cmd_export)

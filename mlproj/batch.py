@@ -6,7 +6,9 @@ Docs: https://mlproj.github.io/mlproj/batch.html.md"""
 
 # %% ../nbs/33_batch.ipynb #d40c1fb0
 from __future__ import annotations
-import csv, json
+
+import csv
+import json
 from pathlib import Path
 
 import numpy as np
@@ -19,91 +21,146 @@ __all__ = ['PREDICTION_COLUMNS', 'read_folder', 'read_version', 'summarize', 'wr
            'batch_summary_markdown', 'cmd_predict', 'add_commands']
 
 # %% ../nbs/33_batch.ipynb #0e25fdf7
-def _label_of(path:Path) -> int|None: return int(path.parent.name) if path.parent.name.isdigit() else None
+def _label_of(path: Path) -> int | None:
+    return int(path.parent.name) if path.parent.name.isdigit() else None
 
-def read_folder(folder:str|Path, # a folder of image files, searched recursively
-                serving # `settings.serving`: its max_image_side and max_image_pixels, as the API applies them
-               ) -> tuple[list[str], np.ndarray, list, dict]:
+
+def read_folder(
+    folder: str | Path,  # a folder of image files, searched recursively
+    serving,  # `settings.serving`: its max_image_side and max_image_pixels, as the API applies them
+) -> tuple[list[str], np.ndarray, list, dict]:
     "Item names (paths relative to `folder`), model inputs of the readable ones, labels (None: unknown) and {item: why unreadable}."
     root = Path(folder).expanduser()
-    if not root.is_dir(): raise ValueError(f'{folder} is not a folder' + ('' if root.exists() else ' (it does not exist)'))
-    files = sorted(p for p in root.rglob('*') if p.is_file() and not any(s.startswith('.') for s in p.relative_to(root).parts))
-    if not files: raise ValueError(f'{folder} holds no files')
+    if not root.is_dir():
+        raise ValueError(f'{folder} is not a folder' + ('' if root.exists() else ' (it does not exist)'))
+    files = sorted(
+        p for p in root.rglob('*') if p.is_file() and not any(s.startswith('.') for s in p.relative_to(root).parts)
+    )
+    if not files:
+        raise ValueError(f'{folder} holds no files')
     items, X, labels, errors = [], [], [], {}
     for f in files:
         name = f.relative_to(root).as_posix()
-        items.append(name); labels.append(_label_of(f.relative_to(root)))
-        try: X.append(to_model_input(decode_image(f.read_bytes(), serving.max_image_side, serving.max_image_pixels), serving.max_image_side))
-        except (InputError, OSError) as e: errors[name] = str(e)
+        items.append(name)
+        labels.append(_label_of(f.relative_to(root)))
+        try:
+            X.append(
+                to_model_input(
+                    decode_image(f.read_bytes(), serving.max_image_side, serving.max_image_pixels),
+                    serving.max_image_side,
+                )
+            )
+        except (InputError, OSError) as e:
+            errors[name] = str(e)
     return items, np.stack(X) if X else np.zeros((0, 8, 8), np.float32), labels, errors
 
 # %% ../nbs/33_batch.ipynb #c16751cf
-def read_version(store, # a `Store`
-                 ref:str, # a dataset version id, or its first 6 or more characters
-                 split:str='all' # all, train, val or test
-                ) -> tuple[str, list[str], np.ndarray, list]:
+def read_version(
+    store,  # a `Store`
+    ref: str,  # a dataset version id, or its first 6 or more characters
+    split: str = 'all',  # all, train, val or test
+) -> tuple[str, list[str], np.ndarray, list]:
     "The version id, item sha256s, model inputs and labels of a dataset version's split (or of all its splits)."
     from mlproj.data import SPLITS, load_splits, resolve_version
     from mlproj.versions import get_version
-    if split != 'all' and split not in SPLITS: raise ValueError(f"split must be all, {', '.join(SPLITS)}; not {split!r}")
+
+    if split != 'all' and split not in SPLITS:
+        raise ValueError(f'split must be all, {", ".join(SPLITS)}; not {split!r}')
     vid = resolve_version(store, ref)
-    if vid is None: raise ValueError(f'no dataset version {ref!r} in {store.url}: see `mlproj data list`')
+    if vid is None:
+        raise ValueError(f'no dataset version {ref!r} in {store.url}: see `mlproj data list`')
     splits = SPLITS if split == 'all' else (split,)
     examples = get_version(store, vid)['examples']
     data = load_splits(store, vid, splits)
-    items = [e.sha256 for s in splits for e in examples if e.split == s] # load_splits keeps the manifest's order
+    items = [e.sha256 for s in splits for e in examples if e.split == s]  # load_splits keeps the manifest's order
     return vid, items, np.concatenate([data[s][0] for s in splits]), [int(v) for s in splits for v in data[s][1]]
 
 # %% ../nbs/33_batch.ipynb #a0c66193
 PREDICTION_COLUMNS = ('item', 'label', 'probability', 'margin', 'true_label', 'error')
 
-def summarize(items:list, # item names, in order
-              probs:np.ndarray, # (n readable, classes) probabilities, in the order of the readable items
-              labels:list, # true label of each item, None when unknown
-              errors:dict # {item: why it could not be read}
-             ) -> tuple[list[dict], dict]:
+
+def summarize(
+    items: list,  # item names, in order
+    probs: np.ndarray,  # (n readable, classes) probabilities, in the order of the readable items
+    labels: list,  # true label of each item, None when unknown
+    errors: dict,  # {item: why it could not be read}
+) -> tuple[list[dict], dict]:
     "The predictions file's rows and the summary: counts per label, mean confidence and margin, accuracy on labelled items."
     from mlproj.evaluate import classification_metrics
+
     top2 = np.sort(probs, axis=1)[:, -2:] if len(probs) else np.zeros((0, 2))
     pred, it = probs.argmax(1), iter(range(len(probs)))
     rows = []
     for name, y in zip(items, labels):
-        if name in errors: rows.append(dict(item=name, label='', probability='', margin='', true_label='' if y is None else y, error=errors[name])); continue
+        if name in errors:
+            rows.append(
+                dict(
+                    item=name,
+                    label='',
+                    probability='',
+                    margin='',
+                    true_label='' if y is None else y,
+                    error=errors[name],
+                )
+            )
+            continue
         i = next(it)
-        rows.append(dict(item=name, label=int(pred[i]), probability=round(float(top2[i, 1]), 6),
-                         margin=round(float(top2[i, 1] - top2[i, 0]), 6), true_label='' if y is None else y, error=''))
+        rows.append(
+            dict(
+                item=name,
+                label=int(pred[i]),
+                probability=round(float(top2[i, 1]), 6),
+                margin=round(float(top2[i, 1] - top2[i, 0]), 6),
+                true_label='' if y is None else y,
+                error='',
+            )
+        )
     scored = [(r['true_label'], r['label']) for r in rows if r['true_label'] != '' and r['label'] != '']
     counts = {str(k): int(v) for k, v in zip(*np.unique(pred, return_counts=True))}
-    summary = dict(items=len(items), predicted=len(probs), unreadable=len(errors), counts=counts,
-                   mean_confidence=float(top2[:, 1].mean()) if len(probs) else None,
-                   mean_margin=float((top2[:, 1] - top2[:, 0]).mean()) if len(probs) else None,
-                   labelled=len(scored), accuracy=None, macro_f1=None)
+    summary = dict(
+        items=len(items),
+        predicted=len(probs),
+        unreadable=len(errors),
+        counts=counts,
+        mean_confidence=float(top2[:, 1].mean()) if len(probs) else None,
+        mean_margin=float((top2[:, 1] - top2[:, 0]).mean()) if len(probs) else None,
+        labelled=len(scored),
+        accuracy=None,
+        macro_f1=None,
+    )
     if scored:
         m = classification_metrics(np.array([a for a, _ in scored]), np.array([b for _, b in scored]), probs.shape[1])
         summary.update(accuracy=m['accuracy'], macro_f1=m['macro_f1'])
     return rows, summary
 
-def write_predictions(path:Path, rows:list[dict]) -> Path:
+
+def write_predictions(path: Path, rows: list[dict]) -> Path:
     "The rows as CSV with a header of `PREDICTION_COLUMNS`."
     with open(path, 'w', newline='', encoding='utf-8') as f:
         w = csv.DictWriter(f, PREDICTION_COLUMNS)
-        w.writeheader(); w.writerows(rows)
+        w.writeheader()
+        w.writerows(rows)
     return path
 
 # %% ../nbs/33_batch.ipynb #d6763f07
-def predict_batch(settings, # the project's `Settings`
-                  dataset_version:str|None=None, # a dataset version id (or its first 6+ characters) ...
-                  folder:str|None=None, # ... or a folder of images (relative to the project root, or absolute)
-                  model:str='production', # a registry alias or version number
-                  split:str='all', # with dataset_version: all, train, val or test
-                  run_dir:str|Path|None=None, # where predictions.csv and metrics.json go; None: reports/runs/interactive-predict
-                  batch:int=4096 # images per onnxruntime call
-                 ) -> dict:
+def predict_batch(
+    settings,  # the project's `Settings`
+    dataset_version: str | None = None,  # a dataset version id (or its first 6+ characters) ...
+    folder: str | None = None,  # ... or a folder of images (relative to the project root, or absolute)
+    model: str = 'production',  # a registry alias or version number
+    split: str = 'all',  # with dataset_version: all, train, val or test
+    run_dir: str
+    | Path
+    | None = None,  # where predictions.csv and metrics.json go; None: reports/runs/interactive-predict
+    batch: int = 4096,  # images per onnxruntime call
+) -> dict:
     "Predict every item of a dataset version or a folder with a registered model; write predictions.csv and metrics.json; the summary."
     from mlproj.predict import Predictor
     from mlproj.registry import Registry
     from mlproj.store import Store
-    if (dataset_version is None) == (folder is None): raise ValueError('give a dataset_version or a folder of images (one of them)')
+
+    if (dataset_version is None) == (folder is None):
+        raise ValueError('give a dataset_version or a folder of images (one of them)')
     store = Store(settings.store_url)
     if folder is not None:
         items, X, labels, errors = read_folder(settings.resolve(folder), settings.serving)
@@ -113,47 +170,82 @@ def predict_batch(settings, # the project's `Settings`
         errors, source = {}, dict(dataset_version=vid, split=split)
     bundle = Registry(store).load(model)
     p = Predictor(bundle.onnx, threads=settings.serving.threads)
-    probs = np.concatenate([p.probabilities(X[i:i + batch]) for i in range(0, len(X), batch)]) if len(X) else np.zeros((0, 10), np.float32)
+    probs = (
+        np.concatenate([p.probabilities(X[i : i + batch]) for i in range(0, len(X), batch)])
+        if len(X)
+        else np.zeros((0, 10), np.float32)
+    )
     rows, summary = summarize(items, probs, labels, errors)
-    summary = dict(source, model_ref=str(model), model_version=bundle.version, **summary,
-                   unreadable_examples=dict(list(errors.items())[:10]))
-    out = Path(run_dir or settings.reports_dir/'runs'/'interactive-predict')
+    summary = dict(
+        source,
+        model_ref=str(model),
+        model_version=bundle.version,
+        **summary,
+        unreadable_examples=dict(list(errors.items())[:10]),
+    )
+    out = Path(run_dir or settings.reports_dir / 'runs' / 'interactive-predict')
     out.mkdir(parents=True, exist_ok=True)
-    write_predictions(out/'predictions.csv', rows)
-    (out/'metrics.json').write_text(json.dumps(summary, indent=1))
+    write_predictions(out / 'predictions.csv', rows)
+    (out / 'metrics.json').write_text(json.dumps(summary, indent=1))
     return summary
 
 # %% ../nbs/33_batch.ipynb #f1da34d1
-def batch_summary_markdown(s:dict) -> str:
+def batch_summary_markdown(s: dict) -> str:
     "A batch's summary as Markdown: where from, how many, labels predicted, confidence, accuracy when labels are known."
-    src = f"folder `{s['folder']}`" if s.get('folder') else f"dataset version `{s['dataset_version']}` ({s['split']})"
+    src = f'folder `{s["folder"]}`' if s.get('folder') else f'dataset version `{s["dataset_version"]}` ({s["split"]})'
     fig = lambda v: '-' if v is None else f'{v:.4f}'
-    t = (f"{s['items']} items from {src}, model {s['model_ref']} (version {s['model_version']})\n\n| | |\n|---|---:|\n"
-         f"| predicted | {s['predicted']} |\n| unreadable | {s['unreadable']} |\n| mean confidence | {fig(s['mean_confidence'])} |\n"
-         f"| mean margin | {fig(s['mean_margin'])} |\n| labelled | {s['labelled']} |\n| accuracy on labelled | {fig(s['accuracy'])} |\n\n")
-    t += '| label | ' + ' | '.join(s['counts']) + ' |\n|---|' + '---:|'*len(s['counts']) + '\n| predicted | ' + ' | '.join(map(str, s['counts'].values())) + ' |'
+    t = (
+        f'{s["items"]} items from {src}, model {s["model_ref"]} (version {s["model_version"]})\n\n| | |\n|---|---:|\n'
+        f'| predicted | {s["predicted"]} |\n| unreadable | {s["unreadable"]} |\n| mean confidence | {fig(s["mean_confidence"])} |\n'
+        f'| mean margin | {fig(s["mean_margin"])} |\n| labelled | {s["labelled"]} |\n| accuracy on labelled | {fig(s["accuracy"])} |\n\n'
+    )
+    t += (
+        '| label | '
+        + ' | '.join(s['counts'])
+        + ' |\n|---|'
+        + '---:|' * len(s['counts'])
+        + '\n| predicted | '
+        + ' | '.join(map(str, s['counts'].values()))
+        + ' |'
+    )
     return t
 
 # %% ../nbs/33_batch.ipynb #b655f1ee
 def cmd_predict(args, settings):
     from mlproj.jobs import job_parameters, read_run, run_job
+
     params = job_parameters(settings, 'predict', args.p)
     for name in ('dataset_version', 'folder', 'model', 'split'):
-        if getattr(args, name) is not None: params[name] = getattr(args, name)
-    if params.get('folder'): params['folder'] = str(Path(params['folder']).expanduser().resolve()) # from where the command runs
+        if getattr(args, name) is not None:
+            params[name] = getattr(args, name)
+    if params.get('folder'):
+        params['folder'] = str(Path(params['folder']).expanduser().resolve())  # from where the command runs
     run = run_job(settings, 'predict', params, progress=not args.quiet)
     s = read_run(run)['metrics']
-    say('predict', f"{s['predicted']} of {s['items']} items predicted by model version {s['model_version']}"
-         + (f", {s['unreadable']} unreadable" if s['unreadable'] else '') + f"; mean confidence {s['mean_confidence'] or 0:.4f}"
-         + (f"; accuracy {s['accuracy']:.4f} on {s['labelled']} labelled" if s['accuracy'] is not None else ''))
+    say(
+        'predict',
+        f'{s["predicted"]} of {s["items"]} items predicted by model version {s["model_version"]}'
+        + (f', {s["unreadable"]} unreadable' if s['unreadable'] else '')
+        + f'; mean confidence {s["mean_confidence"] or 0:.4f}'
+        + (f'; accuracy {s["accuracy"]:.4f} on {s["labelled"]} labelled' if s['accuracy'] is not None else ''),
+    )
     say('predict', f'predictions {run}/predictions.csv; report {run}/predict.html')
+
 
 def add_commands(add):
     "The batch prediction command: predict."
-    s = add('predict', cmd_predict, 'Predict a dataset version or a folder of images with a registered model (the predict job, in the '
-            'foreground): predictions.csv and a summary in reports/runs/<run-id>/.', jobs=True, job='predict')
+    s = add(
+        'predict',
+        cmd_predict,
+        'Predict a dataset version or a folder of images with a registered model (the predict job, in the '
+        'foreground): predictions.csv and a summary in reports/runs/<run-id>/.',
+        jobs=True,
+        job='predict',
+    )
     src = s.add_mutually_exclusive_group()
     src.add_argument('--dataset-version', help='a dataset version id (or its first 6+ characters)')
-    src.add_argument('--folder', help='a folder of images, searched recursively (an image in a folder named 0..9 is labelled by it)')
+    src.add_argument(
+        '--folder', help='a folder of images, searched recursively (an image in a folder named 0..9 is labelled by it)'
+    )
     s.add_argument('--split', choices=['all', 'train', 'val', 'test'], help='with --dataset-version (default all)')
     s.add_argument('--model', help='a registry alias or version number (default production)')

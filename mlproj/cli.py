@@ -6,7 +6,12 @@ Docs: https://mlproj.github.io/mlproj/cli.html.md"""
 
 # %% ../nbs/90_cli.ipynb #6e83ddd3
 from __future__ import annotations
-import argparse, importlib, json, sys, textwrap
+
+import argparse
+import importlib
+import json
+import sys
+import textwrap
 from pathlib import Path
 
 from .console import EXIT_ERROR, EXIT_REJECTED, free_port, say, serve_argv, wait_until
@@ -19,194 +24,304 @@ __all__ = ['STAGES', 'cmd_train', 'cmd_evaluate', 'cmd_register', 'cmd_models', 
 # %% ../nbs/90_cli.ipynb #a10a1f00
 def _train(settings, pairs, dataset_version=None, quiet=False) -> Path:
     from mlproj.data import announce_benchmark
-    from mlproj.jobs import job_parameters, run_job, read_run
+    from mlproj.jobs import job_parameters, read_run, run_job
+
     params = job_parameters(settings, 'train', pairs)
-    if 'dataset_version' not in params: params['dataset_version'] = dataset_version or announce_benchmark(settings)
-    say('train', f"running nbs/jobs/train.ipynb with {json.dumps(params)}")
+    if 'dataset_version' not in params:
+        params['dataset_version'] = dataset_version or announce_benchmark(settings)
+    say('train', f'running nbs/jobs/train.ipynb with {json.dumps(params)}')
     run = run_job(settings, 'train', params, progress=not quiet)
     m = read_run(run)['metrics']
-    say('train', f"validation accuracy {m['val_acc']:.4f} after {m['epochs']} epochs ({m['seconds']:.1f} s of training); run {run}")
+    say(
+        'train',
+        f'validation accuracy {m["val_acc"]:.4f} after {m["epochs"]} epochs ({m["seconds"]:.1f} s of training); run {run}',
+    )
     return run
 
-def cmd_train(args, settings): _train(settings, args.p, args.dataset_version, args.quiet)
+
+def cmd_train(args, settings):
+    _train(settings, args.p, args.dataset_version, args.quiet)
+
 
 def _evaluate(settings, pairs, train_run=None, quiet=False) -> tuple[Path, bool]:
-    from mlproj.jobs import job_parameters, run_job, read_run
+    from mlproj.jobs import job_parameters, read_run, run_job
+
     params = job_parameters(settings, 'evaluate', pairs)
-    if train_run: params['train_run'] = train_run
+    if train_run:
+        params['train_run'] = train_run
     run = run_job(settings, 'evaluate', params, progress=not quiet)
     m = read_run(run)['metrics']
     mod, base, acc = m['model'], m['baseline'], m['acceptance']
-    say('evaluate', f"model: accuracy {mod['accuracy']:.4f}, macro-F1 {mod['macro_f1']:.4f}, lowest class recall "
-         f"{min(mod['per_class_recall']):.4f} on {mod['n']} test images")
-    say('evaluate', f"majority baseline (always {base['answer']}): accuracy {base['accuracy']:.4f}, macro-F1 {base['macro_f1']:.4f}")
-    say('evaluate', 'acceptance: ' + ('PASS' if acc['passed'] else 'FAIL: ' + '; '.join(acc['failures'])) + f'; report {run}/evaluate.html')
+    say(
+        'evaluate',
+        f'model: accuracy {mod["accuracy"]:.4f}, macro-F1 {mod["macro_f1"]:.4f}, lowest class recall '
+        f'{min(mod["per_class_recall"]):.4f} on {mod["n"]} test images',
+    )
+    say(
+        'evaluate',
+        f'majority baseline (always {base["answer"]}): accuracy {base["accuracy"]:.4f}, macro-F1 {base["macro_f1"]:.4f}',
+    )
+    say(
+        'evaluate',
+        'acceptance: '
+        + ('PASS' if acc['passed'] else 'FAIL: ' + '; '.join(acc['failures']))
+        + f'; report {run}/evaluate.html',
+    )
     return run, acc['passed']
+
 
 def cmd_evaluate(args, settings):
     _, passed = _evaluate(settings, args.p, args.train_run, args.quiet)
     return 0 if passed else EXIT_REJECTED
 
+
 def _register(settings, eval_run=None, alias=None) -> int:
     from mlproj.jobs import find_run, read_run
     from mlproj.release import register_evaluated
+
     ev_dir = find_run(settings, eval_run, job='evaluate')
     v = register_evaluated(settings, ev_dir)
     accepted = read_run(ev_dir)['metrics']['acceptance']['passed']
-    say('register', f"model version {v} ({'passed' if accepted else 'did not pass'} acceptance) in {settings.store_url}/models/{v}")
-    if alias: say('register', f'{alias} -> version {_registry(settings).set_alias(alias, v)}')
+    say(
+        'register',
+        f'model version {v} ({"passed" if accepted else "did not pass"} acceptance) in {settings.store_url}/models/{v}',
+    )
+    if alias:
+        say('register', f'{alias} -> version {_registry(settings).set_alias(alias, v)}')
     return v
 
-def cmd_register(args, settings): _register(settings, args.eval_run, args.alias)
+
+def cmd_register(args, settings):
+    _register(settings, args.eval_run, args.alias)
+
 
 def _registry(settings):
     from mlproj.registry import open_registry
+
     return open_registry(settings)
 
-def _models_list(reg, verify:bool=False # also name each damaged file, and return EXIT_ERROR when there is one
-                ):
+
+def _models_list(
+    reg,
+    verify: bool = False,  # also name each damaged file, and return EXIT_ERROR when there is one
+):
     rows = reg.listing()
-    if not rows: return print(f'no model registered in {reg.store.url}')
-    damage = reg.verify() # every file read and checked against its sha256: a damaged version shows before anyone reaches for it
-    print(f"{'version':>7}  {'registered':25}  {'accuracy':>8}  {'macro-F1':>8}  {'accepted':8}  {'aliases':19}  files")
+    if not rows:
+        return print(f'no model registered in {reg.store.url}')
+    damage = (
+        reg.verify()
+    )  # every file read and checked against its sha256: a damaged version shows before anyone reaches for it
+    print(f'{"version":>7}  {"registered":25}  {"accuracy":>8}  {"macro-F1":>8}  {"accepted":8}  {"aliases":19}  files')
     for r in rows:
         files = 'DAMAGED' if damage.get(r['version']) else 'ok'
-        print(f"{r['version']:>7}  {r['registered']:25}  {r['accuracy']:>8.4f}  {r['macro_f1']:>8.4f}  {str(r['accepted']):8}  {', '.join(r['aliases']):19}  {files}")
+        print(
+            f'{r["version"]:>7}  {r["registered"]:25}  {r["accuracy"]:>8.4f}  {r["macro_f1"]:>8.4f}  {r["accepted"]!s:8}  {", ".join(r["aliases"]):19}  {files}'
+        )
     bad = [p for v in sorted(damage) for p in damage[v]]
     if not verify:
-        if bad: say('models', f"{sum(map(bool, damage.values()))} version(s) DAMAGED: `mlproj models --verify` names the files")
+        if bad:
+            say(
+                'models',
+                f'{sum(map(bool, damage.values()))} version(s) DAMAGED: `mlproj models --verify` names the files',
+            )
         return
-    for p in bad: say('models', p)
-    if bad: return EXIT_ERROR
+    for p in bad:
+        say('models', p)
+    if bad:
+        return EXIT_ERROR
     say('models', f'every file of the {len(rows)} versions matches its sha256')
+
 
 def _models_history(reg, alias=None):
     rows = reg.history(alias)
-    if not rows: return print('no alias has been moved yet')
-    print(f"{'gen':>5}  {'at':25}  {'by':12}  {'action':8}  {'alias':10}  {'from':>4}  {'to':>4}  {'forced':6}  reason")
+    if not rows:
+        return print('no alias has been moved yet')
+    print(f'{"gen":>5}  {"at":25}  {"by":12}  {"action":8}  {"alias":10}  {"from":>4}  {"to":>4}  {"forced":6}  reason')
     for h in rows:
-        print(f"{h['generation']:>5}  {h['at']:25}  {h['by'][:12]:12}  {h['action']:8}  {h['alias']:10}  {str(h['from'] or '-'):>4}  "
-              f"{h['to']:>4}  {str(h['forced']):6}  {h['reason']}")
+        print(
+            f'{h["generation"]:>5}  {h["at"]:25}  {h["by"][:12]:12}  {h["action"]:8}  {h["alias"]:10}  {h["from"] or "-"!s:>4}  '
+            f'{h["to"]:>4}  {h["forced"]!s:6}  {h["reason"]}'
+        )
+
 
 def cmd_models(args, settings):
     reg, action = _registry(settings), getattr(args, 'action', None) or 'list'
-    if action == 'list': return _models_list(reg, getattr(args, 'verify', False))
-    if action == 'history': return _models_history(reg, args.alias)
+    if action == 'list':
+        return _models_list(reg, getattr(args, 'verify', False))
+    if action == 'history':
+        return _models_history(reg, args.alias)
     if action == 'repair':
         out = reg.repair()
-        say('models', f"rebuilt models/index.json with versions {', '.join(map(str, out['versions'])) or 'none'}; aliases are unset: "
-             'point them again with `mlproj promote N --to ALIAS`')
-        for s in out['skipped']: say('models', f'left out version {s}')
+        say(
+            'models',
+            f'rebuilt models/index.json with versions {", ".join(map(str, out["versions"])) or "none"}; aliases are unset: '
+            'point them again with `mlproj promote N --to ALIAS`',
+        )
+        for s in out['skipped']:
+            say('models', f'left out version {s}')
         return
     out = reg.prune(args.keep, grace=args.grace)
-    say('models', f"removed versions: {', '.join(map(str, out['removed'])) or 'none'}; abandoned registrations given up: "
-         f"{', '.join(map(str, out['abandoned'])) or 'none'}; {len(out['deleted'])} leftover files or folders deleted")
+    say(
+        'models',
+        f'removed versions: {", ".join(map(str, out["removed"])) or "none"}; abandoned registrations given up: '
+        f'{", ".join(map(str, out["abandoned"])) or "none"}; {len(out["deleted"])} leftover files or folders deleted',
+    )
+
 
 def cmd_promote(args, settings):
     reg = _registry(settings)
-    if args.force and not args.reason: raise ValueError('--force needs a --reason: the history records why the acceptance gate was overridden')
+    if args.force and not args.reason:
+        raise ValueError('--force needs a --reason: the history records why the acceptance gate was overridden')
     if args.rollback:
         alias = args.to or args.version
-        if alias not in ('staging', 'production'): raise ValueError(f'--rollback takes the alias to roll back (mlproj promote production --rollback), not {alias!r}')
+        if alias not in ('staging', 'production'):
+            raise ValueError(
+                f'--rollback takes the alias to roll back (mlproj promote production --rollback), not {alias!r}'
+            )
         v = reg.rollback(alias, by=args.by, reason=args.reason, force=args.force)
         return say('promote', f'{alias} rolled back to version {v}')
-    if not args.to: raise ValueError('say which alias to move: --to staging or --to production (or --rollback to move one back)')
-    say('promote', f'{args.to} -> version {reg.set_alias(args.to, args.version, by=args.by, reason=args.reason, force=args.force)}')
+    if not args.to:
+        raise ValueError('say which alias to move: --to staging or --to production (or --rollback to move one back)')
+    say(
+        'promote',
+        f'{args.to} -> version {reg.set_alias(args.to, args.version, by=args.by, reason=args.reason, force=args.force)}',
+    )
 
 # %% ../nbs/90_cli.ipynb #e8aeb1c9
 def cmd_serve_api(args, settings):
     import os
+
     from mlproj.settings import to_env
+
     env = dict(to_env(settings))
-    if args.model: env['MLPROJ_SERVING_MODEL'] = args.model
+    if args.model:
+        env['MLPROJ_SERVING_MODEL'] = args.model
     host, port = args.host or settings.serving.host, args.port or settings.serving.port
     say('serve', f'http://{host}:{port}/ the demo page: draw a digit (API docs at /docs); Ctrl-C stops it')
     os.execve(sys.executable, serve_argv(host, port, args.workers), {**os.environ, **env})
 
 # %% ../nbs/90_cli.ipynb #c668d3e4
-def _query_server(settings, version:int, n:int=8):
+def _query_server(settings, version: int, n: int = 8):
     "Start the API in its own process, send it test images over HTTP, print the answers, stop it."
-    import os, subprocess
-    import httpx, numpy as np
+    import os
+    import subprocess
+    import tempfile
+
+    import httpx
+    import numpy as np
+
     from mlproj.data import load_split
     from mlproj.preprocess import render_counts
     from mlproj.registry import open_registry
     from mlproj.settings import to_env
     from mlproj.store import Store
-    import tempfile
+
     port = free_port()
     env = {**os.environ, **to_env(settings), 'MLPROJ_SERVING_MODEL': str(version)}
-    log = tempfile.TemporaryFile() # the server's log: a pipe nobody reads could fill up and stall it
-    proc = subprocess.Popen(serve_argv('127.0.0.1', port), env=env, cwd=settings.root, stdout=subprocess.DEVNULL, stderr=log)
+    log = tempfile.TemporaryFile()  # the server's log: a pipe nobody reads could fill up and stall it
+    proc = subprocess.Popen(
+        serve_argv('127.0.0.1', port), env=env, cwd=settings.root, stdout=subprocess.DEVNULL, stderr=log
+    )
     server_log = lambda: (log.seek(0), log.read().decode(errors='replace'))[1]
     url = f'http://127.0.0.1:{port}'
     try:
+
         def ready():
-            if proc.poll() is not None: raise RuntimeError(f'the server exited with {proc.returncode}: {server_log()[-500:]}')
-            try: return httpx.get(f'{url}/ready', timeout=1).status_code == 200
-            except httpx.TransportError: return False
+            if proc.poll() is not None:
+                raise RuntimeError(f'the server exited with {proc.returncode}: {server_log()[-500:]}')
+            try:
+                return httpx.get(f'{url}/ready', timeout=1).status_code == 200
+            except httpx.TransportError:
+                return False
+
         wait_until(ready, 60, 0.2, what=f'the server answering {url}/ready')
         say('serve', f'{url} is ready with model version {version}')
-        X, y = load_split(Store(settings.store_url), open_registry(settings).manifest(version)['dataset_version'], 'test')
+        X, y = load_split(
+            Store(settings.store_url), open_registry(settings).manifest(version)['dataset_version'], 'test'
+        )
         pick = np.random.default_rng(0).choice(len(y), n, replace=False)
         files = [('files', (f'digit{i}.png', render_counts(X[i], dark_on_light=i % 2 == 0), 'image/png')) for i in pick]
         r = httpx.post(f'{url}/predict', files=files, timeout=30)
         r.raise_for_status()
         body = r.json()
-        say('predict', f'POST /predict with {n} test digits drawn as 220x220 PNG images (dark on light, and light on dark):')
+        say(
+            'predict',
+            f'POST /predict with {n} test digits drawn as 220x220 PNG images (dark on light, and light on dark):',
+        )
         for i, p in zip(pick, body['predictions']):
             ok = 'right' if p['label'] == y[i] else 'WRONG'
-            print(f"    true {y[i]}  predicted {p['label']}  p={max(p['probabilities']):.3f}  {ok}")
+            print(f'    true {y[i]}  predicted {p["label"]}  p={max(p["probabilities"]):.3f}  {ok}')
         r = httpx.post(f'{url}/predict', json={'pixels': X[pick].astype(int).tolist()}, timeout=30)
         r.raise_for_status()
         labels = [p['label'] for p in r.json()['predictions']]
-        say('predict', f"POST /predict with the same {n} as JSON 8x8 counts: {sum(int(a == b) for a, b in zip(labels, y[pick]))}/{n} right "
-             f"(model version {r.json()['model_version']})")
+        say(
+            'predict',
+            f'POST /predict with the same {n} as JSON 8x8 counts: {sum(int(a == b) for a, b in zip(labels, y[pick]))}/{n} right '
+            f'(model version {r.json()["model_version"]})',
+        )
     finally:
         proc.terminate()
-        try: proc.wait(timeout=20)
-        except subprocess.TimeoutExpired: proc.kill(); proc.wait()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
     clean = 'Application shutdown complete' in server_log()
     log.close()
     say('serve', 'server stopped' + ('' if clean else f' without a clean shutdown (exit code {proc.returncode})'))
 
+
 def _accuracies(settings, eval_run) -> str:
     "The benchmark's accuracy beside the service-like set's, from an evaluation run's metrics.json."
     from mlproj.jobs import read_run
+
     m = read_run(eval_run)['metrics']
-    line = f"Accuracy: benchmark test split {m['model']['accuracy']:.4f}"
+    line = f'Accuracy: benchmark test split {m["model"]["accuracy"]:.4f}'
     if s := m.get('service_like'):
-        line += (f", service-like set {s['accuracy']:.4f} ({s['n']} images; gap {m['model']['accuracy'] - s['accuracy']:+.4f}, "
-                 f"at most {settings.problem.max_service_like_gap} allowed)")
-    else: line += ', service-like set not measured'
+        line += (
+            f', service-like set {s["accuracy"]:.4f} ({s["n"]} images; gap {m["model"]["accuracy"] - s["accuracy"]:+.4f}, '
+            f'at most {settings.problem.max_service_like_gap} allowed)'
+        )
+    else:
+        line += ', service-like set not measured'
     return line
+
 
 def cmd_demo(args, settings):
     import time
+
     t0 = time.perf_counter()
     pairs = [*args.p, *([['max_epochs', str(args.epochs)]] if args.epochs else [])]
     train_run = _train(settings, pairs, quiet=args.quiet)
     eval_run, passed = _evaluate(settings, [], train_run.name, quiet=args.quiet)
     version = _register(settings, eval_run.name)
-    if passed: _query_server(settings, version)
-    print(f'\nDone in {time.perf_counter() - t0:.0f} s. {_accuracies(settings, eval_run)}\nWhere to look:\n'
-          f'  {settings.reports_dir}/index.html  every run, with links to its report\n'
-          f'  {train_run}/train.html  the training report\n'
-          f'  {eval_run}/evaluate.html  the evaluation report\n'
-          f'  {settings.store_url}/models/{version}/bundle.json  the registered model\n'
-          f'  `mlproj serve`, then http://{settings.serving.host}:{settings.serving.port}/  the demo page: draw a digit '
-          f'(the API at /docs)')
+    if passed:
+        _query_server(settings, version)
+    print(
+        f'\nDone in {time.perf_counter() - t0:.0f} s. {_accuracies(settings, eval_run)}\nWhere to look:\n'
+        f'  {settings.reports_dir}/index.html  every run, with links to its report\n'
+        f'  {train_run}/train.html  the training report\n'
+        f'  {eval_run}/evaluate.html  the evaluation report\n'
+        f'  {settings.store_url}/models/{version}/bundle.json  the registered model\n'
+        f'  `mlproj serve`, then http://{settings.serving.host}:{settings.serving.port}/  the demo page: draw a digit '
+        f'(the API at /docs)'
+    )
     return 0 if passed else EXIT_REJECTED
 
 # %% ../nbs/90_cli.ipynb #0dfe42e0
-def _job_epilog(job:str) -> str|None:
+def _job_epilog(job: str) -> str | None:
     "The parameters cell of a job notebook, for its command's --help (read as JSON: no papermill at start-up)."
     import mlproj
-    nb = Path(mlproj.__file__).resolve().parents[1]/'nbs'/'jobs'/f'{job}.ipynb'
-    try: cells = json.loads(nb.read_text())['cells']
-    except (OSError, ValueError, KeyError): return None
+
+    nb = Path(mlproj.__file__).resolve().parents[1] / 'nbs' / 'jobs' / f'{job}.ipynb'
+    try:
+        cells = json.loads(nb.read_text())['cells']
+    except (OSError, ValueError, KeyError):
+        return None
     src = next((''.join(c['source']) for c in cells if 'parameters' in c.get('metadata', {}).get('tags', [])), None)
-    return src and f'parameters of nbs/jobs/{job}.ipynb (set with -p KEY VALUE):\n' + '\n'.join('  ' + l for l in src.splitlines())
+    return src and f'parameters of nbs/jobs/{job}.ipynb (set with -p KEY VALUE):\n' + '\n'.join(
+        '  ' + l for l in src.splitlines()
+    )
 
 # %% ../nbs/90_cli.ipynb #5a9e0c22
 # modules below the CLI whose `add_commands(add)` adds their commands, in the order --help lists them
@@ -215,73 +330,165 @@ STAGES = ('data', 'lineage', 'collect', 'lighten', 'annotate', 'servicelike', 'b
 # %% ../nbs/90_cli.ipynb #53c0a39f
 def build_parser() -> argparse.ArgumentParser:
     "The argument parser of `mlproj` and its subcommands."
-    p = argparse.ArgumentParser(prog='mlproj', description='Handwritten digits from notebook to served model: '
-                                'build the dataset, train, evaluate, register, serve. Settings come from settings.ini '
-                                '(MLPROJ_<SECTION>_<KEY> variables override it).')
-    p.add_argument('--settings', help='settings.ini to use (default: $MLPROJ_SETTINGS, else the nearest one above the working directory)')
+    p = argparse.ArgumentParser(
+        prog='mlproj',
+        description='Handwritten digits from notebook to served model: '
+        'build the dataset, train, evaluate, register, serve. Settings come from settings.ini '
+        '(MLPROJ_<SECTION>_<KEY> variables override it).',
+    )
+    p.add_argument(
+        '--settings',
+        help='settings.ini to use (default: $MLPROJ_SETTINGS, else the nearest one above the working directory)',
+    )
     sub = p.add_subparsers(dest='command', metavar='COMMAND', required=True)
     groups, subs = {}, {}
-    def add(name, fn, help, jobs=False, job=None, under=None # the group (a command added before) this one is a subcommand of
-           ):
-        if under and under not in subs: subs[under] = groups[under].add_subparsers(dest=f'{under}_command', metavar='SUBCOMMAND')
-        s = (subs[under] if under else sub).add_parser(name, help=help, description=textwrap.fill(help, 79), epilog=job and _job_epilog(job),
-                                                       formatter_class=argparse.RawDescriptionHelpFormatter)
-        if not under: groups[name] = s
+
+    def add(
+        name,
+        fn,
+        help,
+        jobs=False,
+        job=None,
+        under=None,  # the group (a command added before) this one is a subcommand of
+    ):
+        if under and under not in subs:
+            subs[under] = groups[under].add_subparsers(dest=f'{under}_command', metavar='SUBCOMMAND')
+        s = (subs[under] if under else sub).add_parser(
+            name,
+            help=help,
+            description=textwrap.fill(help, 79),
+            epilog=job and _job_epilog(job),
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        if not under:
+            groups[name] = s
         s.set_defaults(fn=fn)
         if jobs:
-            s.add_argument('-p', nargs=2, action='append', metavar=('KEY', 'VALUE'), default=[],
-                           help="a job notebook parameter, as papermill's -p (repeatable)")
+            s.add_argument(
+                '-p',
+                nargs=2,
+                action='append',
+                metavar=('KEY', 'VALUE'),
+                default=[],
+                help="a job notebook parameter, as papermill's -p (repeatable)",
+            )
             s.add_argument('-q', '--quiet', action='store_true', help='no progress bar')
         return s
-    s = add('train', cmd_train, 'Run the training job notebook (nbs/jobs/train.ipynb) through papermill into reports/runs/<run-id>/.', jobs=True, job='train')
+
+    s = add(
+        'train',
+        cmd_train,
+        'Run the training job notebook (nbs/jobs/train.ipynb) through papermill into reports/runs/<run-id>/.',
+        jobs=True,
+        job='train',
+    )
     s.add_argument('--dataset-version', help='dataset version id (default: the benchmark, built if missing)')
-    s = add('evaluate', cmd_evaluate, 'Run the evaluation job notebook on a training run and check the acceptance criteria '
-            '(exit code 3 when they are not met).', jobs=True, job='evaluate')
+    s = add(
+        'evaluate',
+        cmd_evaluate,
+        'Run the evaluation job notebook on a training run and check the acceptance criteria '
+        '(exit code 3 when they are not met).',
+        jobs=True,
+        job='evaluate',
+    )
     s.add_argument('--train-run', help='training run id (default: the newest finished one)')
     s = add('register', cmd_register, 'Add an evaluated model to the model store as a new version.')
     s.add_argument('--eval-run', help='evaluation run id (default: the newest finished one)')
     s.add_argument('--alias', choices=['staging', 'production'], help='also point this alias at the new version')
-    s = add('models', cmd_models, 'List the registered model versions and their aliases; `history` shows every alias move, `prune` '
-            'removes old versions and what crashed writers left, `repair` rebuilds a damaged index.')
-    s.add_argument('--verify', action='store_true', help="read every file of every version and check its sha256; name each damaged "
-                   'file and exit 1 when there is one (the listing marks damaged versions either way)')
+    s = add(
+        'models',
+        cmd_models,
+        'List the registered model versions and their aliases; `history` shows every alias move, `prune` '
+        'removes old versions and what crashed writers left, `repair` rebuilds a damaged index.',
+    )
+    s.add_argument(
+        '--verify',
+        action='store_true',
+        help='read every file of every version and check its sha256; name each damaged '
+        'file and exit 1 when there is one (the listing marks damaged versions either way)',
+    )
     acts = s.add_subparsers(dest='action', metavar='ACTION')
     acts.add_parser('list', help='the versions and their aliases (the default)')
     a = acts.add_parser('history', help='every alias move: when, who, from which version to which, why, forced or not')
     a.add_argument('--alias', choices=['staging', 'production'], help='only this alias')
-    a = acts.add_parser('prune', help='remove old versions no alias points at (nor would roll back to), and leftovers of crashed writers')
+    a = acts.add_parser(
+        'prune',
+        help='remove old versions no alias points at (nor would roll back to), and leftovers of crashed writers',
+    )
     a.add_argument('--keep', type=int, help='keep the newest N versions (default: only clean leftovers)')
-    a.add_argument('--grace', type=float, default=3600, help='seconds before an unfinished registration counts as abandoned (default 3600)')
-    acts.add_parser('repair', help='rebuild a damaged models/index.json from the version folders (aliases and history are lost)')
-    s = add('promote', cmd_promote, 'Point an alias at a model version, or roll it back (`mlproj promote production --rollback`); '
-            'production only accepts versions that passed acceptance; every move is kept in the history.')
+    a.add_argument(
+        '--grace',
+        type=float,
+        default=3600,
+        help='seconds before an unfinished registration counts as abandoned (default 3600)',
+    )
+    acts.add_parser(
+        'repair', help='rebuild a damaged models/index.json from the version folders (aliases and history are lost)'
+    )
+    s = add(
+        'promote',
+        cmd_promote,
+        'Point an alias at a model version, or roll it back (`mlproj promote production --rollback`); '
+        'production only accepts versions that passed acceptance; every move is kept in the history.',
+    )
     s.add_argument('version', help='a version number or an alias; with --rollback, the alias to roll back')
     s.add_argument('--to', choices=['staging', 'production'], help='the alias to move')
-    s.add_argument('--rollback', action='store_true', help='move the alias back to the version it pointed at before its latest move')
+    s.add_argument(
+        '--rollback',
+        action='store_true',
+        help='move the alias back to the version it pointed at before its latest move',
+    )
     s.add_argument('--reason', default='', help='why (kept in the history)')
-    s.add_argument('--force', action='store_true', help='let production take a version that did not pass acceptance (needs --reason; recorded)')
+    s.add_argument(
+        '--force',
+        action='store_true',
+        help='let production take a version that did not pass acceptance (needs --reason; recorded)',
+    )
     s.add_argument('--by', help='who promotes, for the history (default: the login name)')
     s = add('serve', cmd_serve_api, 'Serve the model over HTTP (FastAPI app in deploy/, run by uvicorn).')
     s.add_argument('--host', help='default: settings.ini [serving] host')
     s.add_argument('--port', type=int, help='default: settings.ini [serving] port')
-    s.add_argument('--model', help='version number or alias (default: [serving] model, else production, else the newest accepted version)')
-    s.add_argument('--workers', type=int, default=1, help='server processes on the same port, each with [serving] threads '
-                   'onnxruntime threads (default 1); /metrics adds up all of them')
-    s = add('demo', cmd_demo, 'Run the whole pipeline: data, train, evaluate, register, then serve the model and query it over HTTP.', jobs=True, job='train')
+    s.add_argument(
+        '--model',
+        help='version number or alias (default: [serving] model, else production, else the newest accepted version)',
+    )
+    s.add_argument(
+        '--workers',
+        type=int,
+        default=1,
+        help='server processes on the same port, each with [serving] threads '
+        'onnxruntime threads (default 1); /metrics adds up all of them',
+    )
+    s = add(
+        'demo',
+        cmd_demo,
+        'Run the whole pipeline: data, train, evaluate, register, then serve the model and query it over HTTP.',
+        jobs=True,
+        job='train',
+    )
     s.add_argument('--epochs', type=int, help='training epochs (default: settings.ini [train] max_epochs)')
-    for stage in STAGES: importlib.import_module(f'mlproj.{stage}').add_commands(add)
-    from mlproj import queue, sweeps, workers # the queue's commands (up, worker, submit, jobs, sweep, rerun), imported directly
-    for m in (workers, queue, sweeps): m.add_commands(add)
+    for stage in STAGES:
+        importlib.import_module(f'mlproj.{stage}').add_commands(add)
+    from mlproj import (
+        queue,
+        sweeps,
+        workers,
+    )  # the queue's commands (up, worker, submit, jobs, sweep, rerun), imported directly
+
+    for m in (workers, queue, sweeps):
+        m.add_commands(add)
     return p
 
-def main(argv:list[str]|None=None) -> int:
+
+def main(argv: list[str] | None = None) -> int:
     "Entry point of the `mlproj` console script."
     args = build_parser().parse_args(argv)
     try:
         settings = load_settings(args.settings)
         return args.fn(args, settings) or 0
     except KeyboardInterrupt:
-        print('mlproj: interrupted', file=sys.stderr); return 130
-    except Exception as e: # one line for the user; the job notebooks and logs keep the detail
+        print('mlproj: interrupted', file=sys.stderr)
+        return 130
+    except Exception as e:  # one line for the user; the job notebooks and logs keep the detail
         print(f'mlproj: error: {e}', file=sys.stderr)
         return EXIT_ERROR

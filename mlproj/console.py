@@ -6,8 +6,11 @@ Docs: https://mlproj.github.io/mlproj/console.html.md"""
 
 # %% ../nbs/01_console.ipynb #c49ad4a8
 from __future__ import annotations
-import socket, sys, time
-from typing import Callable
+
+import socket
+import sys
+import time
+from collections.abc import Callable
 
 # %% auto #0
 __all__ = ['EXIT_ERROR', 'EXIT_USAGE', 'EXIT_REJECTED', 'say', 'wait_until', 'serve_argv', 'free_port']
@@ -16,31 +19,49 @@ __all__ = ['EXIT_ERROR', 'EXIT_USAGE', 'EXIT_REJECTED', 'say', 'wait_until', 'se
 EXIT_ERROR, EXIT_USAGE, EXIT_REJECTED = 1, 2, 3
 
 # %% ../nbs/01_console.ipynb #8b21d2be
-def say(step:str, # the step the line is about, e.g. `train`
-        msg:str):
+def say(
+    step: str,  # the step the line is about, e.g. `train`
+    msg: str,
+):
     "Print `[step] msg` on stdout, flushed."
     print(f'[{step}] {msg}', flush=True)
 
 # %% ../nbs/01_console.ipynb #fcdabef6
-def wait_until(pred:Callable, # called with no arguments; a true result ends the wait and is returned
-               timeout:float, # seconds before giving up
-               interval:float=0.1, # seconds between two calls
-               what:str='the condition' # what is awaited, for the TimeoutError, e.g. 'the server answering /ready'
-              ):
+def wait_until(
+    pred: Callable,  # called with no arguments; a true result ends the wait and is returned
+    timeout: float,  # seconds before giving up
+    interval: float = 0.1,  # seconds between two calls
+    what: str = 'the condition',  # what is awaited, for the TimeoutError, e.g. 'the server answering /ready'
+):
     "The first true result of `pred()`, asked every `interval` seconds; TimeoutError after `timeout` seconds."
     deadline = time.monotonic() + timeout
     while not (out := pred()):
-        if time.monotonic() > deadline: raise TimeoutError(f'{what}: not within {timeout:g} s')
+        if time.monotonic() > deadline:
+            raise TimeoutError(f'{what}: not within {timeout:g} s')
         time.sleep(interval)
     return out
 
 # %% ../nbs/01_console.ipynb #60de0331
-def serve_argv(host:str, port:int, workers:int=1) -> list[str]:
+def serve_argv(host: str, port: int, workers: int = 1) -> list[str]:
     "The command line that serves the API: uvicorn through deploy.serve, with our own access log."
-    return [sys.executable, '-m', 'deploy.serve', 'deploy.app:app_from_env', '--factory', '--host', host, '--port', str(port),
-            '--workers', str(workers), '--no-access-log']
+    return [
+        sys.executable,
+        '-m',
+        'deploy.serve',
+        'deploy.app:app_from_env',
+        '--factory',
+        '--host',
+        host,
+        '--port',
+        str(port),
+        '--workers',
+        str(workers),
+        '--no-access-log',
+    ]
+
 
 def free_port() -> int:
     "A TCP port on 127.0.0.1 that nothing listens on now."
     with socket.socket() as s:
-        s.bind(('127.0.0.1', 0)); return s.getsockname()[1]
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]

@@ -6,15 +6,19 @@ Docs: https://mlproj.github.io/mlproj/data.html.md"""
 
 # %% ../nbs/13_data.ipynb #3477a700
 from __future__ import annotations
-import hashlib, io, zipfile
+
+import hashlib
+import io
+import zipfile
 from collections import Counter
+
 import numpy as np
 
 from .console import say
+from .items import Provenance, get_item, item_provenance, put_item, put_items
 from .preprocess import to_model_input
-from .store import Store, Conflict, IntegrityError, sha256
-from .items import Provenance, put_item, put_items, get_item, item_provenance
-from .versions import Example, put_version, get_version, list_versions
+from .store import Conflict, IntegrityError, Store, sha256
+from .versions import Example, get_version, list_versions, put_version
 
 # %% auto #0
 __all__ = ['UCI_MEDIA_TYPE', 'BENCHMARK_SOURCE', 'SPLITS', 'encode_counts', 'decode_example', 'hash_split', 'pack_path',
@@ -23,24 +27,29 @@ __all__ = ['UCI_MEDIA_TYPE', 'BENCHMARK_SOURCE', 'SPLITS', 'encode_counts', 'dec
            'cmd_data_diff', 'cmd_data_pack', 'add_commands']
 
 # %% ../nbs/13_data.ipynb #7a39d378
-UCI_MEDIA_TYPE = 'application/x-uci-digits-8x8' # 64 bytes: the counts of an 8x8 image, row by row
+UCI_MEDIA_TYPE = 'application/x-uci-digits-8x8'  # 64 bytes: the counts of an 8x8 image, row by row
 BENCHMARK_SOURCE = 'sklearn.datasets.load_digits (UCI ML hand-written digits, optdigits test set)'
 SPLITS = ('train', 'val', 'test')
 
-def encode_counts(img:np.ndarray) -> bytes:
+
+def encode_counts(img: np.ndarray) -> bytes:
     "64 bytes for an 8x8 image of counts 0..16."
     return np.asarray(img, dtype=np.uint8).reshape(64).tobytes()
 
-def decode_example(data:bytes, media_type:str, max_side:int=4096) -> np.ndarray:
+
+def decode_example(data: bytes, media_type: str, max_side: int = 4096) -> np.ndarray:
     "The model's 8x8 input for a raw item's bytes."
-    if media_type == UCI_MEDIA_TYPE: return np.frombuffer(data, np.uint8).reshape(8, 8).astype(np.float32)
+    if media_type == UCI_MEDIA_TYPE:
+        return np.frombuffer(data, np.uint8).reshape(8, 8).astype(np.float32)
     return to_model_input(data, max_side)
 
 # %% ../nbs/13_data.ipynb #33426973
-def hash_split(digest:str, # the item's sha256 (hex)
-               val_fraction:float, test_fraction:float,
-               seed:int=0 # 0: the digest's own first 32 bits decide; another seed rehashes the digest with it
-              ) -> str:
+def hash_split(
+    digest: str,  # the item's sha256 (hex)
+    val_fraction: float,
+    test_fraction: float,
+    seed: int = 0,  # 0: the digest's own first 32 bits decide; another seed rehashes the digest with it
+) -> str:
     "train, val or test for one item, from its hash alone: the same in every version that holds it."
     h = digest if seed == 0 else hashlib.sha256(f'{seed}:{digest}'.encode()).hexdigest()
     u = int(h[:8], 16) / 16**8
@@ -51,34 +60,56 @@ def pack_path(store, vid) -> str:
     "Where the pack of dataset version `vid` lives in the store (see `pack_version`)."
     return store.path('datasets', f'{vid}.pack')
 
-def pack_version(store:Store, vid:str,
-                 known:dict|None=None, # sha256 -> (bytes, media type) the caller holds already; the rest is read from the store
-                 progress:bool=False # show a progress bar
-                ) -> str:
+
+def pack_version(
+    store: Store,
+    vid: str,
+    known: dict
+    | None = None,  # sha256 -> (bytes, media type) the caller holds already; the rest is read from the store
+    progress: bool = False,  # show a progress bar
+) -> str:
     "Write every item of version `vid` into one file next to its manifest, once; return its path."
     path = pack_path(store, vid)
-    if store.exists(path): return path
+    if store.exists(path):
+        return path
     from tqdm.auto import tqdm
+
     known = known or {}
     chunks, offsets, media, kinds = [], [0], [], {}
     for e in tqdm(get_version(store, vid)['examples'], desc='packing', disable=not progress):
         if e.sha256 in known:
             data, mt = known[e.sha256]
-            if sha256(data) != e.sha256: raise IntegrityError(f'the bytes given for item {e.sha256} hash to {sha256(data)}')
-        else: data, mt = get_item(store, e.sha256), item_provenance(store, e.sha256)['media_type']
-        chunks.append(data); offsets.append(offsets[-1] + len(data)); media.append(kinds.setdefault(mt, len(kinds)))
+            if sha256(data) != e.sha256:
+                raise IntegrityError(f'the bytes given for item {e.sha256} hash to {sha256(data)}')
+        else:
+            data, mt = get_item(store, e.sha256), item_provenance(store, e.sha256)['media_type']
+        chunks.append(data)
+        offsets.append(offsets[-1] + len(data))
+        media.append(kinds.setdefault(mt, len(kinds)))
     buf = io.BytesIO()
-    np.savez(buf, blob=np.frombuffer(b''.join(chunks), np.uint8), offsets=np.array(offsets, np.int64),
-             media=np.array(media, np.int32), media_types=np.array(list(kinds), dtype=str))
-    try: store.create(path, buf.getvalue())
-    except Conflict: pass # another process packed the same version first: the same bytes
+    np.savez(
+        buf,
+        blob=np.frombuffer(b''.join(chunks), np.uint8),
+        offsets=np.array(offsets, np.int64),
+        media=np.array(media, np.int32),
+        media_types=np.array(list(kinds), dtype=str),
+    )
+    try:
+        store.create(path, buf.getvalue())
+    except Conflict:
+        pass  # another process packed the same version first: the same bytes
     return path
 
-def read_pack(store:Store, vid:str, examples:list|None=None # the version's examples, if already read
-             ) -> dict|None:
+
+def read_pack(
+    store: Store,
+    vid: str,
+    examples: list | None = None,  # the version's examples, if already read
+) -> dict | None:
     "The packed items of version `vid` (blob, offsets, media type of each), each checked against its sha256; None without a pack."
     path = pack_path(store, vid)
-    if not store.exists(path): return None
+    if not store.exists(path):
+        return None
     examples = get_version(store, vid)['examples'] if examples is None else examples
     fix = f'delete {path} and run `mlproj data pack {vid}`'
     try:
@@ -86,94 +117,129 @@ def read_pack(store:Store, vid:str, examples:list|None=None # the version's exam
             blob, off, media, types = z['blob'], z['offsets'], z['media'], z['media_types']
     except (OSError, ValueError, KeyError, zipfile.BadZipFile) as e:
         raise IntegrityError(f'the pack of dataset version {vid} is corrupted ({e}): {fix}') from None
-    if len(off) != len(examples) + 1: raise IntegrityError(f'the pack of dataset version {vid} holds {len(off) - 1} items, its manifest {len(examples)}: {fix}')
+    if len(off) != len(examples) + 1:
+        raise IntegrityError(
+            f'the pack of dataset version {vid} holds {len(off) - 1} items, its manifest {len(examples)}: {fix}'
+        )
     mv = memoryview(blob)
     for e, a, b in zip(examples, off[:-1].tolist(), off[1:].tolist()):
-        if hashlib.sha256(mv[a:b]).hexdigest() != e.sha256: raise IntegrityError(f'item {e.sha256} in the pack of dataset version {vid} is corrupted: {fix}')
+        if hashlib.sha256(mv[a:b]).hexdigest() != e.sha256:
+            raise IntegrityError(f'item {e.sha256} in the pack of dataset version {vid} is corrupted: {fix}')
     return dict(blob=blob, offsets=off, media_types=types[media])
 
-def _decode_packed(pack:dict, idx:np.ndarray) -> np.ndarray:
+
+def _decode_packed(pack: dict, idx: np.ndarray) -> np.ndarray:
     "Inputs (n, 8, 8) float32 of the packed items at positions `idx` (64-byte UCI items in one gather, others one by one)."
     blob, off, mt = pack['blob'], pack['offsets'], pack['media_types'][idx]
     start, size = off[idx], off[idx + 1] - off[idx]
     X = np.zeros((len(idx), 8, 8), np.float32)
     fast = (mt == UCI_MEDIA_TYPE) & (size == 64)
     X[fast] = blob[start[fast, None] + np.arange(64)].reshape(-1, 8, 8)
-    for j in np.flatnonzero(~fast): X[j] = decode_example(blob[start[j]:start[j] + size[j]].tobytes(), mt[j])
+    for j in np.flatnonzero(~fast):
+        X[j] = decode_example(blob[start[j] : start[j] + size[j]].tobytes(), mt[j])
     return X
 
 # %% ../nbs/13_data.ipynb #2b86224e
-def build_benchmark(store:Store,
-                    seed:int=0, # seed of the split (see `hash_split`)
-                    val_fraction:float=0.1,
-                    test_fraction:float=0.2,
-                    progress:bool=False # show a progress bar while items are stored
-                   ) -> str:
+def build_benchmark(
+    store: Store,
+    seed: int = 0,  # seed of the split (see `hash_split`)
+    val_fraction: float = 0.1,
+    test_fraction: float = 0.2,
+    progress: bool = False,  # show a progress bar while items are stored
+) -> str:
     "Store the UCI digits as raw items and return the id of their dataset version (packed)."
     from sklearn.datasets import load_digits
+
     digits = load_digits()
-    prov = Provenance(source=BENCHMARK_SOURCE, media_type=UCI_MEDIA_TYPE, licence='CC BY 4.0 (UCI Machine Learning Repository)')
+    prov = Provenance(
+        source=BENCHMARK_SOURCE, media_type=UCI_MEDIA_TYPE, licence='CC BY 4.0 (UCI Machine Learning Repository)'
+    )
     items = [encode_counts(img) for img in digits.images]
     digests = put_items(store, [(b, prov) for b in items], progress='storing digits' if progress else None)
     known = {d: (b, UCI_MEDIA_TYPE) for d, b in zip(digests, items)}
-    examples = [Example(d, int(label), hash_split(d, val_fraction, test_fraction, seed)) for d, label in zip(digests, digits.target)]
-    vid = put_version(store, examples, label_source='UCI optdigits labels (writers\' forms)',
-                      description='UCI handwritten digits benchmark, split by item hash',
-                      split=dict(method='sha256', seed=seed, val_fraction=val_fraction, test_fraction=test_fraction))
+    examples = [
+        Example(d, int(label), hash_split(d, val_fraction, test_fraction, seed))
+        for d, label in zip(digests, digits.target)
+    ]
+    vid = put_version(
+        store,
+        examples,
+        label_source="UCI optdigits labels (writers' forms)",
+        description='UCI handwritten digits benchmark, split by item hash',
+        split=dict(method='sha256', seed=seed, val_fraction=val_fraction, test_fraction=test_fraction),
+    )
     pack_version(store, vid, known)
     return vid
 
 # %% ../nbs/13_data.ipynb #bdf2a26f
-def load_splits(store:Store, vid:str, splits:tuple=SPLITS,
-                packed:bool|None=None # True: from the pack only; False: item by item; None: the pack when there is one
-               ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def load_splits(
+    store: Store,
+    vid: str,
+    splits: tuple = SPLITS,
+    packed: bool | None = None,  # True: from the pack only; False: item by item; None: the pack when there is one
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     "{split: (inputs (n, 8, 8) float32, labels (n,) int64)} of dataset version `vid`, reading its manifest once."
     bad = [s for s in splits if s not in SPLITS]
-    if bad: raise ValueError(f'split must be one of {SPLITS}, not {bad[0]!r}')
+    if bad:
+        raise ValueError(f'split must be one of {SPLITS}, not {bad[0]!r}')
     examples = get_version(store, vid)['examples']
     pack = None if packed is False else read_pack(store, vid, examples)
-    if packed and pack is None: raise FileNotFoundError(f'dataset version {vid} has no pack: run `mlproj data pack {vid}`')
+    if packed and pack is None:
+        raise FileNotFoundError(f'dataset version {vid} has no pack: run `mlproj data pack {vid}`')
     split_of = np.array([e.split for e in examples])
     labels = np.array([e.label for e in examples], dtype=np.int64)
     media = {}
+
     def media_type(d):
-        if d not in media: media[d] = item_provenance(store, d)['media_type']
+        if d not in media:
+            media[d] = item_provenance(store, d)['media_type']
         return media[d]
+
     out = {}
     for split in splits:
         idx = np.flatnonzero(split_of == split)
-        if pack is not None: X = _decode_packed(pack, idx)
-        elif len(idx): X = np.stack([decode_example(get_item(store, examples[i].sha256), media_type(examples[i].sha256)) for i in idx])
-        else: X = np.zeros((0, 8, 8), np.float32)
+        if pack is not None:
+            X = _decode_packed(pack, idx)
+        elif len(idx):
+            X = np.stack(
+                [decode_example(get_item(store, examples[i].sha256), media_type(examples[i].sha256)) for i in idx]
+            )
+        else:
+            X = np.zeros((0, 8, 8), np.float32)
         out[split] = X, labels[idx]
     return out
 
-def load_split(store:Store, vid:str, split:str, packed:bool|None=None) -> tuple[np.ndarray, np.ndarray]:
+
+def load_split(store: Store, vid: str, split: str, packed: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
     "Inputs (n, 8, 8) float32 and labels (n,) int64 of one split of dataset version `vid`."
     return load_splits(store, vid, (split,), packed)[split]
 
-def split_labels(store:Store, vid:str, split:str) -> np.ndarray:
+
+def split_labels(store: Store, vid: str, split: str) -> np.ndarray:
     "The labels of one split, from the manifest alone (no item is read)."
     return np.array([e.label for e in get_version(store, vid)['examples'] if e.split == split], dtype=np.int64)
 
 # %% ../nbs/13_data.ipynb #34d4f880
-def benchmark_version(settings, progress:bool=False) -> str:
+def benchmark_version(settings, progress: bool = False) -> str:
     "The id of the benchmark version as settings.ini [data] splits it, built if the store lacks it."
     d = settings.data
     return build_benchmark(Store(settings.store_url), d.seed, d.val_fraction, d.test_fraction, progress)
 
 # %% ../nbs/13_data.ipynb #9aa72393
-def resolve_version(store:Store, ref:str) -> str|None:
+def resolve_version(store: Store, ref: str) -> str | None:
     "The dataset version id `ref` names (the id, or its first 6 or more characters); None when it names none."
     ids = list_versions(store)
-    if ref in ids: return ref
+    if ref in ids:
+        return ref
     hits = [v for v in ids if v.startswith(ref)] if len(ref) >= 6 else []
-    if len(hits) > 1: raise LookupError(f"{ref!r} starts {len(hits)} dataset versions ({', '.join(hits[:3])}...): give more characters")
+    if len(hits) > 1:
+        raise LookupError(
+            f'{ref!r} starts {len(hits)} dataset versions ({", ".join(hits[:3])}...): give more characters'
+        )
     return hits[0] if hits else None
 
-
 # %% ../nbs/13_data.ipynb #60f46d5f
-def diff_versions(store:Store, a:str, b:str) -> dict:
+def diff_versions(store: Store, a: str, b: str) -> dict:
     "What changed from version `a` to `b`: items added, removed, relabelled and moved, in all, per split and per class."
     A = {e.sha256: e for e in get_version(store, a)['examples']}
     B = {e.sha256: e for e in get_version(store, b)['examples']}
@@ -183,55 +249,94 @@ def diff_versions(store:Store, a:str, b:str) -> dict:
     moved = [(A[s], B[s]) for s in common if A[s].split != B[s].split]
     zero = lambda: dict(a=0, b=0, added=0, removed=0, relabelled=0)
     per_split, per_class = {}, {}
-    for e in A.values(): per_split.setdefault(e.split, zero())['a'] += 1; per_class.setdefault(e.label, zero() | dict(relabelled_to=0))['a'] += 1
-    for e in B.values(): per_split.setdefault(e.split, zero())['b'] += 1; per_class.setdefault(e.label, zero() | dict(relabelled_to=0))['b'] += 1
-    for e in added: per_split[e.split]['added'] += 1; per_class[e.label]['added'] += 1
-    for e in removed: per_split[e.split]['removed'] += 1; per_class[e.label]['removed'] += 1
-    for x, y in relabelled: per_split[y.split]['relabelled'] += 1; per_class[x.label]['relabelled'] += 1; per_class[y.label]['relabelled_to'] += 1
-    return dict(a=a, b=b, n_a=len(A), n_b=len(B), added=len(added), removed=len(removed), relabelled=len(relabelled),
-                moved=len(moved), unchanged=len(common) - len(relabelled),
-                per_split={s: per_split[s] for s in sorted(per_split, key=lambda s: (s not in SPLITS, SPLITS.index(s) if s in SPLITS else s))},
-                per_class={c: per_class[c] for c in sorted(per_class, key=str)},
-                relabelled_items=[(x.sha256, x.label, y.label, y.source) for x, y in relabelled])
+    for e in A.values():
+        per_split.setdefault(e.split, zero())['a'] += 1
+        per_class.setdefault(e.label, zero() | dict(relabelled_to=0))['a'] += 1
+    for e in B.values():
+        per_split.setdefault(e.split, zero())['b'] += 1
+        per_class.setdefault(e.label, zero() | dict(relabelled_to=0))['b'] += 1
+    for e in added:
+        per_split[e.split]['added'] += 1
+        per_class[e.label]['added'] += 1
+    for e in removed:
+        per_split[e.split]['removed'] += 1
+        per_class[e.label]['removed'] += 1
+    for x, y in relabelled:
+        per_split[y.split]['relabelled'] += 1
+        per_class[x.label]['relabelled'] += 1
+        per_class[y.label]['relabelled_to'] += 1
+    return dict(
+        a=a,
+        b=b,
+        n_a=len(A),
+        n_b=len(B),
+        added=len(added),
+        removed=len(removed),
+        relabelled=len(relabelled),
+        moved=len(moved),
+        unchanged=len(common) - len(relabelled),
+        per_split={
+            s: per_split[s]
+            for s in sorted(per_split, key=lambda s: (s not in SPLITS, SPLITS.index(s) if s in SPLITS else s))
+        },
+        per_class={c: per_class[c] for c in sorted(per_class, key=str)},
+        relabelled_items=[(x.sha256, x.label, y.label, y.source) for x, y in relabelled],
+    )
 
 # %% ../nbs/13_data.ipynb #6712a812
 def _version_arg(store, ref) -> str:
     vid = resolve_version(store, ref)
-    if vid is None: raise LookupError(f'no dataset version {ref!r} in {store.url} (`mlproj data list` lists them)')
+    if vid is None:
+        raise LookupError(f'no dataset version {ref!r} in {store.url} (`mlproj data list` lists them)')
     return vid
+
 
 def announce_benchmark(settings) -> str:
     "Build the benchmark version (idempotent), print its id and split sizes, return the id."
     vid = benchmark_version(settings, progress=True)
     counts = Counter(e.split for e in get_version(Store(settings.store_url), vid)['examples'])
-    say('data', f"dataset version {vid}: {sum(counts.values())} images ({', '.join(f'{counts[s]} {s}' for s in SPLITS)}) in {settings.store_url}")
+    say(
+        'data',
+        f'dataset version {vid}: {sum(counts.values())} images ({", ".join(f"{counts[s]} {s}" for s in SPLITS)}) in {settings.store_url}',
+    )
     return vid
 
-def cmd_data(args, settings): announce_benchmark(settings)
+
+def cmd_data(args, settings):
+    announce_benchmark(settings)
+
 
 def cmd_data_list(args, settings):
     "One line per dataset version: id, items, parent, description."
     st = Store(settings.store_url)
     ids = list_versions(st)
-    if not ids: return print(f'no dataset version in {settings.store_url}: `mlproj data` builds the benchmark')
-    print(f"{'version':16}  {'items':>7}  {'parent':16}  description")
+    if not ids:
+        return print(f'no dataset version in {settings.store_url}: `mlproj data` builds the benchmark')
+    print(f'{"version":16}  {"items":>7}  {"parent":16}  description')
     for v in ids:
         m = get_version(st, v)
-        print(f"{v:16}  {len(m['examples']):>7}  {m['parent'] or '-':16}  {m['description']}")
+        print(f'{v:16}  {len(m["examples"]):>7}  {m["parent"] or "-":16}  {m["description"]}')
+
 
 def cmd_data_diff(args, settings):
     "Print what changed from one dataset version to another."
     st = Store(settings.store_url)
     D = diff_versions(st, _version_arg(st, args.a), _version_arg(st, args.b))
-    print(f"{D['a']} ({D['n_a']} items) -> {D['b']} ({D['n_b']} items): {D['added']} added, {D['removed']} removed, "
-          f"{D['relabelled']} relabelled, {D['moved']} moved between splits, {D['unchanged']} unchanged")
+    print(
+        f'{D["a"]} ({D["n_a"]} items) -> {D["b"]} ({D["n_b"]} items): {D["added"]} added, {D["removed"]} removed, '
+        f'{D["relabelled"]} relabelled, {D["moved"]} moved between splits, {D["unchanged"]} unchanged'
+    )
     for title, rows in (('split', D['per_split']), ('class', D['per_class'])):
-        print(f"{title:>7}  {'before':>7}  {'after':>7}  {'added':>7}  {'removed':>7}  {'relabelled':>10}")
+        print(f'{title:>7}  {"before":>7}  {"after":>7}  {"added":>7}  {"removed":>7}  {"relabelled":>10}')
         for k, r in rows.items():
-            print(f"{k!s:>7}  {r['a']:>7}  {r['b']:>7}  {r['added']:>7}  {r['removed']:>7}  {r['relabelled']:>10}" +
-                  (f"  (+{r['relabelled_to']} relabelled to it)" if r.get('relabelled_to') else ''))
+            print(
+                f'{k!s:>7}  {r["a"]:>7}  {r["b"]:>7}  {r["added"]:>7}  {r["removed"]:>7}  {r["relabelled"]:>10}'
+                + (f'  (+{r["relabelled_to"]} relabelled to it)' if r.get('relabelled_to') else '')
+            )
     if args.items:
-        for sha, old, new, src in D['relabelled_items']: print(f'  {sha}  {old} -> {new}  ({src})')
+        for sha, old, new, src in D['relabelled_items']:
+            print(f'  {sha}  {old} -> {new}  ({src})')
+
 
 def cmd_data_pack(args, settings):
     "Write a dataset version's pack (once) and check it."
@@ -241,16 +346,30 @@ def cmd_data_pack(args, settings):
     read_pack(st, vid)
     say('data', f'dataset version {vid} packed in {path} ({st.fs.size(path):,} bytes), every item checked')
 
+
 def add_commands(add):
     "The `data` command group of the CLI (`lineage` adds `data show`)."
-    p = add('data', cmd_data, 'Store the digits benchmark as a content-hashed dataset version (idempotent) and print its id; '
-            'list, show, diff and pack dataset versions.')
+    p = add(
+        'data',
+        cmd_data,
+        'Store the digits benchmark as a content-hashed dataset version (idempotent) and print its id; '
+        'list, show, diff and pack dataset versions.',
+    )
     add('list', cmd_data_list, 'List the dataset versions in the store.', under='data')
-    s = add('diff', cmd_data_diff, 'Compare two dataset versions: items added, removed, relabelled, per split and per class.', under='data')
+    s = add(
+        'diff',
+        cmd_data_diff,
+        'Compare two dataset versions: items added, removed, relabelled, per split and per class.',
+        under='data',
+    )
     s.add_argument('a', help='the older version (id or its first 6+ characters)')
     s.add_argument('b', help='the newer version')
     s.add_argument('--items', action='store_true', help='also list the relabelled items')
-    s = add('pack', cmd_data_pack, 'Write a dataset version into one packed file next to its manifest, read by training instead of one file per item.',
-            under='data')
+    s = add(
+        'pack',
+        cmd_data_pack,
+        'Write a dataset version into one packed file next to its manifest, read by training instead of one file per item.',
+        under='data',
+    )
     s.add_argument('id', help='a dataset version id (or its first 6+ characters)')
     return p

@@ -6,14 +6,29 @@ Docs: https://mlproj.github.io/mlproj/db.html.md"""
 
 # %% ../nbs/16_db.ipynb #c5ac45a7
 from __future__ import annotations
-import functools, threading
+
+import functools
+import threading
 from contextlib import contextmanager, nullcontext
 from datetime import datetime, timezone
 from pathlib import Path
 
-from sqlalchemy import (JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint,
-                        create_engine, event, text)
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    create_engine,
+    event,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
 
 # %% auto #0
 __all__ = ['utcnow', 'Base', 'Project', 'Person', 'Item', 'Assignment', 'Review', 'Tx', 'Database']
@@ -23,71 +38,102 @@ def utcnow() -> datetime:
     "The time now in UTC, naive (as both SQLite and PostgreSQL columns keep it)."
     return datetime.now(timezone.utc).replace(tzinfo=None)
 
-class Base(DeclarativeBase): pass
+
+class Base(DeclarativeBase):
+    pass
+
 
 class Project(Base):
     "A labelling job over a set of raw items."
+
     __tablename__ = 'annotate_project'
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(200), unique=True)
-    labels: Mapped[list] = mapped_column(JSON) # the label set; a label is its index in this list
-    guide: Mapped[str] = mapped_column(Text, default='') # Markdown shown on the page
-    overlap: Mapped[int] = mapped_column(Integer, default=2) # k distinct annotators per item
+    labels: Mapped[list] = mapped_column(JSON)  # the label set; a label is its index in this list
+    guide: Mapped[str] = mapped_column(Text, default='')  # Markdown shown on the page
+    overlap: Mapped[int] = mapped_column(Integer, default=2)  # k distinct annotators per item
     lease_seconds: Mapped[int] = mapped_column(Integer, default=600)
-    source: Mapped[str] = mapped_column(String(200), default='') # a dataset version id, a crawl, 'feedback'
-    ordering: Mapped[str] = mapped_column(String(20), default='position') # or 'uncertainty': lowest model margin first
-    suggest_to_annotators: Mapped[bool] = mapped_column(Boolean, default=False) # reviewers always see the model's suggestion
+    source: Mapped[str] = mapped_column(String(200), default='')  # a dataset version id, a crawl, 'feedback'
+    ordering: Mapped[str] = mapped_column(String(20), default='position')  # or 'uncertainty': lowest model margin first
+    suggest_to_annotators: Mapped[bool] = mapped_column(
+        Boolean, default=False
+    )  # reviewers always see the model's suggestion
     created: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
 
 class Person(Base):
     "An annotator or reviewer of one project, known by a personal token."
+
     __tablename__ = 'annotate_person'
     __table_args__ = (UniqueConstraint('project_id', 'name'),)
     id: Mapped[int] = mapped_column(primary_key=True)
     project_id: Mapped[int] = mapped_column(ForeignKey('annotate_project.id'))
     name: Mapped[str] = mapped_column(String(200))
-    role: Mapped[str] = mapped_column(String(20)) # annotator or reviewer
-    token_hash: Mapped[str] = mapped_column(String(64), unique=True) # sha256 of the token; the token itself is never stored
+    role: Mapped[str] = mapped_column(String(20))  # annotator or reviewer
+    token_hash: Mapped[str] = mapped_column(
+        String(64), unique=True
+    )  # sha256 of the token; the token itself is never stored
     created: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
 
 class Item(Base):
     "A raw item (by hash) to be labelled in a project."
+
     __tablename__ = 'annotate_item'
-    __table_args__ = (UniqueConstraint('project_id', 'sha256'), Index('ix_annotate_item_queue', 'project_id', 'position'),
-                      Index('ix_annotate_item_open', 'project_id', 'position', # only the items with a free slot: where a claim looks
-                            sqlite_where=text('taken < overlap'), postgresql_where=text('taken < overlap')))
+    __table_args__ = (
+        UniqueConstraint('project_id', 'sha256'),
+        Index('ix_annotate_item_queue', 'project_id', 'position'),
+        Index(
+            'ix_annotate_item_open',
+            'project_id',
+            'position',  # only the items with a free slot: where a claim looks
+            sqlite_where=text('taken < overlap'),
+            postgresql_where=text('taken < overlap'),
+        ),
+    )
     id: Mapped[int] = mapped_column(primary_key=True)
     project_id: Mapped[int] = mapped_column(ForeignKey('annotate_project.id'))
     sha256: Mapped[str] = mapped_column(String(64))
     media_type: Mapped[str] = mapped_column(String(100))
     position: Mapped[int] = mapped_column(Integer)
-    taken: Mapped[int] = mapped_column(Integer, default=0) # slots held (leased or done): at most the overlap
-    done: Mapped[int] = mapped_column(Integer, default=0) # labels given
-    overlap: Mapped[int] = mapped_column(Integer, default=2) # the project's k, copied so that an index can compare it with taken
-    margin: Mapped[float|None] = mapped_column(Float, nullable=True) # production model's top-1 minus top-2 probability
-    suggestion: Mapped[int|None] = mapped_column(Integer, nullable=True) # production model's answer
+    taken: Mapped[int] = mapped_column(Integer, default=0)  # slots held (leased or done): at most the overlap
+    done: Mapped[int] = mapped_column(Integer, default=0)  # labels given
+    overlap: Mapped[int] = mapped_column(
+        Integer, default=2
+    )  # the project's k, copied so that an index can compare it with taken
+    margin: Mapped[float | None] = mapped_column(
+        Float, nullable=True
+    )  # production model's top-1 minus top-2 probability
+    suggestion: Mapped[int | None] = mapped_column(Integer, nullable=True)  # production model's answer
     added: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
 
 class Assignment(Base):
     "An item handed to a person: leased until `expires`, then done (with a label) or skipped."
+
     __tablename__ = 'annotate_assignment'
-    __table_args__ = (UniqueConstraint('item_id', 'person_id'), UniqueConstraint('item_id', 'slot'),
-                      Index('ix_annotate_assignment_person', 'person_id', 'state'),
-                      Index('ix_annotate_assignment_lease', 'project_id', 'state', 'expires'),
-                      {'sqlite_autoincrement': True}) # an id is never reused: a late answer cannot land on someone else's lease
+    __table_args__ = (
+        UniqueConstraint('item_id', 'person_id'),
+        UniqueConstraint('item_id', 'slot'),
+        Index('ix_annotate_assignment_person', 'person_id', 'state'),
+        Index('ix_annotate_assignment_lease', 'project_id', 'state', 'expires'),
+        {'sqlite_autoincrement': True},
+    )  # an id is never reused: a late answer cannot land on someone else's lease
     id: Mapped[int] = mapped_column(primary_key=True)
     project_id: Mapped[int] = mapped_column(ForeignKey('annotate_project.id'))
     item_id: Mapped[int] = mapped_column(ForeignKey('annotate_item.id'))
     person_id: Mapped[int] = mapped_column(ForeignKey('annotate_person.id'))
-    slot: Mapped[int|None] = mapped_column(Integer, nullable=True) # 0..k-1 while leased or done; NULL once skipped
-    state: Mapped[str] = mapped_column(String(10)) # leased, done, skipped
-    label: Mapped[int|None] = mapped_column(Integer, nullable=True)
+    slot: Mapped[int | None] = mapped_column(Integer, nullable=True)  # 0..k-1 while leased or done; NULL once skipped
+    state: Mapped[str] = mapped_column(String(10))  # leased, done, skipped
+    label: Mapped[int | None] = mapped_column(Integer, nullable=True)
     leased: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     expires: Mapped[datetime] = mapped_column(DateTime)
-    answered: Mapped[datetime|None] = mapped_column(DateTime, nullable=True)
+    answered: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+
 
 class Review(Base):
     "A reviewer's label for an item the annotators did not agree on."
+
     __tablename__ = 'annotate_review'
     item_id: Mapped[int] = mapped_column(ForeignKey('annotate_item.id'), primary_key=True)
     project_id: Mapped[int] = mapped_column(ForeignKey('annotate_project.id'))
@@ -99,45 +145,65 @@ class Review(Base):
 def _sqlite_setup(engine):
     @event.listens_for(engine, 'connect')
     def _connect(dbapi_conn, _):
-        dbapi_conn.isolation_level = None # the driver's own transaction handling off: we say BEGIN ourselves
+        dbapi_conn.isolation_level = None  # the driver's own transaction handling off: we say BEGIN ourselves
         cur = dbapi_conn.cursor()
-        for pragma in ('journal_mode=WAL', 'synchronous=NORMAL', 'foreign_keys=ON', 'busy_timeout=30000'): cur.execute(f'PRAGMA {pragma}')
+        for pragma in ('journal_mode=WAL', 'synchronous=NORMAL', 'foreign_keys=ON', 'busy_timeout=30000'):
+            cur.execute(f'PRAGMA {pragma}')
         cur.close()
 
     @event.listens_for(engine, 'begin')
-    def _begin(conn): conn.exec_driver_sql('BEGIN IMMEDIATE' if conn.get_execution_options().get('immediate') else 'BEGIN')
+    def _begin(conn):
+        conn.exec_driver_sql('BEGIN IMMEDIATE' if conn.get_execution_options().get('immediate') else 'BEGIN')
+
 
 class Tx:
     "Plain SQL in a transaction on the driver's own connection: the save path's statements without the ORM's work on each."
-    def __init__(self, cur, pg:bool): self.cur, self.pg = cur, pg
 
-    def run(self, sql:str, # `?` placeholders on both engines
-            *params):
+    def __init__(self, cur, pg: bool):
+        self.cur, self.pg = cur, pg
+
+    def run(
+        self,
+        sql: str,  # `?` placeholders on both engines
+        *params,
+    ):
         "Execute `sql` and return the cursor."
         self.cur.execute(_pg_sql(sql) if self.pg else sql, params)
         return self.cur
 
-    def one(self, sql:str, *params): return self.run(sql, *params).fetchone()
-    def all(self, sql:str, *params): return self.run(sql, *params).fetchall()
+    def one(self, sql: str, *params):
+        return self.run(sql, *params).fetchone()
 
-    def time(self, t:datetime):
+    def all(self, sql: str, *params):
+        return self.run(sql, *params).fetchall()
+
+    def time(self, t: datetime):
         "A time as its column keeps it: a datetime on PostgreSQL, SQLAlchemy's text form on SQLite (which compares it as text)."
-        return t if self.pg else t.isoformat(' ', 'microseconds') # as strftime('%Y-%m-%d %H:%M:%S.%f'), 3x faster
+        return t if self.pg else t.isoformat(' ', 'microseconds')  # as strftime('%Y-%m-%d %H:%M:%S.%f'), 3x faster
 
-@functools.lru_cache(maxsize=None)
-def _pg_sql(sql:str) -> str: return sql.replace('%', '%%').replace('?', '%s') # psycopg's placeholders
+
+@functools.cache
+def _pg_sql(sql: str) -> str:
+    return sql.replace('%', '%%').replace('?', '%s')  # psycopg's placeholders
+
 
 class Database:
     "The annotation database at a SQLAlchemy URL, with read and write sessions."
-    def __init__(self, url:str, # sqlite:///path or postgresql+psycopg://user@host/db
-                 pool_size:int=20 # connections kept open (PostgreSQL)
-                ):
+
+    def __init__(
+        self,
+        url: str,  # sqlite:///path or postgresql+psycopg://user@host/db
+        pool_size: int = 20,  # connections kept open (PostgreSQL)
+    ):
         self.url = url
         self.sqlite = url.startswith('sqlite')
         if self.sqlite:
-            self.engine = create_engine(url, connect_args={'check_same_thread': False, 'timeout': 30}, pool_size=pool_size, max_overflow=40)
+            self.engine = create_engine(
+                url, connect_args={'check_same_thread': False, 'timeout': 30}, pool_size=pool_size, max_overflow=40
+            )
             _sqlite_setup(self.engine)
-        else: self.engine = create_engine(url, pool_size=pool_size, max_overflow=40)
+        else:
+            self.engine = create_engine(url, pool_size=pool_size, max_overflow=40)
         self._lock = threading.Lock() if self.sqlite else nullcontext()
         self._reader = sessionmaker(self.engine, expire_on_commit=False)
         self._writer = sessionmaker(self.engine.execution_options(immediate=True), expire_on_commit=False)
@@ -145,22 +211,27 @@ class Database:
     @contextmanager
     def read(self):
         "A session for reading (committed state; never blocks writers)."
-        with self._reader.begin() as s: yield s
+        with self._reader.begin() as s:
+            yield s
 
     @contextmanager
     def write(self):
         "A short write transaction: committed at the end, rolled back on an exception."
-        with self._lock, self._writer.begin() as s: yield s
+        with self._lock, self._writer.begin() as s:
+            yield s
 
     @contextmanager
-    def tx(self, write:bool=True # False: a read transaction (no lock taken)
-          ):
+    def tx(
+        self,
+        write: bool = True,  # False: a read transaction (no lock taken)
+    ):
         "A short transaction on the driver's own connection (a `Tx`): committed at the end, rolled back on an exception."
         with self._lock if write else nullcontext():
-            conn = self.engine.raw_connection() # from the pool: on SQLite with its PRAGMAs already set
+            conn = self.engine.raw_connection()  # from the pool: on SQLite with its PRAGMAs already set
             cur = conn.cursor()
             try:
-                if self.sqlite: cur.execute('BEGIN IMMEDIATE' if write else 'BEGIN')
+                if self.sqlite:
+                    cur.execute('BEGIN IMMEDIATE' if write else 'BEGIN')
                 yield Tx(cur, not self.sqlite)
                 conn.commit()
             except BaseException:
@@ -174,12 +245,16 @@ class Database:
         "Bring the schema to the newest migration (Alembic), safely when several processes start at once."
         from alembic import command
         from alembic.config import Config
+
         cfg = Config()
         import mlproj
-        cfg.set_main_option('script_location', str(Path(mlproj.__file__).parent/'migrations'))
+
+        cfg.set_main_option('script_location', str(Path(mlproj.__file__).parent / 'migrations'))
         with self._lock, self.engine.execution_options(immediate=True).begin() as conn:
-            if not self.sqlite: conn.exec_driver_sql('SELECT pg_advisory_xact_lock(917302)')
+            if not self.sqlite:
+                conn.exec_driver_sql('SELECT pg_advisory_xact_lock(917302)')
             cfg.attributes['connection'] = conn
             command.upgrade(cfg, 'head')
 
-    def close(self): self.engine.dispose()
+    def close(self):
+        self.engine.dispose()

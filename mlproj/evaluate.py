@@ -6,15 +6,17 @@ Docs: https://mlproj.github.io/mlproj/evaluate.html.md"""
 
 # %% ../nbs/30_evaluate.ipynb #8b6e6171
 from __future__ import annotations
-import json, math
-from dataclasses import dataclass, asdict
+
+import json
+import math
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from statistics import NormalDist
 
 import numpy as np
 
-from .settings import Problem
 from .jobs import templates
+from .settings import Problem
 
 # %% auto #0
 __all__ = ['SLICE_KEYS', 'confusion', 'classification_metrics', 'majority_baseline', 'reliability', 'confident_mistakes',
@@ -23,117 +25,174 @@ __all__ = ['SLICE_KEYS', 'confusion', 'classification_metrics', 'majority_baseli
            'evaluate_train_run', 'summary_markdown', 'confusion_html']
 
 # %% ../nbs/30_evaluate.ipynb #b0408635
-def confusion(y_true:np.ndarray, y_pred:np.ndarray, n_classes:int=10) -> np.ndarray:
+def confusion(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int = 10) -> np.ndarray:
     "(n_classes, n_classes) counts: row = true class, column = predicted class."
     m = np.zeros((n_classes, n_classes), np.int64)
     np.add.at(m, (y_true, y_pred), 1)
     return m
 
-def classification_metrics(y_true:np.ndarray, y_pred:np.ndarray, n_classes:int=10) -> dict:
+
+def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int = 10) -> dict:
     "accuracy, macro_f1, per_class_recall, per_class_precision and confusion of predictions."
     m = confusion(y_true, y_pred, n_classes)
     tp = np.diag(m).astype(float)
     with np.errstate(divide='ignore', invalid='ignore'):
-        recall = np.nan_to_num(tp/m.sum(1))
-        precision = np.nan_to_num(tp/m.sum(0))
-        f1 = np.nan_to_num(2*precision*recall/(precision + recall))
-    return dict(n=int(len(y_true)), accuracy=float(tp.sum()/max(len(y_true), 1)), macro_f1=float(f1.mean()),
-                per_class_recall=[round(float(r), 6) for r in recall], per_class_precision=[round(float(p), 6) for p in precision],
-                confusion=m.tolist())
+        recall = np.nan_to_num(tp / m.sum(1))
+        precision = np.nan_to_num(tp / m.sum(0))
+        f1 = np.nan_to_num(2 * precision * recall / (precision + recall))
+    return dict(
+        n=len(y_true),
+        accuracy=float(tp.sum() / max(len(y_true), 1)),
+        macro_f1=float(f1.mean()),
+        per_class_recall=[round(float(r), 6) for r in recall],
+        per_class_precision=[round(float(p), 6) for p in precision],
+        confusion=m.tolist(),
+    )
 
 # %% ../nbs/30_evaluate.ipynb #f006ab9c
-def majority_baseline(y_train:np.ndarray, y_test:np.ndarray, n_classes:int=10) -> dict:
+def majority_baseline(y_train: np.ndarray, y_test: np.ndarray, n_classes: int = 10) -> dict:
     "Metrics of always answering the most frequent training class."
-    return dict(classification_metrics(y_test, np.full_like(y_test, np.bincount(y_train).argmax()), n_classes),
-                answer=int(np.bincount(y_train).argmax()))
+    return dict(
+        classification_metrics(y_test, np.full_like(y_test, np.bincount(y_train).argmax()), n_classes),
+        answer=int(np.bincount(y_train).argmax()),
+    )
 
 # %% ../nbs/30_evaluate.ipynb #182bf2a6
-def reliability(confidence:np.ndarray, # (n,) the probability the model gave the answer it gave
-                correct:np.ndarray, # (n,) whether that answer was right
-                n_bins:int=15 # equal-width bins over 0..1
-               ) -> dict:
+def reliability(
+    confidence: np.ndarray,  # (n,) the probability the model gave the answer it gave
+    correct: np.ndarray,  # (n,) whether that answer was right
+    n_bins: int = 15,  # equal-width bins over 0..1
+) -> dict:
     "The expected calibration error and the reliability diagram's bins (empty bins left out)."
     confidence, correct = np.asarray(confidence, float), np.asarray(correct, bool)
-    if len(confidence) and not (0 <= confidence.min() and confidence.max() <= 1): raise ValueError('confidences must lie in 0..1')
+    if len(confidence) and not (0 <= confidence.min() and confidence.max() <= 1):
+        raise ValueError('confidences must lie in 0..1')
     edges = np.linspace(0, 1, n_bins + 1)
-    which = np.clip(np.searchsorted(edges, confidence, side='left') - 1, 0, n_bins - 1) # (lo, hi]; 0 goes in the first bin
+    which = np.clip(
+        np.searchsorted(edges, confidence, side='left') - 1, 0, n_bins - 1
+    )  # (lo, hi]; 0 goes in the first bin
     bins, ece = [], 0.0
     for b in range(n_bins):
         sel = which == b
-        if not sel.any(): continue
+        if not sel.any():
+            continue
         conf, acc = float(confidence[sel].mean()), float(correct[sel].mean())
-        ece += sel.sum()/len(confidence)*abs(acc - conf)
-        bins.append(dict(lo=round(float(edges[b]), 6), hi=round(float(edges[b + 1]), 6), n=int(sel.sum()),
-                         confidence=round(conf, 6), accuracy=round(acc, 6)))
+        ece += sel.sum() / len(confidence) * abs(acc - conf)
+        bins.append(
+            dict(
+                lo=round(float(edges[b]), 6),
+                hi=round(float(edges[b + 1]), 6),
+                n=int(sel.sum()),
+                confidence=round(conf, 6),
+                accuracy=round(acc, 6),
+            )
+        )
     return dict(ece=round(float(ece), 6), n_bins=n_bins, bins=bins)
 
 # %% ../nbs/30_evaluate.ipynb #12004ab7
-def confident_mistakes(y:np.ndarray, pred:np.ndarray, # labels and answers
-                       confidence:np.ndarray|None, # the probability of each answer; None: in item order
-                       items:list, # the id (sha256) of each item
-                       k:int=12) -> list[dict]:
+def confident_mistakes(
+    y: np.ndarray,
+    pred: np.ndarray,  # labels and answers
+    confidence: np.ndarray | None,  # the probability of each answer; None: in item order
+    items: list,  # the id (sha256) of each item
+    k: int = 12,
+) -> list[dict]:
     "The `k` wrong answers given with the most confidence, most confident first: item, label, answer, confidence."
     y, pred = np.asarray(y), np.asarray(pred)
     wrong = np.flatnonzero(pred != y)
-    if confidence is not None: wrong = wrong[np.argsort(-np.asarray(confidence, float)[wrong], kind='stable')]
-    return [dict(item=items[i], label=int(y[i]), predicted=int(pred[i]),
-                 confidence=None if confidence is None else round(float(confidence[i]), 6)) for i in wrong[:k]]
+    if confidence is not None:
+        wrong = wrong[np.argsort(-np.asarray(confidence, float)[wrong], kind='stable')]
+    return [
+        dict(
+            item=items[i],
+            label=int(y[i]),
+            predicted=int(pred[i]),
+            confidence=None if confidence is None else round(float(confidence[i]), 6),
+        )
+        for i in wrong[:k]
+    ]
 
 # %% ../nbs/30_evaluate.ipynb #05af5704
-def prediction_metrics(y:np.ndarray, pred:np.ndarray, # labels and answers
-                       confidence:np.ndarray|None=None, # probability of each answer: adds ece and reliability
-                       items:list|None=None, # item ids: adds the most confident mistakes
-                       n_bins:int=15, n_mistakes:int=12, n_classes:int=10) -> dict:
+def prediction_metrics(
+    y: np.ndarray,
+    pred: np.ndarray,  # labels and answers
+    confidence: np.ndarray | None = None,  # probability of each answer: adds ece and reliability
+    items: list | None = None,  # item ids: adds the most confident mistakes
+    n_bins: int = 15,
+    n_mistakes: int = 12,
+    n_classes: int = 10,
+) -> dict:
     "`classification_metrics`, with calibration when confidences are given and the most confident mistakes when item ids are."
     y, pred = np.asarray(y), np.asarray(pred)
     m = classification_metrics(y, pred, n_classes)
     if confidence is not None:
         r = reliability(confidence, pred == y, n_bins)
         m.update(ece=r['ece'], n_bins=n_bins, reliability=r['bins'])
-    if items is not None: m['mistakes'] = confident_mistakes(y, pred, confidence, items, n_mistakes)
+    if items is not None:
+        m['mistakes'] = confident_mistakes(y, pred, confidence, items, n_mistakes)
     return m
 
 # %% ../nbs/30_evaluate.ipynb #6379ffc1
-def mcnemar_exact(b:int, # items only the first model gets right
-                  c:int # items only the second model gets right
-                 ) -> float:
+def mcnemar_exact(
+    b: int,  # items only the first model gets right
+    c: int,  # items only the second model gets right
+) -> float:
     "Two-sided exact McNemar p-value: the binomial test of b out of b + c discordant items at one half."
     n = b + c
-    if n == 0: return 1.0
-    return min(1.0, 2*sum(math.comb(n, k) for k in range(min(b, c) + 1))/2**n)
+    if n == 0:
+        return 1.0
+    return min(1.0, 2 * sum(math.comb(n, k) for k in range(min(b, c) + 1)) / 2**n)
 
-def paired_comparison(y:np.ndarray, # labels
-                      pred_a:np.ndarray, # answers of model A (the candidate)
-                      pred_b:np.ndarray, # answers of model B (e.g. production) on the same items
-                      level:float=0.95 # of the confidence interval
-                     ) -> dict:
+
+def paired_comparison(
+    y: np.ndarray,  # labels
+    pred_a: np.ndarray,  # answers of model A (the candidate)
+    pred_b: np.ndarray,  # answers of model B (e.g. production) on the same items
+    level: float = 0.95,  # of the confidence interval
+) -> dict:
     "Which items each model gets right (2x2), McNemar's exact p-value, and a confidence interval on accuracy A minus B."
-    y = np.asarray(y); a, b = np.asarray(pred_a) == y, np.asarray(pred_b) == y
+    y = np.asarray(y)
+    a, b = np.asarray(pred_a) == y, np.asarray(pred_b) == y
     n, only_a, only_b = len(y), int((a & ~b).sum()), int((~a & b).sum())
-    d = (only_a - only_b)/n if n else 0.0
-    se = math.sqrt(max(only_a + only_b - (only_a - only_b)**2/n, 0))/n if n else 0.0
-    z = NormalDist().inv_cdf(0.5 + level/2)
-    return dict(n=n, both_right=int((a & b).sum()), only_a=only_a, only_b=only_b, both_wrong=int((~a & ~b).sum()),
-                accuracy_a=float(a.mean()) if n else 0.0, accuracy_b=float(b.mean()) if n else 0.0,
-                difference=round(d, 6), ci=[round(d - z*se, 6), round(d + z*se, 6)], level=level,
-                p_value=round(mcnemar_exact(only_a, only_b), 8))
+    d = (only_a - only_b) / n if n else 0.0
+    se = math.sqrt(max(only_a + only_b - (only_a - only_b) ** 2 / n, 0)) / n if n else 0.0
+    z = NormalDist().inv_cdf(0.5 + level / 2)
+    return dict(
+        n=n,
+        both_right=int((a & b).sum()),
+        only_a=only_a,
+        only_b=only_b,
+        both_wrong=int((~a & ~b).sum()),
+        accuracy_a=float(a.mean()) if n else 0.0,
+        accuracy_b=float(b.mean()) if n else 0.0,
+        difference=round(d, 6),
+        ci=[round(d - z * se, 6), round(d + z * se, 6)],
+        level=level,
+        p_value=round(mcnemar_exact(only_a, only_b), 8),
+    )
 
 # %% ../nbs/30_evaluate.ipynb #5536bd7e
 SLICE_KEYS = ('source', 'thickness', 'polarity')
 
-def slice_accuracy(correct:np.ndarray, # (n,) whether each answer was right
-                   slices:list, # one dict per item: source, thickness, polarity, ...
-                   keys:tuple=SLICE_KEYS) -> dict:
+
+def slice_accuracy(
+    correct: np.ndarray,  # (n,) whether each answer was right
+    slices: list,  # one dict per item: source, thickness, polarity, ...
+    keys: tuple = SLICE_KEYS,
+) -> dict:
     "Accuracy by slice: {'source': {'strokes': {'n': 240, 'accuracy': 0.9}, ...}, ...} for the `keys` the items carry."
     by = {}
     for ok, sl in zip(np.asarray(correct, bool), slices):
         for k in keys:
-            if k in sl: by.setdefault(k, {}).setdefault(sl[k], []).append(ok)
+            if k in sl:
+                by.setdefault(k, {}).setdefault(sl[k], []).append(ok)
     return {k: {v: dict(n=len(o), accuracy=float(np.mean(o))) for v, o in sorted(d.items())} for k, d in by.items()}
 
-def accuracy_by_slice(model:dict, # metrics on the benchmark split
-                      service_like:dict|None # metrics on the service-like set (with its `slices`), or None
-                     ) -> dict:
+
+def accuracy_by_slice(
+    model: dict,  # metrics on the benchmark split
+    service_like: dict | None,  # metrics on the service-like set (with its `slices`), or None
+) -> dict:
     "Benchmark beside service-like accuracy ('set'), then the service-like set's own slices."
     out = dict(set={'benchmark': dict(n=model['n'], accuracy=model['accuracy'])})
     if service_like:
@@ -145,115 +204,188 @@ def accuracy_by_slice(model:dict, # metrics on the benchmark split
 @dataclass(frozen=True)
 class Acceptance:
     "Whether metrics meet the problem's acceptance criteria, and why not."
-    passed: bool
-    failures: list # one sentence per criterion missed
 
-def check_acceptance(metrics:dict, # the model's metrics on the benchmark's test split
-                     problem:Problem,
-                     service_like:dict|None=None # its metrics on the service-like set; None: not measured (a failure)
-                    ) -> Acceptance:
+    passed: bool
+    failures: list  # one sentence per criterion missed
+
+
+def check_acceptance(
+    metrics: dict,  # the model's metrics on the benchmark's test split
+    problem: Problem,
+    service_like: dict | None = None,  # its metrics on the service-like set; None: not measured (a failure)
+) -> Acceptance:
     "Check benchmark and service-like metrics against the criteria in settings.ini `[problem]`."
     fails = []
     if metrics['accuracy'] < problem.min_test_accuracy:
-        fails.append(f"test accuracy {metrics['accuracy']:.4f} is below {problem.min_test_accuracy}")
+        fails.append(f'test accuracy {metrics["accuracy"]:.4f} is below {problem.min_test_accuracy}')
     if metrics['macro_f1'] < problem.min_macro_f1:
-        fails.append(f"macro-F1 {metrics['macro_f1']:.4f} is below {problem.min_macro_f1}")
+        fails.append(f'macro-F1 {metrics["macro_f1"]:.4f} is below {problem.min_macro_f1}')
     worst = int(np.argmin(metrics['per_class_recall']))
     if metrics['per_class_recall'][worst] < problem.min_class_recall:
-        fails.append(f"recall of class {worst} is {metrics['per_class_recall'][worst]:.4f}, below {problem.min_class_recall}")
-    if service_like is None: fails.append('the service-like set was not measured')
+        fails.append(
+            f'recall of class {worst} is {metrics["per_class_recall"][worst]:.4f}, below {problem.min_class_recall}'
+        )
+    if service_like is None:
+        fails.append('the service-like set was not measured')
     else:
         if service_like['accuracy'] < problem.min_service_like_accuracy:
-            fails.append(f"service-like accuracy {service_like['accuracy']:.4f} is below {problem.min_service_like_accuracy}")
+            fails.append(
+                f'service-like accuracy {service_like["accuracy"]:.4f} is below {problem.min_service_like_accuracy}'
+            )
         if metrics['accuracy'] - service_like['accuracy'] > problem.max_service_like_gap:
-            fails.append(f"service-like accuracy is {metrics['accuracy'] - service_like['accuracy']:.4f} below test accuracy, "
-                         f"more than the {problem.max_service_like_gap} allowed")
+            fails.append(
+                f'service-like accuracy is {metrics["accuracy"] - service_like["accuracy"]:.4f} below test accuracy, '
+                f'more than the {problem.max_service_like_gap} allowed'
+            )
     return Acceptance(not fails, fails)
 
 # %% ../nbs/30_evaluate.ipynb #ed787a7e
-def service_like_metrics(y:np.ndarray, pred:np.ndarray, # labels and predictions of the service-like set
-                         slices:list, # one dict per image: source, thickness, polarity, ...
-                         confidence:np.ndarray|None=None, items:list|None=None # as `prediction_metrics` takes them
-                        ) -> dict:
+def service_like_metrics(
+    y: np.ndarray,
+    pred: np.ndarray,  # labels and predictions of the service-like set
+    slices: list,  # one dict per image: source, thickness, polarity, ...
+    confidence: np.ndarray | None = None,
+    items: list | None = None,  # as `prediction_metrics` takes them
+) -> dict:
     "`prediction_metrics` of the service-like set, and accuracy by slice: {'source': {'strokes': {'n':, 'accuracy':}}, ...}."
-    return dict(prediction_metrics(y, pred, confidence, items), slices=slice_accuracy(np.asarray(pred) == np.asarray(y), slices))
+    return dict(
+        prediction_metrics(y, pred, confidence, items), slices=slice_accuracy(np.asarray(pred) == np.asarray(y), slices)
+    )
 
-def split_items(store, vid:str, split:str) -> list[str]:
+
+def split_items(store, vid: str, split: str) -> list[str]:
     "The item ids (sha256) of one split of a dataset version, in the order `load_split` returns them."
     from mlproj.versions import get_version
+
     return [e.sha256 for e in get_version(store, vid)['examples'] if e.split == split]
 
-def evaluate_run(train_dir:str|Path, # a training run's folder (it holds model.onnx)
-                 dataset_version:str, store_url:str, problem:Problem,
-                 split:str='test',
-                 service_like_version:str|None=None, # a service-like dataset version (see servicelike); None: not measured
-                 compare_with:str|int|None=None # a registered version or alias (production) to compare with on the same items
-                ) -> dict:
+
+def evaluate_run(
+    train_dir: str | Path,  # a training run's folder (it holds model.onnx)
+    dataset_version: str,
+    store_url: str,
+    problem: Problem,
+    split: str = 'test',
+    service_like_version: str | None = None,  # a service-like dataset version (see servicelike); None: not measured
+    compare_with: str
+    | int
+    | None = None,  # a registered version or alias (production) to compare with on the same items
+) -> dict:
     "Evaluate a training run's exported model on a split beside the majority baseline, and on the service-like set; check acceptance."
-    from mlproj.store import Store
     from mlproj.data import load_split, split_labels
     from mlproj.predict import Predictor
     from mlproj.registry import registered_predictor
+    from mlproj.store import Store
+
     st = Store(store_url)
     X, y = load_split(st, dataset_version, split)
     y_train = split_labels(st, dataset_version, 'train')
-    predictor = Predictor(str(Path(train_dir)/'model.onnx'))
+    predictor = Predictor(str(Path(train_dir) / 'model.onnx'))
     probs = predictor.probabilities(X)
     model = prediction_metrics(y, probs.argmax(1), probs.max(1), split_items(st, dataset_version, split))
     sl = Xs = None
     if service_like_version:
         from mlproj.servicelike import load_service_like
+
         Xs, ys, slices = load_service_like(st, service_like_version)
         ps = predictor.probabilities(Xs)
-        sl = dict(dataset_version=service_like_version,
-                  **service_like_metrics(ys, ps.argmax(1), slices, ps.max(1), split_items(st, service_like_version, 'test')))
+        sl = dict(
+            dataset_version=service_like_version,
+            **service_like_metrics(ys, ps.argmax(1), slices, ps.max(1), split_items(st, service_like_version, 'test')),
+        )
     vs = None
     if compare_with is not None and (other := registered_predictor(st, compare_with)):
-        vs = dict(version=other[0], ref=str(compare_with), benchmark=paired_comparison(y, probs.argmax(1), other[1].predict(X)))
-        if sl: vs['service_like'] = paired_comparison(ys, ps.argmax(1), other[1].predict(Xs))
+        vs = dict(
+            version=other[0],
+            ref=str(compare_with),
+            benchmark=paired_comparison(y, probs.argmax(1), other[1].predict(X)),
+        )
+        if sl:
+            vs['service_like'] = paired_comparison(ys, ps.argmax(1), other[1].predict(Xs))
     acc = check_acceptance(model, problem, sl)
-    return dict(split=split, dataset_version=dataset_version, model=model, baseline=majority_baseline(y_train, y),
-                acceptance=asdict(acc), criteria=dict(min_test_accuracy=problem.min_test_accuracy,
-                min_macro_f1=problem.min_macro_f1, min_class_recall=problem.min_class_recall,
-                min_service_like_accuracy=problem.min_service_like_accuracy, max_service_like_gap=problem.max_service_like_gap),
-                service_like=sl, slices=accuracy_by_slice(model, sl), vs_production=vs)
+    return dict(
+        split=split,
+        dataset_version=dataset_version,
+        model=model,
+        baseline=majority_baseline(y_train, y),
+        acceptance=asdict(acc),
+        criteria=dict(
+            min_test_accuracy=problem.min_test_accuracy,
+            min_macro_f1=problem.min_macro_f1,
+            min_class_recall=problem.min_class_recall,
+            min_service_like_accuracy=problem.min_service_like_accuracy,
+            max_service_like_gap=problem.max_service_like_gap,
+        ),
+        service_like=sl,
+        slices=accuracy_by_slice(model, sl),
+        vs_production=vs,
+    )
 
 # %% ../nbs/30_evaluate.ipynb #cbf01b93
-def evaluate_train_run(settings, # the project's `Settings`
-                       train_run:str|None=None, # a training run id; None: the newest finished one
-                       out_dir:str|Path|None=None, # where metrics.json goes; None: reports/runs/interactive-evaluate
-                       split:str='test',
-                       compare_with:str|None='production' # registered version or alias to compare with; None: none
-                      ) -> dict:
+def evaluate_train_run(
+    settings,  # the project's `Settings`
+    train_run: str | None = None,  # a training run id; None: the newest finished one
+    out_dir: str | Path | None = None,  # where metrics.json goes; None: reports/runs/interactive-evaluate
+    split: str = 'test',
+    compare_with: str | None = 'production',  # registered version or alias to compare with; None: none
+) -> dict:
     "Evaluate a training run on its own dataset version (against production, if any) and write the result to `out_dir`/metrics.json."
     from mlproj.jobs import find_run, read_run
+
     train_dir = find_run(settings, train_run, job='train')
     trained = read_run(train_dir)['metrics']
     from mlproj.servicelike import service_like_version
-    result = dict(evaluate_run(train_dir, trained['dataset_version'], settings.store_url, settings.problem, split,
-                               service_like_version(settings), compare_with),
-                  train_run=train_dir.name, training={k: trained[k] for k in ('history', 'epochs', 'seconds', 'val_acc') if k in trained})
-    out = Path(out_dir or settings.reports_dir/'runs'/'interactive-evaluate')
+
+    result = dict(
+        evaluate_run(
+            train_dir,
+            trained['dataset_version'],
+            settings.store_url,
+            settings.problem,
+            split,
+            service_like_version(settings),
+            compare_with,
+        ),
+        train_run=train_dir.name,
+        training={k: trained[k] for k in ('history', 'epochs', 'seconds', 'val_acc') if k in trained},
+    )
+    out = Path(out_dir or settings.reports_dir / 'runs' / 'interactive-evaluate')
     out.mkdir(parents=True, exist_ok=True)
-    (out/'metrics.json').write_text(json.dumps(result, indent=1))
+    (out / 'metrics.json').write_text(json.dumps(result, indent=1))
     return result
 
 # %% ../nbs/30_evaluate.ipynb #6a07f2c3
-def summary_markdown(result:dict) -> str:
+def summary_markdown(result: dict) -> str:
     "The model beside the majority baseline, and the recall of each class, as Markdown tables."
     m, b = result['model'], result['baseline']
     rows = [('accuracy', 'accuracy'), ('macro-F1', 'macro_f1')]
-    t = f"| {result['split']} split | model | majority baseline (always {b['answer']}) |\n|---|---:|---:|\n"
+    t = f'| {result["split"]} split | model | majority baseline (always {b["answer"]}) |\n|---|---:|---:|\n'
     t += ''.join(f'| {name} | {m[k]:.4f} | {b[k]:.4f} |\n' for name, k in rows)
-    t += f"| lowest class recall | {min(m['per_class_recall']):.4f} | {min(b['per_class_recall']):.4f} |\n| images | {m['n']} | {b['n']} |\n\n"
+    t += f'| lowest class recall | {min(m["per_class_recall"]):.4f} | {min(b["per_class_recall"]):.4f} |\n| images | {m["n"]} | {b["n"]} |\n\n'
     if s := result.get('service_like'):
-        t += f"| service-like set | accuracy |\n|---|---:|\n| all ({s['n']} images) | {s['accuracy']:.4f} |\n"
-        t += ''.join(f"| {k} = {v} ({r['n']}) | {r['accuracy']:.4f} |\n" for k, d in s['slices'].items() for v, r in d.items()) + '\n'
+        t += f'| service-like set | accuracy |\n|---|---:|\n| all ({s["n"]} images) | {s["accuracy"]:.4f} |\n'
+        t += (
+            ''.join(
+                f'| {k} = {v} ({r["n"]}) | {r["accuracy"]:.4f} |\n'
+                for k, d in s['slices'].items()
+                for v, r in d.items()
+            )
+            + '\n'
+        )
     n = len(m['per_class_recall'])
-    return t + '| class | ' + ' | '.join(map(str, range(n))) + ' |\n|---|' + '---:|'*n + '\n| recall | ' + ' | '.join(f'{r:.3f}' for r in m['per_class_recall']) + ' |'
+    return (
+        t
+        + '| class | '
+        + ' | '.join(map(str, range(n)))
+        + ' |\n|---|'
+        + '---:|' * n
+        + '\n| recall | '
+        + ' | '.join(f'{r:.3f}' for r in m['per_class_recall'])
+        + ' |'
+    )
 
 # %% ../nbs/30_evaluate.ipynb #158abb61
-def confusion_html(m:list) -> str:
+def confusion_html(m: list) -> str:
     "The confusion matrix as an HTML table, shaded by count (rows: true class, columns: predicted)."
     m = np.asarray(m)
     return templates().get_template('confusion.html').render(m=m.astype(int).tolist(), top=max(int(m.max()), 1))

@@ -6,7 +6,9 @@ Docs: https://mlproj.github.io/mlproj/glyphs.html.md"""
 
 # %% ../nbs/12_glyphs.ipynb #19f78767
 from __future__ import annotations
+
 import io
+
 import numpy as np
 
 # %% auto #0
@@ -18,91 +20,142 @@ TRAIN_FONTS = ('STIXGeneral.ttf', 'STIXGeneralBol.ttf', 'cmr10.ttf', 'cmss10.ttf
 
 # %% ../nbs/12_glyphs.ipynb #2b9a2954
 def _ring(cx, cy, rx, ry, start=0.0, turn=1.0, n=24):
-    t = start + np.linspace(0, 2*np.pi*turn, n)
-    return list(zip(cx + rx*np.sin(t), cy - ry*np.cos(t)))
+    t = start + np.linspace(0, 2 * np.pi * turn, n)
+    return list(zip(cx + rx * np.sin(t), cy - ry * np.cos(t)))
 
-STROKES = { # each digit as pen strokes (x right, y down, in a unit box), the way people draw them with a mouse
+
+STROKES = {  # each digit as pen strokes (x right, y down, in a unit box), the way people draw them with a mouse
     0: [_ring(0.5, 0.5, 0.3, 0.45)],
     1: [[(0.3, 0.25), (0.55, 0.05), (0.55, 0.95)]],
     2: [[(0.2, 0.25), (0.35, 0.08), (0.6, 0.05), (0.78, 0.2), (0.75, 0.4), (0.2, 0.95), (0.85, 0.95)]],
-    3: [[(0.2, 0.1), (0.5, 0.03), (0.78, 0.15), (0.75, 0.38), (0.45, 0.48), (0.8, 0.6), (0.8, 0.85), (0.5, 0.97), (0.2, 0.88)]],
+    3: [
+        [
+            (0.2, 0.1),
+            (0.5, 0.03),
+            (0.78, 0.15),
+            (0.75, 0.38),
+            (0.45, 0.48),
+            (0.8, 0.6),
+            (0.8, 0.85),
+            (0.5, 0.97),
+            (0.2, 0.88),
+        ]
+    ],
     4: [[(0.55, 0.05), (0.15, 0.65), (0.85, 0.65)], [(0.65, 0.3), (0.65, 0.95)]],
     5: [[(0.8, 0.05), (0.25, 0.05), (0.2, 0.45), (0.5, 0.38), (0.78, 0.5), (0.8, 0.78), (0.55, 0.97), (0.2, 0.88)]],
-    6: [[(0.75, 0.08), (0.45, 0.05), (0.25, 0.3), (0.2, 0.7), (0.35, 0.95), (0.65, 0.95), (0.8, 0.75), (0.7, 0.52), (0.45, 0.48), (0.22, 0.62)]],
+    6: [
+        [
+            (0.75, 0.08),
+            (0.45, 0.05),
+            (0.25, 0.3),
+            (0.2, 0.7),
+            (0.35, 0.95),
+            (0.65, 0.95),
+            (0.8, 0.75),
+            (0.7, 0.52),
+            (0.45, 0.48),
+            (0.22, 0.62),
+        ]
+    ],
     7: [[(0.15, 0.05), (0.85, 0.05), (0.4, 0.95)]],
     8: [_ring(0.5, 0.27, 0.22, 0.22), _ring(0.5, 0.72, 0.27, 0.25)],
-    9: [_ring(0.5, 0.3, 0.27, 0.25, start=np.pi/2, turn=1.0), [(0.77, 0.3), (0.72, 0.95)]],
+    9: [_ring(0.5, 0.3, 0.27, 0.25, start=np.pi / 2, turn=1.0), [(0.77, 0.3), (0.72, 0.95)]],
 }
 
 # %% ../nbs/12_glyphs.ipynb #e8d7dd2f
-def font_path(name:str) -> str:
+def font_path(name: str) -> str:
     "The path of a TrueType font that ships with matplotlib."
-    import os, matplotlib
+    import os
+
+    import matplotlib
+
     return os.path.join(os.path.dirname(matplotlib.__file__), 'mpl-data', 'fonts', 'ttf', name)
 
 # %% ../nbs/12_glyphs.ipynb #05e677da
 def _smooth(pts, n=12):
     "A Catmull-Rom curve through `pts`, `n` points per segment."
     p = np.asarray(pts, float)
-    if len(p) < 3: return p
+    if len(p) < 3:
+        return p
     p = np.vstack([p[0], p, p[-1]])
     t = np.linspace(0, 1, n, endpoint=False)[:, None]
-    out = [0.5*((2*p1) + (-p0 + p2)*t + (2*p0 - 5*p1 + 4*p2 - p3)*t**2 + (-p0 + 3*p1 - 3*p2 + p3)*t**3)
-           for p0, p1, p2, p3 in zip(p[:-3], p[1:-2], p[2:-1], p[3:])]
+    out = [
+        0.5 * ((2 * p1) + (-p0 + p2) * t + (2 * p0 - 5 * p1 + 4 * p2 - p3) * t**2 + (-p0 + 3 * p1 - 3 * p2 + p3) * t**3)
+        for p0, p1, p2, p3 in zip(p[:-3], p[1:-2], p[2:-1], p[3:])
+    ]
     return np.vstack(out + [p[-2][None]])
 
 # %% ../nbs/12_glyphs.ipynb #ae350135
-def draw_strokes(digit:int, # 0..9
-                 rng:np.random.Generator, width:float=0.07, # stroke width, a fraction of the canvas side
-                 side:int=280 # canvas side, pixels (the demo page's canvas)
-                ) -> np.ndarray:
+def draw_strokes(
+    digit: int,  # 0..9
+    rng: np.random.Generator,
+    width: float = 0.07,  # stroke width, a fraction of the canvas side
+    side: int = 280,  # canvas side, pixels (the demo page's canvas)
+) -> np.ndarray:
     "A (side, side) ink map in 0..1 of `digit` drawn as smoothed, jittered pen strokes, about 70% of the canvas tall."
     from PIL import Image, ImageDraw
-    big = side*2
+
+    big = side * 2
     im = Image.new('L', (big, big), 0)
     d = ImageDraw.Draw(im)
-    h = rng.uniform(0.55, 0.8); w = h*rng.uniform(0.55, 0.85); shear = rng.uniform(-0.2, 0.2)
-    x0, y0 = (1 - w)/2, (1 - h)/2
-    lw = max(2, int(width*big))
+    h = rng.uniform(0.55, 0.8)
+    w = h * rng.uniform(0.55, 0.85)
+    shear = rng.uniform(-0.2, 0.2)
+    x0, y0 = (1 - w) / 2, (1 - h) / 2
+    lw = max(2, int(width * big))
     for stroke in STROKES[digit]:
         p = np.asarray(stroke, float) + rng.normal(0, 0.025, (len(stroke), 2))
         p = _smooth(p)
-        xy = np.c_[(x0 + (p[:, 0] + shear*(0.5 - p[:, 1]))*w)*big, (y0 + p[:, 1]*h)*big]
+        xy = np.c_[(x0 + (p[:, 0] + shear * (0.5 - p[:, 1])) * w) * big, (y0 + p[:, 1] * h) * big]
         pts = [tuple(map(float, q)) for q in xy]
         d.line(pts, fill=255, width=lw, joint='curve')
-        for q in (pts[0], pts[-1]): d.ellipse([q[0] - lw/2, q[1] - lw/2, q[0] + lw/2, q[1] + lw/2], fill=255)
-    return np.asarray(im.resize((side, side), Image.Resampling.LANCZOS), np.float32)/255
+        for q in (pts[0], pts[-1]):
+            d.ellipse([q[0] - lw / 2, q[1] - lw / 2, q[0] + lw / 2, q[1] + lw / 2], fill=255)
+    return np.asarray(im.resize((side, side), Image.Resampling.LANCZOS), np.float32) / 255
 
 # %% ../nbs/12_glyphs.ipynb #2594663d
-def draw_font(digit:int, font:str, # a font file name from matplotlib's fonts (see `font_path`)
-              rng:np.random.Generator, side:int=280) -> np.ndarray:
+def draw_font(
+    digit: int,
+    font: str,  # a font file name from matplotlib's fonts (see `font_path`)
+    rng: np.random.Generator,
+    side: int = 280,
+) -> np.ndarray:
     "A (side, side) ink map in 0..1 of `digit` typeset in `font`, about 45-75% of the canvas tall."
     from PIL import Image, ImageDraw, ImageFont
-    f = ImageFont.truetype(font_path(font), int(side*rng.uniform(0.5, 0.85)))
+
+    f = ImageFont.truetype(font_path(font), int(side * rng.uniform(0.5, 0.85)))
     im = Image.new('L', (side, side), 0)
     d = ImageDraw.Draw(im)
-    d.text((side/2, side/2), str(digit), fill=255, font=f, anchor='mm')
-    return np.asarray(im, np.float32)/255
+    d.text((side / 2, side / 2), str(digit), fill=255, font=f, anchor='mm')
+    return np.asarray(im, np.float32) / 255
 
 # %% ../nbs/12_glyphs.ipynb #37b633f8
-def place(ink:np.ndarray, # 0..1 ink map
-          rng:np.random.Generator, rotate:float=15, # degrees, at most
-          shift:float=0.15 # a fraction of the side, at most
-         ) -> np.ndarray:
+def place(
+    ink: np.ndarray,  # 0..1 ink map
+    rng: np.random.Generator,
+    rotate: float = 15,  # degrees, at most
+    shift: float = 0.15,  # a fraction of the side, at most
+) -> np.ndarray:
     "The ink map rotated by up to `rotate` degrees and moved off centre by up to `shift` of the side."
     from PIL import Image
-    im = Image.fromarray((ink*255).astype(np.uint8)).rotate(float(rng.uniform(-rotate, rotate)), Image.Resampling.BILINEAR)
+
+    im = Image.fromarray((ink * 255).astype(np.uint8)).rotate(
+        float(rng.uniform(-rotate, rotate)), Image.Resampling.BILINEAR
+    )
     s = ink.shape[0]
-    dx, dy = (rng.uniform(-shift, shift, 2)*s).astype(int)
-    a = np.asarray(im.transform(im.size, Image.Transform.AFFINE, (1, 0, -dx, 0, 1, -dy)), np.float32)/255
+    dx, dy = (rng.uniform(-shift, shift, 2) * s).astype(int)
+    a = np.asarray(im.transform(im.size, Image.Transform.AFFINE, (1, 0, -dx, 0, 1, -dy)), np.float32) / 255
     return a
 
 # %% ../nbs/12_glyphs.ipynb #1cf4e29c
-def encode_png(ink:np.ndarray, # 0..1 ink map
-               dark_on_light:bool=True) -> bytes:
+def encode_png(
+    ink: np.ndarray,  # 0..1 ink map
+    dark_on_light: bool = True,
+) -> bytes:
     "The ink map as a greyscale PNG, dark ink on a white page or light ink on a black one."
     from PIL import Image
-    a = (ink*255).astype(np.uint8)
+
+    a = (ink * 255).astype(np.uint8)
     buf = io.BytesIO()
     Image.fromarray(255 - a if dark_on_light else a).save(buf, 'PNG', optimize=False)
     return buf.getvalue()

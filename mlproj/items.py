@@ -6,41 +6,54 @@ Docs: https://mlproj.github.io/mlproj/items.html.md"""
 
 # %% ../nbs/03_items.ipynb #8e3f22a2
 from __future__ import annotations
-import json, struct, threading
-from collections import OrderedDict
-from dataclasses import dataclass, field
-from typing import Iterable
 
-from .store import Store, IntegrityError, canonical_json, sha256, utc_now
+import json
+import struct
+import threading
+from collections import OrderedDict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from .store import IntegrityError, Store, canonical_json, sha256, utc_now
 
 # %% auto #0
 __all__ = ['SEGMENT_BYTES', 'Provenance', 'has_item', 'put_item', 'put_items', 'get_item', 'item_provenance']
 
 # %% ../nbs/03_items.ipynb #79ca333f
-SEGMENT_BYTES = 2**28 # a segment holds at most this many bytes of items (a batch larger than that is several segments)
+SEGMENT_BYTES = 2**28  # a segment holds at most this many bytes of items (a batch larger than that is several segments)
 
 _SEG_MAGIC = b'MLPSEG1\n'
 
 _SEG_LOCK = threading.Lock()
 
-_SEG_WHERE = {} # store url -> (ids of the segments indexed, {sha256: (segment id, position)}), filled as segments are seen
+_SEG_WHERE = {}  # store url -> (ids of the segments indexed, {sha256: (segment id, position)}), filled as segments are seen
 
-_SEG_HEADS = OrderedDict() # (store url, segment id) -> (offset of the items' bytes, rows of the index): the last few read
+_SEG_HEADS = (
+    OrderedDict()
+)  # (store url, segment id) -> (offset of the items' bytes, rows of the index): the last few read
 
-def _seg_path(store, sid): return store.path('raw', 'segments', f'{sid}.seg')
+
+def _seg_path(store, sid):
+    return store.path('raw', 'segments', f'{sid}.seg')
+
 
 def _index_segment(store, sid, rows):
     with _SEG_LOCK:
         ids, where = _SEG_WHERE.setdefault(store.url, (set(), {}))
-        for i, r in enumerate(rows): where.setdefault(r[0], (sid, i))
+        for i, r in enumerate(rows):
+            where.setdefault(r[0], (sid, i))
         ids.add(sid)
 
 # %% ../nbs/03_items.ipynb #0fa56069
-def _write_segment(store, items:list # (sha256, bytes, provenance as a dict) of items not in the store yet
-                  ) -> str:
+def _write_segment(
+    store,
+    items: list,  # (sha256, bytes, provenance as a dict) of items not in the store yet
+) -> str:
     "Write `items` as one segment file, atomically, and index it; return its id."
     rows, off = [], 0
-    for d, data, prov in items: rows.append([d, off, len(data), prov]); off += len(data)
+    for d, data, prov in items:
+        rows.append([d, off, len(data), prov])
+        off += len(data)
     head = canonical_json(dict(format=1, items=rows))
     body = b''.join([_SEG_MAGIC, struct.pack('<Q', len(head)), head, *(data for _, data, _ in items)])
     sid = sha256(body)[:32]
@@ -48,38 +61,52 @@ def _write_segment(store, items:list # (sha256, bytes, provenance as a dict) of 
     _index_segment(store, sid, rows)
     return sid
 
+
 def _by_size(keys, size_of, cap):
     "`keys` in runs whose sizes add up to at most `cap` (a key larger than `cap` is a run of its own)."
     run, total = [], 0
     for k in keys:
-        if run and total + size_of(k) > cap: yield run; run, total = [], 0
-        run.append(k); total += size_of(k)
-    if run: yield run
+        if run and total + size_of(k) > cap:
+            yield run
+            run, total = [], 0
+        run.append(k)
+        total += size_of(k)
+    if run:
+        yield run
 
 # %% ../nbs/03_items.ipynb #46cb4dcc
 def _segment_head(store, sid):
     "(offset of the items' bytes, [[sha256, offset, size, provenance], ...]) of segment `sid`, read by two ranged reads."
     key = (store.url, sid)
     with _SEG_LOCK:
-        if key in _SEG_HEADS: _SEG_HEADS.move_to_end(key); return _SEG_HEADS[key]
+        if key in _SEG_HEADS:
+            _SEG_HEADS.move_to_end(key)
+            return _SEG_HEADS[key]
     path = _seg_path(store, sid)
     pre = store.read_range(path, 0, 16)
-    if len(pre) < 16 or pre[:8] != _SEG_MAGIC: raise IntegrityError(f'segment {path} is corrupted: it does not start like a segment')
+    if len(pre) < 16 or pre[:8] != _SEG_MAGIC:
+        raise IntegrityError(f'segment {path} is corrupted: it does not start like a segment')
     n = struct.unpack('<Q', pre[8:])[0]
-    try: rows = json.loads(store.read_range(path, 16, 16 + n))['items']
-    except (ValueError, KeyError, TypeError) as e: raise IntegrityError(f'segment {path} is corrupted: its index does not parse ({e})') from None
+    try:
+        rows = json.loads(store.read_range(path, 16, 16 + n))['items']
+    except (ValueError, KeyError, TypeError) as e:
+        raise IntegrityError(f'segment {path} is corrupted: its index does not parse ({e})') from None
     with _SEG_LOCK:
         _SEG_HEADS[key] = head = (16 + n, rows)
-        while len(_SEG_HEADS) > 8: _SEG_HEADS.popitem(last=False)
+        while len(_SEG_HEADS) > 8:
+            _SEG_HEADS.popitem(last=False)
     return head
+
 
 def _refresh_segments(store) -> dict:
     "Index the segments written since this process last looked (by any process); {sha256: (segment id, position)}."
     ids = _SEG_WHERE.get(store.url, (set(), {}))[0]
     for p in store.ls(store.path('raw', 'segments')):
         name = p.rsplit('/', 1)[-1]
-        if name.endswith('.seg') and name[:-4] not in ids: _index_segment(store, name[:-4], _segment_head(store, name[:-4])[1])
+        if name.endswith('.seg') and name[:-4] not in ids:
+            _index_segment(store, name[:-4], _segment_head(store, name[:-4])[1])
     return _SEG_WHERE.get(store.url, (set(), {}))[1]
+
 
 def _find_segment(store, digest):
     "(segment id, position) of `digest`, or None; the segments are listed again when the index does not know it."
@@ -87,58 +114,71 @@ def _find_segment(store, digest):
     return hit if hit is not None else _refresh_segments(store).get(digest)
 
 # %% ../nbs/03_items.ipynb #b3c6cfa1
-def _item_path(store, digest, suffix=''): return store.path('raw', digest[:2], digest + suffix)
+def _item_path(store, digest, suffix=''):
+    return store.path('raw', digest[:2], digest + suffix)
+
 
 @dataclass(frozen=True)
 class Provenance:
     "Where a raw item came from."
-    source: str # a URL or the name of the collection
-    media_type: str # e.g. image/png, or application/x-uci-digits-8x8 for 64 counts
+
+    source: str  # a URL or the name of the collection
+    media_type: str  # e.g. image/png, or application/x-uci-digits-8x8 for 64 counts
     licence: str = 'unknown'
     collected: str = field(default_factory=utc_now)
-    headers: dict = field(default_factory=dict) # HTTP headers of interest (ETag, Last-Modified, ...)
-    status: int|None = None # the HTTP status it was fetched with
-    found_on: str|None = None # the page that linked to it
+    headers: dict = field(default_factory=dict)  # HTTP headers of interest (ETag, Last-Modified, ...)
+    status: int | None = None  # the HTTP status it was fetched with
+    found_on: str | None = None  # the page that linked to it
 
 # %% ../nbs/03_items.ipynb #9f518cae
-def has_item(store:Store, digest:str) -> bool:
+def has_item(store: Store, digest: str) -> bool:
     "Whether the bytes named `digest` are in the store (in a file of their own or in a segment)."
-    if store.exists(_item_path(store, digest)): return True
+    if store.exists(_item_path(store, digest)):
+        return True
     hit = _find_segment(store, digest)
     return hit is not None and store.exists(_seg_path(store, hit[0]))
 
 # %% ../nbs/03_items.ipynb #905b9c6a
-def _prov_dict(prov): return {k: v for k, v in vars(prov).items() if v is not None}
+def _prov_dict(prov):
+    return {k: v for k, v in vars(prov).items() if v is not None}
 
-def _prov_json(prov): return canonical_json(_prov_dict(prov))
 
-def put_item(store:Store, data:bytes, prov:Provenance) -> str:
+def _prov_json(prov):
+    return canonical_json(_prov_dict(prov))
+
+
+def put_item(store: Store, data: bytes, prov: Provenance) -> str:
     "Store `data` under its sha256 with its provenance; bytes already stored are not written again."
     digest = sha256(data)
-    if not has_item(store, digest): # the provenance first: bytes in the store always have theirs beside them
+    if not has_item(store, digest):  # the provenance first: bytes in the store always have theirs beside them
         store.write(_item_path(store, digest, '.json'), _prov_json(prov))
         store.write(_item_path(store, digest), data)
     return digest
 
 # %% ../nbs/03_items.ipynb #1544aa5f
-def put_items(store:Store, items:Iterable[tuple[bytes, Provenance]],
-              workers:int=8, # writes at once: storing waits on the disk or the network far more than on the CPU
-              progress:str|None=None, # a progress bar with this title
-              segment:int=1000 # this many new items or more are written as segments (one file per `SEGMENT_BYTES`), fewer as files of their own
-             ) -> list[str]:
+def put_items(
+    store: Store,
+    items: Iterable[tuple[bytes, Provenance]],
+    workers: int = 8,  # writes at once: storing waits on the disk or the network far more than on the CPU
+    progress: str | None = None,  # a progress bar with this title
+    segment: int = 1000,  # this many new items or more are written as segments (one file per `SEGMENT_BYTES`), fewer as files of their own
+) -> list[str]:
     "`put_item` for many (bytes, provenance) pairs at once, in batches; their digests, in order."
     from tqdm.auto import tqdm
+
     items = list(items)
     digests = [sha256(data) for data, _ in items]
-    first = {} # bytes given twice are stored once, with the first provenance (as `put_item` keeps the first)
-    for d, item in zip(digests, items): first.setdefault(d, item)
+    first = {}  # bytes given twice are stored once, with the first provenance (as `put_item` keeps the first)
+    for d, item in zip(digests, items):
+        first.setdefault(d, item)
     in_segments = _refresh_segments(store)
     todo = [d for d in first if d not in in_segments]
     new = [d for d, there in zip(todo, store.exists_many([_item_path(store, d) for d in todo], workers)) if not there]
     with tqdm(total=len(new), desc=progress, unit='item', disable=not progress) as bar:
         if len(new) >= segment:
             for run in _by_size(new, lambda d: len(first[d][0]), SEGMENT_BYTES):
-                _write_segment(store, [(d, first[d][0], _prov_dict(first[d][1])) for d in run]); bar.update(len(run))
+                _write_segment(store, [(d, first[d][0], _prov_dict(first[d][1])) for d in run])
+                bar.update(len(run))
             return digests
         # every provenance, then every item's bytes: a crash in between leaves sidecars without bytes, which count as absent
         store.write_many({_item_path(store, d, '.json'): _prov_json(first[d][1]) for d in new}, workers)
@@ -149,19 +189,27 @@ def put_items(store:Store, items:Iterable[tuple[bytes, Provenance]],
 def _segment_item(store, digest, provenance=False):
     "The bytes (or the provenance) of `digest` from the segment that holds it."
     hit = _find_segment(store, digest)
-    if hit is None: raise FileNotFoundError(f'no raw item {digest} in {store.url}')
+    if hit is None:
+        raise FileNotFoundError(f'no raw item {digest} in {store.url}')
     base, rows = _segment_head(store, hit[0])
     _, off, size, prov = rows[hit[1]]
     return prov if provenance else store.read_range(_seg_path(store, hit[0]), base + off, base + off + size)
 
-def get_item(store:Store, digest:str) -> bytes:
+
+def get_item(store: Store, digest: str) -> bytes:
     "The bytes stored under `digest`, checked against it."
-    try: data = store.read(_item_path(store, digest))
-    except FileNotFoundError: data = _segment_item(store, digest)
-    if sha256(data) != digest: raise IntegrityError(f'raw item {digest} is corrupted: its bytes hash to {sha256(data)}')
+    try:
+        data = store.read(_item_path(store, digest))
+    except FileNotFoundError:
+        data = _segment_item(store, digest)
+    if sha256(data) != digest:
+        raise IntegrityError(f'raw item {digest} is corrupted: its bytes hash to {sha256(data)}')
     return data
 
-def item_provenance(store:Store, digest:str) -> dict:
+
+def item_provenance(store: Store, digest: str) -> dict:
     "The provenance recorded when `digest` was first stored."
-    try: return json.loads(store.read(_item_path(store, digest, '.json')))
-    except FileNotFoundError: return _segment_item(store, digest, provenance=True)
+    try:
+        return json.loads(store.read(_item_path(store, digest, '.json')))
+    except FileNotFoundError:
+        return _segment_item(store, digest, provenance=True)

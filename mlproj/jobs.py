@@ -6,12 +6,20 @@ Docs: https://mlproj.github.io/mlproj/jobs.html.md"""
 
 # %% ../nbs/05_jobs.ipynb #2763727c
 from __future__ import annotations
-import asyncio, functools, json, os, re, subprocess, threading, uuid
+
+import asyncio
+import functools
+import json
+import os
+import re
+import subprocess
+import threading
+import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .store import utc_now
 from .settings import to_env
+from .store import utc_now
 
 # %% auto #0
 __all__ = ['RUN_STATES', 'RUN_ID', 'JobFailed', 'code_version', 'new_run_id', 'runs_dir', 'check_name', 'find_run', 'read_run',
@@ -21,85 +29,120 @@ __all__ = ['RUN_STATES', 'RUN_ID', 'JobFailed', 'code_version', 'new_run_id', 'r
 # %% ../nbs/05_jobs.ipynb #6c652871
 class JobFailed(RuntimeError):
     "A job notebook raised; the executed notebook with the error is at `.notebook`."
-    def __init__(self, msg:str, run_dir:Path, notebook:Path):
+
+    def __init__(self, msg: str, run_dir: Path, notebook: Path):
         super().__init__(msg)
         self.run_dir, self.notebook = run_dir, notebook
 
-def code_version(root:str|Path) -> dict:
+
+def code_version(root: str | Path) -> dict:
     "The git commit of `root` and whether tracked files differ from it ({'commit': None} outside git)."
+
     def git(*args):
         return subprocess.run(['git', '-C', str(root), *args], capture_output=True, text=True, timeout=20)
+
     head = git('rev-parse', 'HEAD')
-    if head.returncode: return dict(commit=None, dirty=None)
+    if head.returncode:
+        return dict(commit=None, dirty=None)
     dirty = bool(git('status', '--porcelain', '--untracked-files=no').stdout.strip())
     return dict(commit=head.stdout.strip(), dirty=dirty)
 
-def new_run_id(job:str) -> str:
+
+def new_run_id(job: str) -> str:
     "A run id that sorts by time: 20261122-103000-train-1a2b3c."
-    return f"{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{job}-{uuid.uuid4().hex[:6]}"
+    return f'{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{job}-{uuid.uuid4().hex[:6]}'
 
 # %% ../nbs/05_jobs.ipynb #1c68f444
 RUN_STATES = ('running', 'done', 'failed', 'interrupted', 'abandoned')
 
-def runs_dir(settings) -> Path: return settings.reports_dir/'runs'
 
-RUN_ID = re.compile(r'[A-Za-z0-9][A-Za-z0-9._-]{0,199}') # a run id (and a job name) is a name: no separator, no leading dot
+def runs_dir(settings) -> Path:
+    return settings.reports_dir / 'runs'
 
-def check_name(name:str, what:str='run id') -> str:
+
+RUN_ID = re.compile(
+    r'[A-Za-z0-9][A-Za-z0-9._-]{0,199}'
+)  # a run id (and a job name) is a name: no separator, no leading dot
+
+
+def check_name(name: str, what: str = 'run id') -> str:
     "`name` if it is a name, never a path (a client may send it); else a ValueError that says so."
     if not (isinstance(name, str) and RUN_ID.fullmatch(name)):
-        raise ValueError(f'{str(name)[:60]!r} is not a {what}: a {what} is a name such as 20261122-103000-train-1a2b3c '
-                         '(letters, digits, dots, dashes, underscores), not a path')
+        raise ValueError(
+            f'{str(name)[:60]!r} is not a {what}: a {what} is a name such as 20261122-103000-train-1a2b3c '
+            '(letters, digits, dots, dashes, underscores), not a path'
+        )
     return name
 
-def find_run(settings, run_id:str|None=None, job:str|None=None) -> Path:
+
+def find_run(settings, run_id: str | None = None, job: str | None = None) -> Path:
     "The folder of run `run_id`, or of the newest finished run of `job`; errors name the id, never the folder."
     if run_id:
-        d = runs_dir(settings)/check_name(run_id)
-        if not (d/'run.json').is_file(): raise FileNotFoundError(f'no run {run_id!r} among the runs of [paths] reports')
+        d = runs_dir(settings) / check_name(run_id)
+        if not (d / 'run.json').is_file():
+            raise FileNotFoundError(f'no run {run_id!r} among the runs of [paths] reports')
         return d
-    done = [d for d in sorted(runs_dir(settings).glob(f"*-{check_name(job, 'job name')}-*"))
-            if (d/'run.json').is_file() and json.loads((d/'run.json').read_text()).get('state') == 'done']
-    if not done: raise FileNotFoundError(f'no finished {job} run among the runs of [paths] reports: run `mlproj {job}` first')
+    done = [
+        d
+        for d in sorted(runs_dir(settings).glob(f'*-{check_name(job, "job name")}-*'))
+        if (d / 'run.json').is_file() and json.loads((d / 'run.json').read_text()).get('state') == 'done'
+    ]
+    if not done:
+        raise FileNotFoundError(f'no finished {job} run among the runs of [paths] reports: run `mlproj {job}` first')
     return done[-1]
 
-def read_run(run_dir:Path) -> dict:
+
+def read_run(run_dir: Path) -> dict:
     "run.json of a run, with its metrics.json (if any) under 'metrics'."
-    info = json.loads((run_dir/'run.json').read_text())
-    if (run_dir/'metrics.json').is_file(): info['metrics'] = json.loads((run_dir/'metrics.json').read_text())
+    info = json.loads((run_dir / 'run.json').read_text())
+    if (run_dir / 'metrics.json').is_file():
+        info['metrics'] = json.loads((run_dir / 'metrics.json').read_text())
     return info
 
 # %% ../nbs/05_jobs.ipynb #bc4acd20
 class _environ:
     "Set environment variables for the duration of a `with` block (the kernel inherits them), then restore."
-    def __init__(self, updates:dict): self.updates, self.saved = updates, {}
+
+    def __init__(self, updates: dict):
+        self.updates, self.saved = updates, {}
+
     def __enter__(self):
         self.saved = {k: os.environ.get(k) for k in self.updates}
         os.environ.update(self.updates)
+
     def __exit__(self, *exc):
         for k, v in self.saved.items():
-            if v is None: os.environ.pop(k, None)
-            else: os.environ[k] = v
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 # %% ../nbs/05_jobs.ipynb #e24c86d7
-def _write_json(path:Path, obj):
+def _write_json(path: Path, obj):
     tmp = path.with_name(path.name + '.tmp')
     tmp.write_text(json.dumps(obj, indent=1, default=str))
     os.replace(tmp, path)
+
 
 def _html_exporter():
     "nbconvert's HTML exporter, once used on a small notebook: its imports, templates and highlighter loaded (1 s cold)."
     from nbconvert import HTMLExporter
     from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
     exporter = HTMLExporter(template_name='lab')
     exporter.from_notebook_node(new_notebook(cells=[new_markdown_cell('*a*'), new_code_cell('a = 1')]))
     return exporter
 
-def _to_html(nb_path:Path, exporter=None # an `_html_exporter()` made beforehand (run_job makes it while the kernel works)
-            ) -> Path:
+
+def _to_html(
+    nb_path: Path,
+    exporter=None,  # an `_html_exporter()` made beforehand (run_job makes it while the kernel works)
+) -> Path:
     import nbformat
+
     if exporter is None:
         from nbconvert import HTMLExporter
+
         exporter = HTMLExporter(template_name='lab')
     html, _ = exporter.from_notebook_node(nbformat.read(nb_path, as_version=4))
     out = nb_path.with_suffix('.html')
@@ -110,51 +153,87 @@ def _to_html(nb_path:Path, exporter=None # an `_html_exporter()` made beforehand
 @functools.cache
 def templates():
     "The package's Jinja environment: templates in `mlproj/templates/`, HTML-escaped; `static(name)` inlines a file as it is."
-    import jinja2, markupsafe
-    env = jinja2.Environment(loader=jinja2.PackageLoader('mlproj', 'templates'), autoescape=True, trim_blocks=True, lstrip_blocks=True,
-                             undefined=jinja2.StrictUndefined) # a name the page lacks is an error, not an empty string
+    import jinja2
+    import markupsafe
+
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader('mlproj', 'templates'),
+        autoescape=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        undefined=jinja2.StrictUndefined,
+    )  # a name the page lacks is an error, not an empty string
     env.globals['static'] = lambda name: markupsafe.Markup(env.loader.get_source(env, name)[0].rstrip('\n'))
     return env
 
 # %% ../nbs/05_jobs.ipynb #c57be835
-def _paired_text(p:dict|None) -> str:
-    return '' if not p else f"{p['difference']:+.4f} [{p['ci'][0]:+.4f}, {p['ci'][1]:+.4f}], McNemar p={p['p_value']:.3g}"
+def _paired_text(p: dict | None) -> str:
+    return (
+        '' if not p else f'{p["difference"]:+.4f} [{p["ci"][0]:+.4f}, {p["ci"][1]:+.4f}], McNemar p={p["p_value"]:.3g}'
+    )
 
-def index_row(info:dict) -> dict:
+
+def index_row(info: dict) -> dict:
     "What the reports index shows of one run (`read_run`'s dict): state, headline figures, gate, report link."
     m = info.get('metrics') or {}
     head, sl = m.get('model', m), m.get('service_like') or {}
     num = lambda d, k: d.get(k) if isinstance(d.get(k), (int, float)) and not isinstance(d.get(k), bool) else None
     vs = m.get('vs_production')
-    return dict(run_id=info['run_id'], job=info.get('job', ''), state=info.get('state', ''), started=info.get('started', ''),
-                report=f"runs/{info['run_id']}/{info['report']}" if info.get('report') else None, error=info.get('error') or '',
-                test_acc=num(head, 'accuracy'), macro_f1=num(head, 'macro_f1'), val_acc=num(head, 'val_acc'),
-                service_like=num(sl, 'accuracy'), ece=num(head, 'ece'), ece_service_like=num(sl, 'ece'),
-                passed=m['acceptance']['passed'] if isinstance(m.get('acceptance'), dict) else None,
-                dataset_version=m.get('dataset_version'), train_run=m.get('train_run'), slices=m.get('slices') or {},
-                vs_production=vs and dict(version=vs['version'], text=f"test {_paired_text(vs.get('benchmark'))}; "
-                                                                  f"service-like {_paired_text(vs.get('service_like'))}"))
+    return dict(
+        run_id=info['run_id'],
+        job=info.get('job', ''),
+        state=info.get('state', ''),
+        started=info.get('started', ''),
+        report=f'runs/{info["run_id"]}/{info["report"]}' if info.get('report') else None,
+        error=info.get('error') or '',
+        test_acc=num(head, 'accuracy'),
+        macro_f1=num(head, 'macro_f1'),
+        val_acc=num(head, 'val_acc'),
+        service_like=num(sl, 'accuracy'),
+        ece=num(head, 'ece'),
+        ece_service_like=num(sl, 'ece'),
+        passed=m['acceptance']['passed'] if isinstance(m.get('acceptance'), dict) else None,
+        dataset_version=m.get('dataset_version'),
+        train_run=m.get('train_run'),
+        slices=m.get('slices') or {},
+        vs_production=vs
+        and dict(
+            version=vs['version'],
+            text=f'test {_paired_text(vs.get("benchmark"))}; service-like {_paired_text(vs.get("service_like"))}',
+        ),
+    )
 
 # %% ../nbs/05_jobs.ipynb #8115f701
-def index_html(rows:list # `index_row`'s dicts, newest first
-              ) -> str:
+def index_html(
+    rows: list,  # `index_row`'s dicts, newest first
+) -> str:
     "The reports index page: runs newest first with state colours, figures and PASS/FAIL; tick two to see them side by side."
     import markupsafe
-    data = markupsafe.Markup(json.dumps(rows).replace('</', '<\\/')) # the rows for the script; `</` escaped so data cannot close it
-    return templates().get_template('reports_index.html').render(rows=rows, jobs=sorted({r['job'] for r in rows}), data=data)
+
+    data = markupsafe.Markup(
+        json.dumps(rows).replace('</', '<\\/')
+    )  # the rows for the script; `</` escaped so data cannot close it
+    return (
+        templates()
+        .get_template('reports_index.html')
+        .render(rows=rows, jobs=sorted({r['job'] for r in rows}), data=data)
+    )
 
 # %% ../nbs/05_jobs.ipynb #30ced2d8
-def _write_index_at(reports_dir:Path) -> Path:
+def _write_index_at(reports_dir: Path) -> Path:
     rows = []
-    for d in sorted((reports_dir/'runs').glob('*/run.json'), reverse=True):
-        try: rows.append(index_row(read_run(d.parent)))
-        except (OSError, ValueError, KeyError, TypeError): continue # a run being written, or damaged: left out, not fatal
-    out = reports_dir/'index.html'
+    for d in sorted((reports_dir / 'runs').glob('*/run.json'), reverse=True):
+        try:
+            rows.append(index_row(read_run(d.parent)))
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # a run being written, or damaged: left out, not fatal
+    out = reports_dir / 'index.html'
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f'.index.{os.getpid()}.{threading.get_ident()}.tmp')
     tmp.write_text(index_html(rows), encoding='utf-8')
-    os.replace(tmp, out) # a reader sees the old page or the new one, never half of one
+    os.replace(tmp, out)  # a reader sees the old page or the new one, never half of one
     return out
+
 
 def write_index(settings) -> Path:
     "reports/index.html: every run, newest first, with its state, headline figures, gate, links and a side-by-side view."
@@ -164,108 +243,173 @@ def write_index(settings) -> Path:
 def _kill_kernels():
     "Stop the kernels this process started (each runs in a session of its own, so Ctrl-C does not reach it)."
     import psutil
+
     for p in psutil.Process().children(recursive=True):
-        if 'ipykernel' in ' '.join(p.cmdline()): p.kill()
+        if 'ipykernel' in ' '.join(p.cmdline()):
+            p.kill()
+
 
 def _in_thread(fn):
     "Call `fn` in a thread (papermill then installs no signal handler of its own); on Ctrl-C stop the kernels and re-raise."
     box = {}
+
     def target():
-        try: box['value'] = fn()
-        except BaseException as e: box['error'] = e
-        finally: # the event loop papermill made for this thread
-            try: loop = asyncio.get_event_loop_policy().get_event_loop()
-            except RuntimeError: loop = None
-            if loop and not loop.is_closed(): loop.close()
+        try:
+            box['value'] = fn()
+        except BaseException as e:
+            box['error'] = e
+        finally:  # the event loop papermill made for this thread
+            try:
+                loop = asyncio.get_event_loop_policy().get_event_loop()
+            except RuntimeError:
+                loop = None
+            if loop and not loop.is_closed():
+                loop.close()
+
     t = threading.Thread(target=target, daemon=True, name='papermill')
     t.start()
     try:
-        while t.is_alive(): t.join(0.2)
-    except BaseException: # Ctrl-C, or a queue's time limit raised in this thread: the kernel must not run on
-        _kill_kernels(); t.join(10); raise
-    if 'error' in box: raise box['error']
+        while t.is_alive():
+            t.join(0.2)
+    except BaseException:  # Ctrl-C, or a queue's time limit raised in this thread: the kernel must not run on
+        _kill_kernels()
+        t.join(10)
+        raise
+    if 'error' in box:
+        raise box['error']
     return box.get('value')
 
-def run_job(settings, # the project's `Settings`
-            job:str, # a notebook name in nbs/jobs/, e.g. train
-            parameters:dict|None=None, # papermill parameters; run_dir is added
-            progress:bool=True, # papermill's progress bar over cells
-            log_output:bool=False, # stream the notebook's output to the terminal
-            run_id:str|None=None # the run's id (default: a new one)
-           ) -> Path:
+
+def run_job(
+    settings,  # the project's `Settings`
+    job: str,  # a notebook name in nbs/jobs/, e.g. train
+    parameters: dict | None = None,  # papermill parameters; run_dir is added
+    progress: bool = True,  # papermill's progress bar over cells
+    log_output: bool = False,  # stream the notebook's output to the terminal
+    run_id: str | None = None,  # the run's id (default: a new one)
+) -> Path:
     "Execute a job notebook into a new run folder; return it, or raise `JobFailed` (`KeyboardInterrupt` on Ctrl-C)."
     import papermill as pm
-    src = settings.root/'nbs'/'jobs'/f'{job}.ipynb'
-    if not src.is_file(): raise FileNotFoundError(f"no job notebook {src}; jobs: {', '.join(sorted(p.stem for p in src.parent.glob('*.ipynb')))}")
+
+    src = settings.root / 'nbs' / 'jobs' / f'{job}.ipynb'
+    if not src.is_file():
+        raise FileNotFoundError(
+            f'no job notebook {src}; jobs: {", ".join(sorted(p.stem for p in src.parent.glob("*.ipynb")))}'
+        )
     run_id = run_id or new_run_id(job)
-    run_dir = runs_dir(settings)/run_id
+    run_dir = runs_dir(settings) / run_id
     run_dir.mkdir(parents=True)
     params = dict(parameters or {}, run_dir=str(run_dir))
-    info = dict(run_id=run_id, job=job, parameters=params, code_version=code_version(settings.root),
-                started=utc_now(), state='running')
-    _write_json(run_dir/'run.json', info)
-    out, error = run_dir/f'{job}.ipynb', None
+    info = dict(
+        run_id=run_id,
+        job=job,
+        parameters=params,
+        code_version=code_version(settings.root),
+        started=utc_now(),
+        state='running',
+    )
+    _write_json(run_dir / 'run.json', info)
+    out, error = run_dir / f'{job}.ipynb', None
     # the HTML report's exporter is made ready while the kernel works (its first use costs 1 s: imports, templates)
     ready = {}
-    threading.Thread(target=lambda: ready.setdefault('exporter', _html_exporter()), daemon=True, name='html-report').start()
-    execute = lambda: pm.execute_notebook(str(src), str(out), parameters=params, cwd=str(settings.root), progress_bar=progress,
-                                          log_output=log_output, kernel_name='python3',
-                                          extra_arguments=['--IPKernelApp.log_level=ERROR'], # no TCP-encryption banner
-                                          shutdown_kernel='immediate') # the notebook is saved; a graceful stop costs 2 s
+    threading.Thread(
+        target=lambda: ready.setdefault('exporter', _html_exporter()), daemon=True, name='html-report'
+    ).start()
+    execute = lambda: pm.execute_notebook(
+        str(src),
+        str(out),
+        parameters=params,
+        cwd=str(settings.root),
+        progress_bar=progress,
+        log_output=log_output,
+        kernel_name='python3',
+        extra_arguments=['--IPKernelApp.log_level=ERROR'],  # no TCP-encryption banner
+        shutdown_kernel='immediate',
+    )  # the notebook is saved; a graceful stop costs 2 s
     try:
-        with _environ(to_env(settings)): _in_thread(execute)
-    except pm.PapermillExecutionError as e: error = f'{e.ename}: {e.evalue} (cell {e.exec_count})'
-    except BaseException as e: # interrupted or the kernel died: record it, then let it go on
+        with _environ(to_env(settings)):
+            _in_thread(execute)
+    except pm.PapermillExecutionError as e:
+        error = f'{e.ename}: {e.evalue} (cell {e.exec_count})'
+    except BaseException as e:  # interrupted or the kernel died: record it, then let it go on
         stopped = isinstance(e, KeyboardInterrupt)
-        info.update(state='interrupted' if stopped else 'failed', error='interrupted (Ctrl-C)' if stopped else f'{type(e).__name__}: {e}',
-                    finished=utc_now(), notebook=out.name if out.exists() else None)
-        _write_json(run_dir/'run.json', info)
+        info.update(
+            state='interrupted' if stopped else 'failed',
+            error='interrupted (Ctrl-C)' if stopped else f'{type(e).__name__}: {e}',
+            finished=utc_now(),
+            notebook=out.name if out.exists() else None,
+        )
+        _write_json(run_dir / 'run.json', info)
         write_index(settings)
         raise
     html = _to_html(out, ready.get('exporter')) if out.exists() else None
-    info.update(state='failed' if error else 'done', error=error, finished=utc_now(), notebook=out.name, report=html and html.name)
-    _write_json(run_dir/'run.json', info)
+    info.update(
+        state='failed' if error else 'done',
+        error=error,
+        finished=utc_now(),
+        notebook=out.name,
+        report=html and html.name,
+    )
+    _write_json(run_dir / 'run.json', info)
     write_index(settings)
-    if error: raise JobFailed(f'{job} job failed: {error}; see {out}', run_dir, out)
+    if error:
+        raise JobFailed(f'{job} job failed: {error}; see {out}', run_dir, out)
     return run_dir
 
-def mark_run(run_dir:Path, # a run folder
-             state:str, # the state to record: interrupted or abandoned
-             reason:str, # why, for run.json's error
-             only_if:str='running' # change it only from this state
-            ) -> bool:
+
+def mark_run(
+    run_dir: Path,  # a run folder
+    state: str,  # the state to record: interrupted or abandoned
+    reason: str,  # why, for run.json's error
+    only_if: str = 'running',  # change it only from this state
+) -> bool:
     "Record in run.json that a run stopped without finishing; False when it was not in state `only_if`."
     assert state in RUN_STATES, state
-    path = Path(run_dir)/'run.json'
-    try: info = json.loads(path.read_text())
-    except (OSError, ValueError): return False
-    if info.get('state') != only_if: return False
+    path = Path(run_dir) / 'run.json'
+    try:
+        info = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    if info.get('state') != only_if:
+        return False
     info.update(state=state, error=reason, finished=utc_now())
     _write_json(path, info)
-    _write_index_at(Path(run_dir).parent.parent) # reports/runs/<id>: the index shows the new state
+    _write_index_at(Path(run_dir).parent.parent)  # reports/runs/<id>: the index shows the new state
     return True
 
 # %% ../nbs/05_jobs.ipynb #2d2c65b1
-import operator, re
+import operator
+import re
+
 
 class ParameterError(ValueError):
     "A job parameter that is unknown, of the wrong type or out of its declared range: every attempt would fail, so it is refused and never retried."
 
-def parse_value(text:str, typ:str|None=None # the parameter's annotated type (str, int, float, bool); None: guess as papermill does
-               ):
+
+def parse_value(
+    text: str,
+    typ: str | None = None,  # the parameter's annotated type (str, int, float, bool); None: guess as papermill does
+):
     "A -p value as the job notebook's parameter declares it; 'none' is None for any type."
     low = text.strip().lower()
-    if low in ('none', 'null'): return None
-    if typ == 'str': return text
+    if low in ('none', 'null'):
+        return None
+    if typ == 'str':
+        return text
     if typ == 'bool' or (typ is None and low in ('true', 'false')):
-        if low in ('true', 'yes', '1'): return True
-        if low in ('false', 'no', '0'): return False
+        if low in ('true', 'yes', '1'):
+            return True
+        if low in ('false', 'no', '0'):
+            return False
         raise ValueError(f'{text!r} is not a bool (true or false)')
     casts = {'int': [int], 'float': [float]}.get(typ, [int, float])
     for cast in casts:
-        try: return cast(text)
-        except ValueError: pass
-    if typ in ('int', 'float'): raise ValueError(f'{text!r} is not {"an" if typ == "int" else "a"} {typ}')
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    if typ in ('int', 'float'):
+        raise ValueError(f'{text!r} is not {"an" if typ == "int" else "a"} {typ}')
     return text
 
 # %% ../nbs/05_jobs.ipynb #rules001
@@ -273,74 +417,110 @@ _BOUND = re.compile(r'\b(at least|at most|above|below)\s+(-?\d+(?:\.\d+)?(?:e[+-
 _CHOICES = re.compile(r'\bone of:?\s+([\w.-]+(?:\s*(?:,|\bor\b)\s*[\w.-]+)*)')
 _OPS = {'at least': operator.ge, 'at most': operator.le, 'above': operator.gt, 'below': operator.lt}
 
-def parameter_rules(comment:str|None # the comment after a parameter in a job's parameters cell
-                   ) -> list[tuple]:
+
+def parameter_rules(
+    comment: str | None,  # the comment after a parameter in a job's parameters cell
+) -> list[tuple]:
     "The range a comment declares: (bound, number) for `at least 1`, `at most 9`, `above 0`, `below 1`; ('one of', names) for `one of a, b or c`."
     out = [(op, float(n)) for op, n in _BOUND.findall(comment or '')]
-    if m := _CHOICES.search(comment or ''): out.append(('one of', tuple(re.split(r'\s*(?:,|\bor\b)\s*', m[1]))))
+    if m := _CHOICES.search(comment or ''):
+        out.append(('one of', tuple(re.split(r'\s*(?:,|\bor\b)\s*', m[1]))))
     return out
 
-def _check_rules(value, rules:list) -> str|None:
+
+def _check_rules(value, rules: list) -> str | None:
     "What is wrong with `value` under `rules`, or None."
-    if value is None: return None # None means the default, for any parameter
+    if value is None:
+        return None  # None means the default, for any parameter
     for op, bound in rules:
-        if op == 'one of' and value not in bound: return f"{value!r} is not one of {', '.join(bound)}"
-        if op in _OPS and not (isinstance(value, (int, float)) and not isinstance(value, bool) and _OPS[op](value, bound)):
-            return f"{f'{value:g}' if isinstance(value, (int, float)) and not isinstance(value, bool) else repr(value)} is not {op} {bound:g}"
+        if op == 'one of' and value not in bound:
+            return f'{value!r} is not one of {", ".join(bound)}'
+        if op in _OPS and not (
+            isinstance(value, (int, float)) and not isinstance(value, bool) and _OPS[op](value, bound)
+        ):
+            return f'{f"{value:g}" if isinstance(value, (int, float)) and not isinstance(value, bool) else repr(value)} is not {op} {bound:g}'
 
 # %% ../nbs/05_jobs.ipynb #inspct01
 _inspected = {}
-def _inspect(settings, kind:str) -> tuple[dict, dict]:
+
+
+def _inspect(settings, kind: str) -> tuple[dict, dict]:
     "(name -> type name, name -> rules) of the job notebook `nbs/jobs/<kind>.ipynb`, read once per version of the file."
-    jobs = settings.root/'nbs'/'jobs'
-    nb = jobs/f'{kind}.ipynb'
+    jobs = settings.root / 'nbs' / 'jobs'
+    nb = jobs / f'{kind}.ipynb'
     if not isinstance(kind, str) or '/' in kind or not nb.is_file():
-        raise ParameterError(f"unknown job {kind!r}; jobs: {', '.join(sorted(p.stem for p in jobs.glob('*.ipynb')))}")
+        raise ParameterError(f'unknown job {kind!r}; jobs: {", ".join(sorted(p.stem for p in jobs.glob("*.ipynb")))}')
     key = (str(nb), nb.stat().st_mtime_ns)
     if key not in _inspected:
         import papermill as pm
+
         ps = {k: v for k, v in pm.inspect_notebook(str(nb)).items() if k != 'run_dir'}
-        _inspected[key] = ({k: v.get('inferred_type_name') for k, v in ps.items()}, {k: parameter_rules(v.get('help')) for k, v in ps.items()})
+        _inspected[key] = (
+            {k: v.get('inferred_type_name') for k, v in ps.items()},
+            {k: parameter_rules(v.get('help')) for k, v in ps.items()},
+        )
     return _inspected[key]
 
-def notebook_signature(settings, kind:str) -> dict:
+
+def notebook_signature(settings, kind: str) -> dict:
     "Parameter name -> declared type name (None when not annotated) of the job notebook `nbs/jobs/<kind>.ipynb`, `run_dir` aside (`run_job` sets it)."
     return _inspect(settings, kind)[0]
 
-def job_rules(settings, kind:str) -> dict:
+
+def job_rules(settings, kind: str) -> dict:
     "Parameter name -> the range its comment in the parameters cell declares (`parameter_rules`)."
     return _inspect(settings, kind)[1]
 
 # %% ../nbs/05_jobs.ipynb #checkp01
 def _check_value(name, value, typ):
-    if value is None: return None
-    ok = {'int': lambda v: type(v) is int, 'float': lambda v: type(v) in (int, float), 'bool': lambda v: type(v) is bool,
-          'str': lambda v: type(v) is str}.get(typ, lambda v: type(v) in (int, float, bool, str))
+    if value is None:
+        return None
+    ok = {
+        'int': lambda v: type(v) is int,
+        'float': lambda v: type(v) in (int, float),
+        'bool': lambda v: type(v) is bool,
+        'str': lambda v: type(v) is str,
+    }.get(typ, lambda v: type(v) in (int, float, bool, str))
     if not ok(value):
-        raise ParameterError(f"parameter {name}: {value!r} is not {'an int' if typ == 'int' else 'a ' + (typ or 'number, string or bool')}")
+        raise ParameterError(
+            f'parameter {name}: {value!r} is not {"an int" if typ == "int" else "a " + (typ or "number, string or bool")}'
+        )
     return float(value) if typ == 'float' else value
 
-def check_parameters(settings, kind:str, # a job kind
-                     parameters:dict|None, # name -> value
-                     text:bool=False, # values are -p strings, converted by the declared types
-                     signature:dict|None=None, # name -> type name, if not the job notebook's (the queue's built-in noop)
-                     rules:dict|None=None # name -> `parameter_rules`, if not the job notebook's
-                    ) -> dict:
+
+def check_parameters(
+    settings,
+    kind: str,  # a job kind
+    parameters: dict | None,  # name -> value
+    text: bool = False,  # values are -p strings, converted by the declared types
+    signature: dict | None = None,  # name -> type name, if not the job notebook's (the queue's built-in noop)
+    rules: dict | None = None,  # name -> `parameter_rules`, if not the job notebook's
+) -> dict:
     "`parameters` checked against the job's parameters cell (names, types, ranges); raise ParameterError saying what to fix."
     sig = notebook_signature(settings, kind) if signature is None else signature
     rules = (job_rules(settings, kind) if signature is None else {}) if rules is None else rules
-    if not isinstance(parameters or {}, dict): raise ParameterError('parameters must be an object of name: value')
+    if not isinstance(parameters or {}, dict):
+        raise ParameterError('parameters must be an object of name: value')
     out = {}
     for name, value in (parameters or {}).items():
-        if name not in sig: raise ParameterError(f"the {kind} job has no parameter {name!r}; it takes: {', '.join(sig)}")
+        if name not in sig:
+            raise ParameterError(f'the {kind} job has no parameter {name!r}; it takes: {", ".join(sig)}')
         if text:
-            try: out[name] = parse_value(value, sig[name])
-            except ValueError as e: raise ParameterError(f'-p {name}: {e}') from None
-        else: out[name] = _check_value(name, value, sig[name])
-        if wrong := _check_rules(out[name], rules.get(name, [])): raise ParameterError(f"{'-p' if text else 'parameter'} {name}: {wrong}")
+            try:
+                out[name] = parse_value(value, sig[name])
+            except ValueError as e:
+                raise ParameterError(f'-p {name}: {e}') from None
+        else:
+            out[name] = _check_value(name, value, sig[name])
+        if wrong := _check_rules(out[name], rules.get(name, [])):
+            raise ParameterError(f'{"-p" if text else "parameter"} {name}: {wrong}')
     return out
 
-def job_parameters(settings, kind:str, pairs:list|None # [name, value] pairs as the command line's -p gives them
-                  ) -> dict:
+
+def job_parameters(
+    settings,
+    kind: str,
+    pairs: list | None,  # [name, value] pairs as the command line's -p gives them
+) -> dict:
     "`-p NAME VALUE` pairs checked against the job notebook's parameters cell and converted by its declared types."
     return check_parameters(settings, kind, dict(pairs or []), text=True)

@@ -6,7 +6,10 @@ Docs: https://mlproj.github.io/mlproj/lighten.html.md"""
 
 # %% ../nbs/46_lighten.ipynb #638e6057
 from __future__ import annotations
-import json, shutil, time
+
+import json
+import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -16,214 +19,328 @@ __all__ = ['KINDS', 'quantize_int8', 'prune_channels', 'distiller', 'speed', 'li
            'register_candidates', 'cmd_lighten', 'add_commands']
 
 # %% ../nbs/46_lighten.ipynb #d4c59169
-def quantize_int8(onnx_path:str|Path, # an fp32 graph taking (batch, 8, 8) counts
-                  out_path:str|Path, # where the int8 graph goes
-                  calibration:np.ndarray # (n, 8, 8) counts the activation ranges are calibrated on
-                 ) -> Path:
+def quantize_int8(
+    onnx_path: str | Path,  # an fp32 graph taking (batch, 8, 8) counts
+    out_path: str | Path,  # where the int8 graph goes
+    calibration: np.ndarray,  # (n, 8, 8) counts the activation ranges are calibrated on
+) -> Path:
     "Static int8 quantization of a graph: per-channel int8 weights, uint8 activations calibrated on `calibration`."
-    import logging, tempfile
+    import logging
+    import tempfile
+
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
+
     class Batches(CalibrationDataReader):
-        def __init__(self): self.it = iter({'counts': np.ascontiguousarray(calibration[i:i+64], np.float32)} for i in range(0, len(calibration), 64))
-        def get_next(self): return next(self.it, None)
-    logging.getLogger().setLevel(max(logging.getLogger().level, logging.WARNING)) # the quantizer logs every node at INFO
+        def __init__(self):
+            self.it = iter(
+                {'counts': np.ascontiguousarray(calibration[i : i + 64], np.float32)}
+                for i in range(0, len(calibration), 64)
+            )
+
+        def get_next(self):
+            return next(self.it, None)
+
+    logging.getLogger().setLevel(
+        max(logging.getLogger().level, logging.WARNING)
+    )  # the quantizer logs every node at INFO
     with tempfile.TemporaryDirectory() as tmp:
-        pre = Path(tmp)/'pre.onnx' # shapes inferred and BatchNorm folded first, as onnxruntime recommends
+        pre = Path(tmp) / 'pre.onnx'  # shapes inferred and BatchNorm folded first, as onnxruntime recommends
         quant_pre_process(str(onnx_path), str(pre), skip_symbolic_shape=True)
-        quantize_static(str(pre), str(out_path), Batches(), quant_format=QuantFormat.QOperator, per_channel=True,
-                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+        quantize_static(
+            str(pre),
+            str(out_path),
+            Batches(),
+            quant_format=QuantFormat.QOperator,
+            per_channel=True,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+        )
     return Path(out_path)
 
 # %% ../nbs/46_lighten.ipynb #b94d2926
-def prune_channels(net, # a trained `DigitsCNN`
-                   keep:float=0.5 # fraction of channels and hidden units kept
-                  ):
+def prune_channels(
+    net,  # a trained `DigitsCNN`
+    keep: float = 0.5,  # fraction of channels and hidden units kept
+):
     "A narrower `DigitsCNN` holding the `keep` fraction of `net`'s channels and hidden units with the largest L1 weight."
     import torch
+
     from mlproj.model import DigitsCNN, NetConfig
+
     (c1, b1, _, c2, b2, *_), (_, _, l1, _, l2) = net.features, net.head
-    w, h = max(1, round(net.cfg.width*keep)), max(1, round(net.cfg.hidden*keep))
+    w, h = max(1, round(net.cfg.width * keep)), max(1, round(net.cfg.hidden * keep))
     top = lambda score, k: score.topk(k).indices.sort().values
-    k1 = top(c1.weight.abs().sum((1, 2, 3))*b1.weight.abs(), w) # a channel counts as much as BatchNorm scales it
-    k2 = top(c2.weight.abs().sum((1, 2, 3))*b2.weight.abs(), 2*w)
-    k3 = top(l1.weight.abs().sum(1)*l2.weight.abs().sum(0), h)
+    k1 = top(c1.weight.abs().sum((1, 2, 3)) * b1.weight.abs(), w)  # a channel counts as much as BatchNorm scales it
+    k2 = top(c2.weight.abs().sum((1, 2, 3)) * b2.weight.abs(), 2 * w)
+    k3 = top(l1.weight.abs().sum(1) * l2.weight.abs().sum(0), h)
     small = DigitsCNN(NetConfig(width=w, hidden=h, dropout=net.cfg.dropout, n_classes=net.cfg.n_classes))
     (s1, sb1, _, s2, sb2, *_), (_, _, sl1, _, sl2) = small.features, small.head
-    flat = (k2[:, None]*16 + torch.arange(16)).reshape(-1) # each channel is 4x4 features after pooling
+    flat = (k2[:, None] * 16 + torch.arange(16)).reshape(-1)  # each channel is 4x4 features after pooling
     with torch.no_grad():
         for dst, src, k in ((sb1, b1, k1), (sb2, b2, k2)):
-            for n in ('weight', 'bias', 'running_mean', 'running_var'): getattr(dst, n).copy_(getattr(src, n)[k])
-        s1.weight.copy_(c1.weight[k1]); s1.bias.copy_(c1.bias[k1])
-        s2.weight.copy_(c2.weight[k2][:, k1]); s2.bias.copy_(c2.bias[k2])
-        sl1.weight.copy_(l1.weight[k3][:, flat]); sl1.bias.copy_(l1.bias[k3])
-        sl2.weight.copy_(l2.weight[:, k3]); sl2.bias.copy_(l2.bias)
+            for n in ('weight', 'bias', 'running_mean', 'running_var'):
+                getattr(dst, n).copy_(getattr(src, n)[k])
+        s1.weight.copy_(c1.weight[k1])
+        s1.bias.copy_(c1.bias[k1])
+        s2.weight.copy_(c2.weight[k2][:, k1])
+        s2.bias.copy_(c2.bias[k2])
+        sl1.weight.copy_(l1.weight[k3][:, flat])
+        sl1.bias.copy_(l1.bias[k3])
+        sl2.weight.copy_(l2.weight[:, k3])
+        sl2.bias.copy_(l2.bias)
     return small.eval()
 
 # %% ../nbs/46_lighten.ipynb #c0c2379d
-def distiller(student, # the network to train
-              teacher, # the trained network whose probabilities it learns
-              T:float=4.0, # temperature that softens the teacher's probabilities
-              alpha:float=0.7, # weight of the teacher's soft labels; 1 - alpha goes to the true labels
-              **kw # `DigitsClassifier` arguments: lr, augment, seed ...
-             ):
+def distiller(
+    student,  # the network to train
+    teacher,  # the trained network whose probabilities it learns
+    T: float = 4.0,  # temperature that softens the teacher's probabilities
+    alpha: float = 0.7,  # weight of the teacher's soft labels; 1 - alpha goes to the true labels
+    **kw,  # `DigitsClassifier` arguments: lr, augment, seed ...
+):
     "A `DigitsClassifier` whose loss is the distillation loss on `teacher`'s soft labels (Hinton et al., 2015)."
     import torch
     import torch.nn.functional as F
+
     from mlproj.model import DigitsClassifier, random_affine
+
     class Distill(DigitsClassifier):
         def training_step(self, batch, _):
             x, y = batch
-            if self.augment: x = random_affine(x, self.g)
+            if self.augment:
+                x = random_affine(x, self.g)
             logits = self(x)
-            with torch.no_grad(): soft = F.softmax(self.teacher[0](x)/T, -1)
-            kd = F.kl_div(F.log_softmax(logits/T, -1), soft, reduction='batchmean')*T*T
-            loss = alpha*kd + (1 - alpha)*F.cross_entropy(logits, y)
+            with torch.no_grad():
+                soft = F.softmax(self.teacher[0](x) / T, -1)
+            kd = F.kl_div(F.log_softmax(logits / T, -1), soft, reduction='batchmean') * T * T
+            loss = alpha * kd + (1 - alpha) * F.cross_entropy(logits, y)
             self.log('train_loss', loss, on_step=False, on_epoch=True)
             return loss
+
     module = Distill(student, **kw)
-    module.teacher = [teacher.eval().requires_grad_(False)] # in a list: not a submodule, so never trained nor switched to train mode
+    module.teacher = [
+        teacher.eval().requires_grad_(False)
+    ]  # in a list: not a submodule, so never trained nor switched to train mode
     return module
 
 # %% ../nbs/46_lighten.ipynb #130c105b
-def speed(onnx:str|Path|bytes, # a graph or its path
-          x:np.ndarray, # (256, 8, 8) counts
-          calls:int=200 # calls at batch 1 (a quarter as many at batch 256)
-         ) -> dict:
+def speed(
+    onnx: str | Path | bytes,  # a graph or its path
+    x: np.ndarray,  # (256, 8, 8) counts
+    calls: int = 200,  # calls at batch 1 (a quarter as many at batch 256)
+) -> dict:
     "Median latency (ms) at batch 1 and at the batch `x`, and images per second at that batch, on one thread."
     from mlproj.predict import Predictor
+
     p = Predictor(str(onnx) if isinstance(onnx, Path) else onnx, threads=1)
+
     def median(b, n):
         p.probabilities(b)
         ts = []
         for _ in range(n):
-            t = time.perf_counter(); p.probabilities(b); ts.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            p.probabilities(b)
+            ts.append(time.perf_counter() - t)
         return float(np.median(ts))
-    l1, ln = median(x[:1], calls), median(x, max(1, calls//4))
-    return dict(latency_1_ms=round(l1*1e3, 4), latency_batch_ms=round(ln*1e3, 3), images_per_s=round(len(x)/ln))
+
+    l1, ln = median(x[:1], calls), median(x, max(1, calls // 4))
+    return dict(latency_1_ms=round(l1 * 1e3, 4), latency_batch_ms=round(ln * 1e3, 3), images_per_s=round(len(x) / ln))
 
 # %% ../nbs/46_lighten.ipynb #89df0533
 KINDS = ('int8', 'distilled', 'pruned')
 
-def _fit(module, dm, max_epochs:int):
+
+def _fit(module, dm, max_epochs: int):
     "Lightning fit with nothing but the training: no validation, logger, checkpoints or progress bar."
-    import logging, warnings
+    import logging
+    import warnings
+
     import lightning as L
+
     logging.getLogger('lightning.pytorch.utilities.rank_zero').setLevel(logging.WARNING)
-    trainer = L.Trainer(max_epochs=max_epochs, accelerator='cpu', devices=1, deterministic=True, logger=False,
-                         enable_checkpointing=False, enable_model_summary=False, enable_progress_bar=False,
-                         limit_val_batches=0, num_sanity_val_steps=0)
+    trainer = L.Trainer(
+        max_epochs=max_epochs,
+        accelerator='cpu',
+        devices=1,
+        deterministic=True,
+        logger=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        enable_progress_bar=False,
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+    )
     with warnings.catch_warnings():
         warnings.filterwarnings('ignore', message='.*does not have many workers.*')
         warnings.filterwarnings('ignore', message='.*LeafSpec.*')
         trainer.fit(module, datamodule=dm)
     return module.net.eval()
 
-def lighten(settings, # the project's `Settings`
-            train_dir:str|Path, # a finished training run (the teacher)
-            out_dir:str|Path, # one sub-folder per kind is written here
-            epochs:int=30, # training epochs of the student and fine-tuning epochs of the pruned net
-            student_width:int=4, student_hidden:int=32, # the student's shape
-            keep:float=0.5, # fraction of channels kept by pruning
-            kinds:tuple=KINDS
-           ) -> dict:
+
+def lighten(
+    settings,  # the project's `Settings`
+    train_dir: str | Path,  # a finished training run (the teacher)
+    out_dir: str | Path,  # one sub-folder per kind is written here
+    epochs: int = 30,  # training epochs of the student and fine-tuning epochs of the pruned net
+    student_width: int = 4,
+    student_hidden: int = 32,  # the student's shape
+    keep: float = 0.5,  # fraction of channels kept by pruning
+    kinds: tuple = KINDS,
+) -> dict:
     "Make the lighter candidates of a training run: {kind: folder}, each folder laid out like a training run's."
     import torch
+
     from mlproj.data import load_split
-    from mlproj.model import DigitsCNN, DigitsClassifier, DigitsDataModule, NetConfig, export_onnx, load_net, save_net
+    from mlproj.model import DigitsClassifier, DigitsCNN, DigitsDataModule, NetConfig, export_onnx, load_net, save_net
     from mlproj.store import Store
+
     train_dir, out_dir = Path(train_dir), Path(out_dir)
-    vid = json.loads((train_dir/'metrics.json').read_text())['dataset_version']
+    vid = json.loads((train_dir / 'metrics.json').read_text())['dataset_version']
     t, teacher = settings.train, load_net(train_dir)
     dm = DigitsDataModule(settings.store_url, vid, t.batch_size, t.seed)
     out = {}
     for kind in kinds:
-        d = out[kind] = out_dir/kind
+        d = out[kind] = out_dir / kind
         d.mkdir(parents=True, exist_ok=True)
         torch.manual_seed(t.seed)
         start = time.perf_counter()
         if kind == 'int8':
-            for f in ('net.json', 'model.safetensors'): shutil.copy(train_dir/f, d/f)
-            quantize_int8(train_dir/'model.onnx', d/'model.onnx', load_split(Store(settings.store_url), vid, 'train')[0][:512])
+            for f in ('net.json', 'model.safetensors'):
+                shutil.copy(train_dir / f, d / f)
+            quantize_int8(
+                train_dir / 'model.onnx', d / 'model.onnx', load_split(Store(settings.store_url), vid, 'train')[0][:512]
+            )
         else:
             if kind == 'distilled':
                 net = DigitsCNN(NetConfig(width=student_width, hidden=student_hidden))
                 module = distiller(net, teacher, lr=t.lr, augment=t.augment, seed=t.seed)
-            elif kind == 'pruned': module = DigitsClassifier(prune_channels(teacher, keep), lr=t.lr/3, augment=t.augment, seed=t.seed)
-            else: raise ValueError(f"unknown kind {kind!r}; kinds: {', '.join(KINDS)}")
+            elif kind == 'pruned':
+                module = DigitsClassifier(prune_channels(teacher, keep), lr=t.lr / 3, augment=t.augment, seed=t.seed)
+            else:
+                raise ValueError(f'unknown kind {kind!r}; kinds: {", ".join(KINDS)}')
             net = _fit(module, dm, epochs) if epochs else module.net.eval()
             save_net(net, d)
-            export_onnx(net, d/'model.onnx')
-        meta = dict(dataset_version=vid, kind=kind, teacher_run=train_dir.name, epochs=0 if kind == 'int8' else epochs,
-                    seconds=round(time.perf_counter() - start, 2))
-        (d/'metrics.json').write_text(json.dumps(meta, indent=1))
+            export_onnx(net, d / 'model.onnx')
+        meta = dict(
+            dataset_version=vid,
+            kind=kind,
+            teacher_run=train_dir.name,
+            epochs=0 if kind == 'int8' else epochs,
+            seconds=round(time.perf_counter() - start, 2),
+        )
+        (d / 'metrics.json').write_text(json.dumps(meta, indent=1))
     return out
 
 # %% ../nbs/46_lighten.ipynb #b9e0395e
-def compare(settings, # the project's `Settings`
-            models:dict, # name -> a run folder holding model.onnx and metrics.json (with dataset_version)
-            calls:int=200, # onnxruntime calls per latency figure
-            service_like:str|None=None # the service-like dataset version; None: the one settings.ini seeds (built if missing)
-           ) -> list[dict]:
+def compare(
+    settings,  # the project's `Settings`
+    models: dict,  # name -> a run folder holding model.onnx and metrics.json (with dataset_version)
+    calls: int = 200,  # onnxruntime calls per latency figure
+    service_like: str
+    | None = None,  # the service-like dataset version; None: the one settings.ini seeds (built if missing)
+) -> list[dict]:
     "One row per model: parameters, file size, test and service-like accuracy, acceptance, latency at batch 1 and 256, images/s."
     from mlproj.data import load_split
     from mlproj.evaluate import evaluate_run
     from mlproj.servicelike import service_like_version
     from mlproj.store import Store
-    service_like = service_like or service_like_version(settings) # the acceptance gate needs it, as for a trained model
+
+    service_like = service_like or service_like_version(
+        settings
+    )  # the acceptance gate needs it, as for a trained model
     rows = []
     for name, d in models.items():
         d = Path(d)
-        vid = json.loads((d/'metrics.json').read_text())['dataset_version']
+        vid = json.loads((d / 'metrics.json').read_text())['dataset_version']
         ev = evaluate_run(d, vid, settings.store_url, settings.problem, service_like_version=service_like)
         x = load_split(Store(settings.store_url), vid, 'test')[0]
-        x = np.concatenate([x]*(256//len(x) + 1))[:256]
-        cfg = json.loads((d/'net.json').read_text())
-        rows.append(dict(model=name, width=cfg['width'], hidden=cfg['hidden'], onnx_bytes=(d/'model.onnx').stat().st_size,
-                         accuracy=ev['model']['accuracy'], macro_f1=ev['model']['macro_f1'],
-                         service_like_accuracy=ev['service_like']['accuracy'], accepted=ev['acceptance']['passed'],
-                         **speed(d/'model.onnx', x, calls), evaluation=ev))
+        x = np.concatenate([x] * (256 // len(x) + 1))[:256]
+        cfg = json.loads((d / 'net.json').read_text())
+        rows.append(
+            dict(
+                model=name,
+                width=cfg['width'],
+                hidden=cfg['hidden'],
+                onnx_bytes=(d / 'model.onnx').stat().st_size,
+                accuracy=ev['model']['accuracy'],
+                macro_f1=ev['model']['macro_f1'],
+                service_like_accuracy=ev['service_like']['accuracy'],
+                accepted=ev['acceptance']['passed'],
+                **speed(d / 'model.onnx', x, calls),
+                evaluation=ev,
+            )
+        )
     return rows
 
-def table_markdown(rows:list[dict]) -> str:
+
+def table_markdown(rows: list[dict]) -> str:
     "The comparison as a Markdown table, speeds also as a ratio to the first row."
     b = rows[0]
-    head = ('| model | ONNX file | test accuracy | macro-F1 | service-like accuracy | acceptance | latency batch 1 | latency batch 256 '
-            '| images/s (batch 256) |\n|---|---:|---:|---:|---:|---|---:|---:|---:|\n')
+    head = (
+        '| model | ONNX file | test accuracy | macro-F1 | service-like accuracy | acceptance | latency batch 1 | latency batch 256 '
+        '| images/s (batch 256) |\n|---|---:|---:|---:|---:|---|---:|---:|---:|\n'
+    )
     return head + '\n'.join(
-        f"| {r['model']} | {r['onnx_bytes']/1024:.1f} KB | {r['accuracy']:.4f} | {r['macro_f1']:.4f} | {r['service_like_accuracy']:.4f} "
-        f"| {'PASS' if r['accepted'] else 'FAIL'} "
-        f"| {r['latency_1_ms']*1e3:.0f} us ({b['latency_1_ms']/r['latency_1_ms']:.2f}x) | {r['latency_batch_ms']:.2f} ms "
-        f"| {r['images_per_s']:,} ({r['images_per_s']/b['images_per_s']:.2f}x) |" for r in rows)
+        f'| {r["model"]} | {r["onnx_bytes"] / 1024:.1f} KB | {r["accuracy"]:.4f} | {r["macro_f1"]:.4f} | {r["service_like_accuracy"]:.4f} '
+        f'| {"PASS" if r["accepted"] else "FAIL"} '
+        f'| {r["latency_1_ms"] * 1e3:.0f} us ({b["latency_1_ms"] / r["latency_1_ms"]:.2f}x) | {r["latency_batch_ms"]:.2f} ms '
+        f'| {r["images_per_s"]:,} ({r["images_per_s"] / b["images_per_s"]:.2f}x) |'
+        for r in rows
+    )
 
 # %% ../nbs/46_lighten.ipynb #d408ce00
-def register_candidates(settings, rows:list[dict], folders:dict, teacher_run:str) -> dict:
+def register_candidates(settings, rows: list[dict], folders: dict, teacher_run: str) -> dict:
     "Register each candidate in `folders` with its evaluation from `rows`; {kind: version}."
     from mlproj.jobs import code_version
     from mlproj.registry import open_registry
+
     reg, ev = open_registry(settings), {r['model']: r['evaluation'] for r in rows}
-    return {k: reg.register(d, ev[k], code_version=code_version(settings.root), train_run=teacher_run, lightened=k,
-                            parameters=json.loads((Path(d)/'metrics.json').read_text())) for k, d in folders.items()}
+    return {
+        k: reg.register(
+            d,
+            ev[k],
+            code_version=code_version(settings.root),
+            train_run=teacher_run,
+            lightened=k,
+            parameters=json.loads((Path(d) / 'metrics.json').read_text()),
+        )
+        for k, d in folders.items()
+    }
 
 # %% ../nbs/46_lighten.ipynb #4b6cb4fb
 def cmd_lighten(args, settings):
+    from mlproj.console import say
     from mlproj.jobs import find_run, new_run_id, runs_dir
+
     train_dir = find_run(settings, args.train_run, job='train')
-    out = runs_dir(settings)/new_run_id('lighten')
+    out = runs_dir(settings) / new_run_id('lighten')
     say('lighten', f'making {", ".join(args.kinds)} from {train_dir.name} into {out}')
     folders = lighten(settings, train_dir, out, epochs=args.epochs, kinds=tuple(args.kinds))
     rows = compare(settings, {'teacher': train_dir, **folders})
-    (out/'comparison.md').write_text(table_markdown(rows) + '\n')
+    (out / 'comparison.md').write_text(table_markdown(rows) + '\n')
     print(table_markdown(rows))
     if args.register:
         for k, v in register_candidates(settings, rows, folders, train_dir.name).items():
-            say('lighten', f"{k}: model version {v} ({'passed' if next(r for r in rows if r['model'] == k)['accepted'] else 'did not pass'} acceptance)")
+            say(
+                'lighten',
+                f'{k}: model version {v} ({"passed" if next(r for r in rows if r["model"] == k)["accepted"] else "did not pass"} acceptance)',
+            )
+
 
 def add_commands(add):
     "The `lighten` command."
-    s = add('lighten', cmd_lighten, 'Make lighter models from a training run (int8 quantization, a distilled student, pruned '
-            'channels), evaluate them beside it and print size, accuracy and speed; --register adds them to the model store.')
+    s = add(
+        'lighten',
+        cmd_lighten,
+        'Make lighter models from a training run (int8 quantization, a distilled student, pruned '
+        'channels), evaluate them beside it and print size, accuracy and speed; --register adds them to the model store.',
+    )
     s.add_argument('--train-run', help='the teacher: a training run id (default: the newest finished one)')
-    s.add_argument('--epochs', type=int, default=30, help='epochs of the student and of the pruned net\'s fine-tuning (default 30)')
-    s.add_argument('--kinds', nargs='+', default=list(KINDS), choices=KINDS, help='which candidates to make (default: all)')
+    s.add_argument(
+        '--epochs', type=int, default=30, help="epochs of the student and of the pruned net's fine-tuning (default 30)"
+    )
+    s.add_argument(
+        '--kinds', nargs='+', default=list(KINDS), choices=KINDS, help='which candidates to make (default: all)'
+    )
     s.add_argument('--register', action='store_true', help='register each candidate (promotion still needs acceptance)')

@@ -6,34 +6,43 @@ Docs: https://mlproj.github.io/mlproj/lineage.html.md"""
 
 # %% ../nbs/24_lineage.ipynb #ffcaa228
 from __future__ import annotations
+
 from collections import Counter
 
 from .data import SPLITS, pack_path, resolve_version
+from .items import item_provenance
 from .registry import Registry, RegistryError
 from .store import Store
-from .items import item_provenance
 from .versions import get_version
 
 # %% auto #0
 __all__ = ['lineage', 'cmd_data_show', 'add_commands']
 
 # %% ../nbs/24_lineage.ipynb #280618ea
-def _origin(source:str) -> str:
+def _origin(source: str) -> str:
     "The host of a URL, else the source itself."
     from urllib.parse import urlsplit
+
     return urlsplit(source).netloc or source if '://' in source else source
 
-def lineage(store:Store, ref:str, # a dataset version id (or its first 6+ characters), or a model version number or alias
-            items:bool=True # read every raw item's provenance (origins, media types, missing items)
-           ) -> dict:
+
+def lineage(
+    store: Store,
+    ref: str,  # a dataset version id (or its first 6+ characters), or a model version number or alias
+    items: bool = True,  # read every raw item's provenance (origins, media types, missing items)
+) -> dict:
     "Model bundle -> dataset version (and its ancestors) -> raw items, for a model or a dataset version."
-    reg, model, models = Registry(store), None, []
+    reg, model, _models = Registry(store), None, []
     vid = resolve_version(store, str(ref))
-    try: rows = reg.listing()
-    except RegistryError: rows = []
+    try:
+        rows = reg.listing()
+    except RegistryError:
+        rows = []
     if vid is None:
-        try: n = reg.resolve(str(ref))
-        except RegistryError as e: raise LookupError(f'{ref!r} names no dataset version and no model in {store.url} ({e})') from None
+        try:
+            n = reg.resolve(str(ref))
+        except RegistryError as e:
+            raise LookupError(f'{ref!r} names no dataset version and no model in {store.url} ({e})') from None
         model = next(r for r in rows if r['version'] == n)
         vid = model['dataset_version']
     man = get_version(store, vid)
@@ -41,21 +50,43 @@ def lineage(store:Store, ref:str, # a dataset version id (or its first 6+ charac
     ancestors, p = [], man['parent']
     while p and p not in ancestors:
         ancestors.append(p)
-        try: p = get_version(store, p)['parent']
-        except KeyError: ancestors[-1] += ' (missing)'; break
-    out = dict(model=model, models=[r['version'] for r in rows if r['dataset_version'] == vid],
-               dataset=dict(id=vid, description=man['description'], label_source=man['label_source'], meta=man['meta'],
-                            parent=man['parent'], ancestors=ancestors, n=len(ex), packed=store.exists(pack_path(store, vid)),
-                            splits=dict(Counter(e.split for e in ex)), classes=dict(sorted(Counter(e.label for e in ex).items(), key=lambda kv: str(kv[0]))),
-                            label_sources=dict(Counter(e.source for e in ex))), items=None)
+        try:
+            p = get_version(store, p)['parent']
+        except KeyError:
+            ancestors[-1] += ' (missing)'
+            break
+    out = dict(
+        model=model,
+        models=[r['version'] for r in rows if r['dataset_version'] == vid],
+        dataset=dict(
+            id=vid,
+            description=man['description'],
+            label_source=man['label_source'],
+            meta=man['meta'],
+            parent=man['parent'],
+            ancestors=ancestors,
+            n=len(ex),
+            packed=store.exists(pack_path(store, vid)),
+            splits=dict(Counter(e.split for e in ex)),
+            classes=dict(sorted(Counter(e.label for e in ex).items(), key=lambda kv: str(kv[0]))),
+            label_sources=dict(Counter(e.source for e in ex)),
+        ),
+        items=None,
+    )
     if items:
         prov, missing = [], []
         for e in ex:
-            try: prov.append(item_provenance(store, e.sha256))
-            except FileNotFoundError: missing.append(e.sha256)
-        out['items'] = dict(n=len(ex), missing=missing, media_types=dict(Counter(pv['media_type'] for pv in prov)),
-                            origins=dict(Counter(_origin(pv['source']) for pv in prov).most_common()),
-                            collected=[min(pv['collected'] for pv in prov), max(pv['collected'] for pv in prov)] if prov else None)
+            try:
+                prov.append(item_provenance(store, e.sha256))
+            except FileNotFoundError:
+                missing.append(e.sha256)
+        out['items'] = dict(
+            n=len(ex),
+            missing=missing,
+            media_types=dict(Counter(pv['media_type'] for pv in prov)),
+            origins=dict(Counter(_origin(pv['source']) for pv in prov).most_common()),
+            collected=[min(pv['collected'] for pv in prov), max(pv['collected'] for pv in prov)] if prov else None,
+        )
     return out
 
 # %% ../nbs/24_lineage.ipynb #a73b1dea
@@ -66,30 +97,48 @@ def cmd_data_show(args, settings):
     d = L['dataset']
     if L['model']:
         m = L['model']
-        print(f"model version {m['version']} ({'accepted' if m['accepted'] else 'not accepted'}{', ' + ', '.join(m['aliases']) if m['aliases'] else ''}; "
-              f"test accuracy {m['accuracy']:.4f}) was trained on")
-    print(f"dataset version {d['id']}: {d['n']} items; {d['description']}")
-    print(f"  parent: {d['parent'] or '- (a root version)'}" + (f"; ancestors: {' <- '.join(d['ancestors'])}" if len(d['ancestors']) > 1 else ''))
+        print(
+            f'model version {m["version"]} ({"accepted" if m["accepted"] else "not accepted"}{", " + ", ".join(m["aliases"]) if m["aliases"] else ""}; '
+            f'test accuracy {m["accuracy"]:.4f}) was trained on'
+        )
+    print(f'dataset version {d["id"]}: {d["n"]} items; {d["description"]}')
+    print(
+        f'  parent: {d["parent"] or "- (a root version)"}'
+        + (f'; ancestors: {" <- ".join(d["ancestors"])}' if len(d['ancestors']) > 1 else '')
+    )
     splits, policy = d['splits'], d['meta'].get('split', 'no split policy recorded')
-    print(f"  split: {', '.join(f'{splits.get(s, 0)} {s}' for s in SPLITS)}; {policy}")
-    print(f"  classes: {', '.join(f'{c}: {n}' for c, n in d['classes'].items())}")
-    print(f"  label sources: {'; '.join(f'{s} ({n})' for s, n in d['label_sources'].items())}")
-    packed = 'yes' if d['packed'] else f"no (`mlproj data pack {d['id']}`)"
-    print(f"  packed: {packed}; models trained on it: {', '.join(map(str, L['models'])) or 'none'}")
+    print(f'  split: {", ".join(f"{splits.get(s, 0)} {s}" for s in SPLITS)}; {policy}')
+    print(f'  classes: {", ".join(f"{c}: {n}" for c, n in d["classes"].items())}')
+    print(f'  label sources: {"; ".join(f"{s} ({n})" for s, n in d["label_sources"].items())}')
+    packed = 'yes' if d['packed'] else f'no (`mlproj data pack {d["id"]}`)'
+    print(f'  packed: {packed}; models trained on it: {", ".join(map(str, L["models"])) or "none"}')
     if L['items']:
         it = L['items']
-        print(f"raw items: {it['n'] - len(it['missing'])} of {it['n']} in {settings.store_url}/raw" + (f", MISSING {len(it['missing'])} (e.g. {it['missing'][0]})" if it['missing'] else ''))
-        print(f"  media types: {', '.join(f'{k} ({n})' for k, n in it['media_types'].items())}")
-        print(f"  origins: {', '.join(f'{k} ({n})' for k, n in list(it['origins'].items())[:10])}" + (f" and {len(it['origins']) - 10} more" if len(it['origins']) > 10 else ''))
-        if it['collected']: print(f"  collected: {it['collected'][0]} to {it['collected'][1]}")
+        print(
+            f'raw items: {it["n"] - len(it["missing"])} of {it["n"]} in {settings.store_url}/raw'
+            + (f', MISSING {len(it["missing"])} (e.g. {it["missing"][0]})' if it['missing'] else '')
+        )
+        print(f'  media types: {", ".join(f"{k} ({n})" for k, n in it["media_types"].items())}')
+        print(
+            f'  origins: {", ".join(f"{k} ({n})" for k, n in list(it["origins"].items())[:10])}'
+            + (f' and {len(it["origins"]) - 10} more' if len(it['origins']) > 10 else '')
+        )
+        if it['collected']:
+            print(f'  collected: {it["collected"][0]} to {it["collected"][1]}')
     if args.items:
         for e in get_version(st, d['id'])['examples']:
-            print(f"  {e.sha256}  {e.label!s:>5}  {e.split:5}  {e.source}  {item_provenance(st, e.sha256)['source']}")
+            print(f'  {e.sha256}  {e.label!s:>5}  {e.split:5}  {e.source}  {item_provenance(st, e.sha256)["source"]}')
+
 
 def add_commands(add):
     "`mlproj data show`, in the `data` group."
-    s = add('show', cmd_data_show, 'Show the lineage of a model or a dataset version: model -> dataset version (parents, '
-            'splits, classes, label sources) -> raw items (origins, media types, missing ones).', under='data')
+    s = add(
+        'show',
+        cmd_data_show,
+        'Show the lineage of a model or a dataset version: model -> dataset version (parents, '
+        'splits, classes, label sources) -> raw items (origins, media types, missing ones).',
+        under='data',
+    )
     s.add_argument('id', help='a dataset version id (or its first 6+ characters), or a model version number or alias')
     s.add_argument('--brief', action='store_true', help="don't read the raw items' provenance")
     s.add_argument('--items', action='store_true', help='also print one line per item')

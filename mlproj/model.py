@@ -6,16 +6,17 @@ Docs: https://mlproj.github.io/mlproj/model.html.md"""
 
 # %% ../nbs/20_model.ipynb #769bafc6
 from __future__ import annotations
-from dataclasses import dataclass, asdict
 
+from dataclasses import asdict, dataclass
+
+import lightning as L
 import torch
 import torch.nn.functional as F
 from torch import nn
-import lightning as L
 
+from .data import load_splits
 from .preprocess import MAX_COUNT
 from .store import Store
-from .data import load_splits
 
 # %% auto #0
 __all__ = ['TYPESET', 'NetConfig', 'DigitsCNN', 'WithProbabilities', 'random_affine', 'typeset_digits', 'DigitsDataModule',
@@ -25,41 +26,63 @@ __all__ = ['TYPESET', 'NetConfig', 'DigitsCNN', 'WithProbabilities', 'random_aff
 @dataclass(frozen=True)
 class NetConfig:
     "The shape of the CNN."
-    width: int = 16 # channels of the first convolution (the second has twice as many)
-    hidden: int = 64 # units of the hidden dense layer
+
+    width: int = 16  # channels of the first convolution (the second has twice as many)
+    hidden: int = 64  # units of the hidden dense layer
     dropout: float = 0.3
     n_classes: int = 10
 
+
 class DigitsCNN(nn.Module):
     "Two 3x3 convolutions, a 2x2 max-pool and two dense layers: (n, 8, 8) counts -> (n, 10) logits."
-    def __init__(self, cfg:NetConfig=NetConfig()):
+
+    def __init__(self, cfg: NetConfig = NetConfig()):
         super().__init__()
         self.cfg, w = cfg, cfg.width
         self.features = nn.Sequential(
-            nn.Conv2d(1, w, 3, padding=1), nn.BatchNorm2d(w), nn.ReLU(),
-            nn.Conv2d(w, 2*w, 3, padding=1), nn.BatchNorm2d(2*w), nn.ReLU(), nn.MaxPool2d(2))
-        self.head = nn.Sequential(nn.Flatten(), nn.Dropout(cfg.dropout), nn.Linear(2*w*16, cfg.hidden), nn.ReLU(),
-                                  nn.Linear(cfg.hidden, cfg.n_classes))
+            nn.Conv2d(1, w, 3, padding=1),
+            nn.BatchNorm2d(w),
+            nn.ReLU(),
+            nn.Conv2d(w, 2 * w, 3, padding=1),
+            nn.BatchNorm2d(2 * w),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+        )
+        self.head = nn.Sequential(
+            nn.Flatten(),
+            nn.Dropout(cfg.dropout),
+            nn.Linear(2 * w * 16, cfg.hidden),
+            nn.ReLU(),
+            nn.Linear(cfg.hidden, cfg.n_classes),
+        )
 
-    def forward(self, x): return self.head(self.features((x/MAX_COUNT).unsqueeze(1)))
+    def forward(self, x):
+        return self.head(self.features((x / MAX_COUNT).unsqueeze(1)))
+
 
 class WithProbabilities(nn.Module):
     "The network followed by softmax: what is exported and served."
-    def __init__(self, net:nn.Module):
+
+    def __init__(self, net: nn.Module):
         super().__init__()
         self.net = net
-    def forward(self, x): return torch.softmax(self.net(x), dim=-1)
+
+    def forward(self, x):
+        return torch.softmax(self.net(x), dim=-1)
 
 # %% ../nbs/20_model.ipynb #6c80e5d2
-def random_affine(x:torch.Tensor, # (n, 8, 8) inputs
-                  g:torch.Generator|None=None,
-                  rotate:float=0.2, scale:float=0.1, shift:float=0.15 # largest rotation (radians), scale change, shift (fraction of the image)
-                 ) -> torch.Tensor:
+def random_affine(
+    x: torch.Tensor,  # (n, 8, 8) inputs
+    g: torch.Generator | None = None,
+    rotate: float = 0.2,
+    scale: float = 0.1,
+    shift: float = 0.15,  # largest rotation (radians), scale change, shift (fraction of the image)
+) -> torch.Tensor:
     "Each image rotated, scaled and shifted by a small random amount."
     n = x.shape[0]
-    u = lambda *s: torch.rand(*s, generator=g)*2 - 1
-    ang, sc, t = u(n)*rotate, 1 + u(n)*scale, u(n, 2)*shift
-    c, s = torch.cos(ang)/sc, torch.sin(ang)/sc
+    u = lambda *s: torch.rand(*s, generator=g) * 2 - 1
+    ang, sc, t = u(n) * rotate, 1 + u(n) * scale, u(n, 2) * shift
+    c, s = torch.cos(ang) / sc, torch.sin(ang) / sc
     theta = torch.stack([torch.stack([c, -s, t[:, 0]], 1), torch.stack([s, c, t[:, 1]], 1)], 1)
     grid = F.affine_grid(theta, (n, 1, 8, 8), align_corners=False)
     return F.grid_sample(x.unsqueeze(1), grid, align_corners=False).squeeze(1)
@@ -67,31 +90,48 @@ def random_affine(x:torch.Tensor, # (n, 8, 8) inputs
 # %% ../nbs/20_model.ipynb #72c51a3c
 import numpy as np
 
-TYPESET = 30 # typeset digits of each class added to training: 5 fonts x 6
+TYPESET = 30  # typeset digits of each class added to training: 5 fonts x 6
 
-def typeset_digits(per_digit:int, # images of each digit
-                   seed:int=0 # the training seed; the generator's seed is derived from it and never the service-like set's
-                  ) -> tuple[np.ndarray, np.ndarray]:
+
+def typeset_digits(
+    per_digit: int,  # images of each digit
+    seed: int = 0,  # the training seed; the generator's seed is derived from it and never the service-like set's
+) -> tuple[np.ndarray, np.ndarray]:
     "Model inputs and labels of digits typeset in `glyphs.TRAIN_FONTS` (STIX, Computer Modern), both polarities, shifted and rotated."
     from mlproj.glyphs import TRAIN_FONTS, draw_font, encode_png, place
     from mlproj.preprocess import to_model_input
-    rng = np.random.default_rng([seed, 0x7e57])
+
+    rng = np.random.default_rng([seed, 0x7E57])
     X, y = [], []
     for d in range(10):
         for i in range(per_digit):
             ink = place(draw_font(d, TRAIN_FONTS[i % len(TRAIN_FONTS)], rng, 96), rng)
-            X.append(to_model_input(encode_png(ink, dark_on_light=i % 2 == 0))); y.append(d)
+            X.append(to_model_input(encode_png(ink, dark_on_light=i % 2 == 0)))
+            y.append(d)
     return np.stack(X).astype(np.float32), np.array(y, np.int64)
+
 
 class DigitsDataModule(L.LightningDataModule):
     "Batches of one dataset version, read from the store by its id and nothing else."
-    def __init__(self, store_url:str, version:str, batch_size:int=64, seed:int=0,
-                 typeset:int=TYPESET # typeset digits of each class added to the training split (see `typeset_digits`)
-                ):
-        super().__init__()
-        self.store_url, self.version, self.batch_size, self.seed, self.typeset = store_url, version, batch_size, seed, typeset
 
-    def setup(self, stage:str|None=None):
+    def __init__(
+        self,
+        store_url: str,
+        version: str,
+        batch_size: int = 64,
+        seed: int = 0,
+        typeset: int = TYPESET,  # typeset digits of each class added to the training split (see `typeset_digits`)
+    ):
+        super().__init__()
+        self.store_url, self.version, self.batch_size, self.seed, self.typeset = (
+            store_url,
+            version,
+            batch_size,
+            seed,
+            typeset,
+        )
+
+    def setup(self, stage: str | None = None):
         splits = load_splits(Store(self.store_url), self.version)
         if self.typeset:
             X, y = typeset_digits(self.typeset, self.seed)
@@ -101,90 +141,147 @@ class DigitsDataModule(L.LightningDataModule):
     def _loader(self, split, shuffle=False):
         g = torch.Generator().manual_seed(self.seed)
         return torch.utils.data.DataLoader(self.splits[split], batch_size=self.batch_size, shuffle=shuffle, generator=g)
-    def train_dataloader(self): return self._loader('train', shuffle=True)
-    def val_dataloader(self): return self._loader('val')
-    def test_dataloader(self): return self._loader('test')
+
+    def train_dataloader(self):
+        return self._loader('train', shuffle=True)
+
+    def val_dataloader(self):
+        return self._loader('val')
+
+    def test_dataloader(self):
+        return self._loader('test')
 
 # %% ../nbs/20_model.ipynb #87e1c0c1
 class DigitsClassifier(L.LightningModule):
     "Cross-entropy training of a network given to it, AdamW with a one-cycle schedule."
-    def __init__(self, net:nn.Module, lr:float=3e-3, weight_decay:float=1e-4, augment:bool=True, seed:int=0):
+
+    def __init__(
+        self, net: nn.Module, lr: float = 3e-3, weight_decay: float = 1e-4, augment: bool = True, seed: int = 0
+    ):
         super().__init__()
         self.net, self.lr, self.weight_decay, self.augment = net, lr, weight_decay, augment
         self.g = torch.Generator().manual_seed(seed)
 
-    def forward(self, x): return self.net(x)
+    def forward(self, x):
+        return self.net(x)
 
     def __setattr__(self, name, value):
         # Lightning sets `_current_fx_name` around every hook it calls, about 46 times a step; nn.Module's __setattr__
         # (which looks for parameters, buffers and modules) was 0.22 of the 0.62 ms Lightning added to a one-layer net's step
-        if name == '_current_fx_name': object.__setattr__(self, name, value)
-        else: super().__setattr__(name, value)
+        if name == '_current_fx_name':
+            object.__setattr__(self, name, value)
+        else:
+            super().__setattr__(name, value)
 
     # epoch means are summed here and logged once per epoch: a `self.log` per step costs more than a step of this net
     def _add(self, prefix, n, **values):
         sums = self.__dict__.setdefault('_sums', {}).setdefault(prefix, dict(n=0))
         sums['n'] += n
-        for k, v in values.items(): sums[k] = sums.get(k, 0) + v.detach()*n
+        for k, v in values.items():
+            sums[k] = sums.get(k, 0) + v.detach() * n
+
     def _log_sums(self, prefix):
         sums = self.__dict__.get('_sums', {}).pop(prefix, None)
-        if not sums: return
+        if not sums:
+            return
         n = sums.pop('n')
-        for k, v in sums.items(): self.log(f'{prefix}_{k}', v/n, prog_bar=k == 'acc', sync_dist=True) # mean over processes under DDP
+        for k, v in sums.items():
+            self.log(f'{prefix}_{k}', v / n, prog_bar=k == 'acc', sync_dist=True)  # mean over processes under DDP
 
     def training_step(self, batch, i):
         x, y = batch
-        if self.augment: x = random_affine(x, self.g)
+        if self.augment:
+            x = random_affine(x, self.g)
         loss = F.cross_entropy(self(x), y)
         self._add('train', len(y), loss=loss)
-        if self.trainer.is_last_batch or i + 1 >= self.trainer.num_training_batches: self._log_sums('train')
+        if self.trainer.is_last_batch or i + 1 >= self.trainer.num_training_batches:
+            self._log_sums('train')
         return loss
 
     def _eval_step(self, batch, prefix):
         x, y = batch
         logits = self(x)
         self._add(prefix, len(y), loss=F.cross_entropy(logits, y), acc=(logits.argmax(-1) == y).float().mean())
-    def validation_step(self, batch, _): self._eval_step(batch, 'val')
-    def test_step(self, batch, _): self._eval_step(batch, 'test')
-    def on_validation_epoch_end(self): self._log_sums('val')
-    def on_test_epoch_end(self): self._log_sums('test')
+
+    def validation_step(self, batch, _):
+        self._eval_step(batch, 'val')
+
+    def test_step(self, batch, _):
+        self._eval_step(batch, 'test')
+
+    def on_validation_epoch_end(self):
+        self._log_sums('val')
+
+    def on_test_epoch_end(self):
+        self._log_sums('test')
 
     def configure_optimizers(self):
         opt = torch.optim.AdamW(self.parameters(), lr=self.lr, weight_decay=self.weight_decay)
-        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=self.lr, total_steps=self.trainer.estimated_stepping_batches)
+        sched = torch.optim.lr_scheduler.OneCycleLR(
+            opt, max_lr=self.lr, total_steps=self.trainer.estimated_stepping_batches
+        )
         return dict(optimizer=opt, lr_scheduler=dict(scheduler=sched, interval='step'))
 
 # %% ../nbs/20_model.ipynb #971f8445
-def save_net(net:DigitsCNN, folder) -> list[str]:
+def save_net(net: DigitsCNN, folder) -> list[str]:
     "Write `net.json` and `model.safetensors` into `folder`; return the file names."
     import json
     from pathlib import Path
+
     from safetensors.torch import save_file
+
     folder = Path(folder)
-    (folder/'net.json').write_text(json.dumps(asdict(net.cfg), indent=1))
-    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(folder/'model.safetensors'))
+    (folder / 'net.json').write_text(json.dumps(asdict(net.cfg), indent=1))
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(folder / 'model.safetensors'))
     return ['net.json', 'model.safetensors']
+
 
 def load_net(folder) -> DigitsCNN:
     "The network saved in `folder` by `save_net`, in eval mode."
     import json
     from pathlib import Path
+
     from safetensors.torch import load_file
+
     folder = Path(folder)
-    net = DigitsCNN(NetConfig(**json.loads((folder/'net.json').read_text())))
-    net.load_state_dict(load_file(str(folder/'model.safetensors')))
+    net = DigitsCNN(NetConfig(**json.loads((folder / 'net.json').read_text())))
+    net.load_state_dict(load_file(str(folder / 'model.safetensors')))
     return net.eval()
 
-def export_onnx(net:nn.Module, path) -> None:
+
+def export_onnx(net: nn.Module, path) -> None:
     "Write `net` with its softmax as one ONNX file taking (batch, 8, 8) float32 counts."
-    import logging, warnings
-    model, x, names = WithProbabilities(net).eval(), (torch.zeros(2, 8, 8),), dict(input_names=['counts'], output_names=['probabilities'])
+    import logging
+    import warnings
+
+    model, x, names = (
+        WithProbabilities(net).eval(),
+        (torch.zeros(2, 8, 8),),
+        dict(input_names=['counts'], output_names=['probabilities']),
+    )
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')
-        try: # TorchScript's exporter: 0.05 s where the dynamo one takes 1.5 to 3.5 s, most of a short run's overhead
-            torch.onnx.export(model, x, str(path), dynamo=False, verbose=False,
-                              dynamic_axes={'counts': {0: 'batch'}, 'probabilities': {0: 'batch'}}, **names)
-        except Exception: # a torch without it (it is deprecated) or a net it cannot trace: the dynamo exporter
-            logging.getLogger('torch.onnx._internal.exporter._registration').setLevel(logging.ERROR) # 'torchvision is not installed'
-            torch.onnx.export(model, x, str(path), dynamo=True, external_data=False, verbose=False,
-                              dynamic_shapes=({0: torch.export.Dim.DYNAMIC},), **names)
+        try:  # TorchScript's exporter: 0.05 s where the dynamo one takes 1.5 to 3.5 s, most of a short run's overhead
+            torch.onnx.export(
+                model,
+                x,
+                str(path),
+                dynamo=False,
+                verbose=False,
+                dynamic_axes={'counts': {0: 'batch'}, 'probabilities': {0: 'batch'}},
+                **names,
+            )
+        except Exception:  # a torch without it (it is deprecated) or a net it cannot trace: the dynamo exporter
+            logging.getLogger('torch.onnx._internal.exporter._registration').setLevel(
+                logging.ERROR
+            )  # 'torchvision is not installed'
+            torch.onnx.export(
+                model,
+                x,
+                str(path),
+                dynamo=True,
+                external_data=False,
+                verbose=False,
+                dynamic_shapes=({0: torch.export.Dim.DYNAMIC},),
+                **names,
+            )

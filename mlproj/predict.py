@@ -6,6 +6,7 @@ Docs: https://mlproj.github.io/mlproj/predict.html.md"""
 
 # %% ../nbs/22_predict.ipynb #1eb3db5b
 from __future__ import annotations
+
 import numpy as np
 
 from .preprocess import to_model_input
@@ -16,10 +17,14 @@ __all__ = ['Predictor']
 # %% ../nbs/22_predict.ipynb #32a12279
 class Predictor:
     "Class probabilities for batches of 8x8 counts from an ONNX graph."
-    def __init__(self, onnx:bytes|str, # the graph's bytes, or a path to it
-                 threads:int=1 # onnxruntime intra-op threads
-                ):
+
+    def __init__(
+        self,
+        onnx: bytes | str,  # the graph's bytes, or a path to it
+        threads: int = 1,  # onnxruntime intra-op threads
+    ):
         import onnxruntime as ort
+
         opts = ort.SessionOptions()
         opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
         opts.log_severity_level = 3
@@ -30,16 +35,18 @@ class Predictor:
         # call (3 of the 25 us one image takes here); this feed always holds the graph's one input, as a numpy array
         self._run = getattr(self.session, '_sess', self.session).run
 
-    def probabilities(self, x:np.ndarray # (n, 8, 8) counts 0..16
-                     ) -> np.ndarray:
+    def probabilities(
+        self,
+        x: np.ndarray,  # (n, 8, 8) counts 0..16
+    ) -> np.ndarray:
         "(n, 10) probabilities."
         x = np.ascontiguousarray(x, dtype=np.float32).reshape(-1, 8, 8)
         return self._run(self.output_names, {self.input_name: x}, None)[0]
 
-    def predict(self, x:np.ndarray) -> np.ndarray:
+    def predict(self, x: np.ndarray) -> np.ndarray:
         "(n,) most probable classes."
         return self.probabilities(x).argmax(-1)
 
-    def predict_images(self, images:list, max_side:int=4096) -> np.ndarray:
+    def predict_images(self, images: list, max_side: int = 4096) -> np.ndarray:
         "Probabilities for raw inputs of any kind `to_model_input` takes."
         return self.probabilities(np.stack([to_model_input(im, max_side) for im in images]))

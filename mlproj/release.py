@@ -6,13 +6,18 @@ Docs: https://mlproj.github.io/mlproj/release.html.md"""
 
 # %% ../nbs/45_release.ipynb #b777feba
 from __future__ import annotations
-import hashlib, json, os, shutil, subprocess, sys, time
+
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 from .console import EXIT_ERROR, EXIT_REJECTED, say, wait_until
 from .jobs import code_version, read_run, run_job
 from .registry import open_registry
-from .store import Store
 
 # %% auto #0
 __all__ = ['STEPS', 'TESTS', 'ReleaseFailed', 'check_tree', 'sync_check', 'run_tests', 'register_evaluated', 'local_servers',
@@ -20,172 +25,260 @@ __all__ = ['STEPS', 'TESTS', 'ReleaseFailed', 'check_tree', 'sync_check', 'run_t
 
 # %% ../nbs/45_release.ipynb #0a5c3a34
 STEPS = ('git', 'sync', 'tests', 'train', 'evaluate', 'gate', 'register', 'promote', 'switch')
-TESTS = {'notebooks': ['nbdev-test'], 'fast': ['pytest', '-m', 'not full', '-q', '-x', '-p', 'no:cacheprovider'], 'none': None}
+TESTS = {
+    'notebooks': ['nbdev-test'],
+    'fast': ['pytest', '-m', 'not full', '-q', '-x', '-p', 'no:cacheprovider'],
+    'none': None,
+}
+
 
 class ReleaseFailed(RuntimeError):
     "A release step failed; the steps before `promote` change nothing that serves."
-    def __init__(self, step:str, reason:str): super().__init__(f'{step}: {reason}'); self.step, self.reason = step, reason
+
+    def __init__(self, step: str, reason: str):
+        super().__init__(f'{step}: {reason}')
+        self.step, self.reason = step, reason
 
 # %% ../nbs/45_release.ipynb #b1f557d3
-def check_tree(root:str|Path, # the project's folder
-               allow_dirty:bool=False # let uncommitted changes through (recorded)
-              ) -> dict:
+def check_tree(
+    root: str | Path,  # the project's folder
+    allow_dirty: bool = False,  # let uncommitted changes through (recorded)
+) -> dict:
     "The code version of `root` ({'commit', 'dirty'}); raise `ReleaseFailed` when it is dirty or not in git, unless allowed."
     cv = code_version(root)
     if cv['commit'] is None and not allow_dirty:
-        raise ReleaseFailed('git', f'{root} is not a git checkout, so the model could not name its code; '
-                                   '--allow-dirty releases it anyway (recorded)')
+        raise ReleaseFailed(
+            'git',
+            f'{root} is not a git checkout, so the model could not name its code; '
+            '--allow-dirty releases it anyway (recorded)',
+        )
     if cv['dirty'] and not allow_dirty:
-        raise ReleaseFailed('git', 'the working tree has uncommitted changes (git status); commit them, '
-                                   'or pass --allow-dirty (the model history records it)')
+        raise ReleaseFailed(
+            'git',
+            'the working tree has uncommitted changes (git status); commit them, '
+            'or pass --allow-dirty (the model history records it)',
+        )
     return cv
 
 # %% ../nbs/45_release.ipynb #d9a2b6a7
-def _tool(name:str) -> str:
+def _tool(name: str) -> str:
     "A console script of the environment running us (beside sys.executable), else on PATH."
-    here = Path(sys.executable).parent/name
+    here = Path(sys.executable).parent / name
     return str(here) if here.exists() else (shutil.which(name) or name)
 
-def _hashes(root:Path) -> dict:
-    files = [p for d in ('nbs', 'mlproj') for p in (root/d).rglob('*')
-             if p.suffix in ('.ipynb', '.py') and p.is_file() and '.ipynb_checkpoints' not in p.parts]
+
+def _hashes(root: Path) -> dict:
+    files = [
+        p
+        for d in ('nbs', 'mlproj')
+        for p in (root / d).rglob('*')
+        if p.suffix in ('.ipynb', '.py') and p.is_file() and '.ipynb_checkpoints' not in p.parts
+    ]
     return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
 
-def _run(cmd:list, root:Path, step:str, timeout:float) -> str:
+
+def _run(cmd: list, root: Path, step: str, timeout: float) -> str:
     "Run a tool in `root`; its output, or `ReleaseFailed` with the output's tail."
-    try: out = subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired: raise ReleaseFailed(step, f'{" ".join(cmd)} did not finish within {timeout:.0f} s') from None
-    except OSError as e: raise ReleaseFailed(step, f'{cmd[0]} cannot run: {e}') from None
+    try:
+        out = subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise ReleaseFailed(step, f'{" ".join(cmd)} did not finish within {timeout:.0f} s') from None
+    except OSError as e:
+        raise ReleaseFailed(step, f'{cmd[0]} cannot run: {e}') from None
     text = (out.stdout + out.stderr).strip()
-    if out.returncode: raise ReleaseFailed(step, f'{" ".join(cmd)} exited with {out.returncode}: ' + text[-1500:])
+    if out.returncode:
+        raise ReleaseFailed(step, f'{" ".join(cmd)} exited with {out.returncode}: ' + text[-1500:])
     return text
 
-def sync_check(root:str|Path) -> str:
+
+def sync_check(root: str | Path) -> str:
     "Raise `ReleaseFailed` when nbdev-export and nbdev-clean change a file of nbs/ or mlproj/ (as make sync-check)."
     root = Path(root)
     before = _hashes(root)
-    for tool in ('nbdev-export', 'nbdev-clean'): _run([_tool(tool)], root, 'sync', 300)
+    for tool in ('nbdev-export', 'nbdev-clean'):
+        _run([_tool(tool)], root, 'sync', 300)
     after = _hashes(root)
     changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
-    if changed: raise ReleaseFailed('sync', 'nbdev-export/nbdev-clean changed ' + ', '.join(changed[:10]) +
-                                    (f' and {len(changed) - 10} more' if len(changed) > 10 else '') +
-                                    ': commit the notebooks and mlproj/ together')
+    if changed:
+        raise ReleaseFailed(
+            'sync',
+            'nbdev-export/nbdev-clean changed '
+            + ', '.join(changed[:10])
+            + (f' and {len(changed) - 10} more' if len(changed) > 10 else '')
+            + ': commit the notebooks and mlproj/ together',
+        )
     return f'{len(after)} files of nbs/ and mlproj/ unchanged'
 
 # %% ../nbs/45_release.ipynb #b686650f
-def run_tests(root:str|Path, # the project's folder
-              which:str='notebooks' # notebooks (nbdev-test), fast (pytest -m 'not full') or none
-             ) -> str:
+def run_tests(
+    root: str | Path,  # the project's folder
+    which: str = 'notebooks',  # notebooks (nbdev-test), fast (pytest -m 'not full') or none
+) -> str:
     "Run the release's tests; raise `ReleaseFailed` when they fail."
-    if which not in TESTS: raise ValueError(f"tests must be one of {', '.join(TESTS)}, not {which!r}")
-    if TESTS[which] is None: return 'skipped (--tests none, recorded in the promotion reason)'
+    if which not in TESTS:
+        raise ValueError(f'tests must be one of {", ".join(TESTS)}, not {which!r}')
+    if TESTS[which] is None:
+        return 'skipped (--tests none, recorded in the promotion reason)'
     cmd = [_tool(TESTS[which][0]), *TESTS[which][1:]]
     _run(cmd, Path(root), 'tests', 3600)
     return f'{" ".join(TESTS[which])} passed'
 
 # %% ../nbs/45_release.ipynb #d34e4fe5
-def register_evaluated(settings, # the project's `Settings`
-                       eval_dir:str|Path # an evaluation run's folder
-                      ) -> int:
+def register_evaluated(
+    settings,  # the project's `Settings`
+    eval_dir: str | Path,  # an evaluation run's folder
+) -> int:
     "Register the model an evaluation run judged; its version."
     ev = read_run(Path(eval_dir))
-    tr = read_run(settings.reports_dir/'runs'/ev['metrics']['train_run'])
+    tr = read_run(settings.reports_dir / 'runs' / ev['metrics']['train_run'])
     return open_registry(settings).register(
-        settings.reports_dir/'runs'/tr['run_id'], ev['metrics'], code_version=tr['code_version'],
-        train_run=tr['run_id'], eval_run=ev['run_id'], parameters=tr['parameters'])
+        settings.reports_dir / 'runs' / tr['run_id'],
+        ev['metrics'],
+        code_version=tr['code_version'],
+        train_run=tr['run_id'],
+        eval_run=ev['run_id'],
+        parameters=tr['parameters'],
+    )
 
 # %% ../nbs/45_release.ipynb #c1d79fa8
 def local_servers(settings) -> list[str]:
     "The server of settings.ini [serving] if it answers /health now, else none."
     import httpx
-    url = f'http://{settings.serving.host}:{settings.serving.port}'
-    try: return [url] if httpx.get(f'{url}/health', timeout=1).status_code == 200 else []
-    except httpx.HTTPError: return []
 
-def wait_for_servers(urls:list[str], # base URLs of the servers
-                     version:int, # the version each must serve
-                     timeout:float=60, # seconds for all of them
-                     agree:int=4 # answers in a row naming `version` before a server counts as switched
-                    ) -> dict:
+    url = f'http://{settings.serving.host}:{settings.serving.port}'
+    try:
+        return [url] if httpx.get(f'{url}/health', timeout=1).status_code == 200 else []
+    except httpx.HTTPError:
+        return []
+
+
+def wait_for_servers(
+    urls: list[str],  # base URLs of the servers
+    version: int,  # the version each must serve
+    timeout: float = 60,  # seconds for all of them
+    agree: int = 4,  # answers in a row naming `version` before a server counts as switched
+) -> dict:
     "{url: seconds until it served `version`}; raise `ReleaseFailed` naming the servers that did not in time."
     import httpx
+
     t0, done, streak, seen = time.monotonic(), {}, {u: 0 for u in urls}, {u: None for u in urls}
     with httpx.Client(timeout=2) as client:
+
         def switched() -> bool:
             for u in urls:
-                if u in done: continue
-                try: seen[u] = client.get(f'{u.rstrip("/")}/ready').headers.get('x-model-version')
-                except httpx.HTTPError as e: seen[u] = f'no answer ({type(e).__name__})'
+                if u in done:
+                    continue
+                try:
+                    seen[u] = client.get(f'{u.rstrip("/")}/ready').headers.get('x-model-version')
+                except httpx.HTTPError as e:
+                    seen[u] = f'no answer ({type(e).__name__})'
                 streak[u] = streak[u] + 1 if seen[u] == str(version) else 0
-                if streak[u] >= agree: done[u] = round(time.monotonic() - t0, 2)
+                if streak[u] >= agree:
+                    done[u] = round(time.monotonic() - t0, 2)
             return len(done) == len(urls)
-        try: wait_until(switched, timeout, 0.1)
+
+        try:
+            wait_until(switched, timeout, 0.1)
         except TimeoutError:
             late = '; '.join(f'{u} still serves {seen[u] or "no model"}' for u in urls if u not in done)
-            raise ReleaseFailed('switch', f'not every server serves version {version} after {timeout:.0f} s: {late}') from None
+            raise ReleaseFailed(
+                'switch', f'not every server serves version {version} after {timeout:.0f} s: {late}'
+            ) from None
     return done
 
 # %% ../nbs/45_release.ipynb #384a7c08
-def _step(steps:list, name:str, progress, fn, *args):
+def _step(steps: list, name: str, progress, fn, *args):
     t0 = time.perf_counter()
-    try: detail = fn(*args)
-    except ReleaseFailed as e: steps.append(dict(step=name, seconds=round(time.perf_counter() - t0, 2), ok=False, detail=e.reason)); raise
+    try:
+        detail = fn(*args)
+    except ReleaseFailed as e:
+        steps.append(dict(step=name, seconds=round(time.perf_counter() - t0, 2), ok=False, detail=e.reason))
+        raise
     except Exception as e:
-        steps.append(dict(step=name, seconds=round(time.perf_counter() - t0, 2), ok=False, detail=f'{type(e).__name__}: {e}'))
+        steps.append(
+            dict(step=name, seconds=round(time.perf_counter() - t0, 2), ok=False, detail=f'{type(e).__name__}: {e}')
+        )
         raise ReleaseFailed(name, f'{type(e).__name__}: {e}') from e
-    steps.append(dict(step=name, seconds=round(time.perf_counter() - t0, 2), ok=True, detail=detail[0] if isinstance(detail, tuple) else detail))
-    if progress: progress(f'[release] {name}: {steps[-1]["detail"]} ({steps[-1]["seconds"]:.1f} s)')
+    steps.append(
+        dict(
+            step=name,
+            seconds=round(time.perf_counter() - t0, 2),
+            ok=True,
+            detail=detail[0] if isinstance(detail, tuple) else detail,
+        )
+    )
+    if progress:
+        progress(f'[release] {name}: {steps[-1]["detail"]} ({steps[-1]["seconds"]:.1f} s)')
     return detail[1] if isinstance(detail, tuple) else detail
 
-def _reason(cv:dict, tests:str, extra:str) -> str:
-    notes = [f"mlproj release of commit {(cv['commit'] or 'none')[:12]}"]
-    if cv['dirty'] or cv['commit'] is None: notes.append('--allow-dirty: the working tree had uncommitted changes')
-    if tests == 'none': notes.append('--tests none: no tests were run')
+
+def _reason(cv: dict, tests: str, extra: str) -> str:
+    notes = [f'mlproj release of commit {(cv["commit"] or "none")[:12]}']
+    if cv['dirty'] or cv['commit'] is None:
+        notes.append('--allow-dirty: the working tree had uncommitted changes')
+    if tests == 'none':
+        notes.append('--tests none: no tests were run')
     return '; '.join(notes + ([extra] if extra else []))
 
-def release(settings, # the project's `Settings`
-            allow_dirty:bool=False, # release from a working tree with uncommitted changes (recorded in the history)
-            tests:str='notebooks', # notebooks (nbdev-test), fast (pytest -m 'not full') or none (recorded)
-            params:dict|None=None, # training job parameters (default: settings.ini [train])
-            servers:list[str]|None=None, # base URLs to wait for; None: the local one of [serving] if it answers
-            timeout:float=60, # seconds for the servers to switch
-            by:str|None=None, # who releases, for the history (default: the login name)
-            reason:str='', # why, added to the history's reason
-            progress=print # called with each step's line; None: quiet
-           ) -> dict:
+
+def release(
+    settings,  # the project's `Settings`
+    allow_dirty: bool = False,  # release from a working tree with uncommitted changes (recorded in the history)
+    tests: str = 'notebooks',  # notebooks (nbdev-test), fast (pytest -m 'not full') or none (recorded)
+    params: dict | None = None,  # training job parameters (default: settings.ini [train])
+    servers: list[str] | None = None,  # base URLs to wait for; None: the local one of [serving] if it answers
+    timeout: float = 60,  # seconds for the servers to switch
+    by: str | None = None,  # who releases, for the history (default: the login name)
+    reason: str = '',  # why, added to the history's reason
+    progress=print,  # called with each step's line; None: quiet
+) -> dict:
     "Run every step of a release; {'version', 'steps', 'seconds'}, or `ReleaseFailed` (with `.steps`) when one fails."
     from mlproj.data import benchmark_version
-    if tests not in TESTS: raise ValueError(f"tests must be one of {', '.join(TESTS)}, not {tests!r}") # before any step
+
+    if tests not in TESTS:
+        raise ValueError(f'tests must be one of {", ".join(TESTS)}, not {tests!r}')  # before any step
     root, steps, t0 = Path(settings.root), [], time.perf_counter()
     reg = open_registry(settings)
+
     def git():
         cv = check_tree(root, allow_dirty)
-        return f"commit {cv['commit'] or 'none'}" + (' (dirty, allowed)' if cv['dirty'] or cv['commit'] is None else ''), cv
+        return f'commit {cv["commit"] or "none"}' + (
+            ' (dirty, allowed)' if cv['dirty'] or cv['commit'] is None else ''
+        ), cv
+
     def train():
         p = dict(params or {})
         p.setdefault('dataset_version', benchmark_version(settings))
         run = run_job(settings, 'train', p, progress=False)
         m = read_run(run)['metrics']
-        return f"run {run.name}: validation accuracy {m['val_acc']:.4f} after {m['epochs']} epochs", run
+        return f'run {run.name}: validation accuracy {m["val_acc"]:.4f} after {m["epochs"]} epochs', run
+
     def evaluate(train_run):
         run = run_job(settings, 'evaluate', dict(train_run=train_run.name), progress=False)
         return f'run {run.name}', run
+
     def gate(eval_run):
         m = read_run(eval_run)['metrics']
         acc = m['acceptance']
-        if not acc['passed']: raise ReleaseFailed('gate', 'acceptance FAILED: ' + '; '.join(acc['failures']))
-        return f"passed: test accuracy {m['model']['accuracy']:.4f}, macro-F1 {m['model']['macro_f1']:.4f}"
+        if not acc['passed']:
+            raise ReleaseFailed('gate', 'acceptance FAILED: ' + '; '.join(acc['failures']))
+        return f'passed: test accuracy {m["model"]["accuracy"]:.4f}, macro-F1 {m["model"]["macro_f1"]:.4f}'
+
     def register(eval_run):
         v = register_evaluated(settings, eval_run)
         return f'version {v}', v
+
     def promote(v, cv):
         before = reg.index()['aliases'].get('production')
         reg.set_alias('production', v, by=by, reason=_reason(cv, tests, reason))
         return f'production: {before or "none"} -> {v}', before
+
     def switch(v, urls):
-        if not urls: return 'no server to wait for (none given, and none answers at [serving] host:port)'
+        if not urls:
+            return 'no server to wait for (none given, and none answers at [serving] host:port)'
         done = wait_for_servers(urls, v, timeout)
         return ', '.join(f'{u} after {s:.1f} s' for u, s in done.items())
+
     try:
         cv = _step(steps, 'git', progress, git)
         _step(steps, 'sync', progress, sync_check, root)
@@ -196,10 +289,16 @@ def release(settings, # the project's `Settings`
         v = _step(steps, 'register', progress, register, eval_run)
         before = _step(steps, 'promote', progress, promote, v, cv)
         urls = local_servers(settings) if servers is None else list(servers)
-        try: _step(steps, 'switch', progress, switch, v, urls)
+        try:
+            _step(steps, 'switch', progress, switch, v, urls)
         except ReleaseFailed as e:
             if before is not None:
-                reg.set_alias('production', before, by=by, reason=f'mlproj release: version {v} did not reach every server; back to {before}')
+                reg.set_alias(
+                    'production',
+                    before,
+                    by=by,
+                    reason=f'mlproj release: version {v} did not reach every server; back to {before}',
+                )
                 e.reason += f'; production is back on version {before}'
             raise
     except ReleaseFailed as e:
@@ -208,48 +307,79 @@ def release(settings, # the project's `Settings`
     return dict(version=v, steps=steps, seconds=round(time.perf_counter() - t0, 2))
 
 # %% ../nbs/45_release.ipynb #b49d292a
-def steps_table(steps:list[dict], total:float) -> str:
+def steps_table(steps: list[dict], total: float) -> str:
     "The steps of a release as a text table with their seconds and the total."
-    rows = [f"{'step':9}  {'seconds':>7}  outcome"]
-    rows += [f"{s['step']:9}  {s['seconds']:>7.1f}  {'ok: ' if s['ok'] else 'FAILED: '}{s['detail']}" for s in steps]
-    return '\n'.join(rows + [f"{'total':9}  {total:>7.1f}"])
+    rows = [f'{"step":9}  {"seconds":>7}  outcome']
+    rows += [f'{s["step"]:9}  {s["seconds"]:>7.1f}  {"ok: " if s["ok"] else "FAILED: "}{s["detail"]}' for s in steps]
+    return '\n'.join(rows + [f'{"total":9}  {total:>7.1f}'])
 
 # %% ../nbs/45_release.ipynb #c917dd5a
-def release_job(settings, # the project's `Settings`
-                run_dir:str|Path, # the job's run folder: metrics.json goes there
-                **kw # `release`'s arguments
-               ) -> dict:
+def release_job(
+    settings,  # the project's `Settings`
+    run_dir: str | Path,  # the job's run folder: metrics.json goes there
+    **kw,  # `release`'s arguments
+) -> dict:
     "`release` for the job notebook: the steps into run_dir/metrics.json and printed; raise `ReleaseFailed` when it stopped."
-    try: out = release(settings, **kw)
-    except ReleaseFailed as e: out = dict(version=None, steps=e.steps, seconds=e.seconds, stopped_at=e.step, reason=e.reason)
+    try:
+        out = release(settings, **kw)
+    except ReleaseFailed as e:
+        out = dict(version=None, steps=e.steps, seconds=e.seconds, stopped_at=e.step, reason=e.reason)
     Path(run_dir).mkdir(parents=True, exist_ok=True)
-    (Path(run_dir)/'metrics.json').write_text(json.dumps(out, indent=1))
+    (Path(run_dir) / 'metrics.json').write_text(json.dumps(out, indent=1))
     print(steps_table(out['steps'], out['seconds']))
-    if out['version'] is None: raise ReleaseFailed(out['stopped_at'], out['reason'])
+    if out['version'] is None:
+        raise ReleaseFailed(out['stopped_at'], out['reason'])
     return out
 
 # %% ../nbs/45_release.ipynb #90cd94b9
 def cmd_release(args, settings):
     from mlproj.jobs import job_parameters
-    try: out = release(settings, allow_dirty=args.allow_dirty, tests=args.tests, params=job_parameters(settings, 'train', args.p),
-                       servers=args.server, timeout=args.timeout, by=args.by, reason=args.reason,
-                       progress=None if args.quiet else print)
+
+    try:
+        out = release(
+            settings,
+            allow_dirty=args.allow_dirty,
+            tests=args.tests,
+            params=job_parameters(settings, 'train', args.p),
+            servers=args.server,
+            timeout=args.timeout,
+            by=args.by,
+            reason=args.reason,
+            progress=None if args.quiet else print,
+        )
     except ReleaseFailed as e:
         print(steps_table(e.steps, e.seconds))
         print(f'mlproj: release stopped at {e.step}: {e.reason}', file=sys.stderr)
         return EXIT_REJECTED if e.step == 'gate' else EXIT_ERROR
     print(steps_table(out['steps'], out['seconds']))
-    say('release', f"version {out['version']} is production, in {out['seconds']:.1f} s")
+    say('release', f'version {out["version"]} is production, in {out["seconds"]:.1f} s')
+
 
 def add_commands(add):
-    s = add('release', cmd_release, 'From the working tree to the new model serving: sync check, tests, train, evaluate, acceptance '
-            'gate, register, promote to production, then wait until every server answers with the new version. Each step is '
-            'timed; a failure stops the release and changes nothing that serves.', jobs=True, job='train')
-    s.add_argument('--allow-dirty', action='store_true', help='release from uncommitted changes (the promotion records it)')
-    s.add_argument('--tests', choices=list(TESTS), default='notebooks',
-                   help="notebooks: nbdev-test (default, about a minute); fast: pytest -m 'not full' (minutes); none: skip (recorded)")
-    s.add_argument('--server', action='append', metavar='URL',
-                   help='a server to wait for (repeatable; default: [serving] host:port if it answers)')
+    s = add(
+        'release',
+        cmd_release,
+        'From the working tree to the new model serving: sync check, tests, train, evaluate, acceptance '
+        'gate, register, promote to production, then wait until every server answers with the new version. Each step is '
+        'timed; a failure stops the release and changes nothing that serves.',
+        jobs=True,
+        job='train',
+    )
+    s.add_argument(
+        '--allow-dirty', action='store_true', help='release from uncommitted changes (the promotion records it)'
+    )
+    s.add_argument(
+        '--tests',
+        choices=list(TESTS),
+        default='notebooks',
+        help="notebooks: nbdev-test (default, about a minute); fast: pytest -m 'not full' (minutes); none: skip (recorded)",
+    )
+    s.add_argument(
+        '--server',
+        action='append',
+        metavar='URL',
+        help='a server to wait for (repeatable; default: [serving] host:port if it answers)',
+    )
     s.add_argument('--timeout', type=float, default=60, help='seconds for the servers to switch (default 60)')
     s.add_argument('--reason', default='', help='why, added to the promotion history')
     s.add_argument('--by', help='who releases, for the history (default: the login name)')

@@ -6,11 +6,13 @@ Docs: https://mlproj.github.io/mlproj/report.html.md"""
 
 # %% ../nbs/31_report.ipynb #b6f6e53c
 from __future__ import annotations
-import base64, io
+
+import base64
+import io
 
 import numpy as np
-
 from markupsafe import Markup
+
 from .jobs import templates
 
 # %% auto #0
@@ -19,182 +21,301 @@ __all__ = ['SECTIONS', 'new_figure', 'figure_html', 'curves_figure', 'training_h
            'item_image', 'gallery_figure', 'gallery_html', 'paired_html', 'summary_html', 'report_html']
 
 # %% ../nbs/31_report.ipynb #97b80f83
-def _part(name:str, **context) -> str:
+def _part(name: str, **context) -> str:
     "The HTML of macro `name` of `templates/report.html`, where the report's markup lives."
     return str(getattr(templates().get_template('report.html').module, name)(**context)).strip()
 
-def new_figure(width:float=5, height:float=3.5):
+
+def new_figure(width: float = 5, height: float = 3.5):
     "A matplotlib `Figure` outside pyplot (no global state; safe in threads)."
     from matplotlib.figure import Figure
+
     return Figure(figsize=(width, height), dpi=96, layout='constrained')
 
-def figure_html(fig, alt:str # what the figure shows, for people who cannot see it
-               ) -> str:
+
+def figure_html(
+    fig,
+    alt: str,  # what the figure shows, for people who cannot see it
+) -> str:
     "The figure as an inline PNG `<img>` (a data: URL): no file beside the page."
     buf = io.BytesIO()
     fig.savefig(buf, format='png')
     return _part('figure', alt=alt, png=base64.b64encode(buf.getvalue()).decode())
 
-def _sets(result:dict) -> list[tuple[str, dict]]:
+
+def _sets(result: dict) -> list[tuple[str, dict]]:
     "(name, metrics) of each set a result measured: the split scored, then the service-like set."
     out = [(result.get('label', 'benchmark'), result['model'])]
-    if result.get('service_like'): out.append(('service-like', result['service_like']))
+    if result.get('service_like'):
+        out.append(('service-like', result['service_like']))
     return out
 
 # %% ../nbs/31_report.ipynb #9190ec3b
-def curves_figure(history:list # one dict per epoch: epoch, train_loss, val_loss, val_acc
-                 ):
+def curves_figure(
+    history: list,  # one dict per epoch: epoch, train_loss, val_loss, val_acc
+):
     "Loss (training and validation) and validation accuracy per epoch."
     fig = new_figure(8, 3)
     loss, acc = fig.subplots(1, 2)
     for k, style in (('train_loss', '-'), ('val_loss', '--')):
         pts = [(h['epoch'] + 1, h[k]) for h in history if k in h]
-        if pts: loss.plot(*zip(*pts), style, label=k.replace('_', ' '))
-    loss.set(xlabel='epoch', ylabel='loss', title='loss'); loss.legend()
+        if pts:
+            loss.plot(*zip(*pts), style, label=k.replace('_', ' '))
+    loss.set(xlabel='epoch', ylabel='loss', title='loss')
+    loss.legend()
     pts = [(h['epoch'] + 1, h['val_acc']) for h in history if 'val_acc' in h]
-    if pts: acc.plot(*zip(*pts), color='tab:green')
+    if pts:
+        acc.plot(*zip(*pts), color='tab:green')
     acc.set(xlabel='epoch', ylabel='accuracy', title='validation accuracy')
     return fig
 
-def training_html(result:dict) -> str:
+
+def training_html(result: dict) -> str:
     "The training curves of the run evaluated, or a line saying there are none."
     history = (result.get('training') or {}).get('history')
-    if not history: return _part('training', n_epochs=0, val_acc=None, val_loss=None, figure='')
+    if not history:
+        return _part('training', n_epochs=0, val_acc=None, val_loss=None, figure='')
     last = history[-1]
-    return _part('training', n_epochs=len(history), val_acc=last.get('val_acc', float('nan')), val_loss=last.get('val_loss', float('nan')),
-                 figure=Markup(figure_html(curves_figure(history), 'training and validation loss, and validation accuracy, per epoch')))
+    return _part(
+        'training',
+        n_epochs=len(history),
+        val_acc=last.get('val_acc', float('nan')),
+        val_loss=last.get('val_loss', float('nan')),
+        figure=Markup(
+            figure_html(curves_figure(history), 'training and validation loss, and validation accuracy, per epoch')
+        ),
+    )
 
 # %% ../nbs/31_report.ipynb #5611e82a
-def confusion_figure(m:list, # counts: row = true class, column = predicted
-                     title:str='confusion matrix'):
+def confusion_figure(
+    m: list,  # counts: row = true class, column = predicted
+    title: str = 'confusion matrix',
+):
     "The confusion matrix as a heat map coloured by share of the true class, with the counts written in."
-    m = np.asarray(m); n = len(m)
-    share = m/np.maximum(m.sum(1, keepdims=True), 1)
+    m = np.asarray(m)
+    n = len(m)
+    share = m / np.maximum(m.sum(1, keepdims=True), 1)
     fig = new_figure(4.4, 3.8)
     ax = fig.subplots()
     im = ax.imshow(share, cmap='Blues', vmin=0, vmax=1)
     for i in range(n):
         for j in range(n):
-            if m[i, j]: ax.text(j, i, int(m[i, j]), ha='center', va='center', fontsize=7, color='white' if share[i, j] > 0.5 else 'black')
+            if m[i, j]:
+                ax.text(
+                    j,
+                    i,
+                    int(m[i, j]),
+                    ha='center',
+                    va='center',
+                    fontsize=7,
+                    color='white' if share[i, j] > 0.5 else 'black',
+                )
     ax.set(xticks=range(n), yticks=range(n), xlabel='predicted', ylabel='true', title=title)
     fig.colorbar(im, ax=ax, label='share of the true class', shrink=0.8)
     return fig
 
-def confusion_section_html(result:dict) -> str:
+
+def confusion_section_html(result: dict) -> str:
     "A confusion heat map for each set measured, side by side."
-    return _part('row', figures=[Markup(figure_html(confusion_figure(m['confusion'], f"{name} ({m['n']} items)"), f'confusion matrix of the {name} set'))
-                                 for name, m in _sets(result)])
+    return _part(
+        'row',
+        figures=[
+            Markup(
+                figure_html(
+                    confusion_figure(m['confusion'], f'{name} ({m["n"]} items)'), f'confusion matrix of the {name} set'
+                )
+            )
+            for name, m in _sets(result)
+        ],
+    )
 
 # %% ../nbs/31_report.ipynb #7281d588
-def reliability_figure(bins:list, # `reliability`'s bins: lo, hi, n, confidence, accuracy
-                       ece:float, title:str):
+def reliability_figure(
+    bins: list,  # `reliability`'s bins: lo, hi, n, confidence, accuracy
+    ece: float,
+    title: str,
+):
     "Accuracy against confidence per bin, with the diagonal of perfect calibration and the ECE in the title."
     fig = new_figure(3.8, 3.6)
     ax = fig.subplots()
     ax.plot([0, 1], [0, 1], ':', color='grey', label='calibrated')
     if bins:
         lo, hi = np.array([b['lo'] for b in bins]), np.array([b['hi'] for b in bins])
-        ax.bar(lo, [b['accuracy'] for b in bins], width=hi - lo, align='edge', alpha=0.7, edgecolor='black', label='accuracy')
-        ax.plot([b['confidence'] for b in bins], [b['accuracy'] for b in bins], 'o', color='tab:red', ms=3, label='mean confidence')
+        ax.bar(
+            lo,
+            [b['accuracy'] for b in bins],
+            width=hi - lo,
+            align='edge',
+            alpha=0.7,
+            edgecolor='black',
+            label='accuracy',
+        )
+        ax.plot(
+            [b['confidence'] for b in bins],
+            [b['accuracy'] for b in bins],
+            'o',
+            color='tab:red',
+            ms=3,
+            label='mean confidence',
+        )
     ax.set(xlim=(0, 1), ylim=(0, 1.02), xlabel='confidence', ylabel='accuracy', title=f'{title}: ECE {ece:.4f}')
     ax.legend(loc='upper left', fontsize=7)
     return fig
 
-def calibration_html(result:dict) -> str:
+
+def calibration_html(result: dict) -> str:
     "A reliability diagram per set measured, with the ECE, or why there is none."
     figures, missing = [], []
     for name, m in _sets(result):
-        if m.get('reliability') is None: missing.append(name); continue
-        figures.append(Markup(figure_html(reliability_figure(m['reliability'], m['ece'], name), f"reliability diagram of the {name} set, ECE {m['ece']:.4f}")))
+        if m.get('reliability') is None:
+            missing.append(name)
+            continue
+        figures.append(
+            Markup(
+                figure_html(
+                    reliability_figure(m['reliability'], m['ece'], name),
+                    f'reliability diagram of the {name} set, ECE {m["ece"]:.4f}',
+                )
+            )
+        )
     return _part('calibration', figures=figures, sets=_sets(result), missing=missing)
 
 # %% ../nbs/31_report.ipynb #86a31e05
-def slices_figure(slices:dict, # {'set': {'benchmark': {'n':, 'accuracy':}, ...}, 'source': {...}, ...}
-                  floor:float|None=None # a line at this accuracy (the acceptance minimum)
-                 ):
+def slices_figure(
+    slices: dict,  # {'set': {'benchmark': {'n':, 'accuracy':}, ...}, 'source': {...}, ...}
+    floor: float | None = None,  # a line at this accuracy (the acceptance minimum)
+):
     "Horizontal bars of accuracy per slice, grouped by what the slice is; the axis starts just below the lowest bar."
     rows = [(f'{k}: {v}', r) for k, d in slices.items() for v, r in d.items()]
-    fig = new_figure(6, 0.9 + 0.28*len(rows))
+    fig = new_figure(6, 0.9 + 0.28 * len(rows))
     ax = fig.subplots()
     groups = list(slices)
     low = min([r['accuracy'] for _, r in rows] + ([floor] if floor is not None else []))
-    left = max(0.0, np.floor((low - 0.03)*20)/20) # zoomed in on the range the bars differ in (the axis label says so)
+    left = max(
+        0.0, np.floor((low - 0.03) * 20) / 20
+    )  # zoomed in on the range the bars differ in (the axis label says so)
     y = np.arange(len(rows))[::-1]
-    ax.barh(y, [r['accuracy'] - left for _, r in rows], left=left, color=[f'C{groups.index(n.split(":")[0])}' for n, _ in rows])
+    ax.barh(
+        y,
+        [r['accuracy'] - left for _, r in rows],
+        left=left,
+        color=[f'C{groups.index(n.split(":")[0])}' for n, _ in rows],
+    )
     for yi, (_, r) in zip(y, rows):
-        inside = r['accuracy'] - left > 0.4*(1 - left)
-        ax.text(r['accuracy'] + (-1 if inside else 1)*0.005*(1 - left), yi, f"{r['accuracy']:.3f} (n={r['n']})", ha='right' if inside else 'left',
-                va='center', fontsize=7, color='white' if inside else 'black')
-    if floor is not None: ax.axvline(floor, ls='--', color='black', lw=1)
-    ax.set(yticks=y, yticklabels=[n for n, _ in rows], xlim=(left, 1), title='accuracy by slice',
-           xlabel='accuracy' + (f' (the axis starts at {left:.2f})' if left else ''))
+        inside = r['accuracy'] - left > 0.4 * (1 - left)
+        ax.text(
+            r['accuracy'] + (-1 if inside else 1) * 0.005 * (1 - left),
+            yi,
+            f'{r["accuracy"]:.3f} (n={r["n"]})',
+            ha='right' if inside else 'left',
+            va='center',
+            fontsize=7,
+            color='white' if inside else 'black',
+        )
+    if floor is not None:
+        ax.axvline(floor, ls='--', color='black', lw=1)
+    ax.set(
+        yticks=y,
+        yticklabels=[n for n, _ in rows],
+        xlim=(left, 1),
+        title='accuracy by slice',
+        xlabel='accuracy' + (f' (the axis starts at {left:.2f})' if left else ''),
+    )
     return fig
 
-def slices_html(result:dict) -> str:
+
+def slices_html(result: dict) -> str:
     "The accuracy-by-slice chart and its table."
     s = result.get('slices') or {}
     floor = (result.get('criteria') or {}).get('min_service_like_accuracy')
     return _part('slices', slices=s, figure=s and Markup(figure_html(slices_figure(s, floor), 'accuracy by slice')))
 
 # %% ../nbs/31_report.ipynb #9f134bea
-def item_image(store, # a `mlproj.store.Store`
-               sha:str) -> tuple[np.ndarray, str]:
+def item_image(
+    store,  # a `mlproj.store.Store`
+    sha: str,
+) -> tuple[np.ndarray, str]:
     "An item's picture as people see it and the colour map to show it with: a PNG as sent, or 8x8 counts dark on light."
-    from mlproj.items import get_item, item_provenance
     from mlproj.data import decode_example
+    from mlproj.items import get_item, item_provenance
+
     data, media = get_item(store, sha), item_provenance(store, sha).get('media_type', '')
     if media.startswith('image/'):
         from PIL import Image
+
         return np.asarray(Image.open(io.BytesIO(data)).convert('L')), 'gray'
     return decode_example(data, media), 'gray_r'
 
 # %% ../nbs/31_report.ipynb #0b09b43e
-def gallery_figure(pictures:list, # (image, colour map) per mistake
-                   mistakes:list, # `confident_mistakes`' dicts
-                   columns:int=6):
+def gallery_figure(
+    pictures: list,  # (image, colour map) per mistake
+    mistakes: list,  # `confident_mistakes`' dicts
+    columns: int = 6,
+):
     "A grid of the mistakes' images titled with label, answer and confidence."
-    rows = -(-len(pictures)//columns)
-    fig = new_figure(1.4*columns, 1.6*rows)
+    rows = -(-len(pictures) // columns)
+    fig = new_figure(1.4 * columns, 1.6 * rows)
     axes = np.atleast_1d(fig.subplots(rows, columns)).ravel()
-    for ax in axes: ax.axis('off')
+    for ax in axes:
+        ax.axis('off')
     for ax, (im, cmap), m in zip(axes, pictures, mistakes):
         ax.imshow(im, cmap=cmap)
-        conf = '' if m.get('confidence') is None else f" ({m['confidence']:.2f})"
-        ax.set_title(f"{m['label']} read as {m['predicted']}{conf}", fontsize=8)
+        conf = '' if m.get('confidence') is None else f' ({m["confidence"]:.2f})'
+        ax.set_title(f'{m["label"]} read as {m["predicted"]}{conf}', fontsize=8)
     return fig
 
 # %% ../nbs/31_report.ipynb #86610fe8
-def gallery_html(result:dict, store # where the items are
-                ) -> str:
+def gallery_html(
+    result: dict,
+    store,  # where the items are
+) -> str:
     "A gallery of the most confident mistakes of each set measured."
     sets = []
     for name, m in _sets(result):
         ms = m.get('mistakes')
-        if ms is None: continue
-        figure = ms and Markup(figure_html(gallery_figure([item_image(store, e['item']) for e in ms], ms), f'the {name} set\'s mistakes'))
+        if ms is None:
+            continue
+        figure = ms and Markup(
+            figure_html(gallery_figure([item_image(store, e['item']) for e in ms], ms), f"the {name} set's mistakes")
+        )
         sets.append((name, ms, figure))
     return _part('gallery', sets=sets)
 
 # %% ../nbs/31_report.ipynb #c4036637
-def _verdict(p:dict) -> str:
+def _verdict(p: dict) -> str:
     lo, hi = p['ci']
-    if p['p_value'] >= 0.05: return 'no significant difference at the 5% level'
+    if p['p_value'] >= 0.05:
+        return 'no significant difference at the 5% level'
     return 'the candidate is better' if lo > 0 else 'production is better' if hi < 0 else 'a significant difference'
 
-def paired_html(result:dict) -> str:
+
+def paired_html(result: dict) -> str:
     "The candidate against the production model on the same items: 2x2 tables, McNemar's p-value, a CI on the difference."
     return _part('paired', vs=result.get('vs_production'), verdict=_verdict)
 
 # %% ../nbs/31_report.ipynb #595f441c
-def summary_html(result:dict) -> str:
+def summary_html(result: dict) -> str:
     "The headline table (accuracy, macro-F1, ECE per set) and PASS/FAIL with the reasons."
     return _part('summary', result=result, sets=_sets(result))
 
-SECTIONS = (('Summary', summary_html), ('Training curves', training_html), ('Confusion matrices', confusion_section_html),
-            ('Calibration', calibration_html), ('Accuracy by slice', slices_html), ('Most confident mistakes', gallery_html),
-            ('Against production', paired_html))
 
-def report_html(result:dict, store # where the items are (for the gallery)
-               ) -> str:
+SECTIONS = (
+    ('Summary', summary_html),
+    ('Training curves', training_html),
+    ('Confusion matrices', confusion_section_html),
+    ('Calibration', calibration_html),
+    ('Accuracy by slice', slices_html),
+    ('Most confident mistakes', gallery_html),
+    ('Against production', paired_html),
+)
+
+
+def report_html(
+    result: dict,
+    store,  # where the items are (for the gallery)
+) -> str:
     "Every section of the report as one HTML fragment, figures inline."
-    return _part('sections', parts=[(title, Markup(fn(result, store) if fn is gallery_html else fn(result))) for title, fn in SECTIONS])
+    return _part(
+        'sections',
+        parts=[(title, Markup(fn(result, store) if fn is gallery_html else fn(result))) for title, fn in SECTIONS],
+    )

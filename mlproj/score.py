@@ -6,7 +6,10 @@ Docs: https://mlproj.github.io/mlproj/score.html.md"""
 
 # %% ../nbs/32_score.ipynb #4568c10b
 from __future__ import annotations
-import csv, io, math
+
+import csv
+import io
+import math
 from pathlib import Path
 
 import numpy as np
@@ -24,208 +27,365 @@ COLUMNS = ('item', 'label', 'confidence')
 # and its other columns (which say nothing about the answer) are read past
 ALIASES = {'probability': 'confidence'}
 BATCH_ONLY = ('margin', 'true_label', 'error')
-MAX_ERRORS = 20 # problems listed for one file; the rest are counted
-MAX_BYTES = 2_000_000 # a predictions file larger than this is refused (a test split of 20,000 items fits)
+MAX_ERRORS = 20  # problems listed for one file; the rest are counted
+MAX_BYTES = 2_000_000  # a predictions file larger than this is refused (a test split of 20,000 items fits)
+
 
 class ScoreError(ValueError):
     "A predictions file (or a request) that cannot be scored: `errors` lists what is wrong, each with its line number."
-    def __init__(self, errors:list, status:int=422):
+
+    def __init__(self, errors: list, status: int = 422):
         self.errors, self.status = list(errors), status
         super().__init__('; '.join(self.errors))
 
-def _short(s:str) -> str: return repr(s if len(s) <= 20 else s[:16] + '...')
 
-def _read_rows(data:bytes, max_bytes:int):
+def _short(s: str) -> str:
+    return repr(s if len(s) <= 20 else s[:16] + '...')
+
+
+def _read_rows(data: bytes, max_bytes: int):
     "(line number, fields) of each non-blank CSV row of `data`, or a ScoreError for a file that is not CSV text."
     if len(data) > max_bytes:
-        raise ScoreError([f'the file is {len(data):,} bytes; at most {max_bytes:,} are accepted (one short line per item is enough)'], 413)
-    if not data.strip(): raise ScoreError(['the file is empty: send a CSV with the header item,label and one line per item'])
-    try: text = data.decode('utf-8-sig')
+        raise ScoreError(
+            [
+                f'the file is {len(data):,} bytes; at most {max_bytes:,} are accepted (one short line per item is enough)'
+            ],
+            413,
+        )
+    if not data.strip():
+        raise ScoreError(['the file is empty: send a CSV with the header item,label and one line per item'])
+    try:
+        text = data.decode('utf-8-sig')
     except UnicodeDecodeError as e:
-        line = data[:e.start].count(b'\n') + 1
-        raise ScoreError([f'line {line}: not CSV: the file is not UTF-8 text (byte {e.start} cannot be decoded)']) from None
-    if '\0' in text: raise ScoreError([f"line {text[:text.index(chr(0))].count(chr(10)) + 1}: not CSV: the file holds binary data"])
+        line = data[: e.start].count(b'\n') + 1
+        raise ScoreError(
+            [f'line {line}: not CSV: the file is not UTF-8 text (byte {e.start} cannot be decoded)']
+        ) from None
+    if '\0' in text:
+        raise ScoreError([f'line {text[: text.index(chr(0))].count(chr(10)) + 1}: not CSV: the file holds binary data'])
     reader = csv.reader(io.StringIO(text, newline=''))
     try:
         for row in reader:
-            if any(f.strip() for f in row): yield reader.line_num, [f.strip() for f in row]
-    except csv.Error as e: raise ScoreError([f'line {reader.line_num}: not CSV: {e}']) from None
+            if any(f.strip() for f in row):
+                yield reader.line_num, [f.strip() for f in row]
+    except csv.Error as e:
+        raise ScoreError([f'line {reader.line_num}: not CSV: {e}']) from None
 
-def parse_predictions(data:bytes, # the uploaded file
-                      items:list, # the item ids (sha256) of the split being scored
-                      where:str='the test split', # how messages name the split
-                      n_classes:int=10, max_bytes:int=MAX_BYTES) -> tuple[np.ndarray, np.ndarray|None]:
+
+def parse_predictions(
+    data: bytes,  # the uploaded file
+    items: list,  # the item ids (sha256) of the split being scored
+    where: str = 'the test split',  # how messages name the split
+    n_classes: int = 10,
+    max_bytes: int = MAX_BYTES,
+) -> tuple[np.ndarray, np.ndarray | None]:
     "Answers (and confidences, when a confidence column is given) in the order of `items`, from CSV bytes; `ScoreError` lists every problem."
     index = {sha: i for i, sha in enumerate(items)}
     rows = _read_rows(data, max_bytes)
     first = next(rows, None)
-    if first is None: raise ScoreError(['the file holds no values (only commas and blanks): send a CSV with the header item,label and one line per item'])
+    if first is None:
+        raise ScoreError(
+            [
+                'the file holds no values (only commas and blanks): send a CSV with the header item,label and one line per item'
+            ]
+        )
     n, header = first
     cols = [ALIASES.get(c.lower(), c.lower()) for c in header]
     if 'item' not in cols or 'label' not in cols:
-        hint = 'no header' if cols[0] in index else f"the header names {','.join(header)[:60]!r}"
-        raise ScoreError([f'line {n}: {hint}: the first line must name the columns item,label (and confidence, if you have it)'])
+        hint = 'no header' if cols[0] in index else f'the header names {",".join(header)[:60]!r}'
+        raise ScoreError(
+            [f'line {n}: {hint}: the first line must name the columns item,label (and confidence, if you have it)']
+        )
     bad = [c for c in cols if c not in COLUMNS + BATCH_ONLY] + [c for c in set(cols) if cols.count(c) > 1]
-    if bad: raise ScoreError([f"line {n}: column {bad[0]!r} is unknown or repeated: the columns are item, label and optionally confidence"])
+    if bad:
+        raise ScoreError(
+            [
+                f'line {n}: column {bad[0]!r} is unknown or repeated: the columns are item, label and optionally confidence'
+            ]
+        )
     pred, conf = np.full(len(items), -1, np.int64), np.full(len(items), np.nan)
     seen, errors = {}, []
     for n, row in rows:
-        if len(row) != len(cols): errors.append(f'line {n}: {len(row)} fields where the header names {len(cols)}'); continue
+        if len(row) != len(cols):
+            errors.append(f'line {n}: {len(row)} fields where the header names {len(cols)}')
+            continue
         f = dict(zip(cols, row))
         sha = f['item'].lower()
-        if sha not in index: errors.append(f"line {n}: unknown item id {_short(f['item'])}: it is not in {where}"); continue
-        if sha in seen: errors.append(f'line {n}: item {_short(sha)} is given twice (first on line {seen[sha]})'); continue
+        if sha not in index:
+            errors.append(f'line {n}: unknown item id {_short(f["item"])}: it is not in {where}')
+            continue
+        if sha in seen:
+            errors.append(f'line {n}: item {_short(sha)} is given twice (first on line {seen[sha]})')
+            continue
         seen[sha] = n
         if not (f['label'].isdigit() and int(f['label']) < n_classes):
-            errors.append(f"line {n}: label {_short(f['label'])} is not in the label set 0-{n_classes - 1}")
-        else: pred[index[sha]] = int(f['label'])
+            errors.append(f'line {n}: label {_short(f["label"])} is not in the label set 0-{n_classes - 1}')
+        else:
+            pred[index[sha]] = int(f['label'])
         if 'confidence' in f:
-            try: c = float(f['confidence'])
-            except ValueError: c = math.nan
-            if not 0 <= c <= 1: errors.append(f"line {n}: confidence {_short(f['confidence'])} is not a probability (a number from 0 to 1)")
-            else: conf[index[sha]] = c
-    if len(errors) > MAX_ERRORS: errors = errors[:MAX_ERRORS] + [f'... and {len(errors) - MAX_ERRORS} more problems']
+            try:
+                c = float(f['confidence'])
+            except ValueError:
+                c = math.nan
+            if not 0 <= c <= 1:
+                errors.append(
+                    f'line {n}: confidence {_short(f["confidence"])} is not a probability (a number from 0 to 1)'
+                )
+            else:
+                conf[index[sha]] = c
+    if len(errors) > MAX_ERRORS:
+        errors = errors[:MAX_ERRORS] + [f'... and {len(errors) - MAX_ERRORS} more problems']
     missing = [s for s in items if s not in seen]
-    if missing: errors.append(f'{len(missing)} of the {len(items)} items of {where} have no line (the first: {missing[0]}): '
-                              'give one line per item')
-    if errors: raise ScoreError(errors)
+    if missing:
+        errors.append(
+            f'{len(missing)} of the {len(items)} items of {where} have no line (the first: {missing[0]}): '
+            'give one line per item'
+        )
+    if errors:
+        raise ScoreError(errors)
     return pred, (conf if 'confidence' in cols else None)
 
 # %% ../nbs/32_score.ipynb #fd5b432f
-def score_predictions(store, # a `mlproj.store.Store`
-                      vid:str, # the dataset version whose test split is scored
-                      data:bytes, # the predictions CSV
-                      max_bytes:int=MAX_BYTES,
-                      hidden:bool=True # the split's labels are hidden from the submitter: no mistakes list, no confusion matrix
-                     ) -> dict:
+def score_predictions(
+    store,  # a `mlproj.store.Store`
+    vid: str,  # the dataset version whose test split is scored
+    data: bytes,  # the predictions CSV
+    max_bytes: int = MAX_BYTES,
+    hidden: bool = True,  # the split's labels are hidden from the submitter: no mistakes list, no confusion matrix
+) -> dict:
     "Score a predictions CSV against the test split of dataset version `vid`: the result `mlproj.report.report_html` draws."
     from mlproj.versions import get_version
+
     v = get_version(store, vid)
     test = [(i, e) for i, e in enumerate(v['examples']) if e.split == 'test']
-    if not test: raise ScoreError([f'dataset version {vid} has no test split to score'])
+    if not test:
+        raise ScoreError([f'dataset version {vid} has no test split to score'])
     items, y = [e.sha256 for _, e in test], np.array([e.label for _, e in test], np.int64)
     pred, conf = parse_predictions(data, items, f'the test split of dataset version {vid}', max_bytes=max_bytes)
-    shown = None if hidden else items # item ids are what makes a mistake list: without them, only figures over many items
+    shown = (
+        None if hidden else items
+    )  # item ids are what makes a mistake list: without them, only figures over many items
     if v['meta'].get('service_like'):
         label, m = 'service-like', service_like_metrics(y, pred, [v['meta']['slices'][i] for i, _ in test], conf, shown)
-    else: label, m = 'benchmark', prediction_metrics(y, pred, conf, shown)
-    if hidden: del m['confusion']
-    return dict(split='test', dataset_version=vid, label=label, model=m, service_like=None,
-                slices={'set': {label: dict(n=m['n'], accuracy=m['accuracy'])}, **m.get('slices', {})})
+    else:
+        label, m = 'benchmark', prediction_metrics(y, pred, conf, shown)
+    if hidden:
+        del m['confusion']
+    return dict(
+        split='test',
+        dataset_version=vid,
+        label=label,
+        model=m,
+        service_like=None,
+        slices={'set': {label: dict(n=m['n'], accuracy=m['accuracy'])}, **m.get('slices', {})},
+    )
 
-def score_report_html(result:dict, store # where the items are
-                     ) -> str:
+
+def score_report_html(
+    result: dict,
+    store,  # where the items are
+) -> str:
     "`mlproj.report.report_html` of a scored file: the sections whose figures it holds (a hidden split's has no confusion matrix or mistakes)."
     from mlproj.report import SECTIONS, confusion_section_html, gallery_html
-    m, skip = result['model'], set()
-    if 'confusion' not in m: skip.add(confusion_section_html)
-    if 'mistakes' not in m: skip.add(gallery_html)
-    return ''.join(f'<section><h2>{t}</h2>{fn(result, store) if fn is gallery_html else fn(result)}</section>' for t, fn in SECTIONS if fn not in skip)
 
-def template_csv(store, vid:str) -> str:
+    m, skip = result['model'], set()
+    if 'confusion' not in m:
+        skip.add(confusion_section_html)
+    if 'mistakes' not in m:
+        skip.add(gallery_html)
+    return ''.join(
+        f'<section><h2>{t}</h2>{fn(result, store) if fn is gallery_html else fn(result)}</section>'
+        for t, fn in SECTIONS
+        if fn not in skip
+    )
+
+
+def template_csv(store, vid: str) -> str:
     "A predictions file to fill in: the header and one line per item of the test split, label left empty."
     from mlproj.evaluate import split_items
+
     return 'item,label\n' + ''.join(f'{sha},\n' for sha in split_items(store, vid, 'test'))
 
 # %% ../nbs/32_score.ipynb #c8da6d67
-def named_versions(settings # the project's `Settings`
-                  ) -> dict:
+def named_versions(
+    settings,  # the project's `Settings`
+) -> dict:
     "{'benchmark': id, 'service-like': id}: the dataset versions the scoring page offers by name."
     from mlproj.data import benchmark_version
     from mlproj.store import Store
     from mlproj.versions import get_version, list_versions
+
     st, p = Store(settings.store_url), settings.problem
     found = []
     for vid in list_versions(st):
         meta = get_version(st, vid)['meta']
         if meta.get('service_like'):
-            found.append((meta.get('seed') == p.service_like_seed and meta.get('per_digit') == p.service_like_per_digit,
-                          len(meta.get('slices', [])), vid))
-    if found: sl = max(found)[2]
+            found.append(
+                (
+                    meta.get('seed') == p.service_like_seed and meta.get('per_digit') == p.service_like_per_digit,
+                    len(meta.get('slices', [])),
+                    vid,
+                )
+            )
+    if found:
+        sl = max(found)[2]
     else:
         from mlproj.servicelike import service_like_version
+
         sl = service_like_version(settings)
     return {'benchmark': benchmark_version(settings), 'service-like': sl}
 
 # %% ../nbs/32_score.ipynb #6cb9ff05
 def _table():
     from sqlalchemy import Column, Float, Integer, MetaData, String, Table
-    return Table('score_submissions', MetaData(), Column('id', Integer, primary_key=True, autoincrement=True),
-                 Column('submitted', String(32), nullable=False), Column('name', String(100), nullable=False),
-                 Column('dataset_version', String(64), nullable=False, index=True), Column('label', String(32), nullable=False),
-                 Column('n', Integer, nullable=False), Column('accuracy', Float, nullable=False), Column('macro_f1', Float, nullable=False),
-                 Column('ece', Float), Column('file_sha256', String(64), nullable=False))
+
+    return Table(
+        'score_submissions',
+        MetaData(),
+        Column('id', Integer, primary_key=True, autoincrement=True),
+        Column('submitted', String(32), nullable=False),
+        Column('name', String(100), nullable=False),
+        Column('dataset_version', String(64), nullable=False, index=True),
+        Column('label', String(32), nullable=False),
+        Column('n', Integer, nullable=False),
+        Column('accuracy', Float, nullable=False),
+        Column('macro_f1', Float, nullable=False),
+        Column('ece', Float),
+        Column('file_sha256', String(64), nullable=False),
+    )
+
 
 def _names():
     from sqlalchemy import Column, MetaData, String, Table
-    return Table('score_names', MetaData(), Column('key', String(100), primary_key=True), # the name compared: see `name_key`
-                 Column('claimed', String(32), nullable=False), Column('token_sha256', String(64), nullable=False))
+
+    return Table(
+        'score_names',
+        MetaData(),
+        Column('key', String(100), primary_key=True),  # the name compared: see `name_key`
+        Column('claimed', String(32), nullable=False),
+        Column('token_sha256', String(64), nullable=False),
+    )
+
 
 ANONYMOUS = 'anonymous'
 
-def name_key(name:str) -> str:
+
+def name_key(name: str) -> str:
     "How names are compared: NFKC, case folded, runs of spaces made one."
     import unicodedata
+
     return ' '.join(unicodedata.normalize('NFKC', name).casefold().split())
 
-def clean_name(name:str) -> str:
+
+def clean_name(name: str) -> str:
     "The name as shown: spaces trimmed and runs of them made one; `anonymous` for none; a ScoreError for control characters."
     import unicodedata
-    if any(unicodedata.category(ch) in ('Cc', 'Cf') for ch in name): raise ScoreError(['the name holds control characters: send plain text'])
+
+    if any(unicodedata.category(ch) in ('Cc', 'Cf') for ch in name):
+        raise ScoreError(['the name holds control characters: send plain text'])
     return ' '.join(name.split())[:100] or ANONYMOUS
+
 
 class Leaderboard:
     "Scored submissions in a SQL database (SQLite by default), best first for each dataset version."
-    def __init__(self, url:str # sqlite:///path/scores.sqlite, or a PostgreSQL URL
-                ):
-        from sqlalchemy.schema import CreateIndex, CreateTable
-        from mlproj.db import Database
-        self.db, self.t, self.names = Database(url, pool_size=2), _table(), _names()
-        with self.db.engine.begin() as c: # IF NOT EXISTS: several server processes may open it at once
-            for t in (self.t, self.names): c.execute(CreateTable(t, if_not_exists=True))
-            for ix in self.t.indexes: c.execute(CreateIndex(ix, if_not_exists=True))
 
-    def _claim(self, s, name:str, claim:str|None, now:str) -> str|None:
+    def __init__(
+        self,
+        url: str,  # sqlite:///path/scores.sqlite, or a PostgreSQL URL
+    ):
+        from sqlalchemy.schema import CreateIndex, CreateTable
+
+        from mlproj.db import Database
+
+        self.db, self.t, self.names = Database(url, pool_size=2), _table(), _names()
+        with self.db.engine.begin() as c:  # IF NOT EXISTS: several server processes may open it at once
+            for t in (self.t, self.names):
+                c.execute(CreateTable(t, if_not_exists=True))
+            for ix in self.t.indexes:
+                c.execute(CreateIndex(ix, if_not_exists=True))
+
+    def _claim(self, s, name: str, claim: str | None, now: str) -> str | None:
         "In the session `s`: a new claim token when `name` is free (it is claimed), None when `claim` is its token, else a ScoreError (403)."
-        import hashlib, hmac, secrets
+        import hashlib
+        import hmac
+        import secrets
+
         from sqlalchemy.exc import IntegrityError
+
         key = name_key(name)
-        if key == ANONYMOUS: return None
+        if key == ANONYMOUS:
+            return None
         row = s.execute(self.names.select().where(self.names.c.key == key)).first()
         if row is None:
             token = secrets.token_urlsafe(18)
             try:
-                with s.begin_nested(): s.execute(self.names.insert().values(key=key, claimed=now, token_sha256=hashlib.sha256(token.encode()).hexdigest()))
-            except IntegrityError: row = s.execute(self.names.select().where(self.names.c.key == key)).first() # claimed meanwhile
-            else: return token
-        if claim and hmac.compare_digest(hashlib.sha256(claim.encode()).hexdigest(), row.token_sha256): return None
-        raise ScoreError([f"the name {name!r} was claimed on {row.claimed[:10]} by its first submission: send the claim token that "
-                          f"submission returned (field claim), or choose another name"], 403)
+                with s.begin_nested():
+                    s.execute(
+                        self.names.insert().values(
+                            key=key, claimed=now, token_sha256=hashlib.sha256(token.encode()).hexdigest()
+                        )
+                    )
+            except IntegrityError:
+                row = s.execute(self.names.select().where(self.names.c.key == key)).first()  # claimed meanwhile
+            else:
+                return token
+        if claim and hmac.compare_digest(hashlib.sha256(claim.encode()).hexdigest(), row.token_sha256):
+            return None
+        raise ScoreError(
+            [
+                f'the name {name!r} was claimed on {row.claimed[:10]} by its first submission: send the claim token that '
+                f'submission returned (field claim), or choose another name'
+            ],
+            403,
+        )
 
-    def add(self, name:str, result:dict, # `score_predictions`' result
-            file_sha256:str,
-            claim:str|None=None # the name's claim token (from its first submission); None for a name not yet claimed
-           ) -> dict:
+    def add(
+        self,
+        name: str,
+        result: dict,  # `score_predictions`' result
+        file_sha256: str,
+        claim: str | None = None,  # the name's claim token (from its first submission); None for a name not yet claimed
+    ) -> dict:
         "Record a submission under a name that is free or whose claim token is given; its row, rank included, and `claim_token` when it claimed the name."
         from mlproj.store import utc_now
+
         m, now, name = result['model'], utc_now(), clean_name(name)
         with self.db.write() as s:
             token = self._claim(s, name, claim, now)
-            new = s.execute(self.t.insert().values(submitted=now, name=name, dataset_version=result['dataset_version'],
-                                                   label=result['label'], n=m['n'], accuracy=m['accuracy'], macro_f1=m['macro_f1'],
-                                                   ece=m.get('ece'), file_sha256=file_sha256)).inserted_primary_key[0]
-        return dict(next(r for r in self.rows(result['dataset_version'], limit=None) if r['id'] == new), claim_token=token)
+            new = s.execute(
+                self.t.insert().values(
+                    submitted=now,
+                    name=name,
+                    dataset_version=result['dataset_version'],
+                    label=result['label'],
+                    n=m['n'],
+                    accuracy=m['accuracy'],
+                    macro_f1=m['macro_f1'],
+                    ece=m.get('ece'),
+                    file_sha256=file_sha256,
+                )
+            ).inserted_primary_key[0]
+        return dict(
+            next(r for r in self.rows(result['dataset_version'], limit=None) if r['id'] == new), claim_token=token
+        )
 
-    def rows(self, dataset_version:str, limit:int|None=50) -> list[dict]:
+    def rows(self, dataset_version: str, limit: int | None = 50) -> list[dict]:
         "The submissions for a dataset version, best first, each with its rank (1 is the best)."
         t = self.t
-        q = t.select().where(t.c.dataset_version == dataset_version).order_by(t.c.accuracy.desc(), t.c.macro_f1.desc(), t.c.id)
-        with self.db.read() as s: rows = [dict(r._mapping) for r in s.execute(q.limit(limit) if limit else q)]
+        q = (
+            t.select()
+            .where(t.c.dataset_version == dataset_version)
+            .order_by(t.c.accuracy.desc(), t.c.macro_f1.desc(), t.c.id)
+        )
+        with self.db.read() as s:
+            rows = [dict(r._mapping) for r in s.execute(q.limit(limit) if limit else q)]
         return [dict(r, rank=i + 1) for i, r in enumerate(rows)]
 
-    def close(self): self.db.close()
+    def close(self):
+        self.db.close()
+
 
 def leaderboard_url(settings) -> str:
     "The leaderboard's database: scores.sqlite in the reports folder."
     Path(settings.reports_dir).mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{Path(settings.reports_dir)/'scores.sqlite'}"
+    return f'sqlite:///{Path(settings.reports_dir) / "scores.sqlite"}'

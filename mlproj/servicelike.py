@@ -6,7 +6,9 @@ Docs: https://mlproj.github.io/mlproj/servicelike.html.md"""
 
 # %% ../nbs/14_servicelike.ipynb #40ed2f31
 from __future__ import annotations
+
 import json
+
 import numpy as np
 
 from .glyphs import EVAL_FONTS, draw_font, draw_strokes, encode_png, place
@@ -17,14 +19,17 @@ __all__ = ['SOURCE', 'GENERATOR', 'THICKNESS', 'CORRECTIONS', 'generate', 'add_c
 
 # %% ../nbs/14_servicelike.ipynb #ac90b989
 SOURCE = 'mlproj.servicelike'
-GENERATOR = 1 # bumped when the generator draws differently: a new version of the set
-THICKNESS = dict(thin=0.035, medium=0.07, thick=0.12) # stroke width as a fraction of the canvas side
-CORRECTIONS = 'corrections' # store folder: one JSON per corrected drawing from the demo page
+GENERATOR = 1  # bumped when the generator draws differently: a new version of the set
+THICKNESS = dict(thin=0.035, medium=0.07, thick=0.12)  # stroke width as a fraction of the canvas side
+CORRECTIONS = 'corrections'  # store folder: one JSON per corrected drawing from the demo page
 
 # %% ../nbs/14_servicelike.ipynb #dbece880
-def generate(seed:int=0, # the generator's seed: the same seed draws the same images
-             per_digit:int=40, # images of each digit
-             fonts:tuple=EVAL_FONTS, side:int=128):
+def generate(
+    seed: int = 0,  # the generator's seed: the same seed draws the same images
+    per_digit: int = 40,  # images of each digit
+    fonts: tuple = EVAL_FONTS,
+    side: int = 128,
+):
     "(png bytes, label, slice dict) of service-like digits: pen strokes at three thicknesses and typeset fonts, both polarities."
     rng = np.random.default_rng(seed)
     out = []
@@ -32,76 +37,116 @@ def generate(seed:int=0, # the generator's seed: the same seed draws the same im
         for i in range(per_digit):
             polarity = 'dark-on-light' if i % 2 == 0 else 'light-on-dark'
             if i % 4 < 3 or not fonts:
-                thickness = list(THICKNESS)[(i//2) % 3]
-                ink, sl = draw_strokes(digit, rng, THICKNESS[thickness], side), dict(source='strokes', thickness=thickness)
+                thickness = list(THICKNESS)[(i // 2) % 3]
+                ink, sl = (
+                    draw_strokes(digit, rng, THICKNESS[thickness], side),
+                    dict(source='strokes', thickness=thickness),
+                )
             else:
-                font = fonts[(i//4) % len(fonts)]
+                font = fonts[(i // 4) % len(fonts)]
                 ink, sl = draw_font(digit, font, rng, side), dict(source='font', thickness='font', font=font)
             ink = place(ink, rng)
             out.append((encode_png(ink, polarity == 'dark-on-light'), digit, dict(sl, polarity=polarity)))
     return out
 
 # %% ../nbs/14_servicelike.ipynb #a7e0c482
-def add_correction(store, data:bytes, # the drawing as the page sent it (a PNG from the demo page)
-                   label:int, # the digit the person says it was
-                   source:str='demo page', # where it came from
-                   headers:dict|None=None, # anything of interest about the request (user agent, model answer)
-                   media_type:str='image/png' # what `data` is
-                  ) -> str:
+def add_correction(
+    store,
+    data: bytes,  # the drawing as the page sent it (a PNG from the demo page)
+    label: int,  # the digit the person says it was
+    source: str = 'demo page',  # where it came from
+    headers: dict | None = None,  # anything of interest about the request (user agent, model answer)
+    media_type: str = 'image/png',  # what `data` is
+) -> str:
     "Store a corrected drawing as a raw item with its provenance and label; return its sha256."
-    from mlproj.store import canonical_json, utc_now
     from mlproj.items import Provenance, put_item
-    if not 0 <= int(label) <= 9: raise ValueError(f'label must be a digit 0-9, not {label}')
-    sha = put_item(store, data, Provenance(source=f'{source} correction', media_type=media_type, licence='given by its author through the demo page',
-                                           headers=dict(headers or {})))
-    store.write(store.path(CORRECTIONS, f'{sha}.json'), canonical_json(dict(sha256=sha, label=int(label), source=source, time=utc_now())))
+    from mlproj.store import canonical_json, utc_now
+
+    if not 0 <= int(label) <= 9:
+        raise ValueError(f'label must be a digit 0-9, not {label}')
+    sha = put_item(
+        store,
+        data,
+        Provenance(
+            source=f'{source} correction',
+            media_type=media_type,
+            licence='given by its author through the demo page',
+            headers=dict(headers or {}),
+        ),
+    )
+    store.write(
+        store.path(CORRECTIONS, f'{sha}.json'),
+        canonical_json(dict(sha256=sha, label=int(label), source=source, time=utc_now())),
+    )
     return sha
 
 # %% ../nbs/14_servicelike.ipynb #6f9af341
 def list_corrections(store) -> list[dict]:
     "Every correction stored by `add_correction`, oldest first."
-    if not store.exists(store.path(CORRECTIONS)): return []
+    if not store.exists(store.path(CORRECTIONS)):
+        return []
     out = [json.loads(store.read(p)) for p in store.ls(store.path(CORRECTIONS)) if p.endswith('.json')]
     return sorted(out, key=lambda c: (c['time'], c['sha256']))
 
 # %% ../nbs/14_servicelike.ipynb #09e8b09a
-def build_service_like(store, # a `mlproj.store.Store`
-                       seed:int=0, # the generator's seed
-                       per_digit:int=40, # generated images of each digit
-                       corrections:bool=True, # add the demo page's corrected drawings
-                       side:int=128 # canvas side of the generated images, pixels
-                      ) -> str:
+def build_service_like(
+    store,  # a `mlproj.store.Store`
+    seed: int = 0,  # the generator's seed
+    per_digit: int = 40,  # generated images of each digit
+    corrections: bool = True,  # add the demo page's corrected drawings
+    side: int = 128,  # canvas side of the generated images, pixels
+) -> str:
     "Store the service-like digits (and the demo page's corrections) as raw PNG items; return their dataset version id."
     from mlproj.items import Provenance, put_item
     from mlproj.versions import Example, put_version
+
     examples, slices = [], []
     for png, label, sl in generate(seed, per_digit, side=side):
-        prov = Provenance(source=f'{SOURCE} generator {GENERATOR} seed {seed}: ' + ', '.join(f'{k}={v}' for k, v in sl.items()),
-                          media_type='image/png', licence='generated by mlproj (fonts: DejaVu, Bitstream Vera licence)')
-        examples.append(Example(put_item(store, png, prov), label, 'test')); slices.append(sl)
+        prov = Provenance(
+            source=f'{SOURCE} generator {GENERATOR} seed {seed}: ' + ', '.join(f'{k}={v}' for k, v in sl.items()),
+            media_type='image/png',
+            licence='generated by mlproj (fonts: DejaVu, Bitstream Vera licence)',
+        )
+        examples.append(Example(put_item(store, png, prov), label, 'test'))
+        slices.append(sl)
     if corrections:
         for c in list_corrections(store):
-            examples.append(Example(c['sha256'], c['label'], 'test')); slices.append(dict(source='demo', thickness='demo', polarity='demo'))
-    return put_version(store, examples, label_source='the generator (digit drawn) and people correcting the demo page',
-                       description='service-like evaluation set: never used for training or model selection',
-                       service_like=True, generator=GENERATOR, seed=seed, per_digit=per_digit, side=side, slices=slices)
+            examples.append(Example(c['sha256'], c['label'], 'test'))
+            slices.append(dict(source='demo', thickness='demo', polarity='demo'))
+    return put_version(
+        store,
+        examples,
+        label_source='the generator (digit drawn) and people correcting the demo page',
+        description='service-like evaluation set: never used for training or model selection',
+        service_like=True,
+        generator=GENERATOR,
+        seed=seed,
+        per_digit=per_digit,
+        side=side,
+        slices=slices,
+    )
 
 # %% ../nbs/14_servicelike.ipynb #791cc23b
-def load_service_like(store, vid:str):
+def load_service_like(store, vid: str):
     "Model inputs (n, 8, 8), labels (n,) and slice dicts of a service-like dataset version."
     from mlproj.items import get_item
-    from mlproj.versions import get_version
     from mlproj.preprocess import to_model_input
+    from mlproj.versions import get_version
+
     v = get_version(store, vid)
-    if not v['meta'].get('service_like'): raise ValueError(f'dataset version {vid} is not a service-like set')
+    if not v['meta'].get('service_like'):
+        raise ValueError(f'dataset version {vid} is not a service-like set')
     X = np.stack([to_model_input(get_item(store, e.sha256)) for e in v['examples']])
     return X, np.array([e.label for e in v['examples']], np.int64), v['meta']['slices']
 
 # %% ../nbs/14_servicelike.ipynb #81126eaa
-def service_like_version(settings, # the project's `Settings`
-                         progress:bool=False) -> str:
+def service_like_version(
+    settings,  # the project's `Settings`
+    progress: bool = False,
+) -> str:
     "The id of the service-like set as settings.ini [problem] seeds it (with today's corrections), built if the store lacks it."
     from mlproj.store import Store
+
     p = settings.problem
     return build_service_like(Store(settings.store_url), p.service_like_seed, p.service_like_per_digit)
 
@@ -109,11 +154,17 @@ def service_like_version(settings, # the project's `Settings`
 def cmd_service_like(args, settings):
     "`mlproj service-like`: build the service-like evaluation set and print its dataset version id."
     vid = service_like_version(settings)
-    print(f'service-like dataset version {vid} (seed {settings.problem.service_like_seed}, '
-          f'{settings.problem.service_like_per_digit} generated images a digit, plus the demo page\'s corrections)')
+    print(
+        f'service-like dataset version {vid} (seed {settings.problem.service_like_seed}, '
+        f"{settings.problem.service_like_per_digit} generated images a digit, plus the demo page's corrections)"
+    )
 
 # %% ../nbs/14_servicelike.ipynb #aff23f6f
 def add_commands(add):
     "Add this stage's commands to the CLI."
-    add('service-like', cmd_service_like, 'Build the service-like evaluation set (drawn and typeset digits, never trained on) '
-        'from [problem] service_like_seed and print its dataset version id.')
+    add(
+        'service-like',
+        cmd_service_like,
+        'Build the service-like evaluation set (drawn and typeset digits, never trained on) '
+        'from [problem] service_like_seed and print its dataset version id.',
+    )

@@ -6,10 +6,12 @@ Docs: https://mlproj.github.io/mlproj/settings.html.md"""
 
 # %% ../nbs/00_settings.ipynb #c0223f7e
 from __future__ import annotations
-import configparser, os
+
+import configparser
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Mapping
 
 # %% auto #0
 __all__ = ['SettingsError', 'Problem', 'Paths', 'Data', 'Train', 'Serving', 'Queue', 'Annotate', 'Score', 'Collect', 'Settings',
@@ -19,36 +21,46 @@ __all__ = ['SettingsError', 'Problem', 'Paths', 'Data', 'Train', 'Serving', 'Que
 class SettingsError(ValueError):
     "settings.ini or an MLPROJ_* variable holds something that cannot be used."
 
+
 @dataclass(frozen=True)
 class Problem:
     "What is solved, and the acceptance test a model must pass before it is promoted."
+
     name: str = 'digits'
     statement: str = ''
-    min_test_accuracy: float = 0.97 # lowest accuracy on the held-out test split
-    min_macro_f1: float = 0.97 # lowest macro-averaged F1 on the test split
-    min_class_recall: float = 0.93 # lowest recall of any single class on the test split
-    min_service_like_accuracy: float = 0.95 # lowest accuracy on the service-like set (drawn and typeset digits, see servicelike)
-    max_service_like_gap: float = 0.04 # largest allowed test accuracy minus service-like accuracy
-    service_like_seed: int = 1000 # seed of the service-like set's generator (synthetic training data must use another)
-    service_like_per_digit: int = 40 # generated service-like images of each digit
+    min_test_accuracy: float = 0.97  # lowest accuracy on the held-out test split
+    min_macro_f1: float = 0.97  # lowest macro-averaged F1 on the test split
+    min_class_recall: float = 0.93  # lowest recall of any single class on the test split
+    min_service_like_accuracy: float = (
+        0.95  # lowest accuracy on the service-like set (drawn and typeset digits, see servicelike)
+    )
+    max_service_like_gap: float = 0.04  # largest allowed test accuracy minus service-like accuracy
+    service_like_seed: int = 1000  # seed of the service-like set's generator (synthetic training data must use another)
+    service_like_per_digit: int = 40  # generated service-like images of each digit
     test_method: str = ''
+
 
 @dataclass(frozen=True)
 class Paths:
     "Where things are kept; relative folders are relative to the project root."
-    store: str = 'store' # raw items, dataset versions and model bundles: a folder or an fsspec URL
-    reports: str = 'reports' # executed job notebooks, HTML reports and metrics
+
+    store: str = 'store'  # raw items, dataset versions and model bundles: a folder or an fsspec URL
+    reports: str = 'reports'  # executed job notebooks, HTML reports and metrics
+
 
 @dataclass(frozen=True)
 class Data:
     "How the benchmark dataset version is split."
+
     seed: int = 0
     val_fraction: float = 0.1
     test_fraction: float = 0.2
 
+
 @dataclass(frozen=True)
 class Train:
     "Defaults of the training job; each can be changed per run with a job parameter."
+
     max_epochs: int = 50
     batch_size: int = 64
     lr: float = 3e-3
@@ -57,90 +69,130 @@ class Train:
     wandb_mode: str = 'offline'
     wandb_project: str = 'mlproj'
     # where training runs: Lightning's own Trainer arguments (several GPUs: accelerator gpu, devices 4, strategy ddp)
-    accelerator: str = 'cpu' # cpu, gpu, auto ...
-    devices: int = 1 # processes (CPU) or GPUs per node
-    strategy: str = 'auto' # auto, ddp, ddp_spawn, fsdp ...
-    num_nodes: int = 1 # machines, each started by torchrun or the cluster's launcher (SLURM)
+    accelerator: str = 'cpu'  # cpu, gpu, auto ...
+    devices: int = 1  # processes (CPU) or GPUs per node
+    strategy: str = 'auto'  # auto, ddp, ddp_spawn, fsdp ...
+    num_nodes: int = 1  # machines, each started by torchrun or the cluster's launcher (SLURM)
+
 
 @dataclass(frozen=True)
 class Serving:
     "The API server and its limits."
+
     host: str = '127.0.0.1'
     port: int = 8000
-    model: str = '' # a version number or an alias; empty: production, else (before any release) the newest version that passed acceptance
+    model: str = ''  # a version number or an alias; empty: production, else (before any release) the newest version that passed acceptance
     max_body_bytes: int = 4_000_000
     max_batch: int = 256
     max_image_side: int = 4096
-    max_image_pixels: int = 4096*4096 # width x height of one uploaded image
-    max_request_pixels: int = 32*1024*1024 # width x height of all the images of one request
-    decode_threads: int = 2 # image decodes (threads) and large JSON bodies (processes) run this many at once; the rest wait
-    max_concurrent: int = 64 # requests in progress at once; more get 503 at once
-    body_timeout: float = 10.0 # seconds for a whole request body to arrive; slower gets 408 and the connection closed
+    max_image_pixels: int = 4096 * 4096  # width x height of one uploaded image
+    max_request_pixels: int = 32 * 1024 * 1024  # width x height of all the images of one request
+    decode_threads: int = (
+        2  # image decodes (threads) and large JSON bodies (processes) run this many at once; the rest wait
+    )
+    max_concurrent: int = 64  # requests in progress at once; more get 503 at once
+    body_timeout: float = 10.0  # seconds for a whole request body to arrive; slower gets 408 and the connection closed
     threads: int = 1
-    tokens_file: str = '' # `name secret` lines: bearer tokens for the job and admin endpoints (keep it outside git)
-    reload_seconds: float = 1.0 # how often the server asks the registry whether the model it serves has moved; 0: never
-    corrections: bool = True # the demo page's "it was a _" (POST /corrections) stores drawings as raw items; false: 403
-    max_correction_bytes: int = 1_000_000 # a correction's image file larger than this is refused with 413
-    corrections_per_minute: int = 30 # corrections one client address may send a minute (bursts of as many); more get 429; 0: no limit
-    header_timeout: float = 10.0 # seconds for a connection to send a whole request head; slower is closed (`python -m deploy.serve`)
-    trusted_proxies: str = '' # addresses or networks (comma-separated) whose X-Forwarded-For is believed; empty: none
+    tokens_file: str = ''  # `name secret` lines: bearer tokens for the job and admin endpoints (keep it outside git)
+    reload_seconds: float = (
+        1.0  # how often the server asks the registry whether the model it serves has moved; 0: never
+    )
+    corrections: bool = (
+        True  # the demo page's "it was a _" (POST /corrections) stores drawings as raw items; false: 403
+    )
+    max_correction_bytes: int = 1_000_000  # a correction's image file larger than this is refused with 413
+    corrections_per_minute: int = (
+        30  # corrections one client address may send a minute (bursts of as many); more get 429; 0: no limit
+    )
+    header_timeout: float = (
+        10.0  # seconds for a connection to send a whole request head; slower is closed (`python -m deploy.serve`)
+    )
+    trusted_proxies: str = ''  # addresses or networks (comma-separated) whose X-Forwarded-For is believed; empty: none
+
 
 @dataclass(frozen=True)
 class Queue:
     "The job queue (Dramatiq on the Redis protocol) and its workers."
-    url: str = '' # redis://host:6379/0 of an existing broker; empty: the embedded server `mlproj up` starts
-    data: str = 'queue' # folder of the embedded server's data and socket
-    workers: int = 2 # worker processes that `mlproj up` and `mlproj worker` start (one job at a time each)
-    retries: int = 2 # times a job that raised is run again before it is marked failed
-    retry_backoff: float = 5.0 # seconds before the first retry; doubled each time up to max_backoff
+
+    url: str = ''  # redis://host:6379/0 of an existing broker; empty: the embedded server `mlproj up` starts
+    data: str = 'queue'  # folder of the embedded server's data and socket
+    workers: int = 2  # worker processes that `mlproj up` and `mlproj worker` start (one job at a time each)
+    retries: int = 2  # times a job that raised is run again before it is marked failed
+    retry_backoff: float = 5.0  # seconds before the first retry; doubled each time up to max_backoff
     max_backoff: float = 300.0
-    time_limit: float = 1440.0 # minutes a job may run before it is stopped (Dramatiq's default is 10)
-    heartbeat_timeout: float = 5.0 # seconds without a heartbeat after which a worker is dead and its job is delivered again
-    maintenance_chance: int = 100000 # per million broker calls that look for dead workers' jobs (Dramatiq's default: 1000)
-    recover_after: float = 60.0 # seconds after which a queued or running job the broker holds no message for is sent again
+    time_limit: float = 1440.0  # minutes a job may run before it is stopped (Dramatiq's default is 10)
+    heartbeat_timeout: float = (
+        5.0  # seconds without a heartbeat after which a worker is dead and its job is delivered again
+    )
+    maintenance_chance: int = (
+        100000  # per million broker calls that look for dead workers' jobs (Dramatiq's default: 1000)
+    )
+    recover_after: float = (
+        60.0  # seconds after which a queued or running job the broker holds no message for is sent again
+    )
+
 
 @dataclass(frozen=True)
 class Annotate:
     "The annotation tool: its database and server, how items are handed out, the feedback loop from the service."
-    database: str = '' # a SQLAlchemy URL (postgresql+psycopg://user@host/db); empty: SQLite (WAL) file annotate.sqlite in the project folder
+
+    database: str = ''  # a SQLAlchemy URL (postgresql+psycopg://user@host/db); empty: SQLite (WAL) file annotate.sqlite in the project folder
     host: str = '127.0.0.1'
     port: int = 8100
-    base_url: str = '' # the address annotators use, for login links; empty: http://host:port
-    overlap: int = 2 # k: distinct annotators per item, by default
-    lease_seconds: int = 600 # an item handed out and not answered goes back to the pool after this
-    feedback: bool = False # keep unsure production inputs and demo corrections as raw items of a feedback project
-    feedback_margin: float = 0.2 # an input is unsure when its two most probable classes are closer than this
-    feedback_project: str = 'feedback' # the project they flow into (created when the first one arrives)
+    base_url: str = ''  # the address annotators use, for login links; empty: http://host:port
+    overlap: int = 2  # k: distinct annotators per item, by default
+    lease_seconds: int = 600  # an item handed out and not answered goes back to the pool after this
+    feedback: bool = False  # keep unsure production inputs and demo corrections as raw items of a feedback project
+    feedback_margin: float = 0.2  # an input is unsure when its two most probable classes are closer than this
+    feedback_project: str = 'feedback'  # the project they flow into (created when the first one arrives)
+
 
 @dataclass(frozen=True)
 class Score:
     "The scoring page's leaderboard: how often one client may submit (each submission's figures tell a little about the hidden labels)."
-    submissions_per_hour: int = 10 # submissions one client address may send an hour (bursts of as many); more get 429; 0: no limit
+
+    submissions_per_hour: int = (
+        10  # submissions one client address may send an hour (bursts of as many); more get 429; 0: no limit
+    )
+
 
 @dataclass(frozen=True)
 class Collect:
     "The crawler: who it says it is, and how gently it fetches."
-    user_agent: str = 'mlproj-collect/1.0' # sent with every request, followed by the contact address
-    contact: str = '' # an address a site owner can write to (mailto or a web page); required to crawl
-    delay: float = 1.0 # seconds between two requests to the same host (the per-host rate limit); 0: no limit
-    timeout: float = 10.0 # seconds to connect, and to wait for each read
-    retries: int = 3 # more attempts after a 429, a 5xx, a timeout or a dropped connection
-    backoff: float = 1.0 # seconds before the first retry, doubled each time; a Retry-After header overrides it
-    max_retry_after: float = 300.0 # a longer Retry-After gives the URL up for this crawl
-    max_bytes: int = 10_000_000 # a response larger than this is dropped (checked while it is read)
-    content_types: str = 'image/png, image/jpeg, image/gif, image/webp, image/bmp' # media types kept as raw items
-    max_pages: int = 500 # HTML pages fetched per crawl
-    max_depth: int = 3 # links followed away from the start page
-    max_redirects: int = 5 # a longer chain, or a loop, is an error
-    state: str = 'crawls' # folder of the crawls' SQLite frontiers (local; relative to the project root)
+
+    user_agent: str = 'mlproj-collect/1.0'  # sent with every request, followed by the contact address
+    contact: str = ''  # an address a site owner can write to (mailto or a web page); required to crawl
+    delay: float = 1.0  # seconds between two requests to the same host (the per-host rate limit); 0: no limit
+    timeout: float = 10.0  # seconds to connect, and to wait for each read
+    retries: int = 3  # more attempts after a 429, a 5xx, a timeout or a dropped connection
+    backoff: float = 1.0  # seconds before the first retry, doubled each time; a Retry-After header overrides it
+    max_retry_after: float = 300.0  # a longer Retry-After gives the URL up for this crawl
+    max_bytes: int = 10_000_000  # a response larger than this is dropped (checked while it is read)
+    content_types: str = 'image/png, image/jpeg, image/gif, image/webp, image/bmp'  # media types kept as raw items
+    max_pages: int = 500  # HTML pages fetched per crawl
+    max_depth: int = 3  # links followed away from the start page
+    max_redirects: int = 5  # a longer chain, or a loop, is an error
+    state: str = 'crawls'  # folder of the crawls' SQLite frontiers (local; relative to the project root)
 
 # %% ../nbs/00_settings.ipynb #7197fe76
-_SECTIONS = dict(problem=Problem, paths=Paths, data=Data, train=Train, serving=Serving, annotate=Annotate, queue=Queue, collect=Collect, score=Score)
+_SECTIONS = dict(
+    problem=Problem,
+    paths=Paths,
+    data=Data,
+    train=Train,
+    serving=Serving,
+    annotate=Annotate,
+    queue=Queue,
+    collect=Collect,
+    score=Score,
+)
+
 
 @dataclass(frozen=True)
 class Settings:
     "All of settings.ini, typed."
-    root: Path # the folder settings.ini is in
+
+    root: Path  # the folder settings.ini is in
     problem: Problem = Problem()
     paths: Paths = Paths()
     data: Data = Data()
@@ -151,66 +203,86 @@ class Settings:
     collect: Collect = Collect()
     score: Score = Score()
 
-    def resolve(self, location:str) -> str:
+    def resolve(self, location: str) -> str:
         "`location` as a URL or an absolute path (a relative path is taken from the project root)."
-        if '://' in location or Path(location).is_absolute(): return location
-        return str(self.root/location)
+        if '://' in location or Path(location).is_absolute():
+            return location
+        return str(self.root / location)
 
     @property
-    def store_url(self) -> str: return self.resolve(self.paths.store)
+    def store_url(self) -> str:
+        return self.resolve(self.paths.store)
+
     @property
-    def reports_dir(self) -> Path: return Path(self.resolve(self.paths.reports))
+    def reports_dir(self) -> Path:
+        return Path(self.resolve(self.paths.reports))
 
 # %% ../nbs/00_settings.ipynb #4effa4d0
-def _convert(value:str, typ, where:str):
+def _convert(value: str, typ, where: str):
     "`value` as `typ` (given by its name, since the dataclasses use postponed annotations)."
     try:
         if typ == 'bool':
             v = value.strip().lower()
-            if v in ('1', 'true', 'yes', 'on'): return True
-            if v in ('0', 'false', 'no', 'off'): return False
+            if v in ('1', 'true', 'yes', 'on'):
+                return True
+            if v in ('0', 'false', 'no', 'off'):
+                return False
             raise ValueError
-        if typ == 'int': return int(value)
-        if typ == 'float': return float(value)
+        if typ == 'int':
+            return int(value)
+        if typ == 'float':
+            return float(value)
         return value.strip()
-    except ValueError: raise SettingsError(f"{where} = {value!r} is not a valid {typ}") from None
+    except ValueError:
+        raise SettingsError(f'{where} = {value!r} is not a valid {typ}') from None
 
-def find_settings(start:Path|str|None=None) -> Path:
+
+def find_settings(start: Path | str | None = None) -> Path:
     "The settings.ini in `start` (default: the working directory) or the nearest folder above it."
     start = Path(start or Path.cwd()).resolve()
     for d in [start, *start.parents]:
-        if (d/'settings.ini').is_file(): return d/'settings.ini'
-    raise SettingsError(f"no settings.ini in {start} or any folder above it; run from the project folder or set MLPROJ_SETTINGS")
+        if (d / 'settings.ini').is_file():
+            return d / 'settings.ini'
+    raise SettingsError(
+        f'no settings.ini in {start} or any folder above it; run from the project folder or set MLPROJ_SETTINGS'
+    )
 
-def load_settings(path:Path|str|None=None, # settings.ini; default: $MLPROJ_SETTINGS, else found from the working directory
-                  env:Mapping[str,str]|None=None # overrides as MLPROJ_<SECTION>_<KEY>; default: os.environ
-                 ) -> Settings:
+
+def load_settings(
+    path: Path | str | None = None,  # settings.ini; default: $MLPROJ_SETTINGS, else found from the working directory
+    env: Mapping[str, str] | None = None,  # overrides as MLPROJ_<SECTION>_<KEY>; default: os.environ
+) -> Settings:
     "Read settings.ini once into a typed `Settings`, with environment overrides applied."
     env = os.environ if env is None else env
     path = Path(path or env.get('MLPROJ_SETTINGS') or find_settings())
-    if not path.is_file(): raise SettingsError(f"settings file {path} does not exist")
+    if not path.is_file():
+        raise SettingsError(f'settings file {path} does not exist')
     cp = configparser.ConfigParser(interpolation=None)
     cp.read(path)
     unknown = [s for s in cp.sections() if s not in _SECTIONS]
-    if unknown: raise SettingsError(f"{path}: unknown section [{unknown[0]}]; known: {', '.join(_SECTIONS)}")
+    if unknown:
+        raise SettingsError(f'{path}: unknown section [{unknown[0]}]; known: {", ".join(_SECTIONS)}')
     parts = {}
     for name, cls in _SECTIONS.items():
         known = {f.name: f.type for f in fields(cls)}
         sec = cp[name] if cp.has_section(name) else {}
         for key in sec:
-            if key not in known: raise SettingsError(f"{path}: unknown key '{key}' in [{name}]; known: {', '.join(known)}")
+            if key not in known:
+                raise SettingsError(f"{path}: unknown key '{key}' in [{name}]; known: {', '.join(known)}")
         values = {}
         for key, typ in known.items():
             var = f'MLPROJ_{name}_{key}'.upper()
-            if var in env: values[key] = _convert(env[var], typ, var)
-            elif key in sec: values[key] = _convert(sec[key], typ, f'[{name}] {key}')
+            if var in env:
+                values[key] = _convert(env[var], typ, var)
+            elif key in sec:
+                values[key] = _convert(sec[key], typ, f'[{name}] {key}')
         parts[name] = cls(**values)
     return Settings(root=path.parent.resolve(), **parts)
 
 # %% ../nbs/00_settings.ipynb #010cbfb5
-def to_env(settings:Settings) -> dict[str,str]:
+def to_env(settings: Settings) -> dict[str, str]:
     "Environment variables that make `load_settings()` in another process return `settings` again."
-    env = {'MLPROJ_SETTINGS': str(settings.root/'settings.ini')}
+    env = {'MLPROJ_SETTINGS': str(settings.root / 'settings.ini')}
     for name in _SECTIONS:
         sec = getattr(settings, name)
         env.update({f'MLPROJ_{name}_{f.name}'.upper(): str(getattr(sec, f.name)) for f in fields(sec)})

@@ -6,36 +6,53 @@ Docs: https://mlproj.github.io/mlproj/store.html.md"""
 
 # %% ../nbs/02_store.ipynb #bad15acc
 from __future__ import annotations
-import asyncio, errno, fcntl, hashlib, json, os, shutil, stat, threading, time, uuid
+
+import asyncio
+import errno
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import stat
+import threading
+import time
+import uuid
 from datetime import datetime, timezone
 
-import fsspec, fsspec.asyn
+import fsspec
+import fsspec.asyn
 from fastcore.basics import patch
 
 # %% auto #0
 __all__ = ['MAX_READ', 'sha256', 'canonical_json', 'utc_now', 'IntegrityError', 'Conflict', 'UnsafeFile', 'Store']
 
 # %% ../nbs/02_store.ipynb #56659dd1
-def sha256(data:bytes) -> str:
+def sha256(data: bytes) -> str:
     "Hex sha256 of `data`."
     return hashlib.sha256(data).hexdigest()
+
 
 def canonical_json(obj) -> bytes:
     "`obj` as JSON bytes that hash the same whenever the content is the same."
     return json.dumps(obj, sort_keys=True, separators=(',', ':'), ensure_ascii=False).encode()
 
+
 def utc_now() -> str:
     "The time now, ISO 8601 in UTC, to the second."
     return datetime.now(timezone.utc).replace(microsecond=0).isoformat()
+
 
 class IntegrityError(Exception):
     "Stored bytes do not match the hash they are stored under."
 
 # %% ../nbs/02_store.ipynb #bcaae3dc
-MAX_READ = 2**30 # bytes one read returns at most unless the caller sets its own cap
+MAX_READ = 2**30  # bytes one read returns at most unless the caller sets its own cap
+
 
 class Conflict(Exception):
     "A conditional write lost: the path already exists, or it changed since it was read."
+
 
 class UnsafeFile(IntegrityError):
     "A stored path that is not read: a link, not a regular file, outside the store, or over its size cap."
@@ -43,231 +60,340 @@ class UnsafeFile(IntegrityError):
 # %% ../nbs/02_store.ipynb #c27c48fe
 class Store:
     "A folder or fsspec URL holding raw items, dataset versions and model bundles."
-    def __init__(self, url:str # a local folder or any fsspec URL
-                ):
+
+    def __init__(
+        self,
+        url: str,  # a local folder or any fsspec URL
+    ):
         self.url = url
         self.fs, self.root = fsspec.core.url_to_fs(url)
         protocols = {self.fs.protocol} if isinstance(self.fs.protocol, str) else set(self.fs.protocol)
-        self.kind = 'local' if 'file' in protocols else 's3' if protocols & {'s3', 's3a'} else 'memory' if 'memory' in protocols else 'other'
+        self.kind = (
+            'local'
+            if 'file' in protocols
+            else 's3'
+            if protocols & {'s3', 's3a'}
+            else 'memory'
+            if 'memory' in protocols
+            else 'other'
+        )
 
-    def path(self, *parts:str) -> str: return '/'.join([self.root.rstrip('/'), *parts])
+    def path(self, *parts: str) -> str:
+        return '/'.join([self.root.rstrip('/'), *parts])
 
 # %% ../nbs/02_store.ipynb #35772415
 def _fsync_dir(d):
     fd = os.open(d, os.O_RDONLY)
-    try: os.fsync(fd)
-    finally: os.close(fd)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
 
 def _write_synced(path, data):
     with open(path, 'wb') as f:
-        f.write(data); f.flush(); os.fsync(f.fileno())
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
 
 _NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
 
+
 def _write_local(path, data, tmp, sync=False):
     "Write `data` at `tmp`, then rename it to `path`; `tmp` never outlives a failure. Its folder is made only when missing."
-    try: fd = os.open(tmp, _NEW_FILE, 0o666)
+    try:
+        fd = os.open(tmp, _NEW_FILE, 0o666)
     except FileNotFoundError:
         os.makedirs(os.path.dirname(path), exist_ok=True)
         fd = os.open(tmp, _NEW_FILE, 0o666)
     try:
         try:
             view = memoryview(data)
-            while view: view = view[os.write(fd, view):]
-            if sync: os.fsync(fd)
-        finally: os.close(fd)
+            while view:
+                view = view[os.write(fd, view) :]
+            if sync:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
     except BaseException:
-        try: os.unlink(tmp)
-        except FileNotFoundError: pass
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
         raise
 
 # %% ../nbs/02_store.ipynb #81a7ca6a
 @patch
-def write(self:Store, path:str, data:bytes, sync:bool=False # local folder: fsync the file before it takes its name
-         ):
+def write(
+    self: Store,
+    path: str,
+    data: bytes,
+    sync: bool = False,  # local folder: fsync the file before it takes its name
+):
     "Write `data` at `path` atomically: a reader sees the old file or the new one, never half."
     tmp = f'{path}.tmp-{uuid.uuid4().hex}'
-    if self.kind == 'local': return _write_local(path, data, tmp, sync)
-    if self.kind == 's3': return self.fs.pipe_file(path, data) # one PUT is atomic: no temporary name
+    if self.kind == 'local':
+        return _write_local(path, data, tmp, sync)
+    if self.kind == 's3':
+        return self.fs.pipe_file(path, data)  # one PUT is atomic: no temporary name
     self.fs.makedirs(path.rsplit('/', 1)[0], exist_ok=True)
-    with self.fs.open(tmp, 'wb') as f: f.write(data)
+    with self.fs.open(tmp, 'wb') as f:
+        f.write(data)
     self.fs.mv(tmp, path)
 
 # %% ../nbs/02_store.ipynb #55c49023
 @patch
-def _check_local(self:Store, path):
+def _check_local(self: Store, path):
     "Refuse a local path that leaves the store, by `..` or through a linked folder."
     root, real = os.path.normpath(self.root), os.path.realpath(self.root)
-    if os.path.commonpath([root, os.path.normpath(path)]) != root or \
-       os.path.commonpath([real, os.path.realpath(os.path.dirname(path))]) != real:
-        raise UnsafeFile(f'{path} lies outside the store {self.url} (through a link or ..): the store never reads outside '
-                         'itself; remove the link and put the file itself in its place')
+    if (
+        os.path.commonpath([root, os.path.normpath(path)]) != root
+        or os.path.commonpath([real, os.path.realpath(os.path.dirname(path))]) != real
+    ):
+        raise UnsafeFile(
+            f'{path} lies outside the store {self.url} (through a link or ..): the store never reads outside '
+            'itself; remove the link and put the file itself in its place'
+        )
 
 # %% ../nbs/02_store.ipynb #aa6b8ea3
 @patch
-def _open_local(self:Store, path):
+def _open_local(self: Store, path):
     "A read-only descriptor of the regular file at local `path` and its size; links, devices and paths out of the store refused."
     self._check_local(path)
-    try: fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError as e:
-        if e.errno == errno.ELOOP: raise UnsafeFile(f'{path} is a symbolic link, not a file: the store never follows links; '
-                                                   'replace it by the file itself') from None
+        if e.errno == errno.ELOOP:
+            raise UnsafeFile(
+                f'{path} is a symbolic link, not a file: the store never follows links; replace it by the file itself'
+            ) from None
         raise
     st = os.fstat(fd)
     if not stat.S_ISREG(st.st_mode):
         os.close(fd)
-        raise UnsafeFile(f'{path} is not a regular file (a device, pipe or folder): remove it and put the file itself in its place')
+        raise UnsafeFile(
+            f'{path} is not a regular file (a device, pipe or folder): remove it and put the file itself in its place'
+        )
     return fd, st.st_size
 
+
 @patch
-def _read_local(self:Store, path, limit):
+def _read_local(self: Store, path, limit):
     fd, size = self._open_local(path)
     with os.fdopen(fd, 'rb') as f:
-        if size > limit: raise UnsafeFile(f'{path} holds {size} bytes, more than the {limit} allowed here: it is not '
-                                          'the file that belongs there; restore that file')
+        if size > limit:
+            raise UnsafeFile(
+                f'{path} holds {size} bytes, more than the {limit} allowed here: it is not '
+                'the file that belongs there; restore that file'
+            )
         data = f.read(limit + 1)
-    if len(data) > limit: raise UnsafeFile(f'{path} grew past the {limit} bytes allowed while it was read')
+    if len(data) > limit:
+        raise UnsafeFile(f'{path} grew past the {limit} bytes allowed while it was read')
     return data
 
 # %% ../nbs/02_store.ipynb #d39d8035
 @patch
-def read(self:Store, path:str, limit:int|None=None # refuse files larger than this many bytes (default MAX_READ)
-        ) -> bytes:
+def read(
+    self: Store,
+    path: str,
+    limit: int | None = None,  # refuse files larger than this many bytes (default MAX_READ)
+) -> bytes:
     "The bytes at `path`; links, devices and files over `limit` are refused, not read."
     limit = MAX_READ if limit is None else limit
-    if self.kind == 'local': return self._read_local(path, limit)
-    if self.kind == 's3': return self.read_tagged(path, limit, missing_ok=False)[0]
-    with self.fs.open(path, 'rb') as f: data = f.read(limit + 1)
-    if len(data) > limit: raise UnsafeFile(f'{path} holds more than the {limit} bytes allowed here: restore the file that belongs there')
+    if self.kind == 'local':
+        return self._read_local(path, limit)
+    if self.kind == 's3':
+        return self.read_tagged(path, limit, missing_ok=False)[0]
+    with self.fs.open(path, 'rb') as f:
+        data = f.read(limit + 1)
+    if len(data) > limit:
+        raise UnsafeFile(f'{path} holds more than the {limit} bytes allowed here: restore the file that belongs there')
     return data
 
+
 @patch
-def read_range(self:Store, path:str, start:int, end:int) -> bytes:
+def read_range(self: Store, path: str, start: int, end: int) -> bytes:
     "Bytes `start` to `end` (excluded) of `path`, refused as `read` refuses; fewer when the file is shorter."
-    if self.kind != 'local': return self.fs.cat_file(path, start=start, end=end)
+    if self.kind != 'local':
+        return self.fs.cat_file(path, start=start, end=end)
     fd, _ = self._open_local(path)
-    try: return os.pread(fd, end - start, start)
-    finally: os.close(fd)
+    try:
+        return os.pread(fd, end - start, start)
+    finally:
+        os.close(fd)
 
 # %% ../nbs/02_store.ipynb #779bb818
 @patch
-def exists(self:Store, path:str) -> bool: return os.path.lexists(path) if self.kind == 'local' else self.fs.exists(path)
+def exists(self: Store, path: str) -> bool:
+    return os.path.lexists(path) if self.kind == 'local' else self.fs.exists(path)
+
 
 @patch
-def exists_many(self:Store, paths:list[str], workers:int=8 # checks at once on S3 (HEAD requests in flight)
-               ) -> list[bool]:
+def exists_many(
+    self: Store,
+    paths: list[str],
+    workers: int = 8,  # checks at once on S3 (HEAD requests in flight)
+) -> list[bool]:
     "`exists` of each path, in order: one `lstat` each on a folder, concurrent requests on S3."
-    if self.kind == 'local': return [os.path.lexists(p) for p in paths]
-    if self.kind == 's3': return fsspec.asyn.sync(self.fs.loop, _gather, [self.fs._exists(p) for p in paths], workers)
+    if self.kind == 'local':
+        return [os.path.lexists(p) for p in paths]
+    if self.kind == 's3':
+        return fsspec.asyn.sync(self.fs.loop, _gather, [self.fs._exists(p) for p in paths], workers)
     return [self.exists(p) for p in paths]
 
 # %% ../nbs/02_store.ipynb #49576c80
-_BATCH = 512 # files a thread writes (or S3 requests gathered) between progress updates
+_BATCH = 512  # files a thread writes (or S3 requests gathered) between progress updates
+
 
 async def _gather(coros, limit):
     "Await `coros` with at most `limit` of them running at once; their results in order."
     sem = asyncio.Semaphore(limit)
+
     async def one(c):
-        async with sem: return await c
+        async with sem:
+            return await c
+
     return await asyncio.gather(*map(one, coros))
 
+
 @patch
-def write_many(self:Store, files:dict, # path -> bytes
-               workers:int=8, # writes at once: threads on a folder, PUT requests in flight on S3
-               done=None # called with a count of files written, now and then (a progress bar's `update`)
-              ):
+def write_many(
+    self: Store,
+    files: dict,  # path -> bytes
+    workers: int = 8,  # writes at once: threads on a folder, PUT requests in flight on S3
+    done=None,  # called with a count of files written, now and then (a progress bar's `update`)
+):
     "`write` of many files, each atomic on its own: a crash leaves each file old or new, never half written."
     done, items = done or (lambda n: None), list(files.items())
     if self.kind == 's3':
         for lo in range(0, len(items), _BATCH):
-            chunk = items[lo:lo + _BATCH]
+            chunk = items[lo : lo + _BATCH]
             fsspec.asyn.sync(self.fs.loop, _gather, [self.fs._pipe_file(p, d) for p, d in chunk], workers)
             done(len(chunk))
         return
     if self.kind != 'local':
-        for p, d in items: self.write(p, d); done(1)
+        for p, d in items:
+            self.write(p, d)
+            done(1)
         return
-    for d in {os.path.dirname(p) for p, _ in items}: os.makedirs(d, exist_ok=True) # once per folder, not per file
-    token = uuid.uuid4().hex # one random name per batch; each file's temporary name adds its index
+    for d in {os.path.dirname(p) for p, _ in items}:
+        os.makedirs(d, exist_ok=True)  # once per folder, not per file
+    token = uuid.uuid4().hex  # one random name per batch; each file's temporary name adds its index
+
     def run(lo):
-        for k in range(lo, min(lo + _BATCH, len(items))): _write_local(*items[k], f'{items[k][0]}.tmp-{token}-{k}')
+        for k in range(lo, min(lo + _BATCH, len(items))):
+            _write_local(*items[k], f'{items[k][0]}.tmp-{token}-{k}')
         return min(_BATCH, len(items) - lo)
+
     from concurrent.futures import ThreadPoolExecutor
+
     ex = ThreadPoolExecutor(max(1, min(workers, len(items) // _BATCH + 1)))
     try:
-        for n in ex.map(run, range(0, len(items), _BATCH)): done(n)
-    finally: ex.shutdown(cancel_futures=True) # after a failure, the batches not started are not written
+        for n in ex.map(run, range(0, len(items), _BATCH)):
+            done(n)
+    finally:
+        ex.shutdown(cancel_futures=True)  # after a failure, the batches not started are not written
 
 # %% ../nbs/02_store.ipynb #7a69326d
 @patch
-def delete(self:Store, path:str):
+def delete(self: Store, path: str):
     "Remove a file or a folder with everything in it (gone already is fine); a link is removed, never what it points at."
     if self.kind == 'local':
+
         def gone_already(fn, p, exc):
-            if not issubclass(exc[0], FileNotFoundError): raise exc[1]
+            if not issubclass(exc[0], FileNotFoundError):
+                raise exc[1]
+
         try:
-            if os.path.islink(path) or not os.path.isdir(path): os.unlink(path)
-            else: shutil.rmtree(path, onerror=gone_already)
-        except FileNotFoundError: pass
+            if os.path.islink(path) or not os.path.isdir(path):
+                os.unlink(path)
+            else:
+                shutil.rmtree(path, onerror=gone_already)
+        except FileNotFoundError:
+            pass
     else:
-        try: self.fs.rm(path, recursive=True)
-        except FileNotFoundError: pass
+        try:
+            self.fs.rm(path, recursive=True)
+        except FileNotFoundError:
+            pass
         self.fs.invalidate_cache(path)
 
 # %% ../nbs/02_store.ipynb #b194092d
 @patch
-def ls(self:Store, path:str) -> list[str]:
+def ls(self: Store, path: str) -> list[str]:
     "Paths of the entries of folder `path`, read now (no cached listing); [] when it does not exist."
     if self.kind == 'local':
-        try: return [f'{path.rstrip("/")}/{n}' for n in sorted(os.listdir(path))]
-        except (FileNotFoundError, NotADirectoryError): return []
+        try:
+            return [f'{path.rstrip("/")}/{n}' for n in sorted(os.listdir(path))]
+        except (FileNotFoundError, NotADirectoryError):
+            return []
     self.fs.invalidate_cache(path)
-    try: return sorted(p.rstrip('/') for p in self.fs.ls(path, detail=False) if p.rstrip('/') != path.rstrip('/'))
-    except FileNotFoundError: return []
+    try:
+        return sorted(p.rstrip('/') for p in self.fs.ls(path, detail=False) if p.rstrip('/') != path.rstrip('/'))
+    except FileNotFoundError:
+        return []
 
 # %% ../nbs/02_store.ipynb #a0728df8
 @patch
-def read_tagged(self:Store, path:str, limit:int|None=None, missing_ok:bool=True) -> tuple[bytes|None, str|None]:
+def read_tagged(
+    self: Store, path: str, limit: int | None = None, missing_ok: bool = True
+) -> tuple[bytes | None, str | None]:
     "(bytes, tag) of `path`, or (None, None) when it is absent: `swap` takes the tag to replace exactly these bytes."
     limit = MAX_READ if limit is None else limit
     if self.kind == 's3':
         bucket, key, _ = self.fs.split_path(path)
+
         async def get():
             r = await self.fs._call_s3('get_object', Bucket=bucket, Key=key)
             try:
-                if r['ContentLength'] > limit: raise UnsafeFile(f'{path} holds {r["ContentLength"]} bytes, more than the {limit} allowed here: '
-                                                                'it is not the file that belongs there; restore that file')
+                if r['ContentLength'] > limit:
+                    raise UnsafeFile(
+                        f'{path} holds {r["ContentLength"]} bytes, more than the {limit} allowed here: '
+                        'it is not the file that belongs there; restore that file'
+                    )
                 return await r['Body'].read(), r['ETag']
-            finally: r['Body'].close()
-        try: return fsspec.asyn.sync(self.fs.loop, get)
+            finally:
+                r['Body'].close()
+
+        try:
+            return fsspec.asyn.sync(self.fs.loop, get)
         except FileNotFoundError:
-            if missing_ok: return None, None
+            if missing_ok:
+                return None, None
             raise
-    try: data = self.read(path, limit)
+    try:
+        data = self.read(path, limit)
     except FileNotFoundError:
-        if missing_ok: return None, None
+        if missing_ok:
+            return None, None
         raise
     return data, sha256(data)
 
 # %% ../nbs/02_store.ipynb #c86225ec
-_MEMORY_LOCK = threading.Lock() # memory:// lives in one process: a lock makes its conditional writes atomic
+_MEMORY_LOCK = threading.Lock()  # memory:// lives in one process: a lock makes its conditional writes atomic
+
 
 @patch
-def _s3_conflict(self:Store, e, path):
+def _s3_conflict(self: Store, e, path):
     code = getattr(getattr(e, '__cause__', None), 'response', {}).get('Error', {}).get('Code')
-    if code in ('PreconditionFailed', 'ConditionalRequestConflict', '412', '409'): raise Conflict(f'{path} changed since it was read') from None
+    if code in ('PreconditionFailed', 'ConditionalRequestConflict', '412', '409'):
+        raise Conflict(f'{path} changed since it was read') from None
     raise e
 
+
 @patch
-def _memory_only(self:Store):
-    if self.kind != 'memory': raise NotImplementedError(
-        f'{self.url}: conditional writes are implemented for a local folder, s3:// and memory://, not {self.fs.protocol}; '
-        'the model registry needs them to stay consistent under concurrent writers')
+def _memory_only(self: Store):
+    if self.kind != 'memory':
+        raise NotImplementedError(
+            f'{self.url}: conditional writes are implemented for a local folder, s3:// and memory://, not {self.fs.protocol}; '
+            'the model registry needs them to stay consistent under concurrent writers'
+        )
 
 # %% ../nbs/02_store.ipynb #63dcde4a
 @patch
-def create(self:Store, path:str, data:bytes):
+def create(self: Store, path: str, data: bytes):
     "Write `data` at `path` only if nothing is there; raise `Conflict` if something is (one winner among racing writers)."
     if self.kind == 'local':
         d = os.path.dirname(path)
@@ -275,55 +401,77 @@ def create(self:Store, path:str, data:bytes):
         tmp = f'{path}.tmp-{uuid.uuid4().hex}'
         try:
             _write_synced(tmp, data)
-            try: os.link(tmp, path) # atomic and exclusive: the complete file appears under its name, or nothing
-            except FileExistsError: raise Conflict(f'{path} already exists') from None
-        finally: os.unlink(tmp)
+            try:
+                os.link(tmp, path)  # atomic and exclusive: the complete file appears under its name, or nothing
+            except FileExistsError:
+                raise Conflict(f'{path} already exists') from None
+        finally:
+            os.unlink(tmp)
         return _fsync_dir(d)
     if self.kind == 's3':
-        try: return self.fs.pipe_file(path, data, mode='create') # PUT with If-None-Match: *
-        except FileExistsError: raise Conflict(f'{path} already exists') from None
-        except OSError as e: self._s3_conflict(e, path)
+        try:
+            return self.fs.pipe_file(path, data, mode='create')  # PUT with If-None-Match: *
+        except FileExistsError:
+            raise Conflict(f'{path} already exists') from None
+        except OSError as e:
+            self._s3_conflict(e, path)
     self._memory_only()
     with _MEMORY_LOCK:
-        if self.fs.exists(path): raise Conflict(f'{path} already exists')
+        if self.fs.exists(path):
+            raise Conflict(f'{path} already exists')
         self.fs.pipe_file(path, data)
 
 # %% ../nbs/02_store.ipynb #394eaa2d
 @patch
-def swap(self:Store, path:str, data:bytes, tag:str|None # from `read_tagged`; None: only if `path` is absent
-        ):
+def swap(
+    self: Store,
+    path: str,
+    data: bytes,
+    tag: str | None,  # from `read_tagged`; None: only if `path` is absent
+):
     "Replace `path` by `data` only if it still holds the bytes `tag` was read with; raise `Conflict` otherwise."
-    if tag is None: return self.create(path, data)
+    if tag is None:
+        return self.create(path, data)
     if self.kind == 'local':
         d, name = os.path.split(path)
         lock = os.open(os.path.join(d, f'.{name}.lock'), os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            fcntl.flock(lock, fcntl.LOCK_EX) # held for a compare and a rename; the kernel drops it if the holder dies
-            if self.read_tagged(path)[1] != tag: raise Conflict(f'{path} changed since it was read')
+            fcntl.flock(lock, fcntl.LOCK_EX)  # held for a compare and a rename; the kernel drops it if the holder dies
+            if self.read_tagged(path)[1] != tag:
+                raise Conflict(f'{path} changed since it was read')
             tmp = f'{path}.tmp-{uuid.uuid4().hex}'
             try:
                 _write_synced(tmp, data)
                 os.replace(tmp, path)
             finally:
-                if os.path.lexists(tmp): os.unlink(tmp)
+                if os.path.lexists(tmp):
+                    os.unlink(tmp)
             _fsync_dir(d)
-        finally: os.close(lock)
+        finally:
+            os.close(lock)
         return
     if self.kind == 's3':
         bucket, key, _ = self.fs.split_path(path)
-        try: fsspec.asyn.sync(self.fs.loop, self.fs._call_s3, 'put_object', Bucket=bucket, Key=key, Body=data, IfMatch=tag)
-        except FileNotFoundError: raise Conflict(f'{path} was removed since it was read') from None
-        except OSError as e: self._s3_conflict(e, path)
-        finally: self.fs.invalidate_cache(path)
+        try:
+            fsspec.asyn.sync(
+                self.fs.loop, self.fs._call_s3, 'put_object', Bucket=bucket, Key=key, Body=data, IfMatch=tag
+            )
+        except FileNotFoundError:
+            raise Conflict(f'{path} was removed since it was read') from None
+        except OSError as e:
+            self._s3_conflict(e, path)
+        finally:
+            self.fs.invalidate_cache(path)
         return
     self._memory_only()
     with _MEMORY_LOCK:
-        if self.read_tagged(path)[1] != tag: raise Conflict(f'{path} changed since it was read')
+        if self.read_tagged(path)[1] != tag:
+            raise Conflict(f'{path} changed since it was read')
         self.fs.pipe_file(path, data)
 
 # %% ../nbs/02_store.ipynb #2da74096
 @patch
-def tag(self:Store, path:str) -> str|None:
+def tag(self: Store, path: str) -> str | None:
     "A cheap opaque token (one stat or HEAD) that changes whenever `path` is replaced; None when absent."
     try:
         if self.kind == 'local':
@@ -331,16 +479,24 @@ def tag(self:Store, path:str) -> str|None:
             return f'{st.st_ino}-{st.st_mtime_ns}-{st.st_size}'
         self.fs.invalidate_cache(path)
         info = self.fs.info(path)
-    except FileNotFoundError: return None
-    return str(info.get('ETag') or info.get('mtime') or info.get('LastModified') or info.get('created')) + f"-{info.get('size')}"
+    except FileNotFoundError:
+        return None
+    return (
+        str(info.get('ETag') or info.get('mtime') or info.get('LastModified') or info.get('created'))
+        + f'-{info.get("size")}'
+    )
+
 
 @patch
-def age(self:Store, path:str) -> float|None:
+def age(self: Store, path: str) -> float | None:
     "Seconds since `path` was last modified (None when unknown or absent)."
     try:
-        if self.kind == 'local': return time.time() - os.lstat(path).st_mtime
+        if self.kind == 'local':
+            return time.time() - os.lstat(path).st_mtime
         info = self.fs.info(path)
-    except FileNotFoundError: return None
+    except FileNotFoundError:
+        return None
     t = info.get('LastModified') or info.get('mtime') or info.get('created')
-    if isinstance(t, datetime): t = t.timestamp()
+    if isinstance(t, datetime):
+        t = t.timestamp()
     return None if t is None else time.time() - float(t)

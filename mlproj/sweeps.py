@@ -6,21 +6,25 @@ Docs: https://mlproj.github.io/mlproj/sweeps.html.md"""
 
 # %% ../nbs/43_sweeps.ipynb #b6822253
 from __future__ import annotations
-import itertools, json, time, uuid
+
+import itertools
+import json
+import time
+import uuid
 from pathlib import Path
 
 from fastcore.basics import patch
 
-from .store import utc_now
-from .jobs import code_version, find_run, read_run, run_job
 from .console import say
-from .queue import FINISHED, JobQueue, check_job, _show
+from .jobs import code_version, find_run, read_run, run_job
+from .queue import FINISHED, JobQueue, _show, check_job
+from .store import utc_now
 
 # %% auto #0
 __all__ = ['parse_grid', 'bars_svg', 'sweep_finished', 'rerun_plan', 'compare_metrics', 'cmd_sweep', 'cmd_rerun', 'add_commands']
 
 # %% ../nbs/43_sweeps.ipynb #1897b152
-def parse_grid(pairs:list) -> dict:
+def parse_grid(pairs: list) -> dict:
     "`-p NAME V1,V2,...` pairs as {name: [values as text]}."
     grid = {}
     for name, values in pairs:
@@ -29,93 +33,141 @@ def parse_grid(pairs:list) -> dict:
 
 # %% ../nbs/43_sweeps.ipynb #b8d450e3
 @patch
-def submit_sweep(self:JobQueue, kind:str, grid:dict, # name -> list of values (text, as -p gives them, or JSON values)
-                 text:bool=True) -> tuple[str, list[dict]]:
+def submit_sweep(
+    self: JobQueue,
+    kind: str,
+    grid: dict,  # name -> list of values (text, as -p gives them, or JSON values)
+    text: bool = True,
+) -> tuple[str, list[dict]]:
     "Queue every combination of `grid`; the sweep id and the jobs."
     combos = [dict(zip(grid, vs)) for vs in itertools.product(*grid.values())]
-    for c in combos: check_job(self.settings, kind, c, text) # all or nothing
-    sweep = f"sweep-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-{uuid.uuid4().hex[:6]}"
+    for c in combos:
+        check_job(self.settings, kind, c, text)  # all or nothing
+    sweep = f'sweep-{time.strftime("%Y%m%d-%H%M%S", time.gmtime())}-{uuid.uuid4().hex[:6]}'
     self.r.hset(f'mlproj:sweep:{sweep}', mapping=dict(kind=kind, grid=json.dumps(grid), submitted=utc_now()))
     return sweep, [self.submit(kind, c, text, sweep=sweep) for c in combos]
 
 # %% ../nbs/43_sweeps.ipynb #6891b778
-def _render(name:str, **context) -> str:
+def _render(name: str, **context) -> str:
     "A template of mlproj/templates/, HTML and SVG escaped."
     from jinja2 import Environment, PackageLoader, select_autoescape
+
     env = Environment(loader=PackageLoader('mlproj', 'templates'), autoescape=select_autoescape(['html', 'svg']))
     env.filters['cell'] = lambda v: '' if v is None else f'{v:.4f}' if isinstance(v, float) else str(v)
     return env.get_template(name).render(**context)
 
-def bars_svg(bars:list, # (label, value in 0..1 or None, highlighted)
-             width:int=640) -> str:
+
+def bars_svg(
+    bars: list,  # (label, value in 0..1 or None, highlighted)
+    width: int = 640,
+) -> str:
     "A horizontal bar chart of validation accuracies as SVG, the axis starting just below the lowest."
     h, top = 22, 30
     lo = min([v for _, v, _ in bars if v is not None] or [0]) * 0.98
-    rows = [dict(label=label, value=v, best=best, y=top + i*h, h=h, w=0 if v is None else max(1, (v - lo)/(1 - lo + 1e-9) * (width - 330)))
-            for i, (label, v, best) in enumerate(bars)]
-    return _render('bars.svg', bars=rows, lo=lo, width=width, height=top + h*len(bars) + 10)
+    rows = [
+        dict(
+            label=label,
+            value=v,
+            best=best,
+            y=top + i * h,
+            h=h,
+            w=0 if v is None else max(1, (v - lo) / (1 - lo + 1e-9) * (width - 330)),
+        )
+        for i, (label, v, best) in enumerate(bars)
+    ]
+    return _render('bars.svg', bars=rows, lo=lo, width=width, height=top + h * len(bars) + 10)
 
 # %% ../nbs/43_sweeps.ipynb #5a3ec1db
-def _val_acc(job): return ((job.get('result') or {}).get('metrics') or {}).get('val_acc')
+def _val_acc(job):
+    return ((job.get('result') or {}).get('metrics') or {}).get('val_acc')
 
-def _sweep_rows(jobs:list, names:list) -> list[dict]:
+
+def _sweep_rows(jobs: list, names: list) -> list[dict]:
     "One row per job: its parameters of the grid, state, run, validation accuracy and whether it is the best."
     scored = [j for j in jobs if j['state'] == 'done' and _val_acc(j) is not None]
     best = max(scored, key=_val_acc)['id'] if scored else None
-    return [dict(job=j['id'], state=j['state'], run_id=j.get('run_id'), val_acc=_val_acc(j), best=j['id'] == best,
-                 **{n: j['parameters'].get(n) for n in names}) for j in jobs]
+    return [
+        dict(
+            job=j['id'],
+            state=j['state'],
+            run_id=j.get('run_id'),
+            val_acc=_val_acc(j),
+            best=j['id'] == best,
+            **{n: j['parameters'].get(n) for n in names},
+        )
+        for j in jobs
+    ]
 
 # %% ../nbs/43_sweeps.ipynb #4a5fedb8
 @patch
-def sweep_report(self:JobQueue, sweep:str, force:bool=False) -> Path|None:
+def sweep_report(self: JobQueue, sweep: str, force: bool = False) -> Path | None:
     "Write the sweep's report once all its jobs are finished (or now, with `force`); its index.html."
     jobs = sorted(self.jobs(sweep=sweep), key=lambda j: j['submitted'])
-    if not jobs or (not force and any(j['state'] not in FINISHED for j in jobs)): return None
+    if not jobs or (not force and any(j['state'] not in FINISHED for j in jobs)):
+        return None
     grid = json.loads(self.r.hget(f'mlproj:sweep:{sweep}', 'grid') or '{}')
     names = sorted({k for j in jobs for k in j['parameters'] if k in grid})
     rows, kind = _sweep_rows(jobs, names), jobs[0]['kind']
-    out = self.settings.reports_dir/'sweeps'/sweep
+    out = self.settings.reports_dir / 'sweeps' / sweep
     out.mkdir(parents=True, exist_ok=True)
     best = next((r['job'] for r in rows if r['best']), None)
-    (out/'sweep.json').write_text(json.dumps(dict(sweep=sweep, kind=kind, parameters=names, best=best, runs=rows), indent=1))
-    (out/'val_acc.svg').write_text(bars_svg([(', '.join(f'{n}={r[n]}' for n in names), r['val_acc'], r['best']) for r in rows]))
-    (out/'index.html').write_text(_render('sweep.html', sweep=sweep, kind=kind, names=names, rows=rows), encoding='utf-8')
-    return out/'index.html'
+    (out / 'sweep.json').write_text(
+        json.dumps(dict(sweep=sweep, kind=kind, parameters=names, best=best, runs=rows), indent=1)
+    )
+    (out / 'val_acc.svg').write_text(
+        bars_svg([(', '.join(f'{n}={r[n]}' for n in names), r['val_acc'], r['best']) for r in rows])
+    )
+    (out / 'index.html').write_text(
+        _render('sweep.html', sweep=sweep, kind=kind, names=names, rows=rows), encoding='utf-8'
+    )
+    return out / 'index.html'
 
-def sweep_finished(jq:JobQueue, job:dict):
+
+def sweep_finished(jq: JobQueue, job: dict):
     "A worker's `on_done` hook: a job of a sweep is done, so the sweep's report may be due."
-    if job.get('sweep'): jq.sweep_report(job['sweep'])
+    if job.get('sweep'):
+        jq.sweep_report(job['sweep'])
 
 # %% ../nbs/43_sweeps.ipynb #5134cec3
-def rerun_plan(settings, run_id:str) -> tuple[str, dict, list[str]]:
+def rerun_plan(settings, run_id: str) -> tuple[str, dict, list[str]]:
     "The job kind, parameters and notes to run `run_id` again."
     info = read_run(find_run(settings, run_id))
-    if info.get('state') != 'done': raise ValueError(f"run {run_id} is {info.get('state')}, not done: only a finished run can be run again")
+    if info.get('state') != 'done':
+        raise ValueError(f'run {run_id} is {info.get("state")}, not done: only a finished run can be run again')
     params = {k: v for k, v in info['parameters'].items() if k != 'run_dir'}
     notes = []
     if info['job'] == 'train':
         for name in ('seed', 'dataset_version'):
-            if params.get(name) is None: notes.append(f'run {run_id} recorded no {name}: the rerun takes the current default')
+            if params.get(name) is None:
+                notes.append(f'run {run_id} recorded no {name}: the rerun takes the current default')
     now, then = code_version(settings.root), info.get('code_version') or {}
-    if now != then: notes.append(f"the code differs from the run's: now {now.get('commit')} (dirty: {now.get('dirty')}), "
-                                 f"then {then.get('commit')} (dirty: {then.get('dirty')})")
+    if now != then:
+        notes.append(
+            f"the code differs from the run's: now {now.get('commit')} (dirty: {now.get('dirty')}), "
+            f'then {then.get("commit")} (dirty: {then.get("dirty")})'
+        )
     return info['job'], params, notes
 
+
 @patch
-def rerun_submit(self:JobQueue, run_id:str) -> dict:
+def rerun_submit(self: JobQueue, run_id: str) -> dict:
     "Queue a rerun of a finished run; its record's notes say what differs."
     kind, params, notes = rerun_plan(self.settings, run_id)
     return self.submit(kind, params, rerun_of=run_id, notes=notes)
 
 # %% ../nbs/43_sweeps.ipynb #b0291ab7
-def compare_metrics(a:dict, b:dict) -> list[tuple]:
+def compare_metrics(a: dict, b: dict) -> list[tuple]:
     "(name, a's value, b's value, same?) for every number two runs' metrics share, nested ones as a.b."
+
     def flat(d, pre=''):
         out = {}
         for k, v in (d or {}).items():
-            if isinstance(v, dict): out.update(flat(v, f'{pre}{k}.'))
-            elif isinstance(v, (int, float)) and not isinstance(v, bool): out[pre + k] = v
+            if isinstance(v, dict):
+                out.update(flat(v, f'{pre}{k}.'))
+            elif isinstance(v, (int, float)) and not isinstance(v, bool):
+                out[pre + k] = v
         return out
+
     fa, fb = flat(a), flat(b)
     return [(k, fa[k], fb[k], fa[k] == fb[k]) for k in fa if k in fb and k != 'seconds']
 
@@ -123,35 +175,52 @@ def compare_metrics(a:dict, b:dict) -> list[tuple]:
 def cmd_sweep(args, settings):
     jq = JobQueue(settings)
     sweep, jobs = jq.submit_sweep(args.job, parse_grid(args.p))
-    say('sweep', f'{sweep}: {len(jobs)} {args.job} jobs queued; the report goes to {settings.reports_dir}/sweeps/{sweep}/index.html')
-    if not args.wait: return
-    for j in jobs: _show(jq.wait(j['id']))
+    say(
+        'sweep',
+        f'{sweep}: {len(jobs)} {args.job} jobs queued; the report goes to {settings.reports_dir}/sweeps/{sweep}/index.html',
+    )
+    if not args.wait:
+        return
+    for j in jobs:
+        _show(jq.wait(j['id']))
     say('sweep', f'report {jq.sweep_report(sweep, force=True)}')
 
 # %% ../nbs/43_sweeps.ipynb #d55f1596
 def cmd_rerun(args, settings):
     if args.queue:
         job = JobQueue(settings).rerun_submit(args.run_id)
-        for n in job['notes']: say('rerun', n)
-        return say('rerun', f"job {job['id']} queued")
+        for n in job['notes']:
+            say('rerun', n)
+        return say('rerun', f'job {job["id"]} queued')
     kind, params, notes = rerun_plan(settings, args.run_id)
-    for n in notes: say('rerun', n)
+    for n in notes:
+        say('rerun', n)
     say('rerun', f'running {kind} again with {json.dumps(params)}')
     new = read_run(run_job(settings, kind, params, progress=not args.quiet))
     rows = compare_metrics(read_run(find_run(settings, args.run_id)).get('metrics'), new.get('metrics'))
-    print(f"{'metric':24}  {args.run_id[:28]:>28}  {new['run_id'][:28]:>28}")
-    for name, a, b, same in rows: print(f"{name[:24]:24}  {a:>28.6g}  {b:>28.6g}  {'same' if same else 'DIFFERENT'}")
+    print(f'{"metric":24}  {args.run_id[:28]:>28}  {new["run_id"][:28]:>28}')
+    for name, a, b, same in rows:
+        print(f'{name[:24]:24}  {a:>28.6g}  {b:>28.6g}  {"same" if same else "DIFFERENT"}')
     return 0 if all(same for *_, same in rows) else 1
 
 # %% ../nbs/43_sweeps.ipynb #091a97b4
 def add_commands(add):
     "The sweeps' commands: sweep, rerun."
-    s = add('sweep', cmd_sweep, 'Queue a grid of jobs (-p lr 0.001,0.003 -p max_epochs 20,50); the workers run them in parallel and '
-            'a sweep report (table and plot of validation accuracy, best run marked) lands in reports/sweeps/.', jobs=True)
+    s = add(
+        'sweep',
+        cmd_sweep,
+        'Queue a grid of jobs (-p lr 0.001,0.003 -p max_epochs 20,50); the workers run them in parallel and '
+        'a sweep report (table and plot of validation accuracy, best run marked) lands in reports/sweeps/.',
+        jobs=True,
+    )
     s.add_argument('job', help='the job kind, e.g. train')
     s.add_argument('--wait', action='store_true', help='wait for every job and print the report path')
-    s = add('rerun', cmd_rerun, 'Run a finished run again with the parameters, seed and dataset version it recorded; '
-            'print both runs\' metrics side by side (exit 1 if they differ) and say when the code version differs.')
+    s = add(
+        'rerun',
+        cmd_rerun,
+        'Run a finished run again with the parameters, seed and dataset version it recorded; '
+        "print both runs' metrics side by side (exit 1 if they differ) and say when the code version differs.",
+    )
     s.add_argument('run_id', help='a run id under reports/runs/')
     s.add_argument('--queue', action='store_true', help='queue the rerun as a job instead of running it here')
     s.add_argument('-q', '--quiet', action='store_true', help='no progress bar')

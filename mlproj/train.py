@@ -6,8 +6,10 @@ Docs: https://mlproj.github.io/mlproj/train.html.md"""
 
 # %% ../nbs/21_train.ipynb #2a1f2038
 from __future__ import annotations
-import json, time
-from dataclasses import dataclass, asdict, field, fields
+
+import json
+import time
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from .settings import Train
@@ -19,115 +21,174 @@ __all__ = ['TrainConfig', 'TrainResult', 'config_from_settings', 'history_markdo
 @dataclass(frozen=True)
 class TrainConfig:
     "Everything that defines a training run."
-    dataset_version: str # id of the dataset version to train on
-    run_dir: str # folder the run writes into
-    store: str = 'store' # the store holding the dataset version
+
+    dataset_version: str  # id of the dataset version to train on
+    run_dir: str  # folder the run writes into
+    store: str = 'store'  # the store holding the dataset version
     # defaults of the fields shared with settings.ini [train] are that section's own defaults
     max_epochs: int = Train.max_epochs
     batch_size: int = Train.batch_size
     lr: float = Train.lr
     seed: int = Train.seed
-    augment: bool = Train.augment # random small rotations, scalings and shifts
-    width: int = 16 # channels of the first convolution
-    hidden: int = 64 # units of the hidden dense layer
-    limit_train_batches: float = 1.0 # a fraction (or, above 1, a number) of training batches per epoch, for smoke runs
-    wandb_mode: str = Train.wandb_mode # offline, online or disabled
+    augment: bool = Train.augment  # random small rotations, scalings and shifts
+    width: int = 16  # channels of the first convolution
+    hidden: int = 64  # units of the hidden dense layer
+    limit_train_batches: float = 1.0  # a fraction (or, above 1, a number) of training batches per epoch, for smoke runs
+    wandb_mode: str = Train.wandb_mode  # offline, online or disabled
     wandb_project: str = Train.wandb_project
-    progress: bool = True # show Lightning's progress bar
-    accelerator: str = Train.accelerator # Lightning's Trainer arguments: where training runs
+    progress: bool = True  # show Lightning's progress bar
+    accelerator: str = Train.accelerator  # Lightning's Trainer arguments: where training runs
     devices: int = Train.devices
     strategy: str = Train.strategy
     num_nodes: int = Train.num_nodes
 
+
 @dataclass(frozen=True)
 class TrainResult:
     "What a training run reports."
+
     run_dir: str
     dataset_version: str
     val_acc: float
     epochs: int
     seconds: float
-    wandb_run_id: str|None
-    history: list = field(default_factory=list) # one dict per epoch: train_loss, val_loss, val_acc
-    world_size: int = 1 # processes that trained it (devices x nodes)
+    wandb_run_id: str | None
+    history: list = field(default_factory=list)  # one dict per epoch: train_loss, val_loss, val_acc
+    world_size: int = 1  # processes that trained it (devices x nodes)
 
 # %% ../nbs/21_train.ipynb #476d1042
-def config_from_settings(settings, # a `mlproj.settings.Settings`
-                         dataset_version:str, run_dir:str,
-                         **overrides # TrainConfig fields; a None value keeps the default from settings.ini [train]
-                        ) -> TrainConfig:
+def config_from_settings(
+    settings,  # a `mlproj.settings.Settings`
+    dataset_version: str,
+    run_dir: str,
+    **overrides,  # TrainConfig fields; a None value keeps the default from settings.ini [train]
+) -> TrainConfig:
     "A run's `TrainConfig`: settings.ini [train] with the job's parameters on top."
     base = {f.name: getattr(settings.train, f.name) for f in fields(settings.train)}
     base.update({k: v for k, v in overrides.items() if v is not None})
     return TrainConfig(dataset_version=dataset_version, run_dir=str(run_dir), store=settings.store_url, **base)
 
 # %% ../nbs/21_train.ipynb #51d682d0
-def history_markdown(history:list, # `TrainResult.history`
-                     every:int=5 # show every n-th epoch (and the last)
-                    ) -> str:
+def history_markdown(
+    history: list,  # `TrainResult.history`
+    every: int = 5,  # show every n-th epoch (and the last)
+) -> str:
     "Loss and validation accuracy per epoch as a Markdown table."
-    f = lambda h, k: f"{h[k]:.4f}" if k in h else ''
+    f = lambda h, k: f'{h[k]:.4f}' if k in h else ''
     rows = [h for i, h in enumerate(history) if i % every == every - 1 or i == 0 or i == len(history) - 1]
-    return ('| epoch | train loss | val loss | val acc |\n|---:|---:|---:|---:|\n'
-            + '\n'.join(f"| {h['epoch'] + 1} | {f(h, 'train_loss')} | {f(h, 'val_loss')} | {f(h, 'val_acc')} |" for h in rows))
+    return '| epoch | train loss | val loss | val acc |\n|---:|---:|---:|---:|\n' + '\n'.join(
+        f'| {h["epoch"] + 1} | {f(h, "train_loss")} | {f(h, "val_loss")} | {f(h, "val_acc")} |' for h in rows
+    )
 
 # %% ../nbs/21_train.ipynb #985ed8e5
 def _history_callback(history):
     import lightning as L
+
     class History(L.Callback):
-        def on_train_epoch_end(self, trainer, module): # after this epoch's validation
+        def on_train_epoch_end(self, trainer, module):  # after this epoch's validation
             m = trainer.callback_metrics
-            history.append(dict(epoch=trainer.current_epoch, **{k: round(float(m[k]), 5) for k in ('train_loss', 'val_loss', 'val_acc') if k in m}))
+            history.append(
+                dict(
+                    epoch=trainer.current_epoch,
+                    **{k: round(float(m[k]), 5) for k in ('train_loss', 'val_loss', 'val_acc') if k in m},
+                )
+            )
+
     return History()
+
 
 def _rank() -> int:
     "This process's rank in a distributed run, from the variables Lightning, torchrun and SLURM set (0 alone)."
     import os
-    return next((int(os.environ[k]) for k in ('RANK', 'LOCAL_RANK', 'SLURM_PROCID', 'JSM_NAMESPACE_RANK') if k in os.environ), 0)
 
-def _wandb_run(cfg:TrainConfig, run_dir:Path):
+    return next(
+        (int(os.environ[k]) for k in ('RANK', 'LOCAL_RANK', 'SLURM_PROCID', 'JSM_NAMESPACE_RANK') if k in os.environ), 0
+    )
+
+
+def _wandb_run(cfg: TrainConfig, run_dir: Path):
     "Our own wandb.init (WandbLogger's passes a deprecated `anonymous` setting), or None when tracking is off."
-    if cfg.wandb_mode == 'disabled': return None
+    if cfg.wandb_mode == 'disabled':
+        return None
     import wandb
-    return wandb.init(project=cfg.wandb_project, dir=str(run_dir), name=run_dir.name, mode=cfg.wandb_mode,
-                      config=asdict(cfg), settings=wandb.Settings(silent=True, console='off'))
 
-def train(cfg:TrainConfig) -> TrainResult:
+    return wandb.init(
+        project=cfg.wandb_project,
+        dir=str(run_dir),
+        name=run_dir.name,
+        mode=cfg.wandb_mode,
+        config=asdict(cfg),
+        settings=wandb.Settings(silent=True, console='off'),
+    )
+
+
+def train(cfg: TrainConfig) -> TrainResult:
     "Train the digits CNN as `cfg` says; save, export and describe it in `cfg.run_dir` (process 0 does, under DDP)."
-    import logging, warnings
+    import logging
+    import warnings
     from concurrent.futures import ThreadPoolExecutor
-    run_dir = Path(cfg.run_dir); run_dir.mkdir(parents=True, exist_ok=True)
-    with ThreadPoolExecutor(1) as pool: # wandb starts its service while Lightning is imported: 1 to 2 s saved
+
+    run_dir = Path(cfg.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with ThreadPoolExecutor(1) as pool:  # wandb starts its service while Lightning is imported: 1 to 2 s saved
         tracking = pool.submit(_wandb_run, cfg, run_dir) if _rank() == 0 else None
         import lightning as L
-        from mlproj.model import DigitsCNN, DigitsClassifier, DigitsDataModule, NetConfig, save_net, export_onnx
+
+        from mlproj.model import DigitsClassifier, DigitsCNN, DigitsDataModule, NetConfig, export_onnx, save_net
+
         run = tracking and tracking.result()
-    logging.getLogger('lightning.pytorch.utilities.rank_zero').setLevel(logging.WARNING) # no GPU/TPU/tip banners
+    logging.getLogger('lightning.pytorch.utilities.rank_zero').setLevel(logging.WARNING)  # no GPU/TPU/tip banners
     L.seed_everything(cfg.seed, verbose=False)
     dm = DigitsDataModule(cfg.store, cfg.dataset_version, cfg.batch_size, cfg.seed)
-    model = DigitsClassifier(DigitsCNN(NetConfig(width=cfg.width, hidden=cfg.hidden)), lr=cfg.lr, augment=cfg.augment, seed=cfg.seed)
+    model = DigitsClassifier(
+        DigitsCNN(NetConfig(width=cfg.width, hidden=cfg.hidden)), lr=cfg.lr, augment=cfg.augment, seed=cfg.seed
+    )
     logger, wandb_id = False, None
     if run:
         from lightning.pytorch.loggers import WandbLogger
+
         logger, wandb_id = WandbLogger(experiment=run), run.id
     history = []
-    trainer = L.Trainer(max_epochs=cfg.max_epochs, accelerator=cfg.accelerator, devices=cfg.devices, strategy=cfg.strategy,
-                         num_nodes=cfg.num_nodes, deterministic=True, logger=logger,
-                         callbacks=[_history_callback(history)], enable_checkpointing=False, enable_model_summary=False,
-                         enable_progress_bar=cfg.progress, limit_train_batches=cfg.limit_train_batches,
-                         log_every_n_steps=1, num_sanity_val_steps=0)
+    trainer = L.Trainer(
+        max_epochs=cfg.max_epochs,
+        accelerator=cfg.accelerator,
+        devices=cfg.devices,
+        strategy=cfg.strategy,
+        num_nodes=cfg.num_nodes,
+        deterministic=True,
+        logger=logger,
+        callbacks=[_history_callback(history)],
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        enable_progress_bar=cfg.progress,
+        limit_train_batches=cfg.limit_train_batches,
+        log_every_n_steps=1,
+        num_sanity_val_steps=0,
+    )
     start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.filterwarnings('ignore', message='.*does not have many workers.*')
         warnings.filterwarnings('ignore', message='.*LeafSpec.*')
         trainer.fit(model, datamodule=dm)
     seconds = time.perf_counter() - start
-    if logger: logger.experiment.finish()
-    res = TrainResult(str(run_dir), cfg.dataset_version, history[-1]['val_acc'], len(history), round(seconds, 2), wandb_id, history,
-                      trainer.world_size)
-    if trainer.global_rank: return res # one process writes the run's files
+    if logger:
+        logger.experiment.finish()
+    res = TrainResult(
+        str(run_dir),
+        cfg.dataset_version,
+        history[-1]['val_acc'],
+        len(history),
+        round(seconds, 2),
+        wandb_id,
+        history,
+        trainer.world_size,
+    )
+    if trainer.global_rank:
+        return res  # one process writes the run's files
     net = model.net.eval()
     save_net(net, run_dir)
-    export_onnx(net, run_dir/'model.onnx')
-    (run_dir/'metrics.json').write_text(json.dumps({k: v for k, v in asdict(res).items() if k != 'run_dir'}, indent=1))
+    export_onnx(net, run_dir / 'model.onnx')
+    (run_dir / 'metrics.json').write_text(
+        json.dumps({k: v for k, v in asdict(res).items() if k != 'run_dir'}, indent=1)
+    )
     return res

@@ -6,11 +6,12 @@ Docs: https://mlproj.github.io/mlproj/versions.html.md"""
 
 # %% ../nbs/04_versions.ipynb #c659dc00
 from __future__ import annotations
-import json
-from dataclasses import dataclass
-from typing import Iterable
 
-from .store import Store, IntegrityError, canonical_json, sha256
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from .store import IntegrityError, Store, canonical_json, sha256
 
 # %% auto #0
 __all__ = ['Example', 'put_version', 'get_version', 'list_versions']
@@ -19,50 +20,65 @@ __all__ = ['Example', 'put_version', 'get_version', 'list_versions']
 @dataclass(frozen=True)
 class Example:
     "One labelled item of a dataset version."
+
     sha256: str
     label: int
-    split: str # train, val or test
-    source: str = '' # who or what gave this item's label; '' means the version's `label_source`
+    split: str  # train, val or test
+    source: str = ''  # who or what gave this item's label; '' means the version's `label_source`
 
-def _version_path(store, vid, suffix='.json'): return store.path('datasets', f'{vid}{suffix}')
+
+def _version_path(store, vid, suffix='.json'):
+    return store.path('datasets', f'{vid}{suffix}')
 
 # %% ../nbs/04_versions.ipynb #3cc5519a
-def put_version(store:Store,
-                examples:Iterable[Example],
-                label_source:str, # who or what gave the labels (an example's own `source` overrides it)
-                description:str='',
-                parent:str|None=None, # the version this one was derived from
-                **meta # anything else that defines the version (e.g. how it was split)
-               ) -> str:
+def put_version(
+    store: Store,
+    examples: Iterable[Example],
+    label_source: str,  # who or what gave the labels (an example's own `source` overrides it)
+    description: str = '',
+    parent: str | None = None,  # the version this one was derived from
+    **meta,  # anything else that defines the version (e.g. how it was split)
+) -> str:
     "Write an immutable dataset version and return its id, the hash of its content."
     rows, seen = [], set()
     for e in examples:
-        if e.sha256 in seen: raise ValueError(f'item {e.sha256} is in the version twice: an item has one label and one split')
+        if e.sha256 in seen:
+            raise ValueError(f'item {e.sha256} is in the version twice: an item has one label and one split')
         seen.add(e.sha256)
         rows.append([e.sha256, e.label, e.split, *([e.source] if e.source and e.source != label_source else [])])
     if parent is not None:
-        if not store.exists(_version_path(store, parent)): raise KeyError(f'parent dataset version {parent} does not exist')
+        if not store.exists(_version_path(store, parent)):
+            raise KeyError(f'parent dataset version {parent} does not exist')
         before = {e.sha256: e.split for e in get_version(store, parent)['examples']}
         moved = [r for r in rows if before.get(r[0], r[2]) != r[2]]
-        if moved: raise ValueError(f'{len(moved)} items would change split from parent {parent} (e.g. {moved[0][0][:12]}: '
-                                   f'{before[moved[0][0]]} -> {moved[0][2]}): an item keeps its split in every version')
-    data = canonical_json(dict(format=2, parent=parent, label_source=label_source, description=description, meta=meta, examples=rows))
+        if moved:
+            raise ValueError(
+                f'{len(moved)} items would change split from parent {parent} (e.g. {moved[0][0][:12]}: '
+                f'{before[moved[0][0]]} -> {moved[0][2]}): an item keeps its split in every version'
+            )
+    data = canonical_json(
+        dict(format=2, parent=parent, label_source=label_source, description=description, meta=meta, examples=rows)
+    )
     vid = sha256(data)[:16]
-    if not store.exists(_version_path(store, vid)): store.write(_version_path(store, vid), data)
+    if not store.exists(_version_path(store, vid)):
+        store.write(_version_path(store, vid), data)
     return vid
 
 # %% ../nbs/04_versions.ipynb #14cafa6d
-def get_version(store:Store, vid:str) -> dict:
+def get_version(store: Store, vid: str) -> dict:
     "The manifest of dataset version `vid`, checked against its id; every example carries its label source."
     path = _version_path(store, vid)
-    if not store.exists(path): raise KeyError(f'no dataset version {vid!r} in {store.url}')
+    if not store.exists(path):
+        raise KeyError(f'no dataset version {vid!r} in {store.url}')
     data = store.read(path)
-    if sha256(data)[:16] != vid: raise IntegrityError(f'dataset version {vid} has been changed after it was written')
+    if sha256(data)[:16] != vid:
+        raise IntegrityError(f'dataset version {vid} has been changed after it was written')
     body = json.loads(data)
     src = body['label_source']
     body['examples'] = [Example(e[0], e[1], e[2], e[3] if len(e) > 3 else src) for e in body['examples']]
     return body
 
-def list_versions(store:Store) -> list[str]:
+
+def list_versions(store: Store) -> list[str]:
     "Ids of every dataset version in the store."
     return sorted(p.rsplit('/', 1)[-1][:-5] for p in store.fs.glob(store.path('datasets', '*.json')))

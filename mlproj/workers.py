@@ -6,103 +6,150 @@ Docs: https://mlproj.github.io/mlproj/workers.html.md"""
 
 # %% ../nbs/44_workers.ipynb #c9f5b474
 from __future__ import annotations
-import os, signal, subprocess, sys, threading, time
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
 
 from fastcore.basics import patch
 
-from .settings import load_settings, to_env
-from .redis_server import EmbeddedServer, QueueUnavailable, data_dir, queue_url
 from .console import say
 from .queue import JobQueue
+from .redis_server import EmbeddedServer, QueueUnavailable, data_dir, queue_url
+from .settings import load_settings, to_env
 from .sweeps import sweep_finished
 
 # %% auto #0
 __all__ = ['RECOVER_EVERY', 'EXIT_BROKER_GONE', 'worker_main', 'Supervisor', 'cmd_up', 'cmd_worker', 'add_commands']
 
 # %% ../nbs/44_workers.ipynb #9db699bc
-RECOVER_EVERY = 60 # seconds between two looks for jobs whose broker message is gone (one worker looks, under a lock)
-EXIT_BROKER_GONE = 75 # a worker's exit status when its broker has not answered for 6 x [queue] heartbeat_timeout (EX_TEMPFAIL)
+RECOVER_EVERY = 60  # seconds between two looks for jobs whose broker message is gone (one worker looks, under a lock)
+EXIT_BROKER_GONE = (
+    75  # a worker's exit status when its broker has not answered for 6 x [queue] heartbeat_timeout (EX_TEMPFAIL)
+)
+
 
 def _recover(jq):
     try:
         if jq.r.set('mlproj:recovering', os.getpid(), nx=True, ex=RECOVER_EVERY):
-            for i in jq.recover(): print(f'[worker] job {i} had lost its broker message: sent again', file=sys.stderr, flush=True)
-    except Exception as e: print(f'[worker] looking for lost jobs failed: {e}', file=sys.stderr, flush=True)
+            for i in jq.recover():
+                print(f'[worker] job {i} had lost its broker message: sent again', file=sys.stderr, flush=True)
+    except Exception as e:
+        print(f'[worker] looking for lost jobs failed: {e}', file=sys.stderr, flush=True)
 
-def _broker_down_since(jq, since:float|None) -> float|None:
+
+def _broker_down_since(jq, since: float | None) -> float | None:
     "When the broker stopped answering (None while it answers)."
-    try: jq.r.ping(); return None
-    except Exception: return since or time.monotonic()
+    try:
+        jq.r.ping()
+        return None
+    except Exception:
+        return since or time.monotonic()
 
 # %% ../nbs/44_workers.ipynb #821b0462
 def worker_main():
     "One worker process, set up by the environment (MLPROJ_* variables): run jobs until SIGTERM or SIGINT."
     import dramatiq
+
     from mlproj.jobs import _kill_kernels
+
     jq = JobQueue(load_settings(), on_done=[sweep_finished])
     worker = dramatiq.Worker(jq.broker, worker_threads=1, worker_timeout=100)
     worker.queue_prefetch = 1
     stop, parent = threading.Event(), os.getppid()
-    for sig in (signal.SIGTERM, signal.SIGINT): signal.signal(sig, lambda *_: stop.set())
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
     worker.start()
     last, down = 0.0, None
     while not stop.wait(0.5):
-        if os.getppid() != parent: break # the supervisor is gone
-        if time.monotonic() - last > RECOVER_EVERY: _recover(jq); last = time.monotonic()
+        if os.getppid() != parent:
+            break  # the supervisor is gone
+        if time.monotonic() - last > RECOVER_EVERY:
+            _recover(jq)
+            last = time.monotonic()
         down = _broker_down_since(jq, down)
-        if down and not jq.current and time.monotonic() - down > 6*jq.settings.queue.heartbeat_timeout:
-            print(f'[worker] the queue server {jq.url} has not answered for {time.monotonic() - down:.0f} s: stopping', file=sys.stderr, flush=True)
+        if down and not jq.current and time.monotonic() - down > 6 * jq.settings.queue.heartbeat_timeout:
+            print(
+                f'[worker] the queue server {jq.url} has not answered for {time.monotonic() - down:.0f} s: stopping',
+                file=sys.stderr,
+                flush=True,
+            )
             os._exit(EXIT_BROKER_GONE)
-    if jq.current: # leave the message unacknowledged: the broker gives it to a worker again
-        jq.interrupt(); _kill_kernels(); os._exit(0)
+    if jq.current:  # leave the message unacknowledged: the broker gives it to a worker again
+        jq.interrupt()
+        _kill_kernels()
+        os._exit(0)
     worker.stop(timeout=10_000)
     jq.close()
 
 # %% ../nbs/44_workers.ipynb #88d146c4
 class Supervisor:
     "N worker processes, each in a session of its own; one that dies is started again."
-    def __init__(self, n:int, # worker processes
-                 env:dict, # their environment (settings as MLPROJ_* variables, MLPROJ_QUEUE_URL)
-                 log=None, # file their output goes to (default: ours)
-                 say=print):
+
+    def __init__(
+        self,
+        n: int,  # worker processes
+        env: dict,  # their environment (settings as MLPROJ_* variables, MLPROJ_QUEUE_URL)
+        log=None,  # file their output goes to (default: ours)
+        say=print,
+    ):
         self.n, self.env, self.log, self.say, self.procs = n, env, log, say, []
 
     def _spawn(self):
-        return subprocess.Popen([sys.executable, '-c', 'from mlproj.workers import worker_main; worker_main()'], env=self.env,
-                                start_new_session=True, stdin=subprocess.DEVNULL, stdout=self.log, stderr=self.log)
+        return subprocess.Popen(
+            [sys.executable, '-c', 'from mlproj.workers import worker_main; worker_main()'],
+            env=self.env,
+            start_new_session=True,
+            stdin=subprocess.DEVNULL,
+            stdout=self.log,
+            stderr=self.log,
+        )
 
     def start(self):
         self.procs = [self._spawn() for _ in range(self.n)]
         return self
 
 # %% ../nbs/44_workers.ipynb #a5393d9a
-def _killpg(pgid:int):
-    try: os.killpg(pgid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError): pass
+def _killpg(pgid: int):
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
 
 @patch
-def check(self:Supervisor) -> int:
+def check(self: Supervisor) -> int:
     "Start again the workers that died; how many. QueueUnavailable when one stopped because its broker is gone."
     restarted = 0
     for i, p in enumerate(self.procs):
         if p.poll() is not None:
-            _killpg(p.pid) # what it left behind (a kernel)
+            _killpg(p.pid)  # what it left behind (a kernel)
             if p.returncode == EXIT_BROKER_GONE:
-                raise QueueUnavailable(f"the workers cannot reach the queue server {self.env.get('MLPROJ_QUEUE_URL')}: is it running?")
+                raise QueueUnavailable(
+                    f'the workers cannot reach the queue server {self.env.get("MLPROJ_QUEUE_URL")}: is it running?'
+                )
             self.say(f'[worker] pid {p.pid} exited with {p.returncode}; starting another')
             self.procs[i], restarted = self._spawn(), restarted + 1
     return restarted
 
+
 @patch
-def stop(self:Supervisor, timeout:float=30):
+def stop(self: Supervisor, timeout: float = 30):
     "SIGTERM every worker, wait, then SIGKILL what is left of each one's session."
     for p in self.procs:
-        if p.poll() is None: p.terminate()
+        if p.poll() is None:
+            p.terminate()
     deadline = time.monotonic() + timeout
     for p in self.procs:
-        try: p.wait(max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired: pass
-        _killpg(p.pid); p.wait()
+        try:
+            p.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            pass
+        _killpg(p.pid)
+        p.wait()
 
 # %% ../nbs/44_workers.ipynb #6b26cce5
 def _until_signal(tick):
@@ -110,27 +157,39 @@ def _until_signal(tick):
     stop = threading.Event()
     old = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        while not stop.wait(0.5): tick()
+        while not stop.wait(0.5):
+            tick()
     finally:
-        for s, h in old.items(): signal.signal(s, h)
+        for s, h in old.items():
+            signal.signal(s, h)
 
-def _stack_env(settings, url) -> dict: return {**os.environ, **to_env(settings), 'MLPROJ_QUEUE_URL': url}
+
+def _stack_env(settings, url) -> dict:
+    return {**os.environ, **to_env(settings), 'MLPROJ_QUEUE_URL': url}
+
 
 def _die_with_parent():
     "A preexec_fn: Linux sends this child SIGTERM when its parent dies (a SIGKILLed `mlproj up` leaves no API on its port)."
-    if not sys.platform.startswith('linux'): return None
+    if not sys.platform.startswith('linux'):
+        return None
     import ctypes
-    prctl = ctypes.CDLL(None, use_errno=True).prctl # looked up before the fork: the child only calls it
-    return lambda: prctl(1, signal.SIGTERM) # PR_SET_PDEATHSIG
+
+    prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up before the fork: the child only calls it
+    return lambda: prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 # %% ../nbs/44_workers.ipynb #c600b441
 def _stop_api(api):
     api.terminate()
-    try: api.wait(20)
-    except subprocess.TimeoutExpired: api.kill(); api.wait()
+    try:
+        api.wait(20)
+    except subprocess.TimeoutExpired:
+        api.kill()
+        api.wait()
+
 
 def cmd_up(args, settings):
     from mlproj.console import serve_argv as _serve_argv
+
     server = None if settings.queue.url else EmbeddedServer(data_dir(settings), say=lambda m: say('up', m)).start()
     url = settings.queue.url or server.url
     env, api, sup = _stack_env(settings, url), None, None
@@ -139,20 +198,38 @@ def cmd_up(args, settings):
         sup = Supervisor(n, env).start()
         host, port = args.host or settings.serving.host, args.port or settings.serving.port
         if not args.no_api:
-            api = subprocess.Popen(_serve_argv(host, port), env=env, cwd=settings.root, start_new_session=True, stdin=subprocess.DEVNULL,
-                                   preexec_fn=_die_with_parent())
-        say('up', f"queue {url}{' (embedded)' if server else ''}, {n} workers" + ('' if args.no_api else f', API http://{host}:{port}')
-             + '; Ctrl-C stops them all')
+            api = subprocess.Popen(
+                _serve_argv(host, port),
+                env=env,
+                cwd=settings.root,
+                start_new_session=True,
+                stdin=subprocess.DEVNULL,
+                preexec_fn=_die_with_parent(),  # noqa: PLW1509 (prctl only; the API child is started before any thread of its own)
+            )
+        say(
+            'up',
+            f'queue {url}{" (embedded)" if server else ""}, {n} workers'
+            + ('' if args.no_api else f', API http://{host}:{port}')
+            + '; Ctrl-C stops them all',
+        )
+
         def tick():
-            if server: server.check() # a Redis that died is started again, with its data; the workers reconnect
+            if server:
+                server.check()  # a Redis that died is started again, with its data; the workers reconnect
             sup.check()
-            if api and api.poll() is not None: raise RuntimeError(f'the API server exited with {api.returncode}')
+            if api and api.poll() is not None:
+                raise RuntimeError(f'the API server exited with {api.returncode}')
+
         _until_signal(tick)
     finally:
-        if server: server.stopping() # a new `up` now waits for us instead of being refused
-        if api: _stop_api(api)
-        if sup: sup.stop()
-        if server: server.stop()
+        if server:
+            server.stopping()  # a new `up` now waits for us instead of being refused
+        if api:
+            _stop_api(api)
+        if sup:
+            sup.stop()
+        if server:
+            server.stop()
         say('up', 'stopped: API, workers and queue server')
 
 # %% ../nbs/44_workers.ipynb #18006b62
@@ -161,17 +238,27 @@ def cmd_worker(args, settings):
     n = args.workers or settings.queue.workers
     sup = Supervisor(n, _stack_env(settings, url)).start()
     say('worker', f'{n} workers on {url}; Ctrl-C stops them')
-    try: _until_signal(sup.check)
-    finally: sup.stop()
+    try:
+        _until_signal(sup.check)
+    finally:
+        sup.stop()
 
 # %% ../nbs/44_workers.ipynb #d1d17acd
 def add_commands(add):
     "The workers' commands: up, worker."
-    s = add('up', cmd_up, 'Run the local stack in the foreground: the embedded queue server (unless [queue] url names a Redis), '
-            'supervised workers and the API; Ctrl-C stops them all.')
+    s = add(
+        'up',
+        cmd_up,
+        'Run the local stack in the foreground: the embedded queue server (unless [queue] url names a Redis), '
+        'supervised workers and the API; Ctrl-C stops them all.',
+    )
     s.add_argument('--workers', type=int, help='worker processes (default: [queue] workers)')
     s.add_argument('--host', help='API host (default: [serving] host)')
     s.add_argument('--port', type=int, help='API port (default: [serving] port)')
     s.add_argument('--no-api', action='store_true', help='queue server and workers only')
-    s = add('worker', cmd_worker, 'Run supervised worker processes against the queue ([queue] url, or the server `mlproj up` started).')
+    s = add(
+        'worker',
+        cmd_worker,
+        'Run supervised worker processes against the queue ([queue] url, or the server `mlproj up` started).',
+    )
     s.add_argument('--workers', type=int, help='worker processes (default: [queue] workers)')

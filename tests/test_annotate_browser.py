@@ -1,9 +1,10 @@
 """The labelling page in Chromium: log in by link, label with the keyboard, undo, see progress."""
+
 import importlib.util
 
 import pytest
-
 from conftest import ROOT, make_settings
+
 from mlproj import annotate as A
 
 spec = importlib.util.spec_from_file_location('annotate_writes', ROOT / 'bench' / 'annotate_writes.py')
@@ -21,38 +22,46 @@ def test_label_with_the_keyboard_undo_and_see_progress(browser, tmp_path):
     db.close()
     with bench.serve(s, url_db) as (url, _):
         page = browser.new_page()
-        page.goto(f"{url}/login/{tokens['a00']}")
+        page.goto(f'{url}/login/{tokens["a00"]}')
         progress = page.locator('#progress')
         progress.wait_for()
-        page.wait_for_function("() => document.getElementById('item').complete && document.getElementById('item').naturalWidth > 0")
+        page.wait_for_function(
+            "() => document.getElementById('item').complete && document.getElementById('item').naturalWidth > 0"
+        )
         assert 'you: 0 labels' in progress.inner_text() and 'project: 0/5 items' in progress.inner_text()
         first = page.get_attribute('#item', 'data-assignment')
         page.keyboard.press('3')
         page.wait_for_function("() => document.getElementById('item').dataset.saved === '1'")
-        assert page.get_attribute('#item', 'data-assignment') != first # the next item was already there
-        assert 'you: 1 labels' in progress.inner_text() # the project's figures may lag: cached for PROGRESS_EVERY s
+        assert page.get_attribute('#item', 'data-assignment') != first  # the next item was already there
+        assert 'you: 1 labels' in progress.inner_text()  # the project's figures may lag: cached for PROGRESS_EVERY s
         page.keyboard.press('u')
         page.wait_for_function("() => document.getElementById('progress').textContent.includes('you: 0 labels')")
-        assert page.get_attribute('#item', 'data-assignment') == first # undone: the same item, to answer again
+        assert page.get_attribute('#item', 'data-assignment') == first  # undone: the same item, to answer again
         page.keyboard.press('7')
         page.wait_for_function("() => document.getElementById('item').dataset.saved === '2'")
         page.keyboard.press('s')
         page.wait_for_function("() => document.getElementById('item').dataset.saved === '3'")
         page.keyboard.press('?')
         assert page.is_visible('#help')
-        page.wait_for_timeout(1000 * A.PROGRESS_EVERY + 200) # past the cache of the project's figures
+        page.wait_for_timeout(1000 * A.PROGRESS_EVERY + 200)  # past the cache of the project's figures
         page.reload()
         page.wait_for_function("() => document.getElementById('progress').textContent.includes('project: 1/5 items')")
         page.close()
     db = A.open_db(s, url_db)
     try:
         from sqlalchemy import select
+
         from mlproj.db import Assignment
+
         with db.read() as sess:
-            rows = {r.id: (r.state, r.label) for r in sess.execute(select(Assignment.id, Assignment.state, Assignment.label))}
+            rows = {
+                r.id: (r.state, r.label)
+                for r in sess.execute(select(Assignment.id, Assignment.state, Assignment.label))
+            }
         assert rows[int(first)] == ('done', 7)
         assert sorted(v for v in rows.values() if v[0] != 'leased') == [('done', 7), ('skipped', None)]
-    finally: db.close()
+    finally:
+        db.close()
 
 
 @pytest.mark.browser
@@ -65,19 +74,30 @@ def test_keys_as_fast_as_the_page_takes_them_label_every_item_once(browser, tmp_
     tokens = bench.make_project(s, url_db, n_items=n, n_people=1, overlap=1, name='fast')
     with bench.serve(s, url_db) as (url, _):
         page = browser.new_page()
-        if latency_ms: # a slow network: every request and answer takes that long, so saves are in flight while keys come
+        if (
+            latency_ms
+        ):  # a slow network: every request and answer takes that long, so saves are in flight while keys come
             cdp = page.context.new_cdp_session(page)
             cdp.send('Network.enable')
-            cdp.send('Network.emulateNetworkConditions', dict(offline=False, latency=latency_ms, downloadThroughput=-1, uploadThroughput=-1))
-        page.goto(f"{url}/login/{tokens['a00']}")
+            cdp.send(
+                'Network.emulateNetworkConditions',
+                dict(offline=False, latency=latency_ms, downloadThroughput=-1, uploadThroughput=-1),
+            )
+        page.goto(f'{url}/login/{tokens["a00"]}')
         pressed, last = [], ''
-        while True: # the next key as soon as the page shows an item it was not showing
-            got = page.wait_for_function("""([last, n]) => {
+        while True:  # the next key as soon as the page shows an item it was not showing
+            got = page.wait_for_function(
+                """([last, n]) => {
                 const i = document.getElementById('item'), status = document.getElementById('status').textContent;
                 if (status.startsWith('Nothing left') && Number(i.dataset.saved || 0) >= n) return 'end';
                 return i.dataset.assignment && i.dataset.assignment !== last ? i.dataset.assignment : false;
-            }""", arg=[last, len(pressed)], polling='raf', timeout=20_000).json_value()
-            if got == 'end': break
+            }""",
+                arg=[last, len(pressed)],
+                polling='raf',
+                timeout=20_000,
+            ).json_value()
+            if got == 'end':
+                break
             key = str(len(pressed) * 7 % 10)
             page.keyboard.press(key)
             pressed.append((int(got), int(key)))
@@ -87,13 +107,19 @@ def test_keys_as_fast_as_the_page_takes_them_label_every_item_once(browser, tmp_
     db = A.open_db(s, url_db)
     try:
         from sqlalchemy import select
+
         from mlproj.db import Assignment
+
         with db.read() as sess:
-            rows = {r.id: (r.item_id, r.state, r.label) for r in sess.execute(select(Assignment.id, Assignment.item_id, Assignment.state, Assignment.label))}
-    finally: db.close()
+            rows = {
+                r.id: (r.item_id, r.state, r.label)
+                for r in sess.execute(select(Assignment.id, Assignment.item_id, Assignment.state, Assignment.label))
+            }
+    finally:
+        db.close()
     ids = [aid for aid, _ in pressed]
     assert len(ids) == len(set(ids)) == n, f'shown again after its key: {[a for a in ids if ids.count(a) > 1]}'
-    assert len({rows[aid][0] for aid in ids}) == n # n distinct items, each once
+    assert len({rows[aid][0] for aid in ids}) == n  # n distinct items, each once
     assert {aid: (rows[aid][1], rows[aid][2]) for aid in ids} == {aid: ('done', key) for aid, key in pressed}
 
 
@@ -118,10 +144,12 @@ def test_the_guide_runs_no_script_and_the_pages_carry_a_content_security_policy(
         page.on('console', lambda m: errors.append(m.text) if m.type == 'error' else None)
         r = page.goto(f'{url}/login/{token}')
         assert "script-src 'self'" in r.headers['content-security-policy']
-        page.wait_for_function("() => document.getElementById('progress').textContent.includes('you: 0 labels')") # annotate.js runs
+        page.wait_for_function(
+            "() => document.getElementById('progress').textContent.includes('you: 0 labels')"
+        )  # annotate.js runs
         guide = page.locator('aside.guide')
         assert guide.locator('h1').inner_text() == 'How to label' and guide.locator('strong').inner_text() == 'bold'
-        assert "<script>window.pwned = 'script'</script>" in guide.inner_text() # shown as text
+        assert "<script>window.pwned = 'script'</script>" in guide.inner_text()  # shown as text
         assert guide.locator('script, img, [onerror]').count() == 0
         guide.locator('a', has_text='help').click()
         page.wait_for_timeout(200)

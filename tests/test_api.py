@@ -1,24 +1,23 @@
 """The HTTP API (deploy/): predictions, readiness, the registry listing, limits and bad input.
 
 Through TestClient (the app in this process, lifespan run) and over real HTTP (uvicorn in a subprocess)."""
+
 import io
 import json
 import logging
 import shutil
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import anyio
 import httpx
 import numpy as np
 import pytest
+from conftest import ROOT, make_settings, serving_env, uvicorn_server
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from conftest import ROOT, make_settings, serving_env, uvicorn_server
 from deploy.app import create_app
 from deploy.limits import BodyLimit
 from deploy.serving import ServedModel
@@ -28,11 +27,12 @@ from mlproj.preprocess import render_counts
 from mlproj.registry import open_registry
 from mlproj.store import Store
 
-N = 50 # test-set images used for accuracy checks
+N = 50  # test-set images used for accuracy checks
 JSON = {'content-type': 'application/json'}
 
 
 # ---------------------------------------------------------------- fixtures and helpers
+
 
 @pytest.fixture(scope='module')
 def digits(trained):
@@ -45,7 +45,8 @@ def digits(trained):
 @pytest.fixture(scope='module')
 def client(trained):
     "The app serving the fixture's model (version 1), started."
-    with TestClient(create_app(trained[0])) as c: yield c
+    with TestClient(create_app(trained[0])) as c:
+        yield c
 
 
 def settings_on(trained, tmp, **env):
@@ -84,6 +85,7 @@ def uploads(images, field='files', names=None):
 
 # ---------------------------------------------------------------- health, readiness, models
 
+
 def test_health_answers_ok(client):
     r = client.get('/health')
     assert r.status_code == 200 and r.json() == {'status': 'ok'}
@@ -121,10 +123,13 @@ def test_app_serves_the_version_or_alias_it_is_given(trained, tmp_path):
 
 # ---------------------------------------------------------------- predictions from JSON pixels
 
+
 def test_predict_reads_test_digits_sent_one_at_a_time(client, digits):
     X, y = digits
-    got = [labels(client.post('/predict', json={'pixels': (x.tolist() if i % 2 else x.reshape(64).tolist())}))
-           for i, x in enumerate(X)] # 8x8 and 64-long forms alternately
+    got = [
+        labels(client.post('/predict', json={'pixels': (x.tolist() if i % 2 else x.reshape(64).tolist())}))
+        for i, x in enumerate(X)
+    ]  # 8x8 and 64-long forms alternately
     assert all(len(g) == 1 for g in got)
     assert (np.concatenate(got) == y).mean() >= 0.9
 
@@ -140,11 +145,11 @@ def test_predict_reads_a_batch_of_test_digits_in_order(client, digits):
 def test_predict_tells_one_image_from_a_list_of_images(client, digits):
     X, _ = digits
     count = lambda pixels: len(labels(client.post('/predict', json={'pixels': pixels})))
-    assert count(X[0].tolist()) == 1 # 8 rows of 8: one image
+    assert count(X[0].tolist()) == 1  # 8 rows of 8: one image
     assert count(X[0].reshape(64).tolist()) == 1
-    assert count([X[0].tolist()]) == 1 # a list of one 8x8 image
+    assert count([X[0].tolist()]) == 1  # a list of one 8x8 image
     assert count([X[0].reshape(64).tolist()]) == 1
-    assert count(X[:8].reshape(8, 64).tolist()) == 8 # eight 64-long images, not one 8x64 image
+    assert count(X[:8].reshape(8, 64).tolist()) == 8  # eight 64-long images, not one 8x64 image
     assert count(X[:8].tolist()) == 8
 
 
@@ -167,9 +172,12 @@ def test_served_probabilities_equal_the_registered_models_in_process(client, tra
 
 def test_predict_answers_with_the_model_the_app_holds_now(tmp_path):
     "The model /predict uses is app.state.model as the request finds it (what a hot reload swaps), 503 while there is none."
+
     class Uniform:
-        def probabilities(self, x): return np.full((len(x), 10), 0.1, np.float32)
-    with TestClient(create_app(make_settings(tmp_path))) as c: # an empty store: no model of its own
+        def probabilities(self, x):
+            return np.full((len(x), 10), 0.1, np.float32)
+
+    with TestClient(create_app(make_settings(tmp_path))) as c:  # an empty store: no model of its own
         r = c.post('/predict', json={'pixels': [[0] * 64] * 3})
         assert r.status_code == 503 and 'no model is registered' in r.json()['detail'], r.text
         c.app.state.model = ServedModel(version=99, predictor=Uniform(), manifest={})
@@ -179,6 +187,7 @@ def test_predict_answers_with_the_model_the_app_holds_now(tmp_path):
 
 
 # ---------------------------------------------------------------- predictions from uploaded images
+
 
 @pytest.mark.parametrize('dark_on_light', [False, True], ids=['light-on-dark', 'dark-on-light'])
 def test_predict_reads_uploaded_pngs_of_large_digits_in_either_polarity(client, digits, dark_on_light):
@@ -197,7 +206,9 @@ def test_predict_reads_uploaded_jpegs_of_any_size_under_field_file(client, digit
 
 # ---------------------------------------------------------------- bad JSON: a 4xx whose detail says what to fix
 
-def image(fill=1): return [[fill] * 8 for _ in range(8)]
+
+def image(fill=1):
+    return [[fill] * 8 for _ in range(8)]
 
 
 BAD_PIXELS = {
@@ -235,8 +246,11 @@ BAD_JSON = {
     'infinity': ('{"pixels": [' + '1,' * 63 + 'Infinity]}', 'between 0 and 16'),
     'huge-float': ('{"pixels": [' + '1,' * 63 + '1e400]}', 'between 0 and 16'),
     'huge-integer': ('{"pixels": [' + '1,' * 63 + '1' + '0' * 400 + ']}', 'outside 0..16'),
-    'past-int16': ('{"pixels": [' + '1,' * 63 + '40000]}', 'between 0 and 16'), # integers are first read as int16
-    'digits-as-strings': ('{"pixels": [' + '"1",' * 63 + '"1"]}', 'is a string'), # not read as numbers by the int16 path
+    'past-int16': ('{"pixels": [' + '1,' * 63 + '40000]}', 'between 0 and 16'),  # integers are first read as int16
+    'digits-as-strings': (
+        '{"pixels": [' + '"1",' * 63 + '"1"]}',
+        'is a string',
+    ),  # not read as numbers by the int16 path
     'no-pixels-field': ('{"pixel": []}', 'no "pixels" field'),
     'extra-field': ('{"pixels": ' + json.dumps([1] * 64) + ', "labels": [1]}', "unexpected field 'labels'"),
     'not-an-object': (json.dumps([1] * 64), 'must be an object'),
@@ -248,8 +262,11 @@ def test_predict_rejects_json_bodies_that_hold_no_valid_pixels(client, body, exp
     assert expected in detail(client.post('/predict', content=body, headers=JSON), 422)
 
 
-@pytest.mark.parametrize('body', ['{"pixels": [1, 2', 'pixels=1', '[' * 100_000, b'\xff\xfe\x00garbage'],
-                         ids=['truncated', 'not-json', 'nested-100k-deep', 'not-utf8'])
+@pytest.mark.parametrize(
+    'body',
+    ['{"pixels": [1, 2', 'pixels=1', '[' * 100_000, b'\xff\xfe\x00garbage'],
+    ids=['truncated', 'not-json', 'nested-100k-deep', 'not-utf8'],
+)
 def test_predict_rejects_invalid_json_with_400(client, body):
     assert 'not valid JSON' in detail(client.post('/predict', content=body, headers=JSON), 400)
 
@@ -267,6 +284,7 @@ def test_predict_rejects_other_content_types_saying_what_to_send(client, content
 
 # ---------------------------------------------------------------- bad uploads
 
+
 def test_predict_rejects_a_file_that_is_not_an_image_naming_it(client, digits):
     files = uploads([png(digits[0][0]), b'just some words'], names=['one.png', 'notes.txt'])
     d = detail(client.post('/predict', files=files), 422)
@@ -281,7 +299,7 @@ def test_predict_rejects_an_image_of_one_flat_colour(client):
 
 def test_predict_rejects_a_truncated_image(client, digits):
     data = png(digits[0][0])
-    assert 'truncated' in detail(client.post('/predict', files=uploads([data[:len(data) // 2]])), 422)
+    assert 'truncated' in detail(client.post('/predict', files=uploads([data[: len(data) // 2]])), 422)
 
 
 def test_predict_rejects_an_empty_file(client):
@@ -295,11 +313,18 @@ def test_predict_rejects_an_image_larger_than_max_image_side(trained, tmp_path, 
 
 
 def test_predict_rejects_a_decompression_bomb_without_decoding_it(client):
-    import struct, zlib
+    import struct
+    import zlib
+
     def chunk(kind, data):
         return struct.pack('>I', len(data)) + kind + data + struct.pack('>I', zlib.crc32(kind + data))
-    bomb = b'\x89PNG\r\n\x1a\n' + chunk(b'IHDR', struct.pack('>IIBBBBB', 20000, 20000, 8, 0, 0, 0, 0)) + \
-        chunk(b'IDAT', zlib.compress(b'\0' * 100)) + chunk(b'IEND', b'')
+
+    bomb = (
+        b'\x89PNG\r\n\x1a\n'
+        + chunk(b'IHDR', struct.pack('>IIBBBBB', 20000, 20000, 8, 0, 0, 0, 0))
+        + chunk(b'IDAT', zlib.compress(b'\0' * 100))
+        + chunk(b'IEND', b'')
+    )
     assert "file 1 ('digit0.png')" in detail(client.post('/predict', files=uploads([bomb])), 422)
 
 
@@ -348,20 +373,39 @@ def test_predict_answers_one_npy_image_and_raw_counts_as_json(client, digits):
     assert client.post('/predict', content=npy(X[0].reshape(64)), headers=NPY).json() == one
     batch = client.post('/predict', json={'pixels': X.tolist()}).json()
     assert client.post('/predict', content=X.astype('uint8').tobytes(), headers=RAW).json() == batch
-    assert client.post('/predict', content=X[0].astype('uint8').tobytes(), headers=RAW).json()['predictions'] == one['predictions']
+    assert (
+        client.post('/predict', content=X[0].astype('uint8').tobytes(), headers=RAW).json()['predictions']
+        == one['predictions']
+    )
 
 
 def test_predict_answers_in_binary_when_the_accept_header_asks(client, digits):
     "Accept: application/octet-stream gives raw float32 probabilities, application/x-npy a .npy file: the JSON's numbers."
     X = digits[0][:9]
-    as_json = np.array([p['probabilities'] for p in client.post('/predict', json={'pixels': X.tolist()}).json()['predictions']], np.float32)
-    raw = client.post('/predict', content=X.astype('uint8').tobytes(), headers={**RAW, 'accept': 'application/octet-stream'})
-    assert raw.status_code == 200 and raw.headers['content-type'] == 'application/octet-stream' and raw.headers['x-model-version'] == '1'
+    as_json = np.array(
+        [p['probabilities'] for p in client.post('/predict', json={'pixels': X.tolist()}).json()['predictions']],
+        np.float32,
+    )
+    raw = client.post(
+        '/predict', content=X.astype('uint8').tobytes(), headers={**RAW, 'accept': 'application/octet-stream'}
+    )
+    assert (
+        raw.status_code == 200
+        and raw.headers['content-type'] == 'application/octet-stream'
+        and raw.headers['x-model-version'] == '1'
+    )
     np.testing.assert_array_equal(np.frombuffer(raw.content, '<f4').reshape(-1, 10), as_json)
-    as_npy = client.post('/predict', json={'pixels': X.tolist()}, headers={'accept': 'application/x-npy;q=0.9, application/json;q=0.5'})
+    as_npy = client.post(
+        '/predict', json={'pixels': X.tolist()}, headers={'accept': 'application/x-npy;q=0.9, application/json;q=0.5'}
+    )
     assert as_npy.headers['content-type'] == 'application/x-npy'
     np.testing.assert_array_equal(np.load(io.BytesIO(as_npy.content), allow_pickle=False), as_json)
-    for accept in ('application/json', '*/*', 'application/json, application/x-npy', 'text/html'): # JSON first or nothing binary: JSON
+    for accept in (
+        'application/json',
+        '*/*',
+        'application/json, application/x-npy',
+        'text/html',
+    ):  # JSON first or nothing binary: JSON
         r = client.post('/predict', content=X.astype('uint8').tobytes(), headers={**RAW, 'accept': accept})
         assert r.headers['content-type'] == 'application/json', accept
     documented = client.get('/openapi.json').json()['paths']['/predict']['post']['responses']['200']['content']
@@ -370,6 +414,7 @@ def test_predict_answers_in_binary_when_the_accept_header_asks(client, digits):
 
 def test_every_predict_answer_matches_the_documented_response_model(client, digits):
     from deploy.schemas import PredictResponse
+
     for body, headers in [(npy(digits[0][:7]), NPY), (json.dumps({'pixels': digits[0][0].tolist()}), JSON)]:
         r = client.post('/predict', content=body, headers=headers)
         got = PredictResponse.model_validate_json(r.content)
@@ -381,7 +426,11 @@ BAD_NPY = {
     'booleans': (npy(np.ones((2, 64), bool)), 422, 'pixel values must be numbers'),
     'strings': (npy(np.array(['1'] * 64)), 422, 'pixel values must be numbers'),
     'complex': (npy(np.ones(64, complex)), 422, 'pixel values must be numbers'),
-    'over-16-in-second-image': (npy(np.stack([np.ones((8, 8)), np.full((8, 8), 17)])), 422, 'the array[1]: pixel values'),
+    'over-16-in-second-image': (
+        npy(np.stack([np.ones((8, 8)), np.full((8, 8), 17)])),
+        422,
+        'the array[1]: pixel values',
+    ),
     'nan': (npy(np.r_[np.ones(63), np.nan]), 422, 'between 0 and 16'),
     'negative': (npy(np.r_[np.ones(63), -1]), 422, 'between 0 and 16'),
     'huge-float': (npy(np.r_[np.ones(63), 1e300]), 422, 'between 0 and 16'),
@@ -393,8 +442,16 @@ BAD_NPY = {
     'truncated': (npy(np.ones((3, 64), 'u1'))[:-10], 400, 'bytes of data'),
     'trailing-bytes': (npy(np.ones((3, 64), 'u1')) + b'xx', 400, 'bytes of data'),
     'header-not-a-literal': (npy(np.ones((3, 64), 'u1')).replace(b'(3, 64)', b'(3*1, 64)'), 400, 'not a .npy file'),
-    'claims-a-huge-shape': (npy(np.ones((3, 64), 'u1')).replace(b'(3, 64), ', b'(10000000000000000000000, 64)'), 413, 'at most 256'),
-    'claims-a-huge-image': (npy(np.ones((3, 64), 'u1')).replace(b'(3, 64), ', b'(3, 100000000000000000000)'), 422, 'shape'),
+    'claims-a-huge-shape': (
+        npy(np.ones((3, 64), 'u1')).replace(b'(3, 64), ', b'(10000000000000000000000, 64)'),
+        413,
+        'at most 256',
+    ),
+    'claims-a-huge-image': (
+        npy(np.ones((3, 64), 'u1')).replace(b'(3, 64), ', b'(3, 100000000000000000000)'),
+        422,
+        'shape',
+    ),
 }
 
 
@@ -403,22 +460,30 @@ def test_predict_rejects_bad_npy_bodies_saying_why(client, body, status, expecte
     assert expected in detail(client.post('/predict', content=body, headers=NPY), status)
 
 
-@pytest.mark.parametrize('body,status,expected', [
-    (bytes(63), 422, 'not a multiple of 64'), (bytes(64 * 3 + 1), 422, 'not a multiple of 64'),
-    (bytes(64) + bytes([0] * 63 + [17]), 422, 'images[1]: pixel values must be counts between 0 and 16'),
-    (bytes(64 * 257), 413, 'at most 256'), (b'', 400, 'empty')],
-    ids=['63-bytes', '193-bytes', 'over-16-in-second-image', '257-images', 'empty'])
+@pytest.mark.parametrize(
+    'body,status,expected',
+    [
+        (bytes(63), 422, 'not a multiple of 64'),
+        (bytes(64 * 3 + 1), 422, 'not a multiple of 64'),
+        (bytes(64) + bytes([0] * 63 + [17]), 422, 'images[1]: pixel values must be counts between 0 and 16'),
+        (bytes(64 * 257), 413, 'at most 256'),
+        (b'', 400, 'empty'),
+    ],
+    ids=['63-bytes', '193-bytes', 'over-16-in-second-image', '257-images', 'empty'],
+)
 def test_predict_rejects_bad_raw_bodies_saying_why(client, body, status, expected):
     assert expected in detail(client.post('/predict', content=body, headers=RAW), status)
 
 
 # ---------------------------------------------------------------- limits
 
+
 @pytest.fixture
 def small_limits(trained, tmp_path):
     "The fixture's model behind a 2000-byte body limit and at most 3 images per request."
     s = settings_on(trained, tmp_path, MLPROJ_SERVING_MAX_BODY_BYTES='2000', MLPROJ_SERVING_MAX_BATCH='3')
-    with TestClient(create_app(s)) as c: yield c
+    with TestClient(create_app(s)) as c:
+        yield c
 
 
 def test_predict_refuses_a_body_over_max_body_bytes(small_limits, digits):
@@ -428,12 +493,14 @@ def test_predict_refuses_a_body_over_max_body_bytes(small_limits, digits):
 
 
 def test_predict_refuses_a_chunked_body_once_it_passes_max_body_bytes(small_limits, digits):
-    def chunks(body, size=500): yield from (body[i:i + size] for i in range(0, len(body), size))
+    def chunks(body, size=500):
+        yield from (body[i : i + size] for i in range(0, len(body), size))
+
     big = json.dumps({'pixels': [[16] * 64] * 3, 'padding': ' ' * 3000}).encode()
     r = small_limits.post('/predict', content=chunks(big), headers=JSON)
     assert 'content-length' not in r.request.headers
     assert '2000 bytes' in detail(r, 413)
-    small = json.dumps({'pixels': digits[0][:2].reshape(2, 64).tolist()}).encode() # under the limit: answered
+    small = json.dumps({'pixels': digits[0][:2].reshape(2, 64).tolist()}).encode()  # under the limit: answered
     assert len(labels(small_limits.post('/predict', content=chunks(small), headers=JSON))) == 2
 
 
@@ -448,11 +515,15 @@ def test_predict_refuses_more_images_than_max_batch(small_limits, digits):
 def run_asgi(app, headers=(), chunk=b'x' * 1000):
     "Run `app` on one request whose body never ends; (receive calls made, messages sent)."
     calls, sent = 0, []
+
     async def receive():
         nonlocal calls
         calls += 1
         return {'type': 'http.request', 'body': chunk, 'more_body': True}
-    async def send(message): sent.append(message)
+
+    async def send(message):
+        sent.append(message)
+
     scope = {'type': 'http', 'method': 'POST', 'path': '/predict', 'headers': list(headers)}
     anyio.run(app, scope, receive, send)
     return calls, sent
@@ -460,12 +531,13 @@ def run_asgi(app, headers=(), chunk=b'x' * 1000):
 
 async def read_forever(scope, receive, send):
     "An app that reads whatever body it is given (up to 1000 chunks, so a broken limit fails rather than hangs)."
-    for _ in range(1000): await receive()
+    for _ in range(1000):
+        await receive()
 
 
 def test_body_limit_stops_an_endless_stream_just_past_the_limit():
     calls, sent = run_asgi(BodyLimit(read_forever, max_bytes=5000))
-    assert calls == 6 # 6 chunks of 1000 bytes: the first past 5000 is the last one read
+    assert calls == 6  # 6 chunks of 1000 bytes: the first past 5000 is the last one read
     assert sent[0]['status'] == 413 and b'5000 bytes' in sent[1]['body']
 
 
@@ -477,6 +549,7 @@ def test_body_limit_refuses_a_declared_length_without_reading_the_body():
 
 
 # ---------------------------------------------------------------- no model, or a model that fails its check
+
 
 def test_without_a_model_the_app_is_alive_but_not_ready(tmp_path, caplog):
     with caplog.at_level(logging.ERROR, logger='deploy'), TestClient(create_app(make_settings(tmp_path))) as c:
@@ -504,6 +577,7 @@ def test_a_tampered_model_file_is_refused(trained, tmp_path, caplog):
 
 # ---------------------------------------------------------------- imports stay light
 
+
 def test_serving_imports_neither_torch_nor_lightning_nor_wandb(trained, tmp_path):
     script = """if True:
         import json, sys
@@ -514,13 +588,20 @@ def test_serving_imports_neither_torch_nor_lightning_nor_wandb(trained, tmp_path
         with TestClient(deploy.app.app_from_env()) as c:
             status = c.post('/predict', json={'pixels': [[0] * 64]}).status_code
         print(json.dumps([at_import, [m for m in heavy if m in sys.modules], status]))"""
-    out = subprocess.run([sys.executable, '-c', script], cwd=ROOT, env=server_env(trained, tmp_path),
-                         capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, '-c', script],
+        cwd=ROOT,
+        env=server_env(trained, tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout.splitlines()[-1]) == [[], [], 200]
 
 
 # ---------------------------------------------------------------- over real HTTP: uvicorn in a subprocess
+
 
 def server_env(trained, tmp, **env):
     "The environment of a process serving the fixture's store (no MLPROJ_* inherited from outside)."
@@ -533,9 +614,11 @@ HTTP_LIMIT = 200_000
 @pytest.fixture(scope='module')
 def server(trained, tmp_path_factory):
     "Base URL of uvicorn serving the fixture's model version 1 with a body limit of HTTP_LIMIT."
-    env = server_env(trained, tmp_path_factory.mktemp('server'),
-                     MLPROJ_SERVING_MAX_BODY_BYTES=str(HTTP_LIMIT), MLPROJ_MODEL='1')
-    with uvicorn_server(env) as srv: yield srv.url
+    env = server_env(
+        trained, tmp_path_factory.mktemp('server'), MLPROJ_SERVING_MAX_BODY_BYTES=str(HTTP_LIMIT), MLPROJ_MODEL='1'
+    )
+    with uvicorn_server(env) as srv:
+        yield srv.url
 
 
 def test_uvicorn_serves_predictions_over_http(server, digits):
@@ -552,10 +635,13 @@ def test_uvicorn_serves_predictions_over_http(server, digits):
 
 def test_uvicorn_refuses_oversized_bodies_declared_or_streamed(server):
     body = json.dumps({'pixels': [[1] * 64], 'padding': ' ' * HTTP_LIMIT}).encode()
-    def chunks(size=16_384): yield from (body[i:i + size] for i in range(0, len(body), size))
+
+    def chunks(size=16_384):
+        yield from (body[i : i + size] for i in range(0, len(body), size))
+
     with httpx.Client(base_url=server, headers={'content-type': 'application/json'}) as http:
         assert f'{HTTP_LIMIT} bytes' in detail(http.post('/predict', content=body), 413)
         r = http.post('/predict', content=chunks())
         assert r.request.headers['transfer-encoding'] == 'chunked' and f'{HTTP_LIMIT} bytes' in detail(r, 413)
         assert 'JSON' in detail(http.post('/predict', content=b'1,2', headers={'content-type': 'text/plain'}), 415)
-        assert http.get('/health').status_code == 200 # the server goes on answering
+        assert http.get('/health').status_code == 200  # the server goes on answering

@@ -1,4 +1,5 @@
 """Batch predictions (the predict job): through the queue on a folder of images, and from the CLI on a dataset version."""
+
 import csv
 import json
 import shutil
@@ -7,15 +8,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import ROOT, make_settings
+from test_queue import stack  # noqa: F401 (the fixture: an embedded or a real Redis, and workers)
+
 from mlproj.data import load_split
 from mlproj.predict import Predictor
 from mlproj.preprocess import render_counts
 from mlproj.registry import open_registry
 from mlproj.settings import to_env
 from mlproj.store import Store
-from test_queue import stack  # noqa: F401 (the fixture: an embedded or a real Redis, and workers)
 
 
 def with_production_model(trained, settings):
@@ -36,7 +37,8 @@ def image_folder(trained, folder: Path, n=16):
 
 
 def read_rows(path):
-    with open(path, newline='') as f: return list(csv.DictReader(f))
+    with open(path, newline='') as f:
+        return list(csv.DictReader(f))
 
 
 def test_predict_job_through_the_queue_writes_predictions_and_summary(stack, trained):
@@ -44,8 +46,10 @@ def test_predict_job_through_the_queue_writes_predictions_and_summary(stack, tra
     with_production_model(trained, stack.settings)
     folder = image_folder(trained, stack.tmp / 'scans')
     # the typed parameter checks refuse before anything is queued
-    with pytest.raises(ValueError, match='model: 1 is not a str'): stack.jq.submit('predict', {'folder': str(folder), 'model': 1})
-    with pytest.raises(ValueError, match="no parameter 'images'"): stack.jq.submit('predict', {'images': str(folder)})
+    with pytest.raises(ValueError, match='model: 1 is not a str'):
+        stack.jq.submit('predict', {'folder': str(folder), 'model': 1})
+    with pytest.raises(ValueError, match="no parameter 'images'"):
+        stack.jq.submit('predict', {'images': str(folder)})
     assert stack.jq.jobs() == []
     stack.workers(1)
     job = stack.jq.submit('predict', {'folder': str(folder)})
@@ -57,8 +61,11 @@ def test_predict_job_through_the_queue_writes_predictions_and_summary(stack, tra
     ok = [r for r in rows if not r['error']]
     # the same preprocessing as the service: the API's own decoding of uploads, then the same model
     from deploy.inputs import images_batch
+
     files = [(r['item'], (folder / r['item']).read_bytes()) for r in ok]
-    probs = Predictor(open_registry(stack.settings).load('production').onnx).probabilities(images_batch(files, stack.settings.serving))
+    probs = Predictor(open_registry(stack.settings).load('production').onnx).probabilities(
+        images_batch(files, stack.settings.serving)
+    )
     assert [int(r['label']) for r in ok] == probs.argmax(1).tolist()
     assert np.allclose([float(r['probability']) for r in ok], probs.max(1), atol=1e-5)
     m = done['result']['metrics']
@@ -73,7 +80,9 @@ def test_predict_job_through_the_queue_writes_predictions_and_summary(stack, tra
 
 def _mlproj(settings, *args):
     env = {'PATH': '/usr/bin:/bin', 'HOME': str(settings.reports_dir.parent), **to_env(settings)}
-    return subprocess.run([str(ROOT / '.venv/bin/mlproj'), *args], capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
+    return subprocess.run(
+        [str(ROOT / '.venv/bin/mlproj'), *args], capture_output=True, text=True, cwd=ROOT, env=env, timeout=300
+    )
 
 
 def test_predict_command_scores_a_dataset_version_as_the_evaluation_does(trained, tmp_path):
@@ -85,11 +94,13 @@ def test_predict_command_scores_a_dataset_version_as_the_evaluation_does(trained
     run = next((settings.reports_dir / 'runs').glob('*-predict-*'))
     m = json.loads((run / 'metrics.json').read_text())
     assert (m['dataset_version'], m['split'], m['model_version']) == (vid, 'test', 1)
-    assert m['accuracy'] == pytest.approx(trained[2]['model']['accuracy']) # what the evaluation measured, from the same model and data
+    assert m['accuracy'] == pytest.approx(
+        trained[2]['model']['accuracy']
+    )  # what the evaluation measured, from the same model and data
     rows = read_rows(run / 'predictions.csv')
     assert len(rows) == m['items'] == m['labelled'] == trained[2]['model']['n']
     assert all(len(r['item']) == 64 and r['true_label'] != '' for r in rows)
-    assert f"accuracy {m['accuracy']:.4f}" in r.stdout and 'predictions.csv' in r.stdout
+    assert f'accuracy {m["accuracy"]:.4f}' in r.stdout and 'predictions.csv' in r.stdout
     bad = _mlproj(settings, 'predict', '--folder', str(tmp_path / 'missing'), '--quiet')
     assert bad.returncode == 1 and bad.stderr.count('\n') == 1 and 'does not exist' in bad.stderr
-    assert _mlproj(settings, 'predict', '--split', 'dev').returncode == 2 # argparse refuses it before anything runs
+    assert _mlproj(settings, 'predict', '--split', 'dev').returncode == 2  # argparse refuses it before anything runs

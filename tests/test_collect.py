@@ -1,6 +1,7 @@
 """The crawler against a web site the tests serve on 127.0.0.1 (robots.txt, a redirect loop, a slow page, a 429 with
 Retry-After, a 500 then a 200, huge files, broken HTML, the same image under two URLs), SIGKILL and resume with
 nothing fetched or stored twice, and bad input through the real CLI: one line, nothing lost."""
+
 import io
 import os
 import signal
@@ -11,12 +12,12 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from conftest import ROOT, free_port, make_settings, wait_until
 from PIL import Image
 
-from conftest import ROOT, free_port, make_settings, wait_until
 from mlproj.collect import crawl
-from mlproj.store import Store, sha256
 from mlproj.items import item_provenance
+from mlproj.store import Store, sha256
 
 MLPROJ = str(ROOT / '.venv' / 'bin' / 'mlproj')
 
@@ -29,8 +30,13 @@ def png(seed: int, size=12) -> bytes:
 
 class Site:
     "A web site on 127.0.0.1: `routes` maps a path to (status, headers, body) or to a function of the Site giving one."
+
     def __init__(self, routes):
-        self.routes, self.log, self.lock = routes, [], threading.Lock()  # log: (path, status, time, user agent, completed)
+        self.routes, self.log, self.lock = (
+            routes,
+            [],
+            threading.Lock(),
+        )  # log: (path, status, time, user agent, completed)
         site = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -38,25 +44,39 @@ class Site:
 
             def do_GET(self):
                 route = site.routes.get(self.path.split('?')[0])
-                entry = [self.path, None, time.monotonic(), self.headers.get('User-Agent'), False]  # logged as it arrives
-                with site.lock: site.log.append(entry)
+                entry = [
+                    self.path,
+                    None,
+                    time.monotonic(),
+                    self.headers.get('User-Agent'),
+                    False,
+                ]  # logged as it arrives
+                with site.lock:
+                    site.log.append(entry)
                 status, headers, body = (route(site) if callable(route) else route) if route else (404, {}, b'not here')
                 entry[1] = status
                 self.send_response(status)
-                for k, v in headers.items(): self.send_header(k, v)
+                for k, v in headers.items():
+                    self.send_header(k, v)
                 if 'Content-Length' not in headers and not headers.get('_stream'):
                     self.send_header('Content-Length', str(len(body)))
-                if headers.get('_stream'): self.send_header('Connection', 'close'); self.close_connection = True
+                if headers.get('_stream'):
+                    self.send_header('Connection', 'close')
+                    self.close_connection = True
                 self.end_headers()
                 try:
                     if headers.get('_stream'):
-                        for k in range(0, len(body), 65536): self.wfile.write(body[k:k + 65536])
-                    else: self.wfile.write(body)
+                        for k in range(0, len(body), 65536):
+                            self.wfile.write(body[k : k + 65536])
+                    else:
+                        self.wfile.write(body)
                     self.wfile.flush()
                     entry[4] = True
-                except OSError: pass
+                except OSError:
+                    pass
 
-            def log_message(self, *a): pass
+            def log_message(self, *a):
+                pass
 
         self.server = _Server(('127.0.0.1', 0), Handler)
         self.server.daemon_threads = True
@@ -66,23 +86,36 @@ class Site:
     def hits(self, path, status=None):
         return [e for e in self.log if e[0] == path and (status is None or e[1] == status)]
 
-    def close(self): self.server.shutdown(); self.server.server_close()
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
 
 
 class _Server(ThreadingHTTPServer):
-    def handle_error(self, request, client_address): pass  # a client that hangs up (a refused huge file) is expected
+    def handle_error(self, request, client_address):
+        pass  # a client that hangs up (a refused huge file) is expected
 
 
-def html(*parts): return 200, {'Content-Type': 'text/html; charset=utf-8'}, ''.join(parts).encode()
-def image(data, ct='image/png'): return 200, {'Content-Type': ct, 'ETag': f'"{sha256(data)[:8]}"', 'Last-Modified': 'Mon, 02 Nov 2026 10:00:00 GMT'}, data
+def html(*parts):
+    return 200, {'Content-Type': 'text/html; charset=utf-8'}, ''.join(parts).encode()
+
+
+def image(data, ct='image/png'):
+    return (
+        200,
+        {'Content-Type': ct, 'ETag': f'"{sha256(data)[:8]}"', 'Last-Modified': 'Mon, 02 Nov 2026 10:00:00 GMT'},
+        data,
+    )
 
 
 def once_then(first, then):
     "A route answering `first` to the first request and `then` afterwards."
     state = {'n': 0}
+
     def route(site):
         state['n'] += 1
         return first if state['n'] == 1 else then
+
     return route
 
 
@@ -90,6 +123,7 @@ def slow(seconds, answer):
     def route(site):
         time.sleep(seconds)
         return answer
+
     return route
 
 
@@ -98,31 +132,41 @@ IMG = {i: png(i) for i in range(10)}
 
 @pytest.fixture
 def site():
-    s = Site({
-        '/robots.txt': (200, {'Content-Type': 'text/plain'}, b'User-agent: *\nDisallow: /private/\n'),
-        '/': html('<h1>digits</h1><a href="/gallery.html">g</a> <a href="/private/secret.html">s</a> <a href="/loop-a">loop</a>',
-                  '<a href="/slow.html">slow</a> <a href="/busy.html">busy</a> <a href="/flaky.html">flaky</a> <a href="/broken.html">b</a>',
-                  '<a href="http://elsewhere.invalid/x.html">away</a> <a href="/notes.txt">notes</a> <a href="/gone.html">gone</a>',
-                  '<img src="/img/1.png"><img src="/copy/1.png"><img src="/big.png"><img src="/big-stream.png"><img src="/private/p.png">'),
-        '/gallery.html': html('<img src="img/2.png"><img src="/img/3.png"><a href="/">home</a><a href="/deep/1.html">deeper</a>'),
-        '/deep/1.html': html('<a href="/deep/2.html">x</a><img src="/img/6.png">'),
-        '/deep/2.html': html('<a href="/deep/3.html">x</a><img src="/img/7.png">'),  # depth 3 with max_depth 2: not fetched
-        '/deep/3.html': html('<img src="/img/8.png">'),
-        '/private/secret.html': html('<img src="/img/9.png">'),
-        '/private/p.png': image(IMG[9]),
-        '/loop-a': (302, {'Location': '/loop-b'}, b''),
-        '/loop-b': (302, {'Location': '/loop-a'}, b''),
-        '/slow.html': slow(3, html('late')),
-        '/busy.html': once_then((429, {'Retry-After': '1'}, b'later'), html('<img src="/img/4.png">')),
-        '/flaky.html': once_then((500, {}, b'oops'), html('<img src="/img/5.png">')),
-        '/broken.html': html('<html><body><div><p><table><a href="/gallery.html"><img src="/img/3.png" alt="x"><img src=/img/0.png>',
-                             '</span></td></b><<<>>><!-- unclosed comment <a href="/never.html">'),
-        '/notes.txt': (200, {'Content-Type': 'text/plain'}, b'not an image'),
-        '/big.png': (200, {'Content-Type': 'image/png'}, b'\x89PNG' + b'0' * 300_000),
-        '/big-stream.png': (200, {'Content-Type': 'image/png', '_stream': '1'}, b'\x89PNG' + b'0' * 300_000),
-        **{f'/img/{i}.png': image(IMG[i]) for i in range(9)},
-        '/copy/1.png': image(IMG[1]),
-    })
+    s = Site(
+        {
+            '/robots.txt': (200, {'Content-Type': 'text/plain'}, b'User-agent: *\nDisallow: /private/\n'),
+            '/': html(
+                '<h1>digits</h1><a href="/gallery.html">g</a> <a href="/private/secret.html">s</a> <a href="/loop-a">loop</a>',
+                '<a href="/slow.html">slow</a> <a href="/busy.html">busy</a> <a href="/flaky.html">flaky</a> <a href="/broken.html">b</a>',
+                '<a href="http://elsewhere.invalid/x.html">away</a> <a href="/notes.txt">notes</a> <a href="/gone.html">gone</a>',
+                '<img src="/img/1.png"><img src="/copy/1.png"><img src="/big.png"><img src="/big-stream.png"><img src="/private/p.png">',
+            ),
+            '/gallery.html': html(
+                '<img src="img/2.png"><img src="/img/3.png"><a href="/">home</a><a href="/deep/1.html">deeper</a>'
+            ),
+            '/deep/1.html': html('<a href="/deep/2.html">x</a><img src="/img/6.png">'),
+            '/deep/2.html': html(
+                '<a href="/deep/3.html">x</a><img src="/img/7.png">'
+            ),  # depth 3 with max_depth 2: not fetched
+            '/deep/3.html': html('<img src="/img/8.png">'),
+            '/private/secret.html': html('<img src="/img/9.png">'),
+            '/private/p.png': image(IMG[9]),
+            '/loop-a': (302, {'Location': '/loop-b'}, b''),
+            '/loop-b': (302, {'Location': '/loop-a'}, b''),
+            '/slow.html': slow(3, html('late')),
+            '/busy.html': once_then((429, {'Retry-After': '1'}, b'later'), html('<img src="/img/4.png">')),
+            '/flaky.html': once_then((500, {}, b'oops'), html('<img src="/img/5.png">')),
+            '/broken.html': html(
+                '<html><body><div><p><table><a href="/gallery.html"><img src="/img/3.png" alt="x"><img src=/img/0.png>',
+                '</span></td></b><<<>>><!-- unclosed comment <a href="/never.html">',
+            ),
+            '/notes.txt': (200, {'Content-Type': 'text/plain'}, b'not an image'),
+            '/big.png': (200, {'Content-Type': 'image/png'}, b'\x89PNG' + b'0' * 300_000),
+            '/big-stream.png': (200, {'Content-Type': 'image/png', '_stream': '1'}, b'\x89PNG' + b'0' * 300_000),
+            **{f'/img/{i}.png': image(IMG[i]) for i in range(9)},
+            '/copy/1.png': image(IMG[1]),
+        }
+    )
     yield s
     s.close()
 
@@ -152,21 +196,35 @@ def test_crawl_is_polite_and_stores_each_image_once_with_provenance(site, tmp_pa
     prov = item_provenance(store, sha256(IMG[2]))
     assert prov['source'] == site.url + '/img/2.png' and prov['found_on'] == site.url + '/gallery.html'
     assert prov['status'] == 200 and prov['media_type'] == 'image/png'
-    assert prov['headers']['ETag'] == f'"{sha256(IMG[2])[:8]}"' and prov['headers']['Last-Modified'].startswith('Mon, 02 Nov 2026')
+    assert prov['headers']['ETag'] == f'"{sha256(IMG[2])[:8]}"' and prov['headers']['Last-Modified'].startswith(
+        'Mon, 02 Nov 2026'
+    )
     # every URL that answered 200 in time was fetched once (the slow page answers after the crawler gave up on it)
     ok = [e[0] for e in site.log if e[1] == 200 and e[0] != '/slow.html']
     assert len(ok) == len(set(ok))
     # a second run finds the job done: nothing fetched, nothing stored
     n = len(site.log)
     r2 = crawl(s, site.url + '/', progress=False, **{**POLITE, 'retries': 0, 'timeout': 0.2})
-    assert r2['stored'] == 7 and [e[0] for e in site.log[n:]] == ['/slow.html']  # only the timed-out page is tried again
+    assert r2['stored'] == 7 and [e[0] for e in site.log[n:]] == [
+        '/slow.html'
+    ]  # only the timed-out page is tried again
 
 
 def test_rate_limit_spaces_requests_to_a_host(tmp_path):
-    site = Site({'/robots.txt': (404, {}, b''), '/': html(*(f'<a href="/p{i}.html">p</a>' for i in range(5))),
-                 **{f'/p{i}.html': html('page') for i in range(5)}})
+    site = Site(
+        {
+            '/robots.txt': (404, {}, b''),
+            '/': html(*(f'<a href="/p{i}.html">p</a>' for i in range(5))),
+            **{f'/p{i}.html': html('page') for i in range(5)},
+        }
+    )
     try:
-        r = crawl(make_settings(tmp_path, MLPROJ_COLLECT_STATE=str(tmp_path / 'crawls')), site.url + '/', progress=False, **{**POLITE, 'delay': 0.3})
+        r = crawl(
+            make_settings(tmp_path, MLPROJ_COLLECT_STATE=str(tmp_path / 'crawls')),
+            site.url + '/',
+            progress=False,
+            **{**POLITE, 'delay': 0.3},
+        )
         assert r['page'] == 6
         times = [e[2] for e in site.log]
         # the crawler spaces the requests it sends by 0.3 s; the server sees them arrive with some jitter under load,
@@ -179,25 +237,42 @@ def test_rate_limit_spaces_requests_to_a_host(tmp_path):
 
 def test_crawl_killed_with_sigkill_resumes_without_fetching_or_storing_twice(tmp_path):
     release = threading.Event()
+
     def hold(site):
         release.wait(30)
         return html('<img src="/h.png">')
+
     imgs = {f'/i/{p}-{k}.png': png(p * 10 + k + 1) for p in range(6) for k in range(3)}
-    routes = {'/robots.txt': (200, {'Content-Type': 'text/plain'}, b'User-agent: *\nAllow: /\n'),
-              '/': html('<a href="/p0.html">0</a><a href="/p1.html">1</a><a href="/hold.html">h</a>',
-                        '<a href="/p2.html">2</a><a href="/p3.html">3</a><a href="/p4.html">4</a><a href="/p5.html">5</a>'),
-              '/hold.html': hold, '/h.png': image(png(200)),
-              **{f'/p{p}.html': html(*(f'<img src="/i/{p}-{k}.png">' for k in range(3))) for p in range(6)},
-              **{path: image(b) for path, b in imgs.items()}}
+    routes = {
+        '/robots.txt': (200, {'Content-Type': 'text/plain'}, b'User-agent: *\nAllow: /\n'),
+        '/': html(
+            '<a href="/p0.html">0</a><a href="/p1.html">1</a><a href="/hold.html">h</a>',
+            '<a href="/p2.html">2</a><a href="/p3.html">3</a><a href="/p4.html">4</a><a href="/p5.html">5</a>',
+        ),
+        '/hold.html': hold,
+        '/h.png': image(png(200)),
+        **{f'/p{p}.html': html(*(f'<img src="/i/{p}-{k}.png">' for k in range(3))) for p in range(6)},
+        **{path: image(b) for path, b in imgs.items()},
+    }
     site = Site(routes)
-    env = {**os.environ, 'MLPROJ_PATHS_STORE': str(tmp_path / 'store'), 'MLPROJ_PATHS_REPORTS': str(tmp_path / 'r'),
-           'MLPROJ_COLLECT_DELAY': '0', 'MLPROJ_COLLECT_TIMEOUT': '30'}
+    env = {
+        **os.environ,
+        'MLPROJ_PATHS_STORE': str(tmp_path / 'store'),
+        'MLPROJ_PATHS_REPORTS': str(tmp_path / 'r'),
+        'MLPROJ_COLLECT_DELAY': '0',
+        'MLPROJ_COLLECT_TIMEOUT': '30',
+    }
     state = tmp_path / 'frontier.sqlite'
     argv = [MLPROJ, 'collect', 'crawl', site.url + '/', '--state', str(state), '-q']
     try:
         with open(tmp_path / 'first.log', 'w') as log:
             proc = subprocess.Popen(argv, env=env, cwd=ROOT, stdout=log, stderr=log)
-        wait_until(lambda: site.hits('/hold.html') or proc.poll() is not None, 60, 0.05, what='the crawler asking for /hold.html')
+        wait_until(
+            lambda: site.hits('/hold.html') or proc.poll() is not None,
+            60,
+            0.05,
+            what='the crawler asking for /hold.html',
+        )
         assert site.hits('/hold.html'), (tmp_path / 'first.log').read_text()
         proc.send_signal(signal.SIGKILL)
         proc.wait()
@@ -226,8 +301,14 @@ def _cli(env, *args, cwd=ROOT):
 
 
 def test_bad_input_gets_one_line_and_loses_nothing(tmp_path):
-    env = {'PATH': '/usr/bin:/bin', 'MLPROJ_PATHS_STORE': str(tmp_path / 'store'), 'MLPROJ_PATHS_REPORTS': str(tmp_path / 'r'),
-           'MLPROJ_COLLECT_STATE': str(tmp_path / 'crawls'), 'MLPROJ_COLLECT_RETRIES': '1', 'MLPROJ_COLLECT_BACKOFF': '0.05'}
+    env = {
+        'PATH': '/usr/bin:/bin',
+        'MLPROJ_PATHS_STORE': str(tmp_path / 'store'),
+        'MLPROJ_PATHS_REPORTS': str(tmp_path / 'r'),
+        'MLPROJ_COLLECT_STATE': str(tmp_path / 'crawls'),
+        'MLPROJ_COLLECT_RETRIES': '1',
+        'MLPROJ_COLLECT_BACKOFF': '0.05',
+    }
     folder = tmp_path / 'in'
     (folder / 'a' / 'b').mkdir(parents=True)
     (folder / 'one.png').write_bytes(IMG[1])
@@ -235,20 +316,29 @@ def test_bad_input_gets_one_line_and_loses_nothing(tmp_path):
     (folder / 'a' / 'notes.txt').write_text('hello')
     (folder / 'a' / 'fake.png').write_bytes(b'\x89PNG\r\n\x1a\n but not really')
     r = _cli(env, 'collect', 'folder', str(folder))
-    assert r.returncode == 0 and '4 files: 2 images stored' in r.stdout and 'skipped 2 not images' in r.stdout, r.stdout + r.stderr
+    assert r.returncode == 0 and '4 files: 2 images stored' in r.stdout and 'skipped 2 not images' in r.stdout, (
+        r.stdout + r.stderr
+    )
     store = Store(str(tmp_path / 'store'))
     assert item_provenance(store, sha256(IMG[2]))['source'] == (folder / 'a' / 'b' / 'two.png').resolve().as_uri()
     files = sorted(store.fs.find(store.path('raw')))
     with socket_closed() as port:
-        bad = [('collect', 'crawl', f'http://127.0.0.1:{port}/', '-q'), ('collect', 'crawl', 'ftp://example.org/digits'),
-               ('collect', 'crawl', 'not a url'), ('collect', 'folder', str(folder / 'a' / 'notes.txt')),
-               ('collect', 'folder', str(tmp_path / 'nothing-here'), '-q')]
+        bad = [
+            ('collect', 'crawl', f'http://127.0.0.1:{port}/', '-q'),
+            ('collect', 'crawl', 'ftp://example.org/digits'),
+            ('collect', 'crawl', 'not a url'),
+            ('collect', 'folder', str(folder / 'a' / 'notes.txt')),
+            ('collect', 'folder', str(tmp_path / 'nothing-here'), '-q'),
+        ]
         (tmp_path / 'texts').mkdir()
         (tmp_path / 'texts' / 'x.csv').write_text('1,2')
         bad.append(('collect', 'folder', str(tmp_path / 'texts'), '-q'))
         for args in bad:
             r = _cli(env, *args)
-            assert r.returncode == 1 and r.stderr.count('\n') == 1 and r.stderr.startswith('mlproj: error: '), (args, r.stderr)
+            assert r.returncode == 1 and r.stderr.count('\n') == 1 and r.stderr.startswith('mlproj: error: '), (
+                args,
+                r.stderr,
+            )
     assert 'could not reach' in _cli(env, 'collect', 'crawl', f'http://127.0.0.1:{port}/', '-q').stderr
     assert 'no image in' in _cli(env, 'collect', 'folder', str(tmp_path / 'texts'), '-q').stderr
     assert sorted(store.fs.find(store.path('raw'))) == files
@@ -256,6 +346,9 @@ def test_bad_input_gets_one_line_and_loses_nothing(tmp_path):
 
 class socket_closed:
     "A port of 127.0.0.1 that nothing listens on."
-    def __enter__(self): return free_port()
 
-    def __exit__(self, *a): return False
+    def __enter__(self):
+        return free_port()
+
+    def __exit__(self, *a):
+        return False

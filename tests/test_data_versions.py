@@ -1,15 +1,24 @@
 """Dataset versions as data grows: splits decided by item hash stay put between a parent and a child, lineage from a
 model to its raw items, and `mlproj data show|diff|list|pack` through the real CLI."""
+
 import subprocess
 
 import numpy as np
 import pytest
-
 from conftest import ROOT
-from mlproj.data import UCI_MEDIA_TYPE, build_benchmark, diff_versions, encode_counts, hash_split, load_splits, pack_version
+
+from mlproj.data import (
+    UCI_MEDIA_TYPE,
+    build_benchmark,
+    diff_versions,
+    encode_counts,
+    hash_split,
+    load_splits,
+    pack_version,
+)
+from mlproj.items import Provenance, put_item
 from mlproj.lineage import lineage
 from mlproj.store import Store
-from mlproj.items import Provenance, put_item
 from mlproj.versions import Example, get_version, put_version
 
 MLPROJ = str(ROOT / '.venv' / 'bin' / 'mlproj')
@@ -18,17 +27,30 @@ MLPROJ = str(ROOT / '.venv' / 'bin' / 'mlproj')
 def _new_items(st, n, start=0):
     "n distinct synthetic 8x8 items, as collected from a web site."
     rng = np.random.default_rng(start)
-    return [put_item(st, encode_counts(rng.integers(0, 17, (8, 8))), Provenance(f'https://digits.example/{start + i}.png', UCI_MEDIA_TYPE))
-            for i in range(n)]
+    return [
+        put_item(
+            st,
+            encode_counts(rng.integers(0, 17, (8, 8))),
+            Provenance(f'https://digits.example/{start + i}.png', UCI_MEDIA_TYPE),
+        )
+        for i in range(n)
+    ]
 
 
 def _grow(st, parent, new, relabel=0, drop=0):
     "A child of `parent` with its items (some relabelled, the last `drop` removed) and `new` items split by hash."
     old = get_version(st, parent)['examples']
-    kept = [Example(e.sha256, (e.label + 1) % 10, e.split, 'annotation consensus') if i < relabel else e
-            for i, e in enumerate(old[:len(old) - drop])]
-    return put_version(st, [*kept, *(Example(d, int(d[0], 16) % 10, hash_split(d, 0.1, 0.2), 'annotation consensus') for d in new)],
-                       label_source='annotation consensus', parent=parent, description='grown')
+    kept = [
+        Example(e.sha256, (e.label + 1) % 10, e.split, 'annotation consensus') if i < relabel else e
+        for i, e in enumerate(old[: len(old) - drop])
+    ]
+    return put_version(
+        st,
+        [*kept, *(Example(d, int(d[0], 16) % 10, hash_split(d, 0.1, 0.2), 'annotation consensus') for d in new)],
+        label_source='annotation consensus',
+        parent=parent,
+        description='grown',
+    )
 
 
 def test_items_keep_their_split_from_parent_to_child_as_data_grows(tmp_path):
@@ -81,16 +103,27 @@ def _run(env, *args):
 
 
 def test_data_commands_build_show_diff_list_and_pack(tmp_path):
-    env = {'PATH': '/usr/bin:/bin', 'MLPROJ_PATHS_STORE': str(tmp_path / 'store'), 'MLPROJ_PATHS_REPORTS': str(tmp_path / 'r')}
+    env = {
+        'PATH': '/usr/bin:/bin',
+        'MLPROJ_PATHS_STORE': str(tmp_path / 'store'),
+        'MLPROJ_PATHS_REPORTS': str(tmp_path / 'r'),
+    }
     r = _run(env, 'data')
     assert r.returncode == 0 and 'dataset version' in r.stdout, r.stderr
     v0 = r.stdout.split('dataset version ')[1][:16]
     st = Store(str(tmp_path / 'store'))
     v1 = _grow(st, v0, _new_items(st, 30), relabel=3, drop=2)
     r = _run(env, 'data', 'diff', v0[:8], v1)
-    assert r.returncode == 0 and '30 added, 2 removed, 3 relabelled, 0 moved between splits' in r.stdout, r.stdout + r.stderr
+    assert r.returncode == 0 and '30 added, 2 removed, 3 relabelled, 0 moved between splits' in r.stdout, (
+        r.stdout + r.stderr
+    )
     r = _run(env, 'data', 'show', v1)
-    assert r.returncode == 0 and f'parent: {v0}' in r.stdout and 'digits.example (30)' in r.stdout and 'packed: no' in r.stdout
+    assert (
+        r.returncode == 0
+        and f'parent: {v0}' in r.stdout
+        and 'digits.example (30)' in r.stdout
+        and 'packed: no' in r.stdout
+    )
     r = _run(env, 'data', 'pack', v1)
     assert r.returncode == 0 and 'every item checked' in r.stdout
     X = load_splits(st, v1, packed=True)
@@ -106,8 +139,8 @@ def test_data_commands_build_show_diff_list_and_pack(tmp_path):
 
 
 def test_packed_version_on_s3_is_verified(s3_store_url):
-    from mlproj.data import read_pack
     from mlproj.store import IntegrityError
+
     st = Store(s3_store_url)
     ds = _new_items(st, 20)
     v = put_version(st, [Example(d, 1, hash_split(d, 0.1, 0.2)) for d in ds], label_source='test')

@@ -1,18 +1,19 @@
 """The demo page in Debian's Chromium, served by uvicorn with a trained model: digits 0-9 drawn with the mouse the way a
 person draws them, read by the page; a correction kept with its provenance; a finger on a phone-sized screen; nothing
 loaded from another origin."""
+
 import math
 import shutil
 import time
 from pathlib import Path
 
 import pytest
-
-from mlproj.servicelike import list_corrections
-from mlproj.store import Store
-from mlproj.items import item_provenance
 from conftest import uvicorn_server
 from test_api import server_env
+
+from mlproj.items import item_provenance
+from mlproj.servicelike import list_corrections
+from mlproj.store import Store
 
 pytestmark = pytest.mark.browser
 
@@ -20,8 +21,10 @@ pytestmark = pytest.mark.browser
 def arc(cx, cy, rx, ry, start, end, n=None):
     "Points along an ellipse in the unit box (x right, y down), from angle `start` to `end` in degrees (counter-clockwise on screen when end > start)."
     n = n or max(8, int(abs(end - start) / 10))
-    return [(cx + rx * math.cos(math.radians(a)), cy - ry * math.sin(math.radians(a)))
-            for a in (start + (end - start) * i / n for i in range(n + 1))]
+    return [
+        (cx + rx * math.cos(math.radians(a)), cy - ry * math.sin(math.radians(a)))
+        for a in (start + (end - start) * i / n for i in range(n + 1))
+    ]
 
 
 # each digit as the strokes a person makes with a mouse (designed here, not the service-like generator's shapes)
@@ -38,8 +41,10 @@ STROKES = {
     9: [arc(0.48, 0.3, 0.24, 0.22, 10, 370) + [(0.71, 0.9)]],
 }
 
-READ = ("document.getElementById('answer').dataset.version === document.getElementById('pad').dataset.version "
-        "&& document.getElementById('pad').dataset.version !== '0'")
+READ = (
+    "document.getElementById('answer').dataset.version === document.getElementById('pad').dataset.version "
+    "&& document.getElementById('pad').dataset.version !== '0'"
+)
 
 
 def wait_for(page, js, timeout=30.0):
@@ -68,13 +73,15 @@ def to_screen(box, u, v, slant=0.0):
 def draw_with_mouse(page, digit):
     "Draw `digit` as a hand does: a little slanted, with a slight tremor (seeded: the same drawing every run)."
     import random
+
     rng = random.Random(digit)
     box, slant = page.locator('#pad').bounding_box(), rng.uniform(-0.15, 0.15)
     for stroke in STROKES[digit]:
         pts = [to_screen(box, u + rng.gauss(0, 0.006), v + rng.gauss(0, 0.006), slant) for u, v in dense(stroke)]
         page.mouse.move(*pts[0])
         page.mouse.down()
-        for p in pts[1:]: page.mouse.move(*p)
+        for p in pts[1:]:
+            page.mouse.move(*p)
         page.mouse.up()
 
 
@@ -90,7 +97,8 @@ def served(trained, tmp_path_factory):
     tmp = tmp_path_factory.mktemp('demo')
     shutil.copytree(Path(trained[0].store_url) / 'models', tmp / 'store' / 'models')
     env = server_env(trained, tmp, MLPROJ_PATHS_STORE=str(tmp / 'store'), MLPROJ_MODEL='1')
-    with uvicorn_server(env) as srv: yield srv.url, Store(str(tmp / 'store'))
+    with uvicorn_server(env) as srv:
+        yield srv.url, Store(str(tmp / 'store'))
 
 
 def test_digits_drawn_with_the_mouse_are_read_and_a_correction_is_kept(browser, served):
@@ -106,7 +114,7 @@ def test_digits_drawn_with_the_mouse_are_read_and_a_correction_is_kept(browser, 
         draw_with_mouse(page, digit)
         answers[digit] = reading(page)
         bars = page.eval_on_selector_all('#bars .pct', 'els => els.map(e => parseInt(e.textContent))')
-        assert len(bars) == 10 and 95 <= sum(bars) <= 105, bars # a bar per class, the probabilities
+        assert len(bars) == 10 and 95 <= sum(bars) <= 105, bars  # a bar per class, the probabilities
     right = [d for d, a in answers.items() if a == d]
     wrong = {d: a for d, a in answers.items() if a != d}
     print(f'\ndemo page: {len(right)} of 10 digits drawn with the mouse read right; wrong (drawn: read): {wrong}')
@@ -120,11 +128,13 @@ def test_digits_drawn_with_the_mouse_are_read_and_a_correction_is_kept(browser, 
     prov = item_provenance(store, sha)
     h = prov['headers']
     assert prov['source'] == 'demo correction' and prov['media_type'] == 'image/png'
-    assert 'Chrome' in h['user_agent'] and h['label'] == 9 and h['model_version'] == 1 and h['model_answer'] == answers[9]
+    assert (
+        'Chrome' in h['user_agent'] and h['label'] == 9 and h['model_version'] == 1 and h['model_answer'] == answers[9]
+    )
 
     # every asset and call same-origin: nothing from a CDN or any other server
     refs = page.eval_on_selector_all('[src], [href]', 'els => els.map(e => e.src || e.href)')
-    outside = [u for u in requested + refs if not (u.startswith(url + '/') or u.startswith('data:'))]
+    outside = [u for u in requested + refs if not (u.startswith((url + '/', 'data:')))]
     assert not outside, outside
     assert any(u.endswith('/predict') for u in requested) and any(u.endswith('/static/demo.js') for u in requested)
     page.close()
@@ -132,17 +142,19 @@ def test_digits_drawn_with_the_mouse_are_read_and_a_correction_is_kept(browser, 
 
 def test_a_finger_draws_on_a_phone_sized_screen(browser, served):
     url, _ = served
-    context = browser.new_context(viewport={'width': 390, 'height': 844}, is_mobile=True, has_touch=True,
-                                  device_scale_factor=3)
+    context = browser.new_context(
+        viewport={'width': 390, 'height': 844}, is_mobile=True, has_touch=True, device_scale_factor=3
+    )
     page = context.new_page()
     page.goto(url + '/')
-    assert page.evaluate('document.documentElement.scrollWidth <= window.innerWidth') # no sideways scrolling
+    assert page.evaluate('document.documentElement.scrollWidth <= window.innerWidth')  # no sideways scrolling
     box = page.locator('#pad').bounding_box()
     assert box['width'] >= 0.8 * 390 - 40 and box['x'] >= 0 and box['x'] + box['width'] <= 390
-    cdp = context.new_cdp_session(page) # a real touch sequence (touchStart, touchMove..., touchEnd) as a finger makes
+    cdp = context.new_cdp_session(page)  # a real touch sequence (touchStart, touchMove..., touchEnd) as a finger makes
     pts = [to_screen(box, u, v) for u, v in dense(STROKES[7][0])]
     cdp.send('Input.dispatchTouchEvent', {'type': 'touchStart', 'touchPoints': [{'x': pts[0][0], 'y': pts[0][1]}]})
-    for x, y in pts[1:]: cdp.send('Input.dispatchTouchEvent', {'type': 'touchMove', 'touchPoints': [{'x': x, 'y': y}]})
+    for x, y in pts[1:]:
+        cdp.send('Input.dispatchTouchEvent', {'type': 'touchMove', 'touchPoints': [{'x': x, 'y': y}]})
     cdp.send('Input.dispatchTouchEvent', {'type': 'touchEnd', 'touchPoints': []})
-    assert reading(page) is not None and page.evaluate('window.scrollY') == 0 # read; the page did not scroll instead
+    assert reading(page) is not None and page.evaluate('window.scrollY') == 0  # read; the page did not scroll instead
     context.close()

@@ -1,12 +1,13 @@
 """Job notebooks run through real papermill kernels."""
+
 import json
 import shutil
 import subprocess
 
 import nbformat
 import pytest
-
 from conftest import ROOT
+
 from mlproj.data import benchmark_version
 from mlproj.jobs import JobFailed, find_run, read_run, run_job
 from mlproj.settings import to_env
@@ -26,21 +27,46 @@ def test_job_notebook_keeps_parameters_tag_through_nbdev_clean(nb, tmp_path):
 def _mlproj(settings, *args):
     "Run the real CLI with `settings` in its environment."
     env = {'PATH': '/usr/bin:/bin', 'HOME': str(settings.reports_dir.parent), **to_env(settings)}
-    return subprocess.run([str(ROOT / '.venv/bin/mlproj'), *args], capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
+    return subprocess.run(
+        [str(ROOT / '.venv/bin/mlproj'), *args], capture_output=True, text=True, cwd=ROOT, env=env, timeout=300
+    )
 
 
 def test_train_job_honours_parameters(settings):
     vid = benchmark_version(settings)
-    r = _mlproj(settings, 'train', '--quiet', '-p', 'max_epochs', '1', '-p', 'limit_train_batches', '2', '-p', 'wandb_mode', 'disabled')
+    r = _mlproj(
+        settings,
+        'train',
+        '--quiet',
+        '-p',
+        'max_epochs',
+        '1',
+        '-p',
+        'limit_train_batches',
+        '2',
+        '-p',
+        'wandb_mode',
+        'disabled',
+    )
     assert r.returncode == 0, r.stderr
     first = find_run(settings, job='train')
-    second = run_job(settings, 'train', dict(dataset_version=vid, max_epochs=2, limit_train_batches=2, wandb_mode='disabled'),
-                     progress=False)
+    second = run_job(
+        settings,
+        'train',
+        dict(dataset_version=vid, max_epochs=2, limit_train_batches=2, wandb_mode='disabled'),
+        progress=False,
+    )
     assert [read_run(d)['metrics']['epochs'] for d in (first, second)] == [1, 2]
     info = read_run(first)
-    assert info['state'] == 'done' and info['parameters']['max_epochs'] == 1 and info['parameters']['dataset_version'] == vid
+    assert (
+        info['state'] == 'done'
+        and info['parameters']['max_epochs'] == 1
+        and info['parameters']['dataset_version'] == vid
+    )
     assert set(info['code_version']) == {'commit', 'dirty'} and info['metrics']['dataset_version'] == vid
-    assert {'train.ipynb', 'train.html', 'metrics.json', 'run.json', 'model.onnx', 'model.safetensors'} <= {p.name for p in first.iterdir()}
+    assert {'train.ipynb', 'train.html', 'metrics.json', 'run.json', 'model.onnx', 'model.safetensors'} <= {
+        p.name for p in first.iterdir()
+    }
     # the executed notebook records the parameters papermill injected
     assert nbformat.read(first / 'train.ipynb', as_version=4).metadata.papermill.parameters['max_epochs'] == 1
     assert find_run(settings, job='train') == second
@@ -48,7 +74,9 @@ def test_train_job_honours_parameters(settings):
 
 
 def test_failing_job_exits_nonzero_and_leaves_its_notebook_with_the_error(settings):
-    r = _mlproj(settings, 'train', '--quiet', '-p', 'dataset_version', '0000000000000000', '-p', 'wandb_mode', 'disabled')
+    r = _mlproj(
+        settings, 'train', '--quiet', '-p', 'dataset_version', '0000000000000000', '-p', 'wandb_mode', 'disabled'
+    )
     assert r.returncode == 1 and r.stderr.count('\n') == 1
     assert 'train job failed: KeyError' in r.stderr and 'no dataset version' in r.stderr and 'train.ipynb' in r.stderr
     run = next((settings.reports_dir / 'runs').iterdir())
@@ -65,7 +93,8 @@ def test_failing_job_exits_nonzero_and_leaves_its_notebook_with_the_error(settin
 
 
 def test_evaluate_job_reports_model_and_baseline(trained, tmp_path):
-    from conftest import make_settings, SHORT_RUN_SERVICE_LIKE
+    from conftest import SHORT_RUN_SERVICE_LIKE, make_settings
+
     s, train_dir, _ = trained
     # a reports folder of its own, holding the fixture's training run as if a job had made it
     s2 = make_settings(tmp_path, MLPROJ_PATHS_STORE=s.store_url, **SHORT_RUN_SERVICE_LIKE)

@@ -1,4 +1,5 @@
 """The trained model: it learns, and it reads digits drawn large the way people will send them."""
+
 import numpy as np
 
 from mlproj.data import load_split

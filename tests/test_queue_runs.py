@@ -1,4 +1,5 @@
 """Run states of jobs run in the foreground: Ctrl-C is one line and an `interrupted` run, with no kernel left running."""
+
 import json
 import signal
 import subprocess
@@ -6,22 +7,33 @@ import time
 
 import nbformat
 import psutil
-
 from conftest import ROOT
-from mlproj.settings import to_env
 from test_queue import SLEEP_JOB, make_project
+
+from mlproj.settings import to_env
 
 
 def test_ctrl_c_of_a_job_is_one_line_and_an_interrupted_run(tmp_path):
     settings = make_project(tmp_path)
     nb = nbformat.from_dict(SLEEP_JOB)
     nb.cells[0].source += '\ndataset_version: str = None'
-    nbformat.write(nb, tmp_path / 'nbs' / 'jobs' / 'train.ipynb') # `mlproj train` runs this one in the test's project
-    env = {'PATH': '/usr/bin:/bin', 'HOME': str(tmp_path), **to_env(settings), 'MLPROJ_PATHS_STORE': str(tmp_path / 'store')}
-    p = subprocess.Popen([str(ROOT / '.venv/bin/mlproj'), 'train', '--quiet', '--dataset-version', 'x', '-p', 'seconds', '60'],
-                         cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    nbformat.write(nb, tmp_path / 'nbs' / 'jobs' / 'train.ipynb')  # `mlproj train` runs this one in the test's project
+    env = {
+        'PATH': '/usr/bin:/bin',
+        'HOME': str(tmp_path),
+        **to_env(settings),
+        'MLPROJ_PATHS_STORE': str(tmp_path / 'store'),
+    }
+    p = subprocess.Popen(
+        [str(ROOT / '.venv/bin/mlproj'), 'train', '--quiet', '--dataset-version', 'x', '-p', 'seconds', '60'],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline, kernels = time.monotonic() + 120, []
-    while not kernels: # wait until the notebook runs in its kernel
+    while not kernels:  # wait until the notebook runs in its kernel
         assert p.poll() is None and time.monotonic() < deadline, p.communicate()
         kernels = [c for c in psutil.Process(p.pid).children(recursive=True) if 'ipykernel' in ' '.join(c.cmdline())]
         time.sleep(0.2)

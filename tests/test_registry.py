@@ -1,4 +1,5 @@
 """The model store with a real trained model: what is served is what was evaluated, and nothing tampered loads."""
+
 import shutil
 from pathlib import Path
 
@@ -34,6 +35,7 @@ def test_loaded_bundle_predicts_what_was_evaluated(trained):
 
 def test_bundle_weights_load_without_pickle(trained):
     from safetensors.numpy import load
+
     s, _, _ = trained
     bundle = open_registry(s).load()
     weights = load(bundle.files['model.safetensors'])
@@ -43,7 +45,7 @@ def test_bundle_weights_load_without_pickle(trained):
 
 @pytest.mark.parametrize('name', ['model.onnx', 'model.safetensors', 'net.json', 'bundle.json'])
 def test_tampered_model_file_is_refused(store_copy, name):
-    path = f"{store_copy.root}/models/1/{name}"
+    path = f'{store_copy.root}/models/1/{name}'
     data = bytearray(store_copy.read(path))
     data[len(data) // 2] ^= 0x01
     store_copy.fs.pipe(path, bytes(data))
@@ -68,7 +70,9 @@ def test_crash_while_registering_leaves_previous_state(trained, store_copy, monk
     reg = Registry(store_copy)
     before = reg.index()
 
-    def boom(*a, **k): raise OSError('disk full')
+    def boom(*a, **k):
+        raise OSError('disk full')
+
     monkeypatch.setattr(store_copy, 'swap', boom)  # the commit to the index fails after the bundle was written
     with pytest.raises(OSError):
         reg.register(train_dir, ev, train_run='crash')
@@ -81,11 +85,18 @@ def test_crash_while_registering_leaves_previous_state(trained, store_copy, monk
 def test_a_write_that_landed_but_was_answered_as_a_conflict_is_not_applied_twice(store_copy):
     "An S3 PUT that the client retried after its first try had succeeded answers 412: the move must be kept once, not redone."
     from mlproj.store import Conflict
+
     reg = Registry(store_copy)
     swap, answered = reg.store.swap, []
-    def swap_then_conflict(path, data, tag): # the write lands, then its answer is lost and the retry meets our own write
+
+    def swap_then_conflict(
+        path, data, tag
+    ):  # the write lands, then its answer is lost and the retry meets our own write
         swap(path, data, tag)
-        if not answered: answered.append(path); raise Conflict(f'{path} changed since it was read')
+        if not answered:
+            answered.append(path)
+            raise Conflict(f'{path} changed since it was read')
+
     reg.store.swap = swap_then_conflict
     reg.set_alias('production', 1, by='test', reason='once', force=True)
     assert answered and [h['reason'] for h in reg.history()] == ['once'] and reg.conflicts == 0

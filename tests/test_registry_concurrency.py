@@ -1,6 +1,7 @@
 """The registry under concurrent writers: real processes interleave registers, promotions, rollbacks and prunes,
 then the invariants are checked: numbers unique and dense, each number owning the bundle its caller wrote,
 every alias move in the history, nothing lost or left behind, the registry usable afterwards."""
+
 import json
 import multiprocessing
 import os
@@ -18,16 +19,27 @@ from mlproj.registry import ALIASES, BUNDLE_FILES, Registry, RegistryError
 from mlproj.store import Store
 
 # refusals a racing client may meet and must be told about: none of them is a lost or wedged registry
-EXPECTED = ('did not pass acceptance', 'no model version or alias', 'was pruned', 'no earlier version',
-            'which has been removed', 'no model is registered', 'no registered version passed')
+EXPECTED = (
+    'did not pass acceptance',
+    'no model version or alias',
+    'was pruned',
+    'no earlier version',
+    'which has been removed',
+    'no model is registered',
+    'no registered version passed',
+)
 
 
 def fake_evaluation(passed: bool) -> dict:
     "An evaluation result as `evaluate_run` gives it (the registry stores it; it does not judge the bytes)."
-    return dict(split='test', dataset_version='d1', criteria={},
-                model=dict(n=10, accuracy=0.99 if passed else 0.5, macro_f1=0.99, per_class_recall=[1.0] * 10),
-                baseline=dict(accuracy=0.1, macro_f1=0.02, answer=1),
-                acceptance=dict(passed=passed, failures=[] if passed else ['test accuracy 0.5 is below 0.97']))
+    return dict(
+        split='test',
+        dataset_version='d1',
+        criteria={},
+        model=dict(n=10, accuracy=0.99 if passed else 0.5, macro_f1=0.99, per_class_recall=[1.0] * 10),
+        baseline=dict(accuracy=0.1, macro_f1=0.02, answer=1),
+        acceptance=dict(passed=passed, failures=[] if passed else ['test accuracy 0.5 is below 0.97']),
+    )
 
 
 def bundle_bytes(nonce: str, name: str) -> bytes:
@@ -38,7 +50,8 @@ def fake_run(root: Path, nonce: str) -> Path:
     "A training run folder whose files only this caller could have written."
     run = root / nonce
     run.mkdir(parents=True)
-    for f in BUNDLE_FILES: (run / f).write_bytes(bundle_bytes(nonce, f))
+    for f in BUNDLE_FILES:
+        (run / f).write_bytes(bundle_bytes(nonce, f))
     return run
 
 
@@ -52,11 +65,14 @@ def worker(url: str, wid: int, ops: int, seed: int, runs: str, out: str, go):
         try:
             if r < 0.5:
                 nonce = f'{op}-{os.getpid()}'
-                v = reg.register(fake_run(Path(runs), nonce), fake_evaluation(rng.random() < 0.85), by=f'w{wid}', train_run=nonce)
+                v = reg.register(
+                    fake_run(Path(runs), nonce), fake_evaluation(rng.random() < 0.85), by=f'w{wid}', train_run=nonce
+                )
                 log['registered'].append([v, nonce])
             elif r < 0.78:
                 versions = list(reg.index()['versions'])
-                if not versions: continue
+                if not versions:
+                    continue
                 alias = rng.choice(ALIASES)
                 v = reg.set_alias(alias, rng.choice(versions), by=f'w{wid}', reason=op)
                 log['moves'].append([alias, v, op])
@@ -71,11 +87,15 @@ def worker(url: str, wid: int, ops: int, seed: int, runs: str, out: str, go):
                 mine = [(v, n) for v, n in log['registered'] if str(v) in reg.index()['versions']]
                 if mine:
                     v, nonce = rng.choice(mine)
-                    try: b = reg.load(v)
+                    try:
+                        b = reg.load(v)
                     except RegistryError as e:
-                        if 'was pruned' not in str(e) and 'is missing' not in str(e): raise
+                        if 'was pruned' not in str(e) and 'is missing' not in str(e):
+                            raise
                     else:
-                        assert b.files['model.onnx'] == bundle_bytes(nonce, 'model.onnx'), f'version {v} holds another bundle'
+                        assert b.files['model.onnx'] == bundle_bytes(nonce, 'model.onnx'), (
+                            f'version {v} holds another bundle'
+                        )
                 log['loads'] += 1
         except RegistryError as e:
             (log['refused'] if any(x in str(e) for x in EXPECTED) else log['errors']).append(f'{op}: {e}')
@@ -89,11 +109,15 @@ def run_clients(url: str, tmp: Path, processes: int, ops: int) -> list[dict]:
     "Start `processes` real processes (spawned: nothing shared but the store) and collect their logs."
     ctx = multiprocessing.get_context('spawn')
     go = ctx.Event()
-    procs = [ctx.Process(target=worker, args=(url, w, ops, 1000 + w, str(tmp / 'runs'), str(tmp / f'log{w}.json'), go))
-             for w in range(processes)]
-    for p in procs: p.start()
+    procs = [
+        ctx.Process(target=worker, args=(url, w, ops, 1000 + w, str(tmp / 'runs'), str(tmp / f'log{w}.json'), go))
+        for w in range(processes)
+    ]
+    for p in procs:
+        p.start()
     go.set()
-    for p in procs: p.join(600)
+    for p in procs:
+        p.join(600)
     assert [p.exitcode for p in procs] == [0] * processes
     return [json.loads((tmp / f'log{w}.json').read_text()) for w in range(processes)]
 
@@ -104,7 +128,9 @@ def check_invariants(reg: Registry, logs: list[dict]) -> Counter:
     assert errors == [], f'{len(errors)} unexpected errors, e.g. {errors[:5]}'
     registered = [tuple(x) for log in logs for x in log['registered']]
     numbers = [v for v, _ in registered]
-    assert len(numbers) == len(set(numbers)), f'duplicated version numbers: {[v for v, n in Counter(numbers).items() if n > 1]}'
+    assert len(numbers) == len(set(numbers)), (
+        f'duplicated version numbers: {[v for v, n in Counter(numbers).items() if n > 1]}'
+    )
     idx = reg.index()
     assert set(numbers) == set(range(1, len(numbers) + 1)), 'version numbers are not dense'
     assert {int(v) for v in idx['versions']} | {int(v) for v in idx['retired']} == set(numbers)
@@ -112,7 +138,9 @@ def check_invariants(reg: Registry, logs: list[dict]) -> Counter:
     for v, nonce in registered:  # each number owns exactly the bundle its caller wrote
         if str(v) in idx['versions']:
             b = reg.load(v)
-            assert b.manifest['train_run'] == nonce and all(b.files[f] == bundle_bytes(nonce, f) for f in BUNDLE_FILES), v
+            assert b.manifest['train_run'] == nonce and all(
+                b.files[f] == bundle_bytes(nonce, f) for f in BUNDLE_FILES
+            ), v
     moves = [tuple(x) for log in logs for x in log['moves']]
     hist = reg.history()
     assert len(hist) == len(moves), f'{len(moves)} successful alias moves, {len(hist)} in the history'
@@ -124,9 +152,16 @@ def check_invariants(reg: Registry, logs: list[dict]) -> Counter:
         chain = [h for h in hist if h['alias'] == alias]
         assert all(b['from'] == a['to'] for a, b in zip(chain, chain[1:])), f'a move of {alias} was lost'
         assert idx['aliases'].get(alias) == (chain[-1]['to'] if chain else None)
-    return Counter(registers=len(registered), moves=len(moves), prunes=sum(log['prunes'] for log in logs),
-                   loads=sum(log['loads'] for log in logs), refused=sum(len(log['refused']) for log in logs),
-                   pruned=len(idx['retired']), generation=idx['generation'], conflicts=sum(log['conflicts'] for log in logs))
+    return Counter(
+        registers=len(registered),
+        moves=len(moves),
+        prunes=sum(log['prunes'] for log in logs),
+        loads=sum(log['loads'] for log in logs),
+        refused=sum(len(log['refused']) for log in logs),
+        pruned=len(idx['retired']),
+        generation=idx['generation'],
+        conflicts=sum(log['conflicts'] for log in logs),
+    )
 
 
 def check_usable_and_clean(reg: Registry, tmp: Path):
@@ -139,7 +174,9 @@ def check_usable_and_clean(reg: Registry, tmp: Path):
     assert not [p for p in reg.store.fs.find(models, withdirs=True) if '.tmp-' in p], 'temporary files left behind'
     reg.store.fs.invalidate_cache()
     folders = {p.rstrip('/').rsplit('/', 1)[-1] for p in reg.store.fs.ls(models, detail=False)}
-    assert {f for f in folders if f.isdigit()} == set(reg.index()['versions']), 'a folder of a removed version is left behind'
+    assert {f for f in folders if f.isdigit()} == set(reg.index()['versions']), (
+        'a folder of a removed version is left behind'
+    )
 
 
 def stress(url: str, tmp: Path, processes: int, ops: int):
@@ -148,8 +185,10 @@ def stress(url: str, tmp: Path, processes: int, ops: int):
     reg = Registry(Store(url))
     counts = check_invariants(reg, logs)
     check_usable_and_clean(reg, tmp)
-    print(f'\n{url.split(":")[0] if "://" in url else "folder"}: {processes} processes x {ops} operations = {processes * ops} '
-          f'in {time.perf_counter() - t0:.1f} s: {dict(counts)}; 0 invariant violations')
+    print(
+        f'\n{url.split(":")[0] if "://" in url else "folder"}: {processes} processes x {ops} operations = {processes * ops} '
+        f'in {time.perf_counter() - t0:.1f} s: {dict(counts)}; 0 invariant violations'
+    )
     assert counts['registers'] > processes * ops // 4 and counts['moves'] > processes * ops // 10  # the mix really ran
 
 
@@ -162,7 +201,7 @@ def test_concurrent_writers_keep_the_registry_consistent_at_scale(tmp_path):
     stress(str(tmp_path / 'store'), tmp_path, processes=6, ops=250)
 
 
-KILLED_REGISTER = '''
+KILLED_REGISTER = """
 import os, signal, sys
 from mlproj.registry import Registry
 from mlproj.store import Store
@@ -175,17 +214,29 @@ def write(self, path, data, sync=False):
     return real(self, path, data, sync)
 Store.write = write
 Registry(Store(sys.argv[1])).register(sys.argv[2], fake_evaluation(True), train_run='killed')
-'''
+"""
 
 
 def test_a_writer_killed_mid_register_wedges_nothing(tmp_path):
     url = str(tmp_path / 'store')
     reg = Registry(Store(url))
     assert reg.register(fake_run(tmp_path / 'runs', 'first'), fake_evaluation(True), train_run='first') == 1
-    r = subprocess.run([sys.executable, '-c', KILLED_REGISTER, url, str(fake_run(tmp_path / 'runs', 'killed')),
-                        str(Path(__file__).parent)], capture_output=True, text=True)
+    r = subprocess.run(
+        [
+            sys.executable,
+            '-c',
+            KILLED_REGISTER,
+            url,
+            str(fake_run(tmp_path / 'runs', 'killed')),
+            str(Path(__file__).parent),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == -signal.SIGKILL, r.stderr
-    assert (tmp_path / 'store' / 'models' / 'claims' / '2.json').exists()  # it had claimed 2 and written part of its bundle
+    assert (
+        tmp_path / 'store' / 'models' / 'claims' / '2.json'
+    ).exists()  # it had claimed 2 and written part of its bundle
     assert list(reg.index()['versions']) == ['1'] and reg.load().version == 1  # readers do not see it
     assert reg.register(fake_run(tmp_path / 'runs', 'next'), fake_evaluation(True), train_run='next') == 3
     assert reg.prune()['abandoned'] == []  # within the grace period an unfinished registration is left alone

@@ -1,5 +1,6 @@
 """The evaluation report on a real trained model: calibration, slices, the gallery and the paired comparison with a
 registered model, computed by `evaluate_run` and drawn by `mlproj.report`."""
+
 import pytest
 
 from mlproj.evaluate import evaluate_run
@@ -12,8 +13,14 @@ from mlproj.store import Store
 def evaluated(trained):
     "The fixture's model evaluated again, compared with registered version 1 (itself) on the same items."
     s, run_dir, ev = trained
-    return s, evaluate_run(run_dir, ev['dataset_version'], s.store_url, s.problem, service_like_version=service_like_version(s),
-                           compare_with=1)
+    return s, evaluate_run(
+        run_dir,
+        ev['dataset_version'],
+        s.store_url,
+        s.problem,
+        service_like_version=service_like_version(s),
+        compare_with=1,
+    )
 
 
 def test_evaluation_records_calibration_slices_and_the_most_confident_mistakes(evaluated):
@@ -34,17 +41,22 @@ def test_a_model_compared_with_itself_differs_on_no_item(evaluated):
     for key, m in (('benchmark', r['model']), ('service_like', r['service_like'])):
         p = vs[key]
         assert (p['only_a'], p['only_b'], p['p_value'], p['ci']) == (0, 0, 1.0, [0.0, 0.0])
-        assert p['both_right'] == round(m['accuracy']*m['n'])
+        assert p['both_right'] == round(m['accuracy'] * m['n'])
 
 
 def test_no_production_alias_means_no_comparison(trained):
     s, run_dir, ev = trained
-    assert evaluate_run(run_dir, ev['dataset_version'], s.store_url, s.problem, compare_with='production')['vs_production'] is None
+    assert (
+        evaluate_run(run_dir, ev['dataset_version'], s.store_url, s.problem, compare_with='production')['vs_production']
+        is None
+    )
 
 
 def test_the_report_draws_every_section_with_figures_inline(evaluated):
     s, r = evaluated
     page = report_html(r, Store(s.store_url))
     assert page.count('<section>') == 7 and 'src="http' not in page and 'No production model' not in page
-    assert page.count('<img class="figure"') >= 7 # confusion x2, reliability x2, slices, gallery x2 (no training curves here)
+    assert (
+        page.count('<img class="figure"') >= 7
+    )  # confusion x2, reliability x2, slices, gallery x2 (no training curves here)
     assert "McNemar's exact p = 1" in page

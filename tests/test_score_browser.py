@@ -1,13 +1,13 @@
 """The scoring page in Chromium: a bad file shows its problems with line numbers; a good one shows the report and
 its row on the leaderboard."""
-import pytest
 
-from conftest import SHORT_RUN_SERVICE_LIKE
+import pytest
+from conftest import SHORT_RUN_SERVICE_LIKE, uvicorn_server
+from test_api import server_env
+
 from mlproj.data import split_labels
 from mlproj.evaluate import split_items
 from mlproj.store import Store
-from conftest import uvicorn_server
-from test_api import server_env
 
 
 @pytest.mark.browser
@@ -15,8 +15,10 @@ def test_upload_a_scoring_file_and_see_the_report_and_the_leaderboard_row(browse
     settings, _, ev = trained
     st = Store(settings.store_url)
     items, y = split_items(st, ev['dataset_version'], 'test'), split_labels(st, ev['dataset_version'], 'test')
-    good = ('item,label,confidence\n' + ''.join(f'{i},{(l + 1) % 10 if k % 4 == 0 else l},0.9\n'
-                                                for k, (i, l) in enumerate(zip(items, y)))).encode()
+    good = (
+        'item,label,confidence\n'
+        + ''.join(f'{i},{(l + 1) % 10 if k % 4 == 0 else l},0.9\n' for k, (i, l) in enumerate(zip(items, y)))
+    ).encode()
     bad = b'item,label\n' + f'{items[0]},3\nnot-an-item,4\n'.encode()
     with uvicorn_server(server_env(trained, tmp_path, MLPROJ_MODEL='1', **SHORT_RUN_SERVICE_LIKE)) as srv:
         url = srv.url
@@ -27,7 +29,11 @@ def test_upload_a_scoring_file_and_see_the_report_and_the_leaderboard_row(browse
         page.click('button[type=submit]')
         page.wait_for_selector('#errors li')
         problems = page.locator('#errors li').all_inner_texts()
-        assert problems[0] == "line 3: unknown item id 'not-an-item': it is not in the test split of dataset version " + ev['dataset_version']
+        assert (
+            problems[0]
+            == "line 3: unknown item id 'not-an-item': it is not in the test split of dataset version "
+            + ev['dataset_version']
+        )
         page.set_input_files('#file', files=[dict(name='good.csv', mimeType='text/csv', buffer=good)])
         page.fill('#name', 'browser team')
         page.click('button[type=submit]')
@@ -36,15 +42,17 @@ def test_upload_a_scoring_file_and_see_the_report_and_the_leaderboard_row(browse
         assert 'accuracy 0.7' in page.inner_text('#status') and 'rank 1' in page.inner_text('#status')
         for title in ('Summary', 'Calibration', 'Accuracy by slice'):
             assert page.locator('#report h2', has_text=title).count() == 1
-        assert page.locator('#report h2', has_text='Most confident mistakes').count() == 0 # the test labels stay hidden
-        assert 'is now yours' in page.inner_text('#status') # the first submission under the name claimed it
-        page.fill('#name', 'Browser Team') # the same name: the claim token this browser kept is sent
+        assert (
+            page.locator('#report h2', has_text='Most confident mistakes').count() == 0
+        )  # the test labels stay hidden
+        assert 'is now yours' in page.inner_text('#status')  # the first submission under the name claimed it
+        page.fill('#name', 'Browser Team')  # the same name: the claim token this browser kept is sent
         page.click('button[type=submit]')
         page.wait_for_selector('#board tr.mine >> nth=0')
         page.wait_for_function("document.querySelectorAll('#board tbody tr').length == 2")
         assert 'Scored' in page.inner_text('#status') and 'is now yours' not in page.inner_text('#status')
         row = page.locator('#board tr.mine')
         assert row.locator('td').nth(1).inner_text() == 'Browser Team' and row.locator('td').nth(0).inner_text() == '2'
-        page.reload() # the leaderboard is kept by the server, not the page
+        page.reload()  # the leaderboard is kept by the server, not the page
         assert 'browser team' in page.locator('#board').inner_text()
         page.close()

@@ -6,6 +6,7 @@ People log in with their personal link (`/login/<token>`, which sets a cookie); 
 `Authorization: Bearer <token>`. Everything a person reads or writes is checked against the token's owner (403).
 Routes are in `routes/` (pages, labelling, review), what they depend on in `deps.py`, bodies in `schemas.py`.
 """
+
 from __future__ import annotations
 
 from contextlib import asynccontextmanager
@@ -22,27 +23,34 @@ from .deps import PG_WRITERS, get_person
 from .routes import label, pages, review
 from .schemas import document_refusals
 
-__all__ = ['create_app', 'app_from_env']
+__all__ = ['app_from_env', 'create_app']
 
 
 def create_app(settings: Settings, db_url: str | None = None) -> FastAPI:
     "The annotation app over the database [annotate] database (or `db_url`) and the raw store of `settings`."
+
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        app.state.db = await run_in_threadpool(A.open_db, settings, db_url) # applies the migrations
+        app.state.db = await run_in_threadpool(A.open_db, settings, db_url)  # applies the migrations
         yield
         app.state.db.close()
 
-    app = FastAPI(title='mlproj annotate', lifespan=lifespan, summary='Label raw items, k annotators each; agreement and adjudication.')
+    app = FastAPI(
+        title='mlproj annotate',
+        lifespan=lifespan,
+        summary='Label raw items, k annotators each; agreement and adjudication.',
+    )
     app.state.settings, app.state.people, app.state.projects, app.state.writers = settings, {}, {}, Workers(PG_WRITERS)
     app.mount('/static', StaticFiles(directory=pages.STATIC), name='static')
-    for r in (pages.router, label.router, review.router): app.include_router(r)
-    return document_refusals(app, get_person) # last: it documents every route's 401, 400 and 422
+    for r in (pages.router, label.router, review.router):
+        app.include_router(r)
+    return document_refusals(app, get_person)  # last: it documents every route's 401, 400 and 422
 
 
 def app_from_env() -> FastAPI:
     "The app as settings.ini and MLPROJ_* variables set it up (uvicorn's factory: this is the server process)."
     import sys
+
     settings = load_settings()
     if (settings.annotate.database or '').startswith('postgresql'):
         # a save waits on eight round trips in a thread; after each, the thread needs the GIL back from the event loop,

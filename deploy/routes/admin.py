@@ -1,4 +1,5 @@
 """Admin endpoints (bearer token; 503 when none is configured): reload the served model now (role operate), promote over HTTP (role promote)."""
+
 from __future__ import annotations
 
 from fastapi import APIRouter, HTTPException, Request
@@ -39,7 +40,10 @@ async def reload(request: Request, caller: OperateDep) -> Reloaded:
 async def promote(request: Request, body: Promotion, caller: PromoteDep) -> Reloaded:
     "Point an alias at a version (production only takes one that passed acceptance), then reload. Needs a token with the promote role."
     st = request.app.state
-    if st.registry is None: raise HTTPException(503, f'the model store cannot be opened: {st.model_error}')
-    try: await run_in_threadpool(st.registry.set_alias, body.alias, body.version, str(caller), body.reason)
-    except RegistryError as e: raise HTTPException(409, str(e)) from e
+    if st.registry is None:
+        raise HTTPException(503, f'the model store cannot be opened: {st.model_error}')
+    try:
+        await run_in_threadpool(st.registry.set_alias, body.alias, body.version, str(caller), body.reason)
+    except RegistryError as e:
+        raise HTTPException(409, str(e)) from e
     return await _reload(request)

@@ -1,4 +1,5 @@
 """The demo page at `/`: draw a digit, watch the model read it, say what it was. Every asset comes from this app."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -16,14 +17,20 @@ HERE = Path(__file__).resolve().parents[1]
 STATIC = HERE / 'static'
 templates = Jinja2Templates(directory=HERE / 'templates')
 
-CSP = DEMO # the page may load and call this server only: no CDN, no third-party anything (it works offline)
+CSP = DEMO  # the page may load and call this server only: no CDN, no third-party anything (it works offline)
 
 
 @router.get('/', response_class=HTMLResponse, include_in_schema=False)
 async def demo(request: Request, settings: SettingsDep, model: MaybeModelDep):
     "The demo page."
-    page = templates.TemplateResponse(request, 'demo.html', dict(
-        corrections=settings.serving.corrections, model_version=model.version if model else None,
-        model_error=None if model else request.app.state.model_error))
+    page = templates.TemplateResponse(
+        request,
+        'demo.html',
+        dict(
+            corrections=settings.serving.corrections,
+            model_version=model.version if model else None,
+            model_error=None if model else request.app.state.model_error,
+        ),
+    )
     page.headers['Content-Security-Policy'] = CSP
     return page

@@ -1,4 +1,5 @@
 """Labelling's API: the next item (a lease), saving an answer, reading one's assignment, undo, progress, an item's image."""
+
 from __future__ import annotations
 
 from typing import Annotated
@@ -20,21 +21,35 @@ ITEM_CSP = "default-src 'none'; img-src 'self'; style-src 'unsafe-inline'; sandb
 def _json(data) -> Response:
     "A JSON answer without FastAPI's encoder walking it first (plain dicts, lists, numbers and strings only)."
     import orjson
+
     return Response(orjson.dumps(data), media_type='application/json')
 
 
 @router.get('/next', response_model=Next, responses=refusals(403))
-def next_item(person: PersonDep, db: DbDep, exclude: Annotated[str, Query(
-        pattern='^[0-9,]*$', max_length=2000, description='assignment ids the page holds or has answered without an answer back yet, '
-                                                         'comma-separated')] = ''):
+def next_item(
+    person: PersonDep,
+    db: DbDep,
+    exclude: Annotated[
+        str,
+        Query(
+            pattern='^[0-9,]*$',
+            max_length=2000,
+            description='assignment ids the page holds or has answered without an answer back yet, comma-separated',
+        ),
+    ] = '',
+):
     "The next item to label (a lease): one the page holds already is never handed to it again."
     return dict(next=http(A.next_assignment, db, person, [int(x) for x in exclude.split(',') if x]))
 
 
 @router.post('/assignments/{assignment_id}', response_model=SaveResponse, responses=refusals(403, 404, 409))
-async def save(assignment_id: Annotated[int, PathId('assignment')], body: Answer, request: Request, person: PersonDep, db: DbDep):
+async def save(
+    assignment_id: Annotated[int, PathId('assignment')], body: Answer, request: Request, person: PersonDep, db: DbDep
+):
     "Save a label (or a skip: label null); answers with the next item to preload and progress."
-    return _json(await db_call(request.app.state, A.answer, db, person, assignment_id, body.label, body.item_id, body.exclude))
+    return _json(
+        await db_call(request.app.state, A.answer, db, person, assignment_id, body.label, body.item_id, body.exclude)
+    )
 
 
 @router.get('/assignments/{assignment_id}', response_model=AssignmentRecord, responses=refusals(403, 404))
@@ -61,10 +76,19 @@ def image(item_id: Annotated[int, PathId('item')], person: PersonDep, db: DbDep,
     sha, media = http(A.item_for, db, person, item_id)
     from mlproj.items import get_item
     from mlproj.store import Store
+
     data = get_item(Store(settings.store_url), sha)
-    if not media.startswith('image/'): # 8x8 counts of the benchmark: drawn large
+    if not media.startswith('image/'):  # 8x8 counts of the benchmark: drawn large
         from mlproj.data import decode_example
         from mlproj.preprocess import render_counts
+
         data, media = render_counts(decode_example(data, media), size=192, margin=16), 'image/png'
-    return Response(data, media_type=media, headers={'cache-control': 'private, max-age=3600', 'Content-Security-Policy': ITEM_CSP,
-                                                     'X-Content-Type-Options': 'nosniff'})
+    return Response(
+        data,
+        media_type=media,
+        headers={
+            'cache-control': 'private, max-age=3600',
+            'Content-Security-Policy': ITEM_CSP,
+            'X-Content-Type-Options': 'nosniff',
+        },
+    )

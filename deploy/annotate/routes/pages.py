@@ -1,4 +1,5 @@
 """The pages: login by personal link, the labelling page, the review page. Server-rendered from Jinja templates."""
+
 from __future__ import annotations
 
 import functools
@@ -20,14 +21,17 @@ templates = Jinja2Templates(directory=HERE / 'templates')
 
 # the pages load and call this server only (no CDN: they work offline), and run no inline script: a guide that got
 # script past the Markdown renderer would still not run it. Images may come from https: (a guide's examples)
-CSP = ("default-src 'self'; img-src 'self' data: https:; style-src 'self'; script-src 'self'; connect-src 'self'; "
-       "base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+CSP = (
+    "default-src 'self'; img-src 'self' data: https:; style-src 'self'; script-src 'self'; connect-src 'self'; "
+    "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
 
 
 @functools.cache
 def _markdown():
     import mistune
-    return mistune.create_markdown(escape=True) # raw HTML shown as text; javascript:/data: links become #harmful-link
+
+    return mistune.create_markdown(escape=True)  # raw HTML shown as text; javascript:/data: links become #harmful-link
 
 
 def guide(text: str) -> str:
@@ -45,7 +49,8 @@ def _page(request: Request, template: str, **context) -> HTMLResponse:
 def login(token: str, db: DbDep):
     "Set the login cookie from a personal link and go to the person's page."
     person = A.person_for_token(db, token)
-    if person is None: raise HTTPException(401, 'this login link is not valid: ask the project admin for yours')
+    if person is None:
+        raise HTTPException(401, 'this login link is not valid: ask the project admin for yours')
     r = RedirectResponse('/review' if person.role == 'reviewer' else '/', status_code=303)
     r.set_cookie(COOKIE, token, httponly=True, samesite='strict', max_age=90 * 86400)
     return r
@@ -54,7 +59,8 @@ def login(token: str, db: DbDep):
 @router.get('/', response_class=HTMLResponse, include_in_schema=False)
 def label_page(request: Request, person: PersonDep):
     "The labelling page (reviewers go to theirs)."
-    if person.role == 'reviewer': return RedirectResponse('/review', status_code=303)
+    if person.role == 'reviewer':
+        return RedirectResponse('/review', status_code=303)
     p = project(request, person)
     return _page(request, 'label.html', person=person, project=p, guide=guide(p.guide))
 
@@ -62,8 +68,17 @@ def label_page(request: Request, person: PersonDep):
 @router.get('/review', response_class=HTMLResponse, include_in_schema=False)
 def review_page(request: Request, person: PersonDep, db: DbDep, settings: SettingsDep, suggest: str = ''):
     "Items without a majority, and the project's agreement figures; `?suggest=1` asks the production model first."
-    if person.role != 'reviewer': raise HTTPException(403, 'the review page is for reviewers')
+    if person.role != 'reviewer':
+        raise HTTPException(403, 'the review page is for reviewers')
     p = project(request, person)
-    if suggest: A.suggest(db, settings, p.name) # lazily: loads the model once asked
-    return _page(request, 'review.html', person=person, project=p, guide=guide(p.guide), items=A.to_review(db, p.name),
-                 agreement=A.agreement(db, p.name))
+    if suggest:
+        A.suggest(db, settings, p.name)  # lazily: loads the model once asked
+    return _page(
+        request,
+        'review.html',
+        person=person,
+        project=p,
+        guide=guide(p.guide),
+        items=A.to_review(db, p.name),
+        agreement=A.agreement(db, p.name),
+    )

@@ -1,4 +1,5 @@
 """Review's API: a reviewer's label for an item without a majority, and the project's agreement figures."""
+
 from __future__ import annotations
 
 from typing import Annotated
@@ -23,5 +24,6 @@ def adjudicate(item_id: Annotated[int, PathId('item')], body: Adjudication, pers
 @router.get('/agreement', response_model=Agreement, responses=refusals(403))
 def agreement(request: Request, person: PersonDep, db: DbDep):
     "Agreement figures of your project (reviewers only: annotators are blind to each other)."
-    if person.role != 'reviewer': raise HTTPException(403, 'agreement figures are for reviewers')
+    if person.role != 'reviewer':
+        raise HTTPException(403, 'agreement figures are for reviewers')
     return A.agreement(db, project(request, person).name)
