@@ -1,4 +1,4 @@
-"""Projects, people and assignment that holds under concurrency; agreement, adjudication and consensus dataset versions; the feedback loop from the service
+"""Projects, people and assignment that holds under concurrency; agreement, adjudication and consensus dataset versions
 
 Docs: https://mlproj.github.io/mlproj/annotate.html.md"""
 
@@ -22,9 +22,8 @@ from .settings import Settings
 __all__ = ['MAX_HELD', 'SWEEP_EVERY', 'PROGRESS_EVERY', 'Forbidden', 'NotFound', 'Conflict', 'hash_token', 'open_db',
            'create_project', 'add_items', 'get_project', 'add_person', 'person_for_token', 'next_assignment',
            'progress', 'answer', 'undo', 'read_assignment', 'item_for', 'project_for', 'cohen_kappa', 'fleiss_kappa',
-           'coincidences', 'krippendorff_alpha', 'votes', 'majority', 'agreement', 'suggest', 'to_review', 'adjudicate',
-           'export_consensus', 'capture_feedback', 'capture_unsure', 'cmd_serve', 'cmd_create', 'cmd_add', 'cmd_status',
-           'cmd_suggest', 'cmd_export', 'add_commands']
+           'coincidences', 'krippendorff_alpha', 'votes', 'majority', 'agreement', 'to_review', 'adjudicate',
+           'export_consensus', 'cmd_serve', 'cmd_add', 'cmd_status', 'cmd_export']
 
 # %% ../nbs/17_annotate.ipynb #01c12642
 class Forbidden(PermissionError):
@@ -676,48 +675,6 @@ def agreement(db, project: str) -> dict:
     )
 
 # %% ../nbs/17_annotate.ipynb #c582ada2
-def _model(settings):
-    "The production model (else the newest accepted), as (version, Predictor); None when there is none."
-    from mlproj.predict import Predictor
-    from mlproj.registry import Registry
-    from mlproj.store import Store
-
-    try:
-        reg = Registry(Store(settings.store_url))
-        b = reg.load()  # the default: production, else the newest accepted
-    except Exception:
-        return None
-    return b, Predictor(b.onnx)
-
-
-def suggest(db, settings, project: str, only_missing: bool = True, model=None) -> int:
-    "Store the production model's answer and margin (top-1 minus top-2 probability) for the project's items; returns how many."
-    import numpy as np
-    from sqlalchemy import select, update
-
-    from mlproj.data import decode_example
-    from mlproj.db import Item
-    from mlproj.items import get_item
-    from mlproj.store import Store
-
-    p = get_project(db, project)
-    model = model or _model(settings)
-    if model is None:
-        return 0
-    store = Store(settings.store_url)
-    with db.read() as s:
-        q = select(Item.id, Item.sha256, Item.media_type).where(Item.project_id == p.id)
-        rows = s.execute(q.where(Item.suggestion.is_(None)) if only_missing else q).all()
-    if not rows:
-        return 0
-    probs = model[1].probabilities(np.stack([decode_example(get_item(store, h), m) for _, h, m in rows]))
-    top = np.sort(probs, 1)
-    with db.write() as s:
-        for (i, _, _), pr, t in zip(rows, probs, top):
-            s.execute(update(Item).where(Item.id == i).values(suggestion=int(pr.argmax()), margin=float(t[-1] - t[-2])))
-    return len(rows)
-
-
 def to_review(db, project: str) -> list[dict]:
     "Items with all their votes in and no majority, not yet adjudicated."
     from sqlalchemy import select
@@ -809,87 +766,6 @@ def export_consensus(db, settings, project: str) -> tuple[str, dict]:
     )
     return vid, counts | dict(examples=len(examples), inherited=len(set(base) - set(kept)))
 
-# %% ../nbs/17_annotate.ipynb #4cba5556
-_feedback_dbs = {}
-
-
-def _feedback_db(settings):
-    "One migrated database per URL for the service's process (opened on the first input kept)."
-    url = settings.annotate.database or str(settings.root / 'annotate.sqlite')
-    if url not in _feedback_dbs:
-        _feedback_dbs[url] = open_db(settings)
-    return _feedback_dbs[url]
-
-
-def capture_feedback(
-    settings: Settings,
-    data: bytes,
-    media_type: str,  # the input's bytes, e.g. image/png
-    source: str,  # where it came from: 'predict' (unsure production input) or 'demo correction'
-    probabilities=None,  # the model's answer; the input is kept only when its margin is below [annotate] feedback_margin
-    label: int | None = None,  # a person's correction, kept as provenance
-    db=None,
-) -> str | None:
-    "Keep a service input as a raw item of the feedback project when [annotate] feedback is on; returns its hash, or None."
-    a = settings.annotate
-    if not a.feedback:
-        return None
-    if probabilities is not None and label is None:
-        top = sorted(float(p) for p in probabilities)[-2:]
-        if top[-1] - top[0] >= a.feedback_margin:
-            return None
-    from mlproj.items import Provenance, put_item
-    from mlproj.store import Store
-
-    headers = {
-        'model_answer': [round(float(x), 4) for x in probabilities] if probabilities is not None else None,
-        'label': label,
-    }
-    sha = put_item(
-        Store(settings.store_url),
-        data,
-        Provenance(source=f'service:{source}', media_type=media_type, licence='given to the service', headers=headers),
-    )
-    db = db or _feedback_db(settings)
-    try:
-        pid = get_project(db, a.feedback_project).id
-    except NotFound:
-        try:
-            pid = create_project(
-                db,
-                a.feedback_project,
-                [str(d) for d in range(10)],
-                [],
-                overlap=a.overlap,
-                lease_seconds=a.lease_seconds,
-                source='feedback',
-                guide='Inputs the service was unsure of, and corrections people made on the demo page.',
-            )
-        except ValueError:
-            pid = get_project(db, a.feedback_project).id  # created meanwhile by another process
-    add_items(db, pid, [(sha, media_type)])
-    return sha
-
-
-def capture_unsure(
-    settings: Settings,
-    x,  # (n, 8, 8) model inputs (counts 0..16)
-    probabilities,  # (n, 10) the model's answers
-    source: str = 'predict',
-) -> list[str]:
-    "Keep the inputs of a served batch that the model is unsure of (see `capture_feedback`); returns their hashes."
-    import numpy as np
-
-    from mlproj.data import UCI_MEDIA_TYPE, encode_counts
-
-    if not settings.annotate.feedback:
-        return []
-    kept = [
-        capture_feedback(settings, encode_counts(np.rint(xi)), UCI_MEDIA_TYPE, source, p)
-        for xi, p in zip(x, probabilities)
-    ]
-    return [h for h in kept if h]
-
 # %% ../nbs/17_annotate.ipynb #f446fe7b
 def _link(settings, token: str) -> str:
     a = settings.annotate
@@ -925,39 +801,6 @@ def cmd_serve(args, settings):
     os.execve(sys.executable, argv, {**os.environ, **to_env(settings)})
 
 
-def cmd_create(args, settings):
-    from pathlib import Path
-
-    from mlproj.items import item_provenance
-    from mlproj.store import Store
-    from mlproj.versions import get_version
-
-    store = Store(settings.store_url)
-    ex = [e for e in get_version(store, args.version)['examples'] if not args.split or e.split in args.split][
-        : args.limit
-    ]
-    items = [(e.sha256, item_provenance(store, e.sha256)['media_type']) for e in ex]
-    guide = Path(args.guide).read_text() if args.guide else ''
-    db = open_db(settings)
-    create_project(
-        db,
-        args.name,
-        args.labels.split(','),
-        items,
-        overlap=args.overlap or settings.annotate.overlap,
-        guide=guide,
-        source=args.version,
-        lease_seconds=settings.annotate.lease_seconds,
-        ordering='uncertainty' if args.uncertainty_first else 'position',
-        suggest_to_annotators=args.suggest_to_annotators,
-    )
-    n = suggest(db, settings, args.name) if args.uncertainty_first else 0
-    print(
-        f'[annotate] project {args.name}: {len(items)} items from dataset version {args.version}, k={args.overlap or settings.annotate.overlap}'
-        + (f', {n} ranked by the production model (lowest margin first)' if args.uncertainty_first else '')
-    )
-
-
 def cmd_add(args, settings):
     db = open_db(settings)
     for name in args.people:
@@ -984,15 +827,6 @@ def cmd_status(args, settings):
     )
 
 
-def cmd_suggest(args, settings):
-    n = suggest(open_db(settings), settings, args.project, only_missing=False)
-    print(
-        f"[annotate] {n} items of {args.project} have the production model's answer and margin"
-        if n
-        else '[annotate] no model: register and promote one first (mlproj register, mlproj promote)'
-    )
-
-
 def cmd_export(args, settings):
     vid, c = export_consensus(open_db(settings), settings, args.project)
     print(
@@ -1004,61 +838,3 @@ def cmd_export(args, settings):
             else ''
         )
     )
-
-
-def add_commands(add):
-    "Add the `annotate` command group to the CLI."
-    p = add(
-        'annotate',
-        None,
-        'The annotation tool: serve the web app, create projects, add people (login links), export consensus labels.',
-    )
-    sub = p.add_subparsers(dest='annotate_command', metavar='ACTION', required=True)
-    s = sub.add_parser('serve', help='serve the annotation web app (FastAPI in deploy/annotate/, run by uvicorn)')
-    s.add_argument('--host', help='default: [annotate] host')
-    s.add_argument('--port', type=int, help='default: [annotate] port')
-    s.add_argument(
-        '--workers',
-        type=int,
-        default=1,
-        help='uvicorn worker processes (leases and assignment are enforced by the database, so 2+ are safe)',
-    )
-    s.set_defaults(fn=cmd_serve)
-    s = sub.add_parser('create', help='create a project over the items of a dataset version')
-    s.add_argument('name')
-    s.add_argument('--version', required=True, help='dataset version id whose items are labelled')
-    s.add_argument('--split', action='append', help='only items of this split (repeatable)')
-    s.add_argument('--limit', type=int, help='only the first N items')
-    s.add_argument(
-        '--labels', default=','.join(map(str, range(10))), help='comma-separated label names (at most 10; default 0..9)'
-    )
-    s.add_argument('--overlap', type=int, help='k distinct annotators per item (default: [annotate] overlap)')
-    s.add_argument('--guide', help='a Markdown file shown beside each item')
-    s.add_argument(
-        '--uncertainty-first', action='store_true', help='hand out items the production model is least sure of first'
-    )
-    s.add_argument(
-        '--suggest-to-annotators',
-        action='store_true',
-        help="show the model's answer to annotators too (reviewers always see it)",
-    )
-    s.set_defaults(fn=cmd_create)
-    s = sub.add_parser('add', help='add annotators or reviewers to a project and print their personal login links')
-    s.add_argument('project')
-    s.add_argument('people', nargs='+')
-    s.add_argument('--role', choices=['annotator', 'reviewer'], default='annotator')
-    s.set_defaults(fn=cmd_add)
-    s = sub.add_parser('status', help='progress and agreement of a project (kappa, alpha, per annotator)')
-    s.add_argument('project')
-    s.set_defaults(fn=cmd_status)
-    s = sub.add_parser(
-        'suggest',
-        help="store the production model's answer and margin for every item (reviewers see it; uncertainty-first order uses it)",
-    )
-    s.add_argument('project')
-    s.set_defaults(fn=cmd_suggest)
-    s = sub.add_parser(
-        'export', help="write consensus labels as a new dataset version (parent: the project's source version)"
-    )
-    s.add_argument('project')
-    s.set_defaults(fn=cmd_export)

@@ -325,7 +325,7 @@ def _job_epilog(job: str) -> str | None:
 
 # %% ../nbs/90_cli.ipynb #5a9e0c22
 # modules below the CLI whose `add_commands(add)` adds their commands, in the order --help lists them
-STAGES = ('data', 'lineage', 'collect', 'lighten', 'annotate', 'servicelike', 'batch', 'release')
+STAGES = ('data', 'lineage', 'collect', 'lighten', 'suggest', 'servicelike', 'batch', 'release')
 
 # %% ../nbs/90_cli.ipynb #53c0a39f
 def build_parser() -> argparse.ArgumentParser:

@@ -2,7 +2,7 @@
 
 A correction is kept through the raw store (`mlproj.servicelike.add_correction`: content-addressed, with provenance),
 joins the service-like evaluation set the next time it is built (never training), and, with `[annotate] feedback`
-on, the feedback annotation project (`mlproj.annotate.capture_feedback`)."""
+on, the feedback annotation project (`mlproj.suggest.capture_feedback`)."""
 
 from __future__ import annotations
 
@@ -13,11 +13,11 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 
-from mlproj.annotate import capture_feedback
 from mlproj.collect import sniff_image
 from mlproj.preprocess import InputError
 from mlproj.servicelike import add_correction
 from mlproj.store import Store
+from mlproj.suggest import capture_feedback
 
 from ..deps import MaybeModelDep, SettingsDep
 from ..inputs import images_batch

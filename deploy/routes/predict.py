@@ -13,9 +13,9 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 
-from mlproj.annotate import capture_unsure
 from mlproj.preprocess import InputError
 from mlproj.settings import Serving
+from mlproj.suggest import capture_unsure
 
 from ..inputs import TooManyImages, Unreadable, images_batch, json_batch, npy_batch, raw_batch, too_many
 from ..schemas import ErrorDetail, PixelsRequest, PredictResponse

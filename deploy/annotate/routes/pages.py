@@ -10,6 +10,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 
 from mlproj import annotate as A
+from mlproj import suggest as S
 
 from ..deps import COOKIE, DbDep, PersonDep, SettingsDep, project
 
@@ -72,7 +73,7 @@ def review_page(request: Request, person: PersonDep, db: DbDep, settings: Settin
         raise HTTPException(403, 'the review page is for reviewers')
     p = project(request, person)
     if suggest:
-        A.suggest(db, settings, p.name)  # lazily: loads the model once asked
+        S.suggest(db, settings, p.name)  # lazily: loads the model once asked
     return _page(
         request,
         'review.html',
