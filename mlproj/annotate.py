@@ -1,4 +1,4 @@
-"""Projects, people and assignment that holds under concurrency; agreement, adjudication and consensus dataset versions
+"""Projects, people and assignment that holds under concurrency, adjudication and consensus dataset versions
 
 Docs: https://mlproj.github.io/mlproj/annotate.html.md"""
 
@@ -6,11 +6,6 @@ Docs: https://mlproj.github.io/mlproj/annotate.html.md"""
 
 # %% ../nbs/17_annotate.ipynb #d480befb
 from __future__ import annotations
-
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    import numpy as np
 
 import hashlib
 import secrets
@@ -21,9 +16,8 @@ from .settings import Settings
 # %% auto #0
 __all__ = ['MAX_HELD', 'SWEEP_EVERY', 'PROGRESS_EVERY', 'Forbidden', 'NotFound', 'Conflict', 'hash_token', 'open_db',
            'create_project', 'add_items', 'get_project', 'add_person', 'person_for_token', 'next_assignment',
-           'progress', 'answer', 'undo', 'read_assignment', 'item_for', 'project_for', 'cohen_kappa', 'fleiss_kappa',
-           'coincidences', 'krippendorff_alpha', 'votes', 'majority', 'agreement', 'to_review', 'adjudicate',
-           'export_consensus', 'cmd_serve', 'cmd_add', 'cmd_status', 'cmd_export']
+           'progress', 'answer', 'undo', 'read_assignment', 'item_for', 'project_for', 'votes', 'majority', 'to_review',
+           'adjudicate', 'export_consensus', 'cmd_serve', 'cmd_add', 'cmd_export']
 
 # %% ../nbs/17_annotate.ipynb #01c12642
 class Forbidden(PermissionError):
@@ -547,65 +541,6 @@ def project_for(db, person):
     with db.read() as s:
         return s.get(Project, person.project_id)
 
-# %% ../nbs/17_annotate.ipynb #0148aef6
-def cohen_kappa(a: list, b: list) -> float:
-    "Cohen's kappa of two annotators' labels on the same items (1 when they agree and there is no variation)."
-    import numpy as np
-
-    a, b = np.asarray(a), np.asarray(b)
-    if len(a) == 0:
-        return float('nan')
-    cats = np.union1d(a, b)
-    po = float((a == b).mean())
-    pe = float(sum((a == c).mean() * (b == c).mean() for c in cats))
-    return 1.0 if pe == 1 else (po - pe) / (1 - pe)
-
-
-def fleiss_kappa(counts) -> float:
-    "Fleiss' kappa from an (items, categories) table of rating counts, the same number of ratings per item."
-    import numpy as np
-
-    c = np.asarray(counts, dtype=float)
-    n = c.sum(1)
-    if len(c) == 0 or (n != n[0]).any() or n[0] < 2:
-        raise ValueError('every item needs the same number (at least 2) of ratings')
-    n = n[0]
-    p = c.sum(0) / c.sum()
-    P = ((c * c).sum(1) - n) / (n * (n - 1))
-    pe = float((p * p).sum())
-    return 1.0 if pe == 1 else float((P.mean() - pe) / (1 - pe))
-
-
-def coincidences(units: list[list], labels: int) -> np.ndarray:
-    "Krippendorff's coincidence matrix: each ordered pair of labels two annotators gave the same item, weighted 1/(m-1)."
-    import numpy as np
-
-    o = np.zeros((labels, labels))
-    for u in units:
-        m = len(u)
-        if m < 2:
-            continue
-        cnt = np.bincount(u, minlength=labels).astype(float)
-        o += (np.outer(cnt, cnt) - np.diag(cnt)) / (m - 1)
-    return o
-
-
-def krippendorff_alpha(
-    units: list[list],  # the labels each item received (any number, missing ones left out)
-    labels: int | None = None,
-) -> float:
-    "Krippendorff's alpha for nominal labels."
-    import numpy as np
-
-    labels = labels or 1 + max((max(u) for u in units if u), default=0)
-    o = coincidences(units, labels)
-    nc = o.sum(1)
-    n = nc.sum()
-    if n < 2:
-        return float('nan')
-    expected = n * n - (nc * nc).sum()
-    return 1.0 if expected == 0 else float(1 - (n - 1) * (n - np.trace(o)) / expected)
-
 # %% ../nbs/17_annotate.ipynb #bc4bcd6e
 def votes(db, project_id: int) -> dict:
     "item id -> {annotator name: label} for every label given in the project."
@@ -632,47 +567,6 @@ def majority(item_votes: dict, overlap: int) -> int | None:
         return None
     label, n = Counter(item_votes.values()).most_common(1)[0]
     return label if n * 2 > len(item_votes) else None
-
-
-def agreement(db, project: str) -> dict:
-    "Pairwise Cohen's kappa, Krippendorff's alpha, Fleiss' kappa, the confusion between annotators and per-annotator figures."
-    import itertools
-
-    import numpy as np
-
-    p = get_project(db, project)
-    v = votes(db, p.id)
-    L = len(p.labels)
-    names = sorted({n for iv in v.values() for n in iv})
-    pairs = []
-    for a, b in itertools.combinations(names, 2):
-        shared = [iv for iv in v.values() if a in iv and b in iv]
-        if shared:
-            pairs.append(
-                dict(a=a, b=b, items=len(shared), kappa=cohen_kappa([iv[a] for iv in shared], [iv[b] for iv in shared]))
-            )
-    units = [list(iv.values()) for iv in v.values()]
-    full = [np.bincount(u, minlength=L) for u in units if len(u) == p.overlap]
-    per = {}
-    for n in names:
-        mine = [iv for iv in v.values() if n in iv and len(iv) > 1]
-        agree = [sum(l == iv[n] for m, l in iv.items() if m != n) / (len(iv) - 1) for iv in mine]
-        ks = [q['kappa'] for q in pairs if n in (q['a'], q['b']) and not np.isnan(q['kappa'])]
-        per[n] = dict(
-            labels=sum(n in iv for iv in v.values()),
-            agreement=float(np.mean(agree)) if agree else None,
-            mean_kappa=float(np.mean(ks)) if ks else None,
-        )
-    alpha = krippendorff_alpha(units, L) if units else float('nan')
-    return dict(
-        items_labelled=len(v),
-        alpha=None if np.isnan(alpha) else alpha,  # undefined (NaN) is no number: JSON has none
-        fleiss=fleiss_kappa(full) if len(full) and p.overlap > 1 else None,
-        pairwise=pairs,
-        confusion=coincidences(units, L).round(3).tolist(),
-        labels=p.labels,
-        annotators=per,
-    )
 
 # %% ../nbs/17_annotate.ipynb #c582ada2
 def to_review(db, project: str) -> list[dict]:
@@ -805,26 +699,6 @@ def cmd_add(args, settings):
     db = open_db(settings)
     for name in args.people:
         print(f'{name} ({args.role}): {_link(settings, add_person(db, args.project, name, args.role))}')
-
-
-def cmd_status(args, settings):
-    import json
-
-    db = open_db(settings)
-    p = get_project(db, args.project)
-    ag = agreement(db, args.project)
-    n_review = len(to_review(db, args.project))
-    print(
-        json.dumps(
-            dict(
-                project=p.name,
-                overlap=p.overlap,
-                to_review=n_review,
-                **{k: ag[k] for k in ('items_labelled', 'alpha', 'fleiss', 'annotators', 'pairwise')},
-            ),
-            indent=1,
-        )
-    )
 
 
 def cmd_export(args, settings):

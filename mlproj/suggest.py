@@ -7,13 +7,13 @@ Docs: https://mlproj.github.io/mlproj/suggest.html.md"""
 # %% ../nbs/40_suggest.ipynb #42afebe4
 from __future__ import annotations
 
+from .agreement import cmd_status
 from mlproj.annotate import (
     NotFound,
     add_items,
     cmd_add,
     cmd_export,
     cmd_serve,
-    cmd_status,
     create_project,
     get_project,
     open_db,

@@ -12,6 +12,7 @@ import httpx
 import pytest
 from conftest import ROOT, make_settings
 
+from mlproj import agreement as G
 from mlproj import annotate as A
 
 spec = importlib.util.spec_from_file_location('annotate_writes', ROOT / 'bench' / 'annotate_writes.py')
@@ -206,20 +207,20 @@ def test_agreement_figures_match_hand_computed_cases():
     import numpy as np
     from sklearn.metrics import cohen_kappa_score
 
-    assert round(A.cohen_kappa([1] * 25 + [0] * 25, [1] * 20 + [0] * 5 + [1] * 10 + [0] * 15), 10) == 0.4
+    assert round(G.cohen_kappa([1] * 25 + [0] * 25, [1] * 20 + [0] * 5 + [1] * 10 + [0] * 15), 10) == 0.4
     rng = np.random.default_rng(0)
     a, b = rng.integers(0, 4, 200), rng.integers(0, 4, 200)
     b[:120] = a[:120]
-    assert abs(A.cohen_kappa(a, b) - cohen_kappa_score(a, b)) < 1e-12
-    assert A.cohen_kappa([2, 2, 2], [2, 2, 2]) == 1.0
+    assert abs(G.cohen_kappa(a, b) - cohen_kappa_score(a, b)) < 1e-12
+    assert G.cohen_kappa([2, 2, 2], [2, 2, 2]) == 1.0
     # two annotators on three items: (0,0), (1,1), (0,1): p_o = 2/3, p_e = (2/3)(1/3) + (1/3)(2/3) = 4/9, kappa = 0.4
-    assert round(A.cohen_kappa([0, 1, 0], [0, 1, 1]), 10) == 0.4
+    assert round(G.cohen_kappa([0, 1, 0], [0, 1, 1]), 10) == 0.4
     # Fleiss: 3 items, 3 raters, 2 categories: rows (3,0), (0,3), (2,1)
     # P_i = 1, 1, 1/3: mean 7/9; p = (5/9, 4/9): P_e = 41/81; kappa = (63/81 - 41/81) / (40/81) = 22/40 = 0.55
-    assert round(A.fleiss_kappa([[3, 0], [0, 3], [2, 1]]), 10) == 0.55
+    assert round(G.fleiss_kappa([[3, 0], [0, 3], [2, 1]]), 10) == 0.55
     # Krippendorff's alpha with every item fully rated equals Fleiss' kappa corrected for sample size (nominal, 2 raters: Scott's pi * ...)
-    assert round(A.krippendorff_alpha([[0, 0], [0, 1], [1, 1], [1, 1]]), 4) == 0.5333
-    assert A.krippendorff_alpha([[1, 1], [2, 2], [3, 3]]) == 1.0
+    assert round(G.krippendorff_alpha([[0, 0], [0, 1], [1, 1], [1, 1]]), 4) == 0.5333
+    assert G.krippendorff_alpha([[1, 1], [2, 2], [3, 3]]) == 1.0
 
 
 def test_consensus_becomes_a_child_dataset_version_with_the_votes(settings, db_url):
@@ -267,7 +268,7 @@ def test_consensus_becomes_a_child_dataset_version_with_the_votes(settings, db_u
         assert next(e for e in v['examples'] if e.sha256 == shas[0]).split == 'train'  # an item keeps its split
         assert v['meta']['votes'][shas[2]] == {'label': 3, 'by': 'review', 'votes': {'a': 2, 'b': 3}}
         assert counts == dict(majority=2, review=1, open=1, evaluation_only=0, examples=4, inherited=1)
-        ag = A.agreement(db, 'c')
+        ag = G.agreement(db, 'c')
         assert ag['pairwise'][0]['items'] == 3 and ag['annotators']['a']['labels'] == 3
     finally:
         db.close()

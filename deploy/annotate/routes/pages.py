@@ -9,6 +9,7 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 
+from mlproj import agreement as G
 from mlproj import annotate as A
 from mlproj import suggest as S
 
@@ -81,5 +82,5 @@ def review_page(request: Request, person: PersonDep, db: DbDep, settings: Settin
         project=p,
         guide=guide(p.guide),
         items=A.to_review(db, p.name),
-        agreement=A.agreement(db, p.name),
+        agreement=G.agreement(db, p.name),
     )

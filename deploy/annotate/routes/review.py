@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Request
 
+from mlproj import agreement as G
 from mlproj import annotate as A
 
 from ..deps import DbDep, PersonDep, http, project
@@ -26,4 +27,4 @@ def agreement(request: Request, person: PersonDep, db: DbDep):
     "Agreement figures of your project (reviewers only: annotators are blind to each other)."
     if person.role != 'reviewer':
         raise HTTPException(403, 'agreement figures are for reviewers')
-    return A.agreement(db, project(request, person).name)
+    return G.agreement(db, project(request, person).name)
