@@ -11,10 +11,11 @@ import hashlib
 import secrets
 from datetime import timedelta
 
+from .console import say
 from .settings import Settings
 
 # %% auto #0
-__all__ = ['MAX_HELD', 'SWEEP_EVERY', 'PROGRESS_EVERY', 'Forbidden', 'NotFound', 'Conflict', 'hash_token', 'open_db',
+__all__ = ['MAX_HELD', 'SWEEP_EVERY', 'PROGRESS_EVERY', 'Forbidden', 'NotFound', 'AnswerConflict', 'hash_token', 'open_db',
            'create_project', 'add_items', 'get_project', 'add_person', 'person_for_token', 'next_assignment',
            'progress', 'answer', 'undo', 'read_assignment', 'item_for', 'project_for', 'votes', 'majority', 'to_review',
            'adjudicate', 'export_consensus', 'cmd_serve', 'cmd_add', 'cmd_export']
@@ -28,7 +29,7 @@ class NotFound(LookupError):
     "No such project, item or assignment."
 
 
-class Conflict(Exception):
+class AnswerConflict(Exception):
     "The request cannot be done in the state things are in (e.g. the item went to others after a lease ran out)."
 
 
@@ -432,7 +433,7 @@ def answer(
                 raise NotFound(f'no item {item_id} in your project')
             again = tx.one('SELECT id FROM annotate_assignment WHERE item_id = ? AND person_id = ?', item_id, person.id)
             if again is not None:
-                raise Conflict(f'this item came back to you as assignment {again[0]}')
+                raise AnswerConflict(f'this item came back to you as assignment {again[0]}')
             now = tx.time(_now())
             aid = tx.one(
                 'INSERT INTO annotate_assignment (project_id, item_id, person_id, slot, state, leased, expires)'
@@ -449,24 +450,24 @@ def answer(
                 raise NotFound(f'no assignment {assignment_id} (its lease ran out)')
             got = _claim(tx, person, project, item_id)
             if got is None:
-                raise Conflict('your lease on this item ran out and it went to others; the label was not kept')
+                raise AnswerConflict('your lease on this item ran out and it went to others; the label was not kept')
             a = _owned(tx, person, got['id'])
         aid, a_item, _, state, given = a
         if (
             state == 'done' and label is not None
         ):  # answered before: the same answer again (a retry) is that answer; another is refused
             if given != label:
-                raise Conflict(f'you answered this item already (label {given}); undo it to change your answer')
+                raise AnswerConflict(f'you answered this item already (label {given}); undo it to change your answer')
             return _saved(db, tx, person, project, aid, a_item, label, exclude)
         if label is None:
             if state == 'done':
-                raise Conflict('this item is already labelled; undo it first')
+                raise AnswerConflict('this item is already labelled; undo it first')
             if state == 'leased':
                 tx.run("UPDATE annotate_assignment SET state = 'skipped', slot = NULL WHERE id = ?", aid)
                 tx.run('UPDATE annotate_item SET taken = taken - 1 WHERE id = ?', a_item)
         else:
             if state == 'skipped':
-                raise Conflict('you skipped this item')
+                raise AnswerConflict('you skipped this item')
             tx.run('UPDATE annotate_item SET done = done + 1 WHERE id = ?', a_item)  # leased: the one state left
             tx.run(
                 "UPDATE annotate_assignment SET state = 'done', label = ?, answered = ? WHERE id = ?",
@@ -674,10 +675,7 @@ def cmd_serve(args, settings):
 
     host, port = args.host or settings.annotate.host, args.port or settings.annotate.port
     open_db(settings).close()  # migrate before the server starts, and fail here with one line if the URL is wrong
-    print(
-        f'[annotate] http://{host}:{port} (log in with a personal link from `mlproj annotate add`); Ctrl-C stops it',
-        flush=True,
-    )
+    say('annotate', f'http://{host}:{port} (log in with a personal link from `mlproj annotate add`); Ctrl-C stops it')
     argv = [
         sys.executable,
         '-m',
@@ -698,17 +696,18 @@ def cmd_serve(args, settings):
 def cmd_add(args, settings):
     db = open_db(settings)
     for name in args.people:
-        print(f'{name} ({args.role}): {_link(settings, add_person(db, args.project, name, args.role))}')
+        say('annotate', f'{name} ({args.role}): {_link(settings, add_person(db, args.project, name, args.role))}')
 
 
 def cmd_export(args, settings):
     vid, c = export_consensus(open_db(settings), settings, args.project)
-    print(
-        f'[annotate] dataset version {vid}: {c["examples"]} examples ({c["majority"]} by majority, {c["review"]} by a reviewer, '
+    say(
+        'annotate',
+        f'dataset version {vid}: {c["examples"]} examples ({c["majority"]} by majority, {c["review"]} by a reviewer, '
         f'{c["inherited"]} kept from the parent); {c["open"]} items still open'
         + (
             f'; {c["evaluation_only"]} demo-page corrections left out (service-like evaluation set, never training)'
             if c['evaluation_only']
             else ''
-        )
+        ),
     )

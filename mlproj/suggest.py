@@ -18,6 +18,7 @@ from mlproj.annotate import (
     get_project,
     open_db,
 )
+from .console import say
 from .settings import Settings
 
 # %% auto #0
@@ -167,18 +168,20 @@ def cmd_create(args, settings):
         suggest_to_annotators=args.suggest_to_annotators,
     )
     n = suggest(db, settings, args.name) if args.uncertainty_first else 0
-    print(
-        f'[annotate] project {args.name}: {len(items)} items from dataset version {args.version}, k={args.overlap or settings.annotate.overlap}'
-        + (f', {n} ranked by the production model (lowest margin first)' if args.uncertainty_first else '')
+    say(
+        'annotate',
+        f'project {args.name}: {len(items)} items from dataset version {args.version}, k={args.overlap or settings.annotate.overlap}'
+        + (f', {n} ranked by the production model (lowest margin first)' if args.uncertainty_first else ''),
     )
 
 
 def cmd_suggest(args, settings):
     n = suggest(open_db(settings), settings, args.project, only_missing=False)
-    print(
-        f"[annotate] {n} items of {args.project} have the production model's answer and margin"
+    say(
+        'annotate',
+        f"{n} items of {args.project} have the production model's answer and margin"
         if n
-        else '[annotate] no model: register and promote one first (mlproj register, mlproj promote)'
+        else 'no model: register and promote one first (mlproj register, mlproj promote)',
     )
 
 

@@ -69,7 +69,7 @@ def http(fn, *args, **kw):
         raise HTTPException(403, str(e))
     except A.NotFound as e:
         raise HTTPException(404, str(e))
-    except A.Conflict as e:
+    except A.AnswerConflict as e:
         raise HTTPException(409, str(e))
     except ValueError as e:
         raise HTTPException(422, str(e))
