@@ -47,7 +47,7 @@ class Paths:
     store: str = 'store'  # raw items, dataset versions and model bundles: a folder or an fsspec URL
     reports: str = 'reports'  # executed job notebooks, HTML reports and metrics
 
-# %% ../nbs/00_settings.ipynb #57b0506c
+
 @dataclass(frozen=True)
 class Data:
     "How the benchmark dataset version is split."
