@@ -279,18 +279,9 @@ def _in_thread(fn):
         raise box['error']
     return box.get('value')
 
-# %% ../nbs/05_jobs.ipynb #e5fdb2e3
-def run_job(
-    settings,  # the project's `Settings`
-    job: str,  # a notebook name in nbs/jobs/, e.g. train
-    parameters: dict | None = None,  # papermill parameters; run_dir is added
-    progress: bool = True,  # papermill's progress bar over cells
-    log_output: bool = False,  # stream the notebook's output to the terminal
-    run_id: str | None = None,  # the run's id (default: a new one)
-) -> Path:
-    "Execute a job notebook into a new run folder; return it, or raise `JobFailed` (`KeyboardInterrupt` on Ctrl-C)."
-    import papermill as pm
-
+# %% ../nbs/05_jobs.ipynb #f538c24d
+def _start_run(settings, job: str, parameters: dict | None, run_id: str | None) -> tuple:
+    "Check the job notebook exists, make the run folder and record the run as running; (src, run_dir, params, info)."
     src = settings.root / 'nbs' / 'jobs' / f'{job}.ipynb'
     if not src.is_file():
         raise FileNotFoundError(
@@ -309,6 +300,28 @@ def run_job(
         state='running',
     )
     _write_json(run_dir / 'run.json', info)
+    return src, run_dir, params, info
+
+# %% ../nbs/05_jobs.ipynb #10ff29e1
+def _end_run(settings, run_dir: Path, info: dict, **ended):
+    "Record in run.json how the run ended (`ended`: state, error, finished, ...), then refresh the reports index."
+    info.update(**ended)
+    _write_json(run_dir / 'run.json', info)
+    write_index(settings)
+
+# %% ../nbs/05_jobs.ipynb #e5fdb2e3
+def run_job(
+    settings,  # the project's `Settings`
+    job: str,  # a notebook name in nbs/jobs/, e.g. train
+    parameters: dict | None = None,  # papermill parameters; run_dir is added
+    progress: bool = True,  # papermill's progress bar over cells
+    log_output: bool = False,  # stream the notebook's output to the terminal
+    run_id: str | None = None,  # the run's id (default: a new one)
+) -> Path:
+    "Execute a job notebook into a new run folder; return it, or raise `JobFailed` (`KeyboardInterrupt` on Ctrl-C)."
+    import papermill as pm
+
+    src, run_dir, params, info = _start_run(settings, job, parameters, run_id)
     out, error = run_dir / f'{job}.ipynb', None
     # the HTML report's exporter is made ready while the kernel works (its first use costs 1 s: imports, templates)
     ready = {}
@@ -333,25 +346,27 @@ def run_job(
         error = f'{e.ename}: {e.evalue} (cell {e.exec_count})'
     except BaseException as e:  # interrupted or the kernel died: record it, then let it go on
         stopped = isinstance(e, KeyboardInterrupt)
-        info.update(
+        _end_run(
+            settings,
+            run_dir,
+            info,
             state='interrupted' if stopped else 'failed',
             error='interrupted (Ctrl-C)' if stopped else f'{type(e).__name__}: {e}',
             finished=utc_now(),
             notebook=out.name if out.exists() else None,
         )
-        _write_json(run_dir / 'run.json', info)
-        write_index(settings)
         raise
     html = _to_html(out, ready.get('exporter')) if out.exists() else None
-    info.update(
+    _end_run(
+        settings,
+        run_dir,
+        info,
         state='failed' if error else 'done',
         error=error,
         finished=utc_now(),
         notebook=out.name,
         report=html and html.name,
     )
-    _write_json(run_dir / 'run.json', info)
-    write_index(settings)
     if error:
         raise JobFailed(f'{job} job failed: {error}; see {out}', run_dir, out)
     return run_dir
