@@ -333,6 +333,34 @@ def state_path(settings, url: str) -> Path:
         / f'{urlsplit(url).netloc.replace(":", "_")}-{sha256(url.encode())[:12]}.sqlite'
     )
 
+# %% ../nbs/11_collect.ipynb #35c38d38
+def _follow(
+    fetcher: Fetcher,
+    robots: Robots,
+    u: str,  # the URL to fetch
+    same_site,  # URL -> whether it is on the crawl's site
+    max_redirects: int,
+) -> tuple:
+    "(the response, the final URL) of `u` after its redirects, each of which must stay on the site and be allowed; else FetchError."
+    final, chain = u, [u]
+    while True:
+        r = fetcher.get(final)
+        if not r.is_redirect:
+            break
+        nxt = urldefrag(urljoin(final, r.headers['Location']))[0]
+        r.close()
+        if nxt in chain:
+            raise FetchError('redirect loop', ' -> '.join([*chain, nxt]))
+        if len(chain) > max_redirects:
+            raise FetchError('too many redirects', f'more than {max_redirects}')
+        if not same_site(nxt):
+            raise FetchError('redirect off-site', nxt)
+        if not robots.allowed(nxt):
+            raise FetchError('redirect to a path robots.txt forbids', nxt)
+        chain.append(nxt)
+        final = nxt
+    return r, final
+
 # %% ../nbs/11_collect.ipynb #039957b8
 def crawl(
     settings,
@@ -368,23 +396,7 @@ def crawl(
                 if not robots.allowed(u):
                     fr.finish(u, 'robots')
                     continue
-                final, chain = u, [u]
-                while True:
-                    r = fetcher.get(final)
-                    if not r.is_redirect:
-                        break
-                    nxt = urldefrag(urljoin(final, r.headers['Location']))[0]
-                    r.close()
-                    if nxt in chain:
-                        raise FetchError('redirect loop', ' -> '.join([*chain, nxt]))
-                    if len(chain) > cfg.max_redirects:
-                        raise FetchError('too many redirects', f'more than {cfg.max_redirects}')
-                    if not same_site(nxt):
-                        raise FetchError('redirect off-site', nxt)
-                    if not robots.allowed(nxt):
-                        raise FetchError('redirect to a path robots.txt forbids', nxt)
-                    chain.append(nxt)
-                    final = nxt
+                r, final = _follow(fetcher, robots, u, same_site, cfg.max_redirects)
                 if r.status_code != 200:
                     r.close()
                     raise FetchError(f'http {r.status_code}')
