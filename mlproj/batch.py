@@ -133,7 +133,7 @@ def summarize(
         summary.update(accuracy=m['accuracy'], macro_f1=m['macro_f1'])
     return rows, summary
 
-
+# %% ../nbs/33_batch.ipynb #56f07614
 def write_predictions(path: Path, rows: list[dict]) -> Path:
     "The rows as CSV with a header of `PREDICTION_COLUMNS`."
     with open(path, 'w', newline='', encoding='utf-8') as f:

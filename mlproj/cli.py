@@ -42,7 +42,7 @@ def _train(settings, pairs, dataset_version=None, quiet=False) -> Path:
 def cmd_train(args, settings):
     _train(settings, args.p, args.dataset_version, args.quiet)
 
-
+# %% ../nbs/90_cli.ipynb #b11b7926
 def _evaluate(settings, pairs, train_run=None, quiet=False) -> tuple[Path, bool]:
     from mlproj.jobs import job_parameters, read_run, run_job
 
@@ -74,7 +74,7 @@ def cmd_evaluate(args, settings):
     _, passed = _evaluate(settings, args.p, args.train_run, args.quiet)
     return 0 if passed else EXIT_REJECTED
 
-
+# %% ../nbs/90_cli.ipynb #3fbd8724
 def _register(settings, eval_run=None, alias=None) -> int:
     from mlproj.jobs import find_run, read_run
     from mlproj.release import register_evaluated
@@ -94,13 +94,13 @@ def _register(settings, eval_run=None, alias=None) -> int:
 def cmd_register(args, settings):
     _register(settings, args.eval_run, args.alias)
 
-
+# %% ../nbs/90_cli.ipynb #ade7d9a0
 def _registry(settings):
     from mlproj.registry import open_registry
 
     return open_registry(settings)
 
-
+# %% ../nbs/90_cli.ipynb #c754c2f0
 def _models_list(
     reg,
     verify: bool = False,  # also name each damaged file, and return EXIT_ERROR when there is one
@@ -131,7 +131,7 @@ def _models_list(
         return EXIT_ERROR
     say('models', f'every file of the {len(rows)} versions matches its sha256')
 
-
+# %% ../nbs/90_cli.ipynb #0eb7553d
 def _models_history(reg, alias=None):
     rows = reg.history(alias)
     if not rows:
@@ -167,7 +167,7 @@ def cmd_models(args, settings):
         f'{", ".join(map(str, out["abandoned"])) or "none"}; {len(out["deleted"])} leftover files or folders deleted',
     )
 
-
+# %% ../nbs/90_cli.ipynb #44b79fd2
 def cmd_promote(args, settings):
     reg = _registry(settings)
     if args.force and not args.reason:
@@ -270,7 +270,7 @@ def _query_server(settings, version: int, n: int = 8):
     log.close()
     say('serve', 'server stopped' + ('' if clean else f' without a clean shutdown (exit code {proc.returncode})'))
 
-
+# %% ../nbs/90_cli.ipynb #9d89b5e7
 def _accuracies(settings, eval_run) -> str:
     "The benchmark's accuracy beside the service-like set's, from an evaluation run's metrics.json."
     from mlproj.jobs import read_run
@@ -286,7 +286,7 @@ def _accuracies(settings, eval_run) -> str:
         line += ', service-like set not measured'
     return line
 
-
+# %% ../nbs/90_cli.ipynb #6ba2c831
 def cmd_demo(args, settings):
     import time
 
@@ -327,20 +327,9 @@ def _job_epilog(job: str) -> str | None:
 # modules below the CLI whose `add_commands(add)` adds their commands, in the order --help lists them
 STAGES = ('data', 'lineage', 'collect', 'lighten', 'suggest', 'servicelike', 'batch', 'release')
 
-# %% ../nbs/90_cli.ipynb #53c0a39f
-def build_parser() -> argparse.ArgumentParser:
-    "The argument parser of `mlproj` and its subcommands."
-    p = argparse.ArgumentParser(
-        prog='mlproj',
-        description='Handwritten digits from notebook to served model: '
-        'build the dataset, train, evaluate, register, serve. Settings come from settings.ini '
-        '(MLPROJ_<SECTION>_<KEY> variables override it).',
-    )
-    p.add_argument(
-        '--settings',
-        help='settings.ini to use (default: $MLPROJ_SETTINGS, else the nearest one above the working directory)',
-    )
-    sub = p.add_subparsers(dest='command', metavar='COMMAND', required=True)
+# %% ../nbs/90_cli.ipynb #5e258f0a
+def _adder(sub):
+    "The `add(name, fn, help, ...)` every stage's `add_commands` is given: a command, or a subcommand `under` a group."
     groups, subs = {}, {}
 
     def add(
@@ -375,6 +364,11 @@ def build_parser() -> argparse.ArgumentParser:
             s.add_argument('-q', '--quiet', action='store_true', help='no progress bar')
         return s
 
+    return add
+
+# %% ../nbs/90_cli.ipynb #0a0a6887
+def _add_run_commands(add):
+    "The commands that run the pipeline's jobs: train, evaluate, register."
     s = add(
         'train',
         cmd_train,
@@ -395,6 +389,10 @@ def build_parser() -> argparse.ArgumentParser:
     s = add('register', cmd_register, 'Add an evaluated model to the model store as a new version.')
     s.add_argument('--eval-run', help='evaluation run id (default: the newest finished one)')
     s.add_argument('--alias', choices=['staging', 'production'], help='also point this alias at the new version')
+
+# %% ../nbs/90_cli.ipynb #4195a83b
+def _add_model_commands(add):
+    "The registry's commands: models (list, history, prune, repair) and promote."
     s = add(
         'models',
         cmd_models,
@@ -445,6 +443,10 @@ def build_parser() -> argparse.ArgumentParser:
         help='let production take a version that did not pass acceptance (needs --reason; recorded)',
     )
     s.add_argument('--by', help='who promotes, for the history (default: the login name)')
+
+# %% ../nbs/90_cli.ipynb #99214902
+def _add_serve_commands(add):
+    "Serving the model, and the demo that runs everything then serves."
     s = add('serve', cmd_serve_api, 'Serve the model over HTTP (FastAPI app in deploy/, run by uvicorn).')
     s.add_argument('--host', help='default: settings.ini [serving] host')
     s.add_argument('--port', type=int, help='default: settings.ini [serving] port')
@@ -467,6 +469,25 @@ def build_parser() -> argparse.ArgumentParser:
         job='train',
     )
     s.add_argument('--epochs', type=int, help='training epochs (default: settings.ini [train] max_epochs)')
+
+# %% ../nbs/90_cli.ipynb #53c0a39f
+def build_parser() -> argparse.ArgumentParser:
+    "The argument parser of `mlproj` and its subcommands."
+    p = argparse.ArgumentParser(
+        prog='mlproj',
+        description='Handwritten digits from notebook to served model: '
+        'build the dataset, train, evaluate, register, serve. Settings come from settings.ini '
+        '(MLPROJ_<SECTION>_<KEY> variables override it).',
+    )
+    p.add_argument(
+        '--settings',
+        help='settings.ini to use (default: $MLPROJ_SETTINGS, else the nearest one above the working directory)',
+    )
+    sub = p.add_subparsers(dest='command', metavar='COMMAND', required=True)
+    add = _adder(sub)
+    _add_run_commands(add)
+    _add_model_commands(add)
+    _add_serve_commands(add)
     for stage in STAGES:
         importlib.import_module(f'mlproj.{stage}').add_commands(add)
     from mlproj import (
@@ -479,7 +500,7 @@ def build_parser() -> argparse.ArgumentParser:
         m.add_commands(add)
     return p
 
-
+# %% ../nbs/90_cli.ipynb #98ff0fe5
 def main(argv: list[str] | None = None) -> int:
     "Entry point of the `mlproj` console script."
     args = build_parser().parse_args(argv)

@@ -54,7 +54,7 @@ def extract_links(
     absolute = lambda u: urldefrag(urljoin(base, u.strip()))[0]
     return [absolute(u) for u in p.pages], [absolute(u) for u in p.items]
 
-
+# %% ../nbs/11_collect.ipynb #38e1f11a
 _MAGIC = (
     (b'\x89PNG\r\n\x1a\n', 'image/png'),
     (b'\xff\xd8\xff', 'image/jpeg'),
@@ -162,7 +162,7 @@ class FetchError(Exception):
         super().__init__(f'{kind}: {detail}' if detail else kind)
         self.kind, self.detail = kind, detail
 
-
+# %% ../nbs/11_collect.ipynb #6f57edf8
 def _retry_after(value: str | None) -> float | None:
     "Seconds to wait from a Retry-After header (seconds or an HTTP date)."
     if not value:
@@ -186,7 +186,7 @@ def _reason(e: Exception) -> str:
     m = re.search(r'\[Errno -?\d+\] [\w ,.-]+', str(e))
     return m.group(0).strip() if m else str(e)[:200]
 
-
+# %% ../nbs/11_collect.ipynb #e0285af7
 class Fetcher:
     "HTTP GETs that a site owner would not mind: user agent, per-host rate limit, timeouts, retries, size cap."
 
@@ -333,7 +333,35 @@ def state_path(settings, url: str) -> Path:
         / f'{urlsplit(url).netloc.replace(":", "_")}-{sha256(url.encode())[:12]}.sqlite'
     )
 
+# %% ../nbs/11_collect.ipynb #35c38d38
+def _follow(
+    fetcher: Fetcher,
+    robots: Robots,
+    u: str,  # the URL to fetch
+    same_site,  # URL -> whether it is on the crawl's site
+    max_redirects: int,
+) -> tuple:
+    "(the response, the final URL) of `u` after its redirects, each of which must stay on the site and be allowed; else FetchError."
+    final, chain = u, [u]
+    while True:
+        r = fetcher.get(final)
+        if not r.is_redirect:
+            break
+        nxt = urldefrag(urljoin(final, r.headers['Location']))[0]
+        r.close()
+        if nxt in chain:
+            raise FetchError('redirect loop', ' -> '.join([*chain, nxt]))
+        if len(chain) > max_redirects:
+            raise FetchError('too many redirects', f'more than {max_redirects}')
+        if not same_site(nxt):
+            raise FetchError('redirect off-site', nxt)
+        if not robots.allowed(nxt):
+            raise FetchError('redirect to a path robots.txt forbids', nxt)
+        chain.append(nxt)
+        final = nxt
+    return r, final
 
+# %% ../nbs/11_collect.ipynb #039957b8
 def crawl(
     settings,
     url: str,  # where to start (the crawl stays on its host)
@@ -368,23 +396,7 @@ def crawl(
                 if not robots.allowed(u):
                     fr.finish(u, 'robots')
                     continue
-                final, chain = u, [u]
-                while True:
-                    r = fetcher.get(final)
-                    if not r.is_redirect:
-                        break
-                    nxt = urldefrag(urljoin(final, r.headers['Location']))[0]
-                    r.close()
-                    if nxt in chain:
-                        raise FetchError('redirect loop', ' -> '.join([*chain, nxt]))
-                    if len(chain) > cfg.max_redirects:
-                        raise FetchError('too many redirects', f'more than {cfg.max_redirects}')
-                    if not same_site(nxt):
-                        raise FetchError('redirect off-site', nxt)
-                    if not robots.allowed(nxt):
-                        raise FetchError('redirect to a path robots.txt forbids', nxt)
-                    chain.append(nxt)
-                    final = nxt
+                r, final = _follow(fetcher, robots, u, same_site, cfg.max_redirects)
                 if r.status_code != 200:
                     r.close()
                     raise FetchError(f'http {r.status_code}')
@@ -510,7 +522,7 @@ def cmd_crawl(args, settings):
         f'frontier {r["state"]} (run again to resume)',
     )
 
-
+# %% ../nbs/11_collect.ipynb #44b16c1d
 def cmd_folder(args, settings):
     "Import a folder of images."
     r = import_folder(settings, args.path, progress=not args.quiet)
@@ -525,7 +537,7 @@ def cmd_folder(args, settings):
         + (f'; skipped {", ".join(skipped)}' if skipped else ''),
     )
 
-
+# %% ../nbs/11_collect.ipynb #fee94538
 def add_commands(add):
     "The `collect` command group of the CLI."
     p = add(

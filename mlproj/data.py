@@ -100,7 +100,7 @@ def pack_version(
         pass  # another process packed the same version first: the same bytes
     return path
 
-
+# %% ../nbs/13_data.ipynb #9fee7f63
 def read_pack(
     store: Store,
     vid: str,
@@ -127,7 +127,7 @@ def read_pack(
             raise IntegrityError(f'item {e.sha256} in the pack of dataset version {vid} is corrupted: {fix}')
     return dict(blob=blob, offsets=off, media_types=types[media])
 
-
+# %% ../nbs/13_data.ipynb #c0b47ffe
 def _decode_packed(pack: dict, idx: np.ndarray) -> np.ndarray:
     "Inputs (n, 8, 8) float32 of the packed items at positions `idx` (64-byte UCI items in one gather, others one by one)."
     blob, off, mt = pack['blob'], pack['offsets'], pack['media_types'][idx]
@@ -209,7 +209,7 @@ def load_splits(
         out[split] = X, labels[idx]
     return out
 
-
+# %% ../nbs/13_data.ipynb #efb4204d
 def load_split(store: Store, vid: str, split: str, packed: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
     "Inputs (n, 8, 8) float32 and labels (n,) int64 of one split of dataset version `vid`."
     return load_splits(store, vid, (split,), packed)[split]
@@ -290,7 +290,7 @@ def _version_arg(store, ref) -> str:
         raise LookupError(f'no dataset version {ref!r} in {store.url} (`mlproj data list` lists them)')
     return vid
 
-
+# %% ../nbs/13_data.ipynb #e7cacfff
 def announce_benchmark(settings) -> str:
     "Build the benchmark version (idempotent), print its id and split sizes, return the id."
     vid = benchmark_version(settings, progress=True)
@@ -305,7 +305,7 @@ def announce_benchmark(settings) -> str:
 def cmd_data(args, settings):
     announce_benchmark(settings)
 
-
+# %% ../nbs/13_data.ipynb #89e554a0
 def cmd_data_list(args, settings):
     "One line per dataset version: id, items, parent, description."
     st = Store(settings.store_url)
@@ -317,7 +317,7 @@ def cmd_data_list(args, settings):
         m = get_version(st, v)
         print(f'{v:16}  {len(m["examples"]):>7}  {m["parent"] or "-":16}  {m["description"]}')
 
-
+# %% ../nbs/13_data.ipynb #46aaa019
 def cmd_data_diff(args, settings):
     "Print what changed from one dataset version to another."
     st = Store(settings.store_url)
@@ -337,7 +337,7 @@ def cmd_data_diff(args, settings):
         for sha, old, new, src in D['relabelled_items']:
             print(f'  {sha}  {old} -> {new}  ({src})')
 
-
+# %% ../nbs/13_data.ipynb #7a219fdb
 def cmd_data_pack(args, settings):
     "Write a dataset version's pack (once) and check it."
     st = Store(settings.store_url)
@@ -346,7 +346,7 @@ def cmd_data_pack(args, settings):
     read_pack(st, vid)
     say('data', f'dataset version {vid} packed in {path} ({st.fs.size(path):,} bytes), every item checked')
 
-
+# %% ../nbs/13_data.ipynb #b6886ec5
 def add_commands(add):
     "The `data` command group of the CLI (`lineage` adds `data show`)."
     p = add(

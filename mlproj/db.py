@@ -42,7 +42,7 @@ def utcnow() -> datetime:
 class Base(DeclarativeBase):
     pass
 
-
+# %% ../nbs/16_db.ipynb #a9724fdc
 class Project(Base):
     "A labelling job over a set of raw items."
 
@@ -60,7 +60,7 @@ class Project(Base):
     )  # reviewers always see the model's suggestion
     created: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
-
+# %% ../nbs/16_db.ipynb #b83e5b78
 class Person(Base):
     "An annotator or reviewer of one project, known by a personal token."
 
@@ -75,7 +75,7 @@ class Person(Base):
     )  # sha256 of the token; the token itself is never stored
     created: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
-
+# %% ../nbs/16_db.ipynb #d66b8f68
 class Item(Base):
     "A raw item (by hash) to be labelled in a project."
 
@@ -107,7 +107,7 @@ class Item(Base):
     suggestion: Mapped[int | None] = mapped_column(Integer, nullable=True)  # production model's answer
     added: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
-
+# %% ../nbs/16_db.ipynb #197c7122
 class Assignment(Base):
     "An item handed to a person: leased until `expires`, then done (with a label) or skipped."
 
@@ -130,7 +130,7 @@ class Assignment(Base):
     expires: Mapped[datetime] = mapped_column(DateTime)
     answered: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
 
-
+# %% ../nbs/16_db.ipynb #da2835b6
 class Review(Base):
     "A reviewer's label for an item the annotators did not agree on."
 
@@ -155,7 +155,7 @@ def _sqlite_setup(engine):
     def _begin(conn):
         conn.exec_driver_sql('BEGIN IMMEDIATE' if conn.get_execution_options().get('immediate') else 'BEGIN')
 
-
+# %% ../nbs/16_db.ipynb #2343c091
 class Tx:
     "Plain SQL in a transaction on the driver's own connection: the save path's statements without the ORM's work on each."
 
@@ -186,7 +186,7 @@ class Tx:
 def _pg_sql(sql: str) -> str:
     return sql.replace('%', '%%').replace('?', '%s')  # psycopg's placeholders
 
-
+# %% ../nbs/16_db.ipynb #4cb6f896
 class Database:
     "The annotation database at a SQLAlchemy URL, with read and write sessions."
 

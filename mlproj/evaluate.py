@@ -143,7 +143,7 @@ def mcnemar_exact(
         return 1.0
     return min(1.0, 2 * sum(math.comb(n, k) for k in range(min(b, c) + 1)) / 2**n)
 
-
+# %% ../nbs/30_evaluate.ipynb #674aeb10
 def paired_comparison(
     y: np.ndarray,  # labels
     pred_a: np.ndarray,  # answers of model A (the candidate)
@@ -208,7 +208,7 @@ class Acceptance:
     passed: bool
     failures: list  # one sentence per criterion missed
 
-
+# %% ../nbs/30_evaluate.ipynb #d92e34bb
 def check_acceptance(
     metrics: dict,  # the model's metrics on the benchmark's test split
     problem: Problem,
@@ -252,14 +252,68 @@ def service_like_metrics(
         prediction_metrics(y, pred, confidence, items), slices=slice_accuracy(np.asarray(pred) == np.asarray(y), slices)
     )
 
-
+# %% ../nbs/30_evaluate.ipynb #5bf6cfc8
 def split_items(store, vid: str, split: str) -> list[str]:
     "The item ids (sha256) of one split of a dataset version, in the order `load_split` returns them."
     from mlproj.versions import get_version
 
     return [e.sha256 for e in get_version(store, vid)['examples'] if e.split == split]
 
+# %% ../nbs/30_evaluate.ipynb #7f389414
+def _measure_service_like(
+    st,
+    predictor,  # the run's `Predictor`
+    service_like_version: str | None,  # a service-like dataset version; None: not measured
+) -> tuple:
+    "(metrics, inputs, labels, probabilities) of the model on the service-like set; all None when it is not measured."
+    sl = Xs = ys = ps = None
+    if service_like_version:
+        from mlproj.servicelike import load_service_like
 
+        Xs, ys, slices = load_service_like(st, service_like_version)
+        ps = predictor.probabilities(Xs)
+        sl = dict(
+            dataset_version=service_like_version,
+            **service_like_metrics(ys, ps.argmax(1), slices, ps.max(1), split_items(st, service_like_version, 'test')),
+        )
+    return sl, Xs, ys, ps
+
+# %% ../nbs/30_evaluate.ipynb #0ad9e941
+def _versus(
+    st,
+    compare_with: str | int | None,  # a registered version or alias; None: no comparison
+    X: np.ndarray,
+    y: np.ndarray,  # the benchmark split's inputs and labels
+    probs: np.ndarray,  # the candidate's probabilities on X
+    service_like: tuple,  # what `_measure_service_like` returned
+) -> dict | None:
+    "The paired comparison with the registered model `compare_with` on the same items; None when there is none to compare with."
+    from mlproj.registry import registered_predictor
+
+    sl, Xs, ys, ps = service_like
+    vs = None
+    if compare_with is not None and (other := registered_predictor(st, compare_with)):
+        vs = dict(
+            version=other[0],
+            ref=str(compare_with),
+            benchmark=paired_comparison(y, probs.argmax(1), other[1].predict(X)),
+        )
+        if sl:
+            vs['service_like'] = paired_comparison(ys, ps.argmax(1), other[1].predict(Xs))
+    return vs
+
+# %% ../nbs/30_evaluate.ipynb #e3067359
+def _criteria(problem: Problem) -> dict:
+    "The acceptance criteria of `problem`, as an evaluation records them."
+    return dict(
+        min_test_accuracy=problem.min_test_accuracy,
+        min_macro_f1=problem.min_macro_f1,
+        min_class_recall=problem.min_class_recall,
+        min_service_like_accuracy=problem.min_service_like_accuracy,
+        max_service_like_gap=problem.max_service_like_gap,
+    )
+
+# %% ../nbs/30_evaluate.ipynb #a8cbcad8
 def evaluate_run(
     train_dir: str | Path,  # a training run's folder (it holds model.onnx)
     dataset_version: str,
@@ -274,7 +328,6 @@ def evaluate_run(
     "Evaluate a training run's exported model on a split beside the majority baseline, and on the service-like set; check acceptance."
     from mlproj.data import load_split, split_labels
     from mlproj.predict import Predictor
-    from mlproj.registry import registered_predictor
     from mlproj.store import Store
 
     st = Store(store_url)
@@ -283,25 +336,9 @@ def evaluate_run(
     predictor = Predictor(str(Path(train_dir) / 'model.onnx'))
     probs = predictor.probabilities(X)
     model = prediction_metrics(y, probs.argmax(1), probs.max(1), split_items(st, dataset_version, split))
-    sl = Xs = None
-    if service_like_version:
-        from mlproj.servicelike import load_service_like
-
-        Xs, ys, slices = load_service_like(st, service_like_version)
-        ps = predictor.probabilities(Xs)
-        sl = dict(
-            dataset_version=service_like_version,
-            **service_like_metrics(ys, ps.argmax(1), slices, ps.max(1), split_items(st, service_like_version, 'test')),
-        )
-    vs = None
-    if compare_with is not None and (other := registered_predictor(st, compare_with)):
-        vs = dict(
-            version=other[0],
-            ref=str(compare_with),
-            benchmark=paired_comparison(y, probs.argmax(1), other[1].predict(X)),
-        )
-        if sl:
-            vs['service_like'] = paired_comparison(ys, ps.argmax(1), other[1].predict(Xs))
+    service_like = _measure_service_like(st, predictor, service_like_version)
+    sl = service_like[0]
+    vs = _versus(st, compare_with, X, y, probs, service_like)
     acc = check_acceptance(model, problem, sl)
     return dict(
         split=split,
@@ -309,13 +346,7 @@ def evaluate_run(
         model=model,
         baseline=majority_baseline(y_train, y),
         acceptance=asdict(acc),
-        criteria=dict(
-            min_test_accuracy=problem.min_test_accuracy,
-            min_macro_f1=problem.min_macro_f1,
-            min_class_recall=problem.min_class_recall,
-            min_service_like_accuracy=problem.min_service_like_accuracy,
-            max_service_like_gap=problem.max_service_like_gap,
-        ),
+        criteria=_criteria(problem),
         service_like=sl,
         slices=accuracy_by_slice(model, sl),
         vs_production=vs,

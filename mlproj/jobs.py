@@ -52,14 +52,14 @@ def new_run_id(job: str) -> str:
     "A run id that sorts by time: 20261122-103000-train-1a2b3c."
     return f'{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{job}-{uuid.uuid4().hex[:6]}'
 
-# %% ../nbs/05_jobs.ipynb #1c68f444
+# %% ../nbs/05_jobs.ipynb #33db84fc
 RUN_STATES = ('running', 'done', 'failed', 'interrupted', 'abandoned')
 
 
 def runs_dir(settings) -> Path:
     return settings.reports_dir / 'runs'
 
-
+# %% ../nbs/05_jobs.ipynb #13276aa1
 RUN_ID = re.compile(
     r'[A-Za-z0-9][A-Za-z0-9._-]{0,199}'
 )  # a run id (and a job name) is a name: no separator, no leading dot
@@ -74,7 +74,7 @@ def check_name(name: str, what: str = 'run id') -> str:
         )
     return name
 
-
+# %% ../nbs/05_jobs.ipynb #018815b0
 def find_run(settings, run_id: str | None = None, job: str | None = None) -> Path:
     "The folder of run `run_id`, or of the newest finished run of `job`; errors name the id, never the folder."
     if run_id:
@@ -91,7 +91,7 @@ def find_run(settings, run_id: str | None = None, job: str | None = None) -> Pat
         raise FileNotFoundError(f'no finished {job} run among the runs of [paths] reports: run `mlproj {job}` first')
     return done[-1]
 
-
+# %% ../nbs/05_jobs.ipynb #6b21fc22
 def read_run(run_dir: Path) -> dict:
     "run.json of a run, with its metrics.json (if any) under 'metrics'."
     info = json.loads((run_dir / 'run.json').read_text())
@@ -117,13 +117,13 @@ class _environ:
             else:
                 os.environ[k] = v
 
-# %% ../nbs/05_jobs.ipynb #e24c86d7
+# %% ../nbs/05_jobs.ipynb #a784aa44
 def _write_json(path: Path, obj):
     tmp = path.with_name(path.name + '.tmp')
     tmp.write_text(json.dumps(obj, indent=1, default=str))
     os.replace(tmp, path)
 
-
+# %% ../nbs/05_jobs.ipynb #905ee931
 def _html_exporter():
     "nbconvert's HTML exporter, once used on a small notebook: its imports, templates and highlighter loaded (1 s cold)."
     from nbconvert import HTMLExporter
@@ -133,7 +133,7 @@ def _html_exporter():
     exporter.from_notebook_node(new_notebook(cells=[new_markdown_cell('*a*'), new_code_cell('a = 1')]))
     return exporter
 
-
+# %% ../nbs/05_jobs.ipynb #ada1c49f
 def _to_html(
     nb_path: Path,
     exporter=None,  # an `_html_exporter()` made beforehand (run_job makes it while the kernel works)
@@ -239,7 +239,7 @@ def write_index(settings) -> Path:
     "reports/index.html: every run, newest first, with its state, headline figures, gate, links and a side-by-side view."
     return _write_index_at(Path(settings.reports_dir))
 
-# %% ../nbs/05_jobs.ipynb #1cfa1fb7
+# %% ../nbs/05_jobs.ipynb #8756013f
 def _kill_kernels():
     "Stop the kernels this process started (each runs in a session of its own, so Ctrl-C does not reach it)."
     import psutil
@@ -279,18 +279,9 @@ def _in_thread(fn):
         raise box['error']
     return box.get('value')
 
-
-def run_job(
-    settings,  # the project's `Settings`
-    job: str,  # a notebook name in nbs/jobs/, e.g. train
-    parameters: dict | None = None,  # papermill parameters; run_dir is added
-    progress: bool = True,  # papermill's progress bar over cells
-    log_output: bool = False,  # stream the notebook's output to the terminal
-    run_id: str | None = None,  # the run's id (default: a new one)
-) -> Path:
-    "Execute a job notebook into a new run folder; return it, or raise `JobFailed` (`KeyboardInterrupt` on Ctrl-C)."
-    import papermill as pm
-
+# %% ../nbs/05_jobs.ipynb #f538c24d
+def _start_run(settings, job: str, parameters: dict | None, run_id: str | None) -> tuple:
+    "Check the job notebook exists, make the run folder and record the run as running; (src, run_dir, params, info)."
     src = settings.root / 'nbs' / 'jobs' / f'{job}.ipynb'
     if not src.is_file():
         raise FileNotFoundError(
@@ -309,6 +300,28 @@ def run_job(
         state='running',
     )
     _write_json(run_dir / 'run.json', info)
+    return src, run_dir, params, info
+
+# %% ../nbs/05_jobs.ipynb #10ff29e1
+def _end_run(settings, run_dir: Path, info: dict, **ended):
+    "Record in run.json how the run ended (`ended`: state, error, finished, ...), then refresh the reports index."
+    info.update(**ended)
+    _write_json(run_dir / 'run.json', info)
+    write_index(settings)
+
+# %% ../nbs/05_jobs.ipynb #e5fdb2e3
+def run_job(
+    settings,  # the project's `Settings`
+    job: str,  # a notebook name in nbs/jobs/, e.g. train
+    parameters: dict | None = None,  # papermill parameters; run_dir is added
+    progress: bool = True,  # papermill's progress bar over cells
+    log_output: bool = False,  # stream the notebook's output to the terminal
+    run_id: str | None = None,  # the run's id (default: a new one)
+) -> Path:
+    "Execute a job notebook into a new run folder; return it, or raise `JobFailed` (`KeyboardInterrupt` on Ctrl-C)."
+    import papermill as pm
+
+    src, run_dir, params, info = _start_run(settings, job, parameters, run_id)
     out, error = run_dir / f'{job}.ipynb', None
     # the HTML report's exporter is made ready while the kernel works (its first use costs 1 s: imports, templates)
     ready = {}
@@ -333,30 +346,32 @@ def run_job(
         error = f'{e.ename}: {e.evalue} (cell {e.exec_count})'
     except BaseException as e:  # interrupted or the kernel died: record it, then let it go on
         stopped = isinstance(e, KeyboardInterrupt)
-        info.update(
+        _end_run(
+            settings,
+            run_dir,
+            info,
             state='interrupted' if stopped else 'failed',
             error='interrupted (Ctrl-C)' if stopped else f'{type(e).__name__}: {e}',
             finished=utc_now(),
             notebook=out.name if out.exists() else None,
         )
-        _write_json(run_dir / 'run.json', info)
-        write_index(settings)
         raise
     html = _to_html(out, ready.get('exporter')) if out.exists() else None
-    info.update(
+    _end_run(
+        settings,
+        run_dir,
+        info,
         state='failed' if error else 'done',
         error=error,
         finished=utc_now(),
         notebook=out.name,
         report=html and html.name,
     )
-    _write_json(run_dir / 'run.json', info)
-    write_index(settings)
     if error:
         raise JobFailed(f'{job} job failed: {error}; see {out}', run_dir, out)
     return run_dir
 
-
+# %% ../nbs/05_jobs.ipynb #3b1a362e
 def mark_run(
     run_dir: Path,  # a run folder
     state: str,  # the state to record: interrupted or abandoned
@@ -377,7 +392,7 @@ def mark_run(
     _write_index_at(Path(run_dir).parent.parent)  # reports/runs/<id>: the index shows the new state
     return True
 
-# %% ../nbs/05_jobs.ipynb #2d2c65b1
+# %% ../nbs/05_jobs.ipynb #fff625bd
 import operator
 import re
 
@@ -385,7 +400,7 @@ import re
 class ParameterError(ValueError):
     "A job parameter that is unknown, of the wrong type or out of its declared range: every attempt would fail, so it is refused and never retried."
 
-
+# %% ../nbs/05_jobs.ipynb #36a4ef20
 def parse_value(
     text: str,
     typ: str | None = None,  # the parameter's annotated type (str, int, float, bool); None: guess as papermill does
@@ -471,7 +486,7 @@ def job_rules(settings, kind: str) -> dict:
     "Parameter name -> the range its comment in the parameters cell declares (`parameter_rules`)."
     return _inspect(settings, kind)[1]
 
-# %% ../nbs/05_jobs.ipynb #checkp01
+# %% ../nbs/05_jobs.ipynb #d5760cb3
 def _check_value(name, value, typ):
     if value is None:
         return None
@@ -487,7 +502,7 @@ def _check_value(name, value, typ):
         )
     return float(value) if typ == 'float' else value
 
-
+# %% ../nbs/05_jobs.ipynb #95def80b
 def check_parameters(
     settings,
     kind: str,  # a job kind
@@ -516,7 +531,7 @@ def check_parameters(
             raise ParameterError(f'{"-p" if text else "parameter"} {name}: {wrong}')
     return out
 
-
+# %% ../nbs/05_jobs.ipynb #395d2112
 def job_parameters(
     settings,
     kind: str,

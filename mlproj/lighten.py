@@ -177,7 +177,7 @@ def _fit(module, dm, max_epochs: int):
         trainer.fit(module, datamodule=dm)
     return module.net.eval()
 
-
+# %% ../nbs/46_lighten.ipynb #95bbfa92
 def lighten(
     settings,  # the project's `Settings`
     train_dir: str | Path,  # a finished training run (the teacher)
@@ -273,7 +273,7 @@ def compare(
         )
     return rows
 
-
+# %% ../nbs/46_lighten.ipynb #6391e187
 def table_markdown(rows: list[dict]) -> str:
     "The comparison as a Markdown table, speeds also as a ratio to the first row."
     b = rows[0]

@@ -25,7 +25,7 @@ def _origin(source: str) -> str:
 
     return urlsplit(source).netloc or source if '://' in source else source
 
-
+# %% ../nbs/24_lineage.ipynb #be9bb7aa
 def lineage(
     store: Store,
     ref: str,  # a dataset version id (or its first 6+ characters), or a model version number or alias
@@ -129,7 +129,7 @@ def cmd_data_show(args, settings):
         for e in get_version(st, d['id'])['examples']:
             print(f'  {e.sha256}  {e.label!s:>5}  {e.split:5}  {e.source}  {item_provenance(st, e.sha256)["source"]}')
 
-
+# %% ../nbs/24_lineage.ipynb #9bc3e6f7
 def add_commands(add):
     "`mlproj data show`, in the `data` group."
     s = add(

@@ -59,7 +59,7 @@ class DigitsCNN(nn.Module):
     def forward(self, x):
         return self.head(self.features((x / MAX_COUNT).unsqueeze(1)))
 
-
+# %% ../nbs/20_model.ipynb #30503b44
 class WithProbabilities(nn.Module):
     "The network followed by softmax: what is exported and served."
 
@@ -110,7 +110,7 @@ def typeset_digits(
             y.append(d)
     return np.stack(X).astype(np.float32), np.array(y, np.int64)
 
-
+# %% ../nbs/20_model.ipynb #d12a4b4c
 class DigitsDataModule(L.LightningDataModule):
     "Batches of one dataset version, read from the store by its id and nothing else."
 
@@ -248,7 +248,7 @@ def load_net(folder) -> DigitsCNN:
     net.load_state_dict(load_file(str(folder / 'model.safetensors')))
     return net.eval()
 
-
+# %% ../nbs/20_model.ipynb #7cb5de50
 def export_onnx(net: nn.Module, path) -> None:
     "Write `net` with its softmax as one ONNX file taking (batch, 8, 8) float32 counts."
     import logging

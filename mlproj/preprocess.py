@@ -57,7 +57,7 @@ def _grey(im) -> np.ndarray:
         return grey
     return np.asarray(im.convert('L'), dtype=np.float32) / 255
 
-
+# %% ../nbs/10_preprocess.ipynb #db53d8dd
 def decode_image(
     data: bytes,  # the bytes of a PNG, JPEG, TIFF or other image file Pillow reads
     max_side: int = 4096,  # larger images are refused before they are decoded
@@ -129,7 +129,7 @@ def _scaled(a, side, resample):
         Image.fromarray(a.astype(np.float32), 'F').resize((max(1, round(w * k)), max(1, round(h * k))), resample)
     )
 
-
+# %% ../nbs/10_preprocess.ipynb #39da65f5
 def to_bitmap(
     grey: np.ndarray,  # grey levels in 0..1, any size, either polarity
     stroke: float = STROKE,  # stroke width to normalise to (pixels of a 128-pixel box); 0: keep the image's own
@@ -162,7 +162,7 @@ def to_bitmap(
     out[top : top + nh, left : left + nw] = small > 0.5
     return out
 
-
+# %% ../nbs/10_preprocess.ipynb #06fc3da0
 def block_counts(
     bitmap: np.ndarray,  # a 32x32 boolean bitmap
 ) -> np.ndarray:

@@ -224,7 +224,7 @@ def submit(
     self.actor.send(job_id)
     return self._decode(rec)
 
-
+# %% ../nbs/42_queue.ipynb #87ccd69b
 @patch
 def _decode(self: JobQueue, rec: dict) -> dict | None:
     if not rec:
@@ -432,7 +432,7 @@ def _execute(self: JobQueue, job: dict, attempt: int) -> dict:
     info = read_run(run_job(self.settings, kind, params, progress=False, run_id=run_id))
     return dict(run_id=run_id, report=info.get('report'), metrics=info.get('metrics'))
 
-
+# %% ../nbs/42_queue.ipynb #a775f46a
 @patch
 def _pin(self: JobQueue, kind: str, params: dict) -> dict:
     "A training job's parameters with the dataset version and the settings' defaults written in, so that a rerun repeats it."

@@ -192,7 +192,7 @@ def orphan(self: EmbeddedServer):
         None,
     )
 
-
+# %% ../nbs/41_redis_server.ipynb #3fc34619
 @patch
 def _stop_orphan(self: EmbeddedServer, timeout: float = 20):
     "SIGTERM the orphan (it writes its data and exits), SIGKILL it after `timeout`."

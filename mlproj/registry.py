@@ -379,7 +379,7 @@ def load(self: Registry, ref: str | int | None = None) -> Bundle:
             raise IntegrityError(f'model version {v}: {f} does not match its sha256; refusing to load it')
     return Bundle(v, manifest, files)
 
-
+# %% ../nbs/23_registry.ipynb #d55d38e1
 @patch
 def manifest(self: Registry, ref: str | int | None = None, idx: dict | None = None) -> dict:
     "bundle.json of a version (unverified: for listing; `load` checks)."
@@ -494,7 +494,7 @@ def set_alias(
     "Point `alias` at a version; `production` only at one that passed acceptance, unless forced. The move is kept in the history."
     return self._move(alias, ref, by, reason, force, 'promote')
 
-
+# %% ../nbs/23_registry.ipynb #bf14b3f2
 @patch
 def rollback(
     self: Registry, alias: str = 'production', by: str | None = None, reason: str = '', force: bool = False
@@ -517,7 +517,7 @@ def rollback(
 
     return self._move(alias, previous, by, reason, force, 'rollback')
 
-
+# %% ../nbs/23_registry.ipynb #990e64c5
 @patch
 def history(self: Registry, alias: str | None = None) -> list[dict]:
     "Every alias move, oldest first: generation, at, by, action, alias, from, to, reason, forced."
@@ -608,7 +608,7 @@ def _abandon(self: Registry, by: str, grace: float) -> list[int]:
     self._update(change, 'giving up abandoned registrations')
     return sorted(gone)
 
-
+# %% ../nbs/23_registry.ipynb #deeb88af
 @patch
 def _sweep(self: Registry, grace: float) -> list[str]:
     "Delete the folders of retired versions and temporary files older than `grace`; return what was deleted."

@@ -90,7 +90,7 @@ def _run(cmd: list, root: Path, step: str, timeout: float) -> str:
         raise ReleaseFailed(step, f'{" ".join(cmd)} exited with {out.returncode}: ' + text[-1500:])
     return text
 
-
+# %% ../nbs/45_release.ipynb #002e24e0
 def sync_check(root: str | Path) -> str:
     "Raise `ReleaseFailed` when nbdev-export and nbdev-clean change a file of nbs/ or mlproj/ (as make sync-check)."
     root = Path(root)
@@ -151,7 +151,7 @@ def local_servers(settings) -> list[str]:
     except httpx.HTTPError:
         return []
 
-
+# %% ../nbs/45_release.ipynb #1c75eb64
 def wait_for_servers(
     urls: list[str],  # base URLs of the servers
     version: int,  # the version each must serve
@@ -220,7 +220,7 @@ def _reason(cv: dict, tests: str, extra: str) -> str:
         notes.append('--tests none: no tests were run')
     return '; '.join(notes + ([extra] if extra else []))
 
-
+# %% ../nbs/45_release.ipynb #b8876d70
 def release(
     settings,  # the project's `Settings`
     allow_dirty: bool = False,  # release from a working tree with uncommitted changes (recorded in the history)
@@ -354,7 +354,7 @@ def cmd_release(args, settings):
     print(steps_table(out['steps'], out['seconds']))
     say('release', f'version {out["version"]} is production, in {out["seconds"]:.1f} s')
 
-
+# %% ../nbs/45_release.ipynb #80f9580c
 def add_commands(add):
     s = add(
         'release',

@@ -114,7 +114,7 @@ def confusion_figure(
     fig.colorbar(im, ax=ax, label='share of the true class', shrink=0.8)
     return fig
 
-
+# %% ../nbs/31_report.ipynb #2d1cf3f6
 def confusion_section_html(result: dict) -> str:
     "A confusion heat map for each set measured, side by side."
     return _part(
@@ -162,7 +162,7 @@ def reliability_figure(
     ax.legend(loc='upper left', fontsize=7)
     return fig
 
-
+# %% ../nbs/31_report.ipynb #91c6d7c1
 def calibration_html(result: dict) -> str:
     "A reliability diagram per set measured, with the ECE, or why there is none."
     figures, missing = [], []
@@ -223,7 +223,7 @@ def slices_figure(
     )
     return fig
 
-
+# %% ../nbs/31_report.ipynb #a88d3233
 def slices_html(result: dict) -> str:
     "The accuracy-by-slice chart and its table."
     s = result.get('slices') or {}

@@ -38,7 +38,7 @@ class ScoreError(ValueError):
         self.errors, self.status = list(errors), status
         super().__init__('; '.join(self.errors))
 
-
+# %% ../nbs/32_score.ipynb #6eff96df
 def _short(s: str) -> str:
     return repr(s if len(s) <= 20 else s[:16] + '...')
 
@@ -71,7 +71,7 @@ def _read_rows(data: bytes, max_bytes: int):
     except csv.Error as e:
         raise ScoreError([f'line {reader.line_num}: not CSV: {e}']) from None
 
-
+# %% ../nbs/32_score.ipynb #b441bdae
 def parse_predictions(
     data: bytes,  # the uploaded file
     items: list,  # the item ids (sha256) of the split being scored
@@ -180,7 +180,7 @@ def score_predictions(
         slices={'set': {label: dict(n=m['n'], accuracy=m['accuracy'])}, **m.get('slices', {})},
     )
 
-
+# %% ../nbs/32_score.ipynb #70e0da20
 def score_report_html(
     result: dict,
     store,  # where the items are
@@ -199,7 +199,7 @@ def score_report_html(
         if fn not in skip
     )
 
-
+# %% ../nbs/32_score.ipynb #c6cade0b
 def template_csv(store, vid: str) -> str:
     "A predictions file to fill in: the header and one line per item of the test split, label left empty."
     from mlproj.evaluate import split_items
@@ -266,7 +266,7 @@ def _names():
         Column('token_sha256', String(64), nullable=False),
     )
 
-
+# %% ../nbs/32_score.ipynb #ae6c965f
 ANONYMOUS = 'anonymous'
 
 
@@ -285,7 +285,7 @@ def clean_name(name: str) -> str:
         raise ScoreError(['the name holds control characters: send plain text'])
     return ' '.join(name.split())[:100] or ANONYMOUS
 
-
+# %% ../nbs/32_score.ipynb #8b05ee0f
 class Leaderboard:
     "Scored submissions in a SQL database (SQLite by default), best first for each dataset version."
 
@@ -384,7 +384,7 @@ class Leaderboard:
     def close(self):
         self.db.close()
 
-
+# %% ../nbs/32_score.ipynb #62272387
 def leaderboard_url(settings) -> str:
     "The leaderboard's database: scores.sqlite in the reports folder."
     Path(settings.reports_dir).mkdir(parents=True, exist_ok=True)

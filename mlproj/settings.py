@@ -17,7 +17,7 @@ from pathlib import Path
 __all__ = ['SettingsError', 'Problem', 'Paths', 'Data', 'Train', 'Serving', 'Queue', 'Annotate', 'Score', 'Collect', 'Settings',
            'find_settings', 'load_settings', 'to_env']
 
-# %% ../nbs/00_settings.ipynb #4b3b745d
+# %% ../nbs/00_settings.ipynb #cc6eb19c
 class SettingsError(ValueError):
     "settings.ini or an MLPROJ_* variable holds something that cannot be used."
 
@@ -39,7 +39,7 @@ class Problem:
     service_like_per_digit: int = 40  # generated service-like images of each digit
     test_method: str = ''
 
-
+# %% ../nbs/00_settings.ipynb #668b42ae
 @dataclass(frozen=True)
 class Paths:
     "Where things are kept; relative folders are relative to the project root."
@@ -56,7 +56,7 @@ class Data:
     val_fraction: float = 0.1
     test_fraction: float = 0.2
 
-
+# %% ../nbs/00_settings.ipynb #77e689f4
 @dataclass(frozen=True)
 class Train:
     "Defaults of the training job; each can be changed per run with a job parameter."
@@ -74,7 +74,7 @@ class Train:
     strategy: str = 'auto'  # auto, ddp, ddp_spawn, fsdp ...
     num_nodes: int = 1  # machines, each started by torchrun or the cluster's launcher (SLURM)
 
-
+# %% ../nbs/00_settings.ipynb #1b8dc8d9
 @dataclass(frozen=True)
 class Serving:
     "The API server and its limits."
@@ -109,7 +109,7 @@ class Serving:
     )
     trusted_proxies: str = ''  # addresses or networks (comma-separated) whose X-Forwarded-For is believed; empty: none
 
-
+# %% ../nbs/00_settings.ipynb #a1b3f1f5
 @dataclass(frozen=True)
 class Queue:
     "The job queue (Dramatiq on the Redis protocol) and its workers."
@@ -131,7 +131,7 @@ class Queue:
         60.0  # seconds after which a queued or running job the broker holds no message for is sent again
     )
 
-
+# %% ../nbs/00_settings.ipynb #1c8c0911
 @dataclass(frozen=True)
 class Annotate:
     "The annotation tool: its database and server, how items are handed out, the feedback loop from the service."
@@ -146,7 +146,7 @@ class Annotate:
     feedback_margin: float = 0.2  # an input is unsure when its two most probable classes are closer than this
     feedback_project: str = 'feedback'  # the project they flow into (created when the first one arrives)
 
-
+# %% ../nbs/00_settings.ipynb #fd15b318
 @dataclass(frozen=True)
 class Score:
     "The scoring page's leaderboard: how often one client may submit (each submission's figures tell a little about the hidden labels)."
@@ -155,7 +155,7 @@ class Score:
         10  # submissions one client address may send an hour (bursts of as many); more get 429; 0: no limit
     )
 
-
+# %% ../nbs/00_settings.ipynb #acc0cb45
 @dataclass(frozen=True)
 class Collect:
     "The crawler: who it says it is, and how gently it fetches."
@@ -174,20 +174,7 @@ class Collect:
     max_redirects: int = 5  # a longer chain, or a loop, is an error
     state: str = 'crawls'  # folder of the crawls' SQLite frontiers (local; relative to the project root)
 
-# %% ../nbs/00_settings.ipynb #7197fe76
-_SECTIONS = dict(
-    problem=Problem,
-    paths=Paths,
-    data=Data,
-    train=Train,
-    serving=Serving,
-    annotate=Annotate,
-    queue=Queue,
-    collect=Collect,
-    score=Score,
-)
-
-
+# %% ../nbs/00_settings.ipynb #5d53e8cb
 @dataclass(frozen=True)
 class Settings:
     "All of settings.ini, typed."
@@ -217,7 +204,20 @@ class Settings:
     def reports_dir(self) -> Path:
         return Path(self.resolve(self.paths.reports))
 
-# %% ../nbs/00_settings.ipynb #4effa4d0
+# %% ../nbs/00_settings.ipynb #77eda983
+_SECTIONS = dict(
+    problem=Problem,
+    paths=Paths,
+    data=Data,
+    train=Train,
+    serving=Serving,
+    annotate=Annotate,
+    queue=Queue,
+    collect=Collect,
+    score=Score,
+)
+
+# %% ../nbs/00_settings.ipynb #4cc72256
 def _convert(value: str, typ, where: str):
     "`value` as `typ` (given by its name, since the dataclasses use postponed annotations)."
     try:
@@ -236,7 +236,7 @@ def _convert(value: str, typ, where: str):
     except ValueError:
         raise SettingsError(f'{where} = {value!r} is not a valid {typ}') from None
 
-
+# %% ../nbs/00_settings.ipynb #d86155b1
 def find_settings(start: Path | str | None = None) -> Path:
     "The settings.ini in `start` (default: the working directory) or the nearest folder above it."
     start = Path(start or Path.cwd()).resolve()
@@ -247,7 +247,7 @@ def find_settings(start: Path | str | None = None) -> Path:
         f'no settings.ini in {start} or any folder above it; run from the project folder or set MLPROJ_SETTINGS'
     )
 
-
+# %% ../nbs/00_settings.ipynb #9bbb7642
 def load_settings(
     path: Path | str | None = None,  # settings.ini; default: $MLPROJ_SETTINGS, else found from the working directory
     env: Mapping[str, str] | None = None,  # overrides as MLPROJ_<SECTION>_<KEY>; default: os.environ

@@ -96,7 +96,7 @@ def _write_synced(path, data):
         f.flush()
         os.fsync(f.fileno())
 
-
+# %% ../nbs/02_store.ipynb #8cc68a9d
 _NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
 
 
@@ -257,7 +257,7 @@ async def _gather(coros, limit):
 
     return await asyncio.gather(*map(one, coros))
 
-
+# %% ../nbs/02_store.ipynb #bdc35ef2
 @patch
 def write_many(
     self: Store,

@@ -96,7 +96,7 @@ def _history_callback(history):
 
     return History()
 
-
+# %% ../nbs/21_train.ipynb #b450ce66
 def _rank() -> int:
     "This process's rank in a distributed run, from the variables Lightning, torchrun and SLURM set (0 alone)."
     import os
@@ -121,7 +121,7 @@ def _wandb_run(cfg: TrainConfig, run_dir: Path):
         settings=wandb.Settings(silent=True, console='off'),
     )
 
-
+# %% ../nbs/21_train.ipynb #70e4be02
 def train(cfg: TrainConfig) -> TrainResult:
     "Train the digits CNN as `cfg` says; save, export and describe it in `cfg.run_dir` (process 0 does, under DDP)."
     import logging

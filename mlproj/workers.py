@@ -186,7 +186,7 @@ def _stop_api(api):
         api.kill()
         api.wait()
 
-
+# %% ../nbs/44_workers.ipynb #c4c010df
 def cmd_up(args, settings):
     from mlproj.console import serve_argv as _serve_argv
 
