@@ -6,11 +6,12 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from mlproj.console import free_port  # noqa: F401 (the benches import it from here)
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = Path(__file__).resolve().parent
@@ -46,12 +47,6 @@ def register(settings, run_dir: Path) -> int:
         code_version={'commit': None, 'dirty': None},
         parameters={},
     )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
 
 
 class Server:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import socket
 import subprocess
 import sys
 import tempfile
@@ -21,6 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from mlproj.collect import crawl
+from mlproj.console import free_port
 from mlproj.settings import load_settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,9 +47,7 @@ def write_site(d: Path, pages: int):
 
 
 def serve(d: Path):
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        port = s.getsockname()[1]
+    port = free_port()
     proc = subprocess.Popen(
         [sys.executable, '-m', 'http.server', str(port), '--bind', '127.0.0.1', '--directory', str(d)],
         stdout=subprocess.DEVNULL,
