@@ -17,6 +17,8 @@ from pathlib import Path
 
 from fastcore.basics import patch
 
+from .console import wait_until
+
 # %% auto #0
 __all__ = ['QueueUnavailable', 'QueueOwned', 'data_dir', 'redis_server_binary', 'EmbeddedServer', 'queue_url']
 
@@ -245,20 +247,21 @@ def _launch(self: EmbeddedServer, timeout: float = 30):
     self.proc = subprocess.Popen(
         args, start_new_session=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
-    deadline = time.monotonic() + timeout
-    while True:
+
+    def answers():
         if self.proc.poll() is not None:
             raise QueueUnavailable(
                 f'the embedded Redis server exited with {self.proc.returncode}; see {self.data / "redis.log"}'
             )
         try:
-            if redis.Redis(unix_socket_path=str(self.socket)).ping():
-                break
+            return redis.Redis(unix_socket_path=str(self.socket)).ping()
         except (redis.ConnectionError, OSError):
-            pass
-        if time.monotonic() > deadline:
-            raise QueueUnavailable(f'the embedded Redis server did not answer within {timeout} s')
-        time.sleep(0.05)
+            return False
+
+    try:
+        wait_until(answers, timeout, 0.05, what='the embedded Redis server answering')
+    except TimeoutError:
+        raise QueueUnavailable(f'the embedded Redis server did not answer within {timeout} s') from None
     _write_json(self.info, dict(pid=self.proc.pid, url=self.url, owner=os.getpid()))
 
 # %% ../nbs/41_redis_server.ipynb #e9f0b9e9

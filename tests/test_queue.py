@@ -15,7 +15,7 @@ import nbformat
 import psutil
 import pytest
 import redis
-from conftest import ROOT, free_port
+from conftest import ROOT, free_port, wait_until
 from nbformat.v4 import new_code_cell, new_notebook
 
 from mlproj.queue import JobQueue
@@ -84,7 +84,7 @@ class Stack:
             n, {**os.environ, **to_env(self.settings), 'MLPROJ_QUEUE_URL': self.url}, log=self.log, say=lambda m: None
         ).start()
         beats = f'{self.jq.broker.namespace}:__heartbeats__'
-        wait_for(lambda: self.jq.r.zcount(beats, since, '+inf') >= n, timeout=120, what=f'{n} workers polling')
+        wait_until(lambda: self.jq.r.zcount(beats, since, '+inf') >= n, timeout=120, what=f'{n} workers polling')
         return self.sup
 
     def worker_log(self):
@@ -108,23 +108,17 @@ def stack(request, tmp_path):
     s.close()
 
 
-def wait_for(cond, timeout=60, what='condition'):
-    deadline = time.monotonic() + timeout
-    while not (v := cond()):
-        if time.monotonic() > deadline:
-            raise TimeoutError(f'{what} not met within {timeout} s')
-        time.sleep(0.05)
-    return v
-
-
 def test_job_survives_worker_kill(stack):
     sup = stack.workers(2)
     job = stack.jq.submit('sleep', {'seconds': 4.0})
-    rec = wait_for(
-        lambda: (r := stack.jq.get(job['id']))['state'] == 'running' and r.get('run_id') and r, what='job running'
+    rec = wait_until(
+        lambda: (r := stack.jq.get(job['id']))['state'] == 'running' and r.get('run_id') and r,
+        timeout=60,
+        what='job running',
     )
     first_run = stack.settings.reports_dir / 'runs' / rec['run_id']
-    wait_for(lambda: (first_run / 'sleep.ipynb').exists(), what='papermill started')  # the notebook is executing
+    # the notebook is executing
+    wait_until(lambda: (first_run / 'sleep.ipynb').exists(), timeout=60, what='papermill started')
     time.sleep(1)
     pid = int(rec['worker'].rsplit(':', 1)[1])
     assert pid in [p.pid for p in sup.procs]
@@ -139,7 +133,7 @@ def test_job_survives_worker_kill(stack):
         for p in (stack.settings.reports_dir / 'runs').glob('*/run.json')
     }
     assert states == {rec['run_id']: 'abandoned', done['run_id']: 'done'}
-    wait_for(lambda: sup.check() or all(p.poll() is None for p in sup.procs), what='worker restarted')
+    wait_until(lambda: sup.check() or all(p.poll() is None for p in sup.procs), timeout=60, what='worker restarted')
     assert all(p.poll() is None for p in sup.procs)  # the supervisor replaced the killed worker
 
 
@@ -278,12 +272,13 @@ def test_restarting_the_api_and_the_workers_loses_no_queued_job(stack):
     client = api()
     sup = stack.workers(1)
     long = client.post('/jobs', json={'job': 'sleep', 'parameters': {'seconds': 30.0}}, headers=auth).json()
-    wait_for(
+    wait_until(
         lambda: (
             (r := stack.jq.get(long['id']))['state'] == 'running'
             and r.get('run_id')
             and (stack.settings.reports_dir / 'runs' / r['run_id'] / 'sleep.ipynb').exists()
         ),
+        timeout=60,
         what='long job running',
     )
     queued = [
@@ -302,7 +297,7 @@ def test_restarting_the_api_and_the_workers_loses_no_queued_job(stack):
             stack.jq.key(long['id']), 'parameters', json.dumps({'seconds': 0.5})
         )  # no need to wait 30 s again
         done = [
-            wait_for(
+            wait_until(
                 lambda: (j := client.get(f'/jobs/{q["id"]}', headers=auth).json())['state'] in ('done', 'failed') and j,
                 timeout=120,
                 what=f'job {q["id"]} finished',
@@ -341,7 +336,8 @@ def test_training_sweep_runs_on_the_workers_and_reports_the_best_on_validation(t
         assert [d['state'] for d in done] == ['done'] * 4, s.worker_log()
         assert len({d['worker'] for d in done}) == 2  # run in parallel, on both workers
         out = s.settings.reports_dir / 'sweeps' / sweep
-        wait_for(lambda: (out / 'index.html').exists(), what='sweep report')  # the last job to finish writes it
+        # the last job to finish writes it
+        wait_until(lambda: (out / 'index.html').exists(), timeout=60, what='sweep report')
         report = json.loads((out / 'sweep.json').read_text())
         val = {d['id']: d['result']['metrics']['val_acc'] for d in done}
         assert report['best'] == max(val, key=val.get)  # on validation accuracy, the only figure a sweep may choose by
@@ -389,7 +385,7 @@ def test_up_runs_the_stack_and_stops_with_nothing_left_behind(tmp_path):
             except httpx.TransportError:
                 return False
 
-        wait_for(ready, timeout=90, what='API up')
+        wait_until(ready, timeout=90, what='API up')
         assert httpx.post(f'{url}/jobs', json={'job': 'noop'}).status_code == 401
         assert (
             httpx.post(f'{url}/jobs', json={'job': 'noop'}, headers={'Authorization': 'Bearer wrong'}).status_code
@@ -398,8 +394,9 @@ def test_up_runs_the_stack_and_stops_with_nothing_left_behind(tmp_path):
         auth = {'Authorization': 'Bearer s3cret'}
         r = httpx.post(f'{url}/jobs', json={'job': 'noop', 'parameters': {'echo': 'hello'}}, headers=auth)
         assert r.status_code == 202 and r.headers['location'] == f'/jobs/{r.json()["id"]}'
-        job = wait_for(
+        job = wait_until(
             lambda: (j := httpx.get(url + r.headers['location'], headers=auth).json())['state'] == 'done' and j,
+            timeout=60,
             what='job done',
         )
         assert job['result']['echo'] == 'hello' and job['attempts'] == 1

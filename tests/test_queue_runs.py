@@ -7,7 +7,7 @@ import time
 
 import nbformat
 import psutil
-from conftest import ROOT
+from conftest import ROOT, wait_until
 from test_queue import SLEEP_JOB, make_project
 
 from mlproj.settings import to_env
@@ -32,11 +32,12 @@ def test_ctrl_c_of_a_job_is_one_line_and_an_interrupted_run(tmp_path):
         stderr=subprocess.PIPE,
         text=True,
     )
-    deadline, kernels = time.monotonic() + 120, []
-    while not kernels:  # wait until the notebook runs in its kernel
-        assert p.poll() is None and time.monotonic() < deadline, p.communicate()
-        kernels = [c for c in psutil.Process(p.pid).children(recursive=True) if 'ipykernel' in ' '.join(c.cmdline())]
-        time.sleep(0.2)
+
+    def running_kernels():
+        assert p.poll() is None, p.communicate()
+        return [c for c in psutil.Process(p.pid).children(recursive=True) if 'ipykernel' in ' '.join(c.cmdline())]
+
+    kernels = wait_until(running_kernels, 120, 0.2, what='the notebook running in its kernel')
     time.sleep(2)
     p.send_signal(signal.SIGINT)
     out, err = p.communicate(timeout=60)
