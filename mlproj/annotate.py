@@ -92,7 +92,7 @@ def create_project(
     add_items(db, pid, items)
     return pid
 
-
+# %% ../nbs/17_annotate.ipynb #a8ac9ae6
 def add_items(db, project_id: int, items: list[tuple[str, str]]) -> int:
     "Add raw items to a project (those already in it are left alone); returns how many were added."
     from sqlalchemy import func, select
@@ -116,7 +116,7 @@ def add_items(db, project_id: int, items: list[tuple[str, str]]) -> int:
             c.commit()
     return len(new)
 
-
+# %% ../nbs/17_annotate.ipynb #2c6bab97
 def get_project(db, name: str):
     "The project called `name`."
     from sqlalchemy import select
@@ -129,7 +129,7 @@ def get_project(db, name: str):
         raise NotFound(f'no annotation project {name!r}')
     return p
 
-
+# %% ../nbs/17_annotate.ipynb #d400dd9d
 def add_person(db, project: str, name: str, role: str = 'annotator') -> str:
     "Add an annotator or reviewer to a project; returns their personal token (shown once, kept only as a hash)."
     from sqlalchemy.exc import IntegrityError
@@ -172,7 +172,7 @@ def _now():
 
     return utcnow()
 
-
+# %% ../nbs/17_annotate.ipynb #2b38b889
 def _project_of(db, project_id: int):
     "The project's settings (they never change once it is created), cached by the database object."
     cache = db.__dict__.setdefault('_projects', {})
@@ -194,7 +194,7 @@ def _project_of(db, project_id: int):
         )
     return cache[project_id]
 
-
+# %% ../nbs/17_annotate.ipynb #4bdc79de
 def _expire(db, tx, project_id: int, now, force: bool = False):
     "Return leases that ran out to the pool (at most once a second per process unless `force`)."
     import time
@@ -211,7 +211,7 @@ def _expire(db, tx, project_id: int, now, force: bool = False):
     for (item_id,) in sorted(gone):
         tx.run('UPDATE annotate_item SET taken = taken - 1 WHERE id = ?', item_id)
 
-
+# %% ../nbs/17_annotate.ipynb #04ce5605
 def _view(aid: int, item_id: int, suggestion, project, state='leased', label=None) -> dict:
     "What the page gets for an assignment."
     out = dict(id=aid, item_id=item_id, image=f'/api/items/{item_id}/image', state=state, label=label)
@@ -219,7 +219,7 @@ def _view(aid: int, item_id: int, suggestion, project, state='leased', label=Non
         out['suggestion'] = suggestion
     return out
 
-
+# %% ../nbs/17_annotate.ipynb #d38a4e9c
 def _claim_sql(ordering: str, one: bool, pg: bool) -> str:
     "Take a slot of the first item in order with one free that the person never had (`one`: of that item only)."
     # `taken < overlap` as the partial index ix_annotate_item_open says it: the scan starts at the first open item
@@ -235,7 +235,7 @@ def _claim_sql(ordering: str, one: bool, pg: bool) -> str:
         ' WHERE t.item_id = annotate_item.id AND t.slot IS NOT NULL)'
     )  # the slots held, as a bit mask
 
-
+# %% ../nbs/17_annotate.ipynb #d7889bfe
 def _claim(tx, person, project, item_id: int | None = None):
     "Lease an item (the next one in order, or `item_id`) to `person`; None when there is none."
     row = tx.one(
@@ -268,7 +268,7 @@ def _claim(tx, person, project, item_id: int | None = None):
     )[0]
     return _view(aid, iid, suggestion, project)
 
-
+# %% ../nbs/17_annotate.ipynb #39c14d32
 def _retrying(db, fn, tries: int = 20):
     "Run `fn(tx)` in a write transaction, again when a concurrent one broke a constraint or deadlocked."
     import random
@@ -287,7 +287,7 @@ def _retrying(db, fn, tries: int = 20):
                 raise
             time.sleep(random.uniform(0, 0.002 * (attempt + 1)))
 
-
+# %% ../nbs/17_annotate.ipynb #01e90970
 def _next(db, tx, person, project, exclude) -> tuple[dict | None, int]:
     "Inside a write transaction: a lease the person holds and the page does not, else a new one; and the person's labels so far."
     if person.role != 'annotator':
@@ -323,7 +323,7 @@ def _next(db, tx, person, project, exclude) -> tuple[dict | None, int]:
         got = _claim(tx, person, project)
     return got, mine
 
-
+# %% ../nbs/17_annotate.ipynb #46302b38
 def next_assignment(
     db,
     person,
@@ -346,7 +346,7 @@ def _owned(tx, person, assignment_id: int, lock: bool = False):
         raise Forbidden(f'assignment {assignment_id} is not yours')
     return a
 
-
+# %% ../nbs/17_annotate.ipynb #dd53bd77
 def _progress(db, tx, person, mine: int, cached: bool = True) -> dict:
     "`mine` with the project's figures (reused for PROGRESS_EVERY seconds when `cached`)."
     import time
@@ -372,7 +372,7 @@ def progress(db, person) -> dict:
         mine = tx.one("SELECT count(*) FROM annotate_assignment WHERE person_id = ? AND state = 'done'", person.id)[0]
         return _progress(db, tx, person, mine)
 
-
+# %% ../nbs/17_annotate.ipynb #989cfe7a
 def _saved(db, tx, person, project, aid: int, item_id: int, label, exclude) -> dict:
     "The answer to a save: what was saved, the next item to preload, progress."
     nxt, mine = _next(db, tx, person, project, exclude)
@@ -382,7 +382,7 @@ def _saved(db, tx, person, project, aid: int, item_id: int, label, exclude) -> d
         progress=_progress(db, tx, person, mine),
     )
 
-
+# %% ../nbs/17_annotate.ipynb #af86a6cc
 def answer(
     db,
     person,
@@ -479,7 +479,7 @@ def answer(
 
     return _retrying(db, go)
 
-
+# %% ../nbs/17_annotate.ipynb #b4dddff4
 def undo(db, person) -> dict | None:
     "Take back the person's last label: the item is theirs to answer again. None when there is nothing to undo."
     project = _project_of(db, person.project_id)
@@ -594,7 +594,7 @@ def to_review(db, project: str) -> list[dict]:
     ]
     return sorted(out, key=lambda r: (r['margin'] is None, r['margin'] or 0, r['item_id']))
 
-
+# %% ../nbs/17_annotate.ipynb #5d25b932
 def adjudicate(db, reviewer, item_id: int, label: int):
     "A reviewer's label for an item (replacing an earlier one of theirs)."
     from mlproj.db import Item, Project, Review
@@ -611,7 +611,7 @@ def adjudicate(db, reviewer, item_id: int, label: int):
         else:
             r.label, r.reviewer_id, r.at = label, reviewer.id, _now()
 
-
+# %% ../nbs/17_annotate.ipynb #55ea5e09
 def export_consensus(db, settings, project: str) -> tuple[str, dict]:
     "Write the consensus labels as a new dataset version (parent: the project's source version); returns its id and counts."
     from sqlalchemy import select
