@@ -70,7 +70,7 @@ def _feedback_db(settings):
         _feedback_dbs[url] = open_db(settings)
     return _feedback_dbs[url]
 
-
+# %% ../nbs/40_suggest.ipynb #ffccbf32
 def capture_feedback(
     settings: Settings,
     data: bytes,
@@ -120,7 +120,7 @@ def capture_feedback(
     add_items(db, pid, [(sha, media_type)])
     return sha
 
-
+# %% ../nbs/40_suggest.ipynb #c0e8e79f
 def capture_unsure(
     settings: Settings,
     x,  # (n, 8, 8) model inputs (counts 0..16)
@@ -174,7 +174,7 @@ def cmd_create(args, settings):
         + (f', {n} ranked by the production model (lowest margin first)' if args.uncertainty_first else ''),
     )
 
-
+# %% ../nbs/40_suggest.ipynb #ee9cbc1b
 def cmd_suggest(args, settings):
     n = suggest(open_db(settings), settings, args.project, only_missing=False)
     say(
@@ -184,7 +184,7 @@ def cmd_suggest(args, settings):
         else 'no model: register and promote one first (mlproj register, mlproj promote)',
     )
 
-
+# %% ../nbs/40_suggest.ipynb #217e757d
 def add_commands(add):
     "Add the `annotate` command group to the CLI."
     p = add(
