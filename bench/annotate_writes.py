@@ -25,7 +25,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from mlproj.console import free_port
+from mlproj.console import free_port, wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -62,19 +62,17 @@ def serve(settings, db_url: str, log_path: Path | None = None, workers: int = 1)
     )
     url = f'http://127.0.0.1:{port}'
     try:
-        deadline = time.monotonic() + 60
-        while True:
+
+        def answers():
             if proc.poll() is not None:
                 log.seek(0)
                 raise RuntimeError(f'the annotation server exited with {proc.returncode}: {log.read().decode()[-800:]}')
             try:
-                if httpx.get(f'{url}/openapi.json', timeout=1).status_code == 200:
-                    break
+                return httpx.get(f'{url}/openapi.json', timeout=1).status_code == 200
             except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise TimeoutError('the annotation server did not start within 60 s')
-            time.sleep(0.1)
+                return False
+
+        wait_until(answers, 60, 0.1, what='the annotation server starting')
         yield url, proc.pid
     finally:
         proc.terminate()

@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from mlproj.console import free_port  # noqa: F401 (the benches import it from here)
+from mlproj.console import free_port, wait_until  # noqa: F401 (the benches import free_port from here)
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = Path(__file__).resolve().parent
@@ -75,18 +75,21 @@ class Server:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        deadline = time.monotonic() + self.timeout
-        while time.monotonic() < deadline:
+
+        def answers():
             if self.proc.poll() is not None:
                 raise RuntimeError(f'server {self.argv} exited with {self.proc.returncode}')
             try:
-                if httpx.get(f'{self.url}{self.ready}', timeout=2).status_code == 200:
-                    return self
+                return httpx.get(f'{self.url}{self.ready}', timeout=2).status_code == 200
             except httpx.HTTPError:
-                pass
-            time.sleep(0.3)
-        self.__exit__()
-        raise RuntimeError(f'server {self.argv} did not answer {self.ready} within {self.timeout} s')
+                return False
+
+        try:
+            wait_until(answers, self.timeout, 0.3, what=f'server {self.argv} answering {self.ready}')
+        except TimeoutError:
+            self.__exit__()
+            raise RuntimeError(f'server {self.argv} did not answer {self.ready} within {self.timeout} s') from None
+        return self
 
     @property
     def url(self) -> str:
