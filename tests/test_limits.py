@@ -189,12 +189,11 @@ def test_a_client_leaving_mid_body_of_a_json_route_is_a_disconnect_not_a_400(lim
     )
     time.sleep(0.05)
     s.close()
-    deadline = time.monotonic() + 10
-    while (
-        metric(url, 'mlproj_http_client_disconnects_total').get('{method="POST",route="/jobs"}', 0) == before
-        and time.monotonic() < deadline
-    ):
-        time.sleep(0.1)
+    wait_until(
+        lambda: metric(url, 'mlproj_http_client_disconnects_total').get('{method="POST",route="/jobs"}', 0) != before,
+        10,
+        what='the disconnect counted',
+    )
     assert metric(url, 'mlproj_http_client_disconnects_total')['{method="POST",route="/jobs"}'] == before + 1
     assert not any('route="/jobs"' in k for k in metric(url, 'mlproj_http_requests_total'))
 
