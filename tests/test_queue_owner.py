@@ -10,8 +10,8 @@ import time
 
 import psutil
 import pytest
-from conftest import ROOT, free_port
-from test_queue import make_project, wait_for
+from conftest import ROOT, free_port, wait_until
+from test_queue import make_project
 
 from mlproj.queue import JobQueue
 from mlproj.redis_server import EmbeddedServer
@@ -39,7 +39,7 @@ class Up:
 
     def ready(self):
         "Wait until it serves (its signal handlers set); the PID of its redis-server."
-        wait_for(
+        wait_until(
             lambda: 'Ctrl-C stops them all' in self.text() or self.proc.poll() is not None, timeout=90, what='up ready'
         )
         assert self.proc.poll() is None, self.text()
@@ -120,18 +120,19 @@ def test_sigkill_of_up_leaves_a_server_that_the_next_up_stops_and_no_job_is_lost
     jq = JobQueue(project)
     long = jq.submit('noop', {'sleep': 4.0, 'echo': 'long'})
     quick = [jq.submit('noop', {'echo': str(i)}) for i in range(3)]
-    wait_for(lambda: jq.get(long['id'])['state'] == 'running', what='long job running')
+    wait_until(lambda: jq.get(long['id'])['state'] == 'running', what='long job running', timeout=60)
     time.sleep(1.5)  # the append-only file is written every second
     first.proc.kill()
     first.stop(signal_it=False)
-    wait_for(
+    wait_until(
         lambda: not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in [api, *workers]),
         what='the API and the workers gone with their parent',
+        timeout=60,
     )
     assert servers(tmp_path) == [old]  # the orphan: its owner is gone, the server runs on
     second = Up(tmp_path, project, 'second')
     try:
-        new = wait_for(lambda: (p := server_pid(tmp_path)) != old and p, what='second up serving')
+        new = wait_until(lambda: (p := server_pid(tmp_path)) != old and p, what='second up serving', timeout=60)
         assert (
             servers(tmp_path) == [new] and 'outlived its owner' in second.text()
         )  # the orphan was stopped, not doubled
@@ -154,9 +155,9 @@ def test_up_restarts_a_killed_redis_and_worker_and_no_job_is_lost(project, tmp_p
         first = [jq.submit('noop', {'sleep': 0.5, 'echo': str(i)}) for i in range(4)]
         time.sleep(1.5)  # the append-only file is written every second
         os.kill(old, signal.SIGKILL)
-        new = wait_for(lambda: (p := server_pid(tmp_path)) != old and p, what='redis started again')
+        new = wait_until(lambda: (p := server_pid(tmp_path)) != old and p, what='redis started again', timeout=60)
         assert servers(tmp_path) == [new] and 'starting it again' in up.text()
-        worker = wait_for(lambda: up.workers(), what='a worker')[0]
+        worker = wait_until(lambda: up.workers(), what='a worker', timeout=60)[0]
         worker.kill()  # and a worker: the supervisor starts another
         later = jq.submit('noop', {'echo': 'later'})
         done = [jq.wait(j['id'], timeout=90) for j in (*first, later)]
@@ -198,16 +199,18 @@ def test_workers_stop_with_a_clear_error_when_their_redis_is_gone(project, tmp_p
 def test_an_up_still_stopping_hands_over_to_the_next_and_jobs_tells_the_truth(project, tmp_path):
     first = Up(tmp_path, project)
     first.ready()
-    worker = wait_for(lambda: first.workers(), what='a worker')[0]
+    worker = wait_until(lambda: first.workers(), what='a worker', timeout=60)[0]
     worker.suspend()  # a worker that does not answer SIGTERM: `up` waits 30 s for it before it kills it
     first.proc.send_signal(signal.SIGTERM)
-    wait_for(
-        lambda: json.loads((tmp_path / 'q' / 'owner.json').read_text())['state'] == 'stopping', what='first up stopping'
+    wait_until(
+        lambda: json.loads((tmp_path / 'q' / 'owner.json').read_text())['state'] == 'stopping',
+        what='first up stopping',
+        timeout=60,
     )
     second = Up(tmp_path, project, 'second')
     try:
         assert first.stop(signal_it=False) == 0, first.text()
-        new = wait_for(
+        new = wait_until(
             lambda: (p := server_pid(tmp_path)) and psutil.pid_exists(p) and p, timeout=60, what='second up serving'
         )
         assert 'finish stopping' in second.text() and servers(tmp_path) == [new]
