@@ -6,32 +6,16 @@ import hashlib
 import json
 import re
 import subprocess
-import sys
 
 import httpx
 import pytest
 from conftest import ROOT, ServerProcess, serving_env
 from test_api import server_env
 
+from mlproj.console import serve_argv
 from mlproj.redis_server import EmbeddedServer
 
 TOKEN = {'Authorization': 'Bearer s3cret'}
-
-
-def serve_argv() -> list:
-    "`python -m deploy.serve` as `mlproj serve` runs it, on a free port it reports in its log."
-    return [
-        sys.executable,
-        '-m',
-        'deploy.serve',
-        'deploy.app:app_from_env',
-        '--factory',
-        '--host',
-        '127.0.0.1',
-        '--port',
-        '0',
-        '--no-access-log',
-    ]
 
 
 @pytest.fixture(scope='module')
@@ -62,7 +46,7 @@ def served(trained, tmp_path_factory):
         MLPROJ_SERVING_CORRECTIONS_PER_MINUTE='2',
     )
     try:
-        with ServerProcess(serve_argv(), env) as srv:
+        with ServerProcess(serve_argv('127.0.0.1', 0), env) as srv:
             srv.tmp = tmp
             yield srv
     finally:
@@ -125,7 +109,7 @@ def test_x_forwarded_for_from_a_trusted_proxy_names_the_client(trained, tmp_path
         MLPROJ_SERVING_CORRECTIONS_PER_MINUTE='2',
         MLPROJ_SERVING_TRUSTED_PROXIES='127.0.0.0/8, ::1',
     )
-    with ServerProcess(serve_argv(), env) as srv:
+    with ServerProcess(serve_argv('127.0.0.1', 0), env) as srv:
         codes = corrections(srv.url, ['10.0.0.1', '10.0.0.2', '10.0.0.3', '10.0.0.1', '10.0.0.1'])
     assert codes == [415, 415, 415, 415, 429]  # each forwarded client has its own two a minute
 
@@ -134,7 +118,7 @@ def test_a_trusted_proxy_that_is_not_an_address_stops_the_server_with_one_line(t
     env = serving_env(
         tmp_path / 'store', tmp_path / 'reports', MLPROJ_SERVING_TRUSTED_PROXIES='10.0.0.1, proxy.example'
     )
-    r = subprocess.run(serve_argv(), env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    r = subprocess.run(serve_argv('127.0.0.1', 0), env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert r.returncode != 0 and "'proxy.example' is not an IP address or network" in r.stderr
     assert 'Traceback' not in r.stderr, r.stderr
 

@@ -6,7 +6,6 @@ import json
 import os
 import select
 import socket
-import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -24,6 +23,7 @@ from test_api import detail, labels, server_env, uploads
 from deploy.app import create_app
 from deploy.limits import Processes
 from deploy.routes.predict import INLINE_BYTES
+from mlproj.console import serve_argv
 from mlproj.preprocess import render_counts
 from mlproj.settings import load_settings
 
@@ -201,22 +201,6 @@ def test_a_client_leaving_mid_body_of_a_json_route_is_a_disconnect_not_a_400(lim
 # ---------------------------------------------------------------- request heads that never finish
 
 
-def serve_argv() -> list:
-    "`python -m deploy.serve` as `mlproj serve` runs it, on a free port it reports in its log."
-    return [
-        sys.executable,
-        '-m',
-        'deploy.serve',
-        'deploy.app:app_from_env',
-        '--factory',
-        '--host',
-        '127.0.0.1',
-        '--port',
-        '0',
-        '--no-access-log',
-    ]
-
-
 def closed_by_server(s: socket.socket, within: float = 30) -> bool:
     "True once the server has closed the connection (reads end), False if it is still open after `within` seconds."
     s.settimeout(within)
@@ -232,7 +216,7 @@ def closed_by_server(s: socket.socket, within: float = 30) -> bool:
 
 def test_connections_that_never_finish_their_request_head_are_closed_after_the_header_timeout(tmp_path):
     env = serving_env(tmp_path / 'store', tmp_path / 'reports', MLPROJ_SERVING_HEADER_TIMEOUT='1')  # no model needed
-    with ServerProcess(serve_argv(), env, ready='/health') as srv:
+    with ServerProcess(serve_argv('127.0.0.1', 0), env, ready='/health') as srv:
         u = urlsplit(srv.url)
         connect = lambda: socket.create_connection((u.hostname, u.port), timeout=30)
         half = [connect() for _ in range(20)]
@@ -272,7 +256,7 @@ def test_connections_that_never_finish_their_request_head_are_closed_after_the_h
 
 def test_a_request_head_sent_in_pieces_within_the_header_timeout_is_answered(tmp_path):
     env = serving_env(tmp_path / 'store', tmp_path / 'reports', MLPROJ_SERVING_HEADER_TIMEOUT='5')
-    with ServerProcess(serve_argv(), env, ready='/health') as srv:
+    with ServerProcess(serve_argv('127.0.0.1', 0), env, ready='/health') as srv:
         s = raw_request(srv.url, 'GET /health HTTP/1.1\r\nHost: x')  # no blank line yet: the head is not complete
         time.sleep(0.5)
         s.sendall(b'\r\nConnection: close\r\n\r\n')
