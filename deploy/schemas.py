@@ -21,7 +21,9 @@ __all__ = [
     'ScoreRefusal',
     'ScoreResponse',
     'Submission',
+    'api_routes',
     'document_refusals',
+    'plain_validation_error',
 ]
 
 
@@ -135,7 +137,7 @@ _AUTH = {
 }
 
 
-def _api_routes(routes):
+def api_routes(routes):
     "Every APIRoute under `routes`, inside included routers too (FastAPI wraps each included router in one route)."
     from fastapi.routing import APIRoute
 
@@ -143,7 +145,7 @@ def _api_routes(routes):
         if isinstance(r, APIRoute):
             yield r
         elif hasattr(r, 'original_router'):
-            yield from _api_routes(r.original_router.routes)
+            yield from api_routes(r.original_router.routes)
 
 
 def _calls(dependant):
@@ -153,7 +155,7 @@ def _calls(dependant):
         yield from _calls(d)
 
 
-async def _plain_validation_error(request, exc):
+async def plain_validation_error(request, exc):
     "FastAPI's request validation errors as every other refusal: one `detail` string saying what to fix."
     from fastapi.responses import JSONResponse
 
@@ -167,7 +169,7 @@ def document_refusals(app, exempt: tuple = ('/health',)):
 
     from .auth import require_token
 
-    app.add_exception_handler(RequestValidationError, _plain_validation_error)
+    app.add_exception_handler(RequestValidationError, plain_validation_error)
     built = app.openapi
 
     def openapi() -> dict:
@@ -177,7 +179,7 @@ def document_refusals(app, exempt: tuple = ('/health',)):
         schema.setdefault('components', {}).setdefault('schemas', {}).setdefault(
             'ErrorDetail', ErrorDetail.model_json_schema()
         )
-        for route in _api_routes(app.routes):
+        for route in api_routes(app.routes):
             if not route.include_in_schema:
                 continue
             extra = {} if route.path in exempt else {'503': _BUSY}

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from fastapi import Path
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict
 
-from ..schemas import ErrorDetail
+from ..schemas import ErrorDetail, api_routes, plain_validation_error
 
 __all__ = [
     'MAX_ID',
@@ -173,30 +173,11 @@ def refusals(*codes: int) -> dict:
     return {c: {'model': ErrorDetail, 'description': _WHY[c]} for c in codes}
 
 
-def _api_routes(routes):
-    "Every APIRoute under `routes`, inside included routers too (FastAPI wraps each included router in one route)."
-    from fastapi.routing import APIRoute
-
-    for r in routes:
-        if isinstance(r, APIRoute):
-            yield r
-        elif hasattr(r, 'original_router'):
-            yield from _api_routes(r.original_router.routes)
-
-
-async def _plain_validation_error(request, exc):
-    "Validation errors as every other refusal: one `detail` string saying what to fix."
-    from fastapi.responses import JSONResponse
-
-    parts = [f'{".".join(map(str, e.get("loc", ())))}: {e.get("msg", "")}' for e in exc.errors()]
-    return JSONResponse({'detail': 'the request does not match the schema: ' + '; '.join(parts)}, 422)
-
-
 def document_refusals(app, person_dep):
     "Answer validation errors as ErrorDetail and make the schema say so; list 401 on every route behind `person_dep`, 400 where a body is read."
     from fastapi.exceptions import RequestValidationError
 
-    app.add_exception_handler(RequestValidationError, _plain_validation_error)
+    app.add_exception_handler(RequestValidationError, plain_validation_error)
     built = app.openapi
 
     def calls(d):
@@ -212,7 +193,7 @@ def document_refusals(app, person_dep):
             'ErrorDetail', ErrorDetail.model_json_schema()
         )
         error = {'application/json': {'schema': {'$ref': '#/components/schemas/ErrorDetail'}}}
-        for route in _api_routes(app.routes):
+        for route in api_routes(app.routes):
             if not route.include_in_schema:
                 continue
             for method in route.methods:
