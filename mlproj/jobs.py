@@ -1,4 +1,4 @@
-"""Run a parameterized job notebook through papermill into its own run folder, with an HTML report, parameters and code version beside it.
+"""Run a parameterized job notebook through papermill into its own run folder, with an HTML report and a record of everything it depended on beside it.
 
 Docs: https://mlproj.github.io/mlproj/jobs.html.md"""
 
@@ -7,8 +7,11 @@ Docs: https://mlproj.github.io/mlproj/jobs.html.md"""
 # %% ../nbs/05_jobs.ipynb #2763727c
 from __future__ import annotations
 
+import ast
 import asyncio
+import dataclasses
 import functools
+import hashlib
 import json
 import os
 import re
@@ -22,9 +25,11 @@ from .settings import to_env
 from .store import utc_now
 
 # %% auto #0
-__all__ = ['RUN_STATES', 'RUN_ID', 'JobFailed', 'code_version', 'new_run_id', 'runs_dir', 'check_name', 'find_run', 'read_run',
-           'templates', 'index_row', 'index_html', 'write_index', 'run_job', 'mark_run', 'ParameterError',
-           'parse_value', 'parameter_rules', 'notebook_signature', 'job_rules', 'check_parameters', 'job_parameters']
+__all__ = ['MAX_UNTRACKED', 'RUN_STATES', 'RUN_ID', 'JobFailed', 'code_version', 'new_run_id', 'runs_dir', 'check_name',
+           'find_run', 'read_run', 'templates', 'index_row', 'index_html', 'write_index', 'run_job', 'mark_run',
+           'ParameterError', 'parse_value', 'parameter_rules', 'notebook_signature', 'job_rules', 'job_defaults',
+           'check_parameters', 'job_parameters', 'effective_parameters', 'reported_parameters', 'task_name',
+           'installed_packages']
 
 # %% ../nbs/05_jobs.ipynb #6c652871
 class JobFailed(RuntimeError):
@@ -35,17 +40,35 @@ class JobFailed(RuntimeError):
         self.run_dir, self.notebook = run_dir, notebook
 
 
-def code_version(root: str | Path) -> dict:
-    "The git commit of `root` and whether tracked files differ from it ({'commit': None} outside git)."
+MAX_UNTRACKED = 1000  # untracked file names a run lists (and counts beyond)
+
+
+def code_version(
+    root: str | Path,  # the project's folder
+    run_dir: str
+    | Path
+    | None = None,  # when given and tracked files differ: their diff is written to run_dir/code.diff
+) -> dict:
+    "The git commit of `root`, whether tracked files differ from it (with the diff's sha256) and the untracked files; {'commit': None} outside git."
 
     def git(*args):
-        return subprocess.run(['git', '-C', str(root), *args], capture_output=True, text=True, timeout=20)
+        return subprocess.run(['git', '-C', str(root), *args], capture_output=True, timeout=60)
 
     head = git('rev-parse', 'HEAD')
     if head.returncode:
         return dict(commit=None, dirty=None)
-    dirty = bool(git('status', '--porcelain', '--untracked-files=no').stdout.strip())
-    return dict(commit=head.stdout.strip(), dirty=dirty)
+    diff = git('diff', 'HEAD', '--binary').stdout
+    out = dict(commit=head.stdout.decode().strip(), dirty=bool(diff.strip()))
+    if out['dirty']:
+        out.update(diff_sha256=hashlib.sha256(diff).hexdigest(), diff_bytes=len(diff))
+        if run_dir is not None:
+            (Path(run_dir) / 'code.diff').write_bytes(diff)
+            out['diff'] = 'code.diff'
+    untracked = [f for f in git('ls-files', '--others', '--exclude-standard', '-z').stdout.decode().split('\0') if f]
+    out['untracked'] = untracked[:MAX_UNTRACKED]
+    if len(untracked) > MAX_UNTRACKED:
+        out['untracked_count'] = len(untracked)
+    return out
 
 
 def new_run_id(job: str) -> str:
@@ -280,7 +303,13 @@ def _in_thread(fn):
     return box.get('value')
 
 # %% ../nbs/05_jobs.ipynb #f538c24d
-def _start_run(settings, job: str, parameters: dict | None, run_id: str | None) -> tuple:
+def _start_run(
+    settings,
+    job: str,
+    parameters: dict | None,
+    run_id: str | None,
+    sources: dict | None = None,  # `effective_parameters`' sources
+) -> tuple:
     "Check the job notebook exists, make the run folder and record the run as running; (src, run_dir, params, info)."
     src = settings.root / 'nbs' / 'jobs' / f'{job}.ipynb'
     if not src.is_file():
@@ -290,12 +319,19 @@ def _start_run(settings, job: str, parameters: dict | None, run_id: str | None) 
     run_id = run_id or new_run_id(job)
     run_dir = runs_dir(settings) / run_id
     run_dir.mkdir(parents=True)
-    params = dict(parameters or {}, run_dir=str(run_dir))
+    params, where = effective_parameters(settings, job, parameters, sources)
+    params['run_dir'], where['run_dir'] = str(run_dir), 'run_job'
     info = dict(
         run_id=run_id,
         job=job,
         parameters=params,
-        code_version=code_version(settings.root),
+        sources=where,
+        seed=params.get('seed'),
+        dataset_version=params.get('dataset_version'),
+        task=task_name(settings),
+        problem=dataclasses.asdict(settings.problem),
+        code_version=code_version(settings.root, run_dir),
+        packages=installed_packages(run_dir),
         started=utc_now(),
         state='running',
     )
@@ -304,7 +340,13 @@ def _start_run(settings, job: str, parameters: dict | None, run_id: str | None) 
 
 # %% ../nbs/05_jobs.ipynb #10ff29e1
 def _end_run(settings, run_dir: Path, info: dict, **ended):
-    "Record in run.json how the run ended (`ended`: state, error, finished, ...), then refresh the reports index."
+    "Record in run.json how the run ended (`ended`: state, error, finished, ...) and what its job resolved, then refresh the reports index."
+    try:
+        metrics = json.loads((run_dir / 'metrics.json').read_text())
+    except (OSError, ValueError):
+        metrics = None
+    if isinstance(metrics, dict):
+        reported_parameters(info, metrics)
     info.update(**ended)
     _write_json(run_dir / 'run.json', info)
     write_index(settings)
@@ -317,11 +359,13 @@ def run_job(
     progress: bool = True,  # papermill's progress bar over cells
     log_output: bool = False,  # stream the notebook's output to the terminal
     run_id: str | None = None,  # the run's id (default: a new one)
+    sources: dict
+    | None = None,  # name -> where a value of `parameters` came from when not from the person (default '-p')
 ) -> Path:
     "Execute a job notebook into a new run folder; return it, or raise `JobFailed` (`KeyboardInterrupt` on Ctrl-C)."
     import papermill as pm
 
-    src, run_dir, params, info = _start_run(settings, job, parameters, run_id)
+    src, run_dir, params, info = _start_run(settings, job, parameters, run_id, sources)
     out, error = run_dir / f'{job}.ipynb', None
     # the HTML report's exporter is made ready while the kernel works (its first use costs 1 s: imports, templates)
     ready = {}
@@ -459,8 +503,16 @@ def _check_rules(value, rules: list) -> str | None:
 _inspected = {}
 
 
-def _inspect(settings, kind: str) -> tuple[dict, dict]:
-    "(name -> type name, name -> rules) of the job notebook `nbs/jobs/<kind>.ipynb`, read once per version of the file."
+def _literal(text: str | None):
+    "A parameter's default as papermill reads it (source text) turned into its value; the text itself when it is not a literal."
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError, TypeError):
+        return text
+
+
+def _inspect(settings, kind: str) -> tuple[dict, dict, dict]:
+    "(name -> type name, name -> rules, name -> default) of the job notebook `nbs/jobs/<kind>.ipynb`, read once per version of the file."
     jobs = settings.root / 'nbs' / 'jobs'
     nb = jobs / f'{kind}.ipynb'
     if not isinstance(kind, str) or '/' in kind or not nb.is_file():
@@ -473,6 +525,7 @@ def _inspect(settings, kind: str) -> tuple[dict, dict]:
         _inspected[key] = (
             {k: v.get('inferred_type_name') for k, v in ps.items()},
             {k: parameter_rules(v.get('help')) for k, v in ps.items()},
+            {k: _literal(v.get('default')) for k, v in ps.items()},
         )
     return _inspected[key]
 
@@ -485,6 +538,11 @@ def notebook_signature(settings, kind: str) -> dict:
 def job_rules(settings, kind: str) -> dict:
     "Parameter name -> the range its comment in the parameters cell declares (`parameter_rules`)."
     return _inspect(settings, kind)[1]
+
+
+def job_defaults(settings, kind: str) -> dict:
+    "Parameter name -> the default its job notebook declares (`None` for most: the notebook then takes settings.ini's)."
+    return _inspect(settings, kind)[2]
 
 # %% ../nbs/05_jobs.ipynb #d5760cb3
 def _check_value(name, value, typ):
@@ -539,3 +597,66 @@ def job_parameters(
 ) -> dict:
     "`-p NAME VALUE` pairs checked against the job notebook's parameters cell and converted by its declared types."
     return check_parameters(settings, kind, dict(pairs or []), text=True)
+
+# %% ../nbs/05_jobs.ipynb #prov0c01
+def effective_parameters(
+    settings,
+    kind: str,  # a job kind
+    given: dict | None,  # the values the run was given (already checked)
+    sources: dict | None = None,  # name -> where a given value came from, when not from the person (-p)
+) -> tuple[dict, dict]:
+    "(name -> the value the run uses, name -> where it came from) for every parameter of the job notebook."
+    given, sources = given or {}, sources or {}
+    section = {f.name: getattr(settings.train, f.name) for f in dataclasses.fields(settings.train)}
+    values, where = {}, {}
+    for name, default in {**job_defaults(settings, kind), **given}.items():
+        if given.get(name) is not None:
+            values[name], where[name] = given[name], sources.get(name, '-p')
+        elif default is None and name in section:
+            values[name], where[name] = section[name], 'settings.ini [train]'
+        else:
+            values[name], where[name] = default, sources.get(name, '-p') if name in given else 'notebook default'
+    return values, where
+
+# %% ../nbs/05_jobs.ipynb #prov0c02
+def reported_parameters(
+    info: dict,  # a run's record (`run.json`), changed in place
+    metrics: dict,  # its metrics.json
+) -> dict:
+    "Record each parameter the run left `None` that the job reports in `metrics` under the same name, and the run's dataset version."
+    scalar = lambda v: isinstance(v, (str, int, float, bool))
+    for name, value in info.get('parameters', {}).items():
+        if value is None and scalar(metrics.get(name)):
+            info['parameters'][name] = metrics[name]
+            info.setdefault('sources', {})[name] = 'the job (metrics.json)'
+    for name in ('seed', 'dataset_version'):
+        if info.get(name) is None:
+            info[name] = info.get('parameters', {}).get(name, metrics.get(name) if scalar(metrics.get(name)) else None)
+    return info
+
+# %% ../nbs/05_jobs.ipynb #prov0c03
+def task_name(settings) -> str:
+    "The task of the project's settings: `[task] name` when settings have one, else `[problem] name`."
+    return getattr(getattr(settings, 'task', None), 'name', None) or settings.problem.name
+
+# %% ../nbs/05_jobs.ipynb #prov0c04
+def installed_packages(
+    run_dir: str | Path | None = None,  # where packages.txt (every installed distribution, name==version) goes
+    package: str = 'mlproj',  # the distribution whose dependencies are listed
+) -> dict:
+    "Python's version, `package`'s and each of its dependencies' installed versions (None when one is missing)."
+    import importlib.metadata as md
+    import platform
+
+    norm = lambda n: re.sub(r'[-_.]+', '-', n).lower()
+    dists = {d.metadata['Name']: d.version for d in md.distributions() if d.metadata['Name']}
+    if run_dir is not None:
+        lines = sorted(f'{n}=={v}\n' for n, v in dists.items())
+        (Path(run_dir) / 'packages.txt').write_text(''.join(sorted(lines, key=str.lower)))
+    have = {norm(n): v for n, v in dists.items()}
+    try:
+        reqs = [r for r in md.requires(package) or [] if 'extra ==' not in r]
+    except md.PackageNotFoundError:
+        reqs = []
+    names = [re.match(r'[A-Za-z0-9._-]+', r)[0] for r in reqs]
+    return {'python': platform.python_version(), **{n: have.get(norm(n)) for n in [package, *names]}}
