@@ -26,11 +26,12 @@ def _train(settings, pairs, dataset_version=None, quiet=False) -> Path:
     from mlproj.data import announce_benchmark
     from mlproj.jobs import job_parameters, read_run, run_job
 
-    params = job_parameters(settings, 'train', pairs)
+    params, sources = job_parameters(settings, 'train', pairs), {}
     if 'dataset_version' not in params:
         params['dataset_version'] = dataset_version or announce_benchmark(settings)
+        sources['dataset_version'] = '--dataset-version' if dataset_version else 'benchmark'
     say('train', f'running nbs/jobs/train.ipynb with {json.dumps(params)}')
-    run = run_job(settings, 'train', params, progress=not quiet)
+    run = run_job(settings, 'train', params, progress=not quiet, sources=sources)
     m = read_run(run)['metrics']
     say(
         'train',
@@ -43,13 +44,13 @@ def cmd_train(args, settings):
     _train(settings, args.p, args.dataset_version, args.quiet)
 
 # %% ../nbs/90_cli.ipynb #b11b7926
-def _evaluate(settings, pairs, train_run=None, quiet=False) -> tuple[Path, bool]:
+def _evaluate(settings, pairs, train_run=None, quiet=False, source='--train-run') -> tuple[Path, bool]:
     from mlproj.jobs import job_parameters, read_run, run_job
 
-    params = job_parameters(settings, 'evaluate', pairs)
+    params, sources = job_parameters(settings, 'evaluate', pairs), {}
     if train_run:
-        params['train_run'] = train_run
-    run = run_job(settings, 'evaluate', params, progress=not quiet)
+        params['train_run'], sources['train_run'] = train_run, source
+    run = run_job(settings, 'evaluate', params, progress=not quiet, sources=sources)
     m = read_run(run)['metrics']
     mod, base, acc = m['model'], m['baseline'], m['acceptance']
     say(
@@ -77,7 +78,7 @@ def cmd_evaluate(args, settings):
 # %% ../nbs/90_cli.ipynb #3fbd8724
 def _register(settings, eval_run=None, alias=None) -> int:
     from mlproj.jobs import find_run, read_run
-    from mlproj.release import register_evaluated
+    from mlproj.release import acceptance_in_force, register_evaluated
 
     ev_dir = find_run(settings, eval_run, job='evaluate')
     v = register_evaluated(settings, ev_dir)
@@ -87,7 +88,10 @@ def _register(settings, eval_run=None, alias=None) -> int:
         f'model version {v} ({"passed" if accepted else "did not pass"} acceptance) in {settings.store_url}/models/{v}',
     )
     if alias:
-        say('register', f'{alias} -> version {_registry(settings).set_alias(alias, v)}')
+        say(
+            'register',
+            f'{alias} -> version {_registry(settings).set_alias(alias, v, gate=acceptance_in_force(settings))}',
+        )
     return v
 
 
@@ -169,7 +173,9 @@ def cmd_models(args, settings):
 
 # %% ../nbs/90_cli.ipynb #44b79fd2
 def cmd_promote(args, settings):
-    reg = _registry(settings)
+    from mlproj.release import acceptance_in_force
+
+    reg, gate = _registry(settings), acceptance_in_force(settings)  # production: the criteria in settings.ini now
     if args.force and not args.reason:
         raise ValueError('--force needs a --reason: the history records why the acceptance gate was overridden')
     if args.rollback:
@@ -178,14 +184,12 @@ def cmd_promote(args, settings):
             raise ValueError(
                 f'--rollback takes the alias to roll back (mlproj promote production --rollback), not {alias!r}'
             )
-        v = reg.rollback(alias, by=args.by, reason=args.reason, force=args.force)
+        v = reg.rollback(alias, by=args.by, reason=args.reason, force=args.force, gate=gate)
         return say('promote', f'{alias} rolled back to version {v}')
     if not args.to:
         raise ValueError('say which alias to move: --to staging or --to production (or --rollback to move one back)')
-    say(
-        'promote',
-        f'{args.to} -> version {reg.set_alias(args.to, args.version, by=args.by, reason=args.reason, force=args.force)}',
-    )
+    v = reg.set_alias(args.to, args.version, by=args.by, reason=args.reason, force=args.force, gate=gate)
+    say('promote', f'{args.to} -> version {v}')
 
 # %% ../nbs/90_cli.ipynb #e8aeb1c9
 def cmd_serve_api(args, settings):
@@ -293,7 +297,7 @@ def cmd_demo(args, settings):
     t0 = time.perf_counter()
     pairs = [*args.p, *([['max_epochs', str(args.epochs)]] if args.epochs else [])]
     train_run = _train(settings, pairs, quiet=args.quiet)
-    eval_run, passed = _evaluate(settings, [], train_run.name, quiet=args.quiet)
+    eval_run, passed = _evaluate(settings, [], train_run.name, quiet=args.quiet, source='the demo')
     version = _register(settings, eval_run.name)
     if passed:
         _query_server(settings, version)

@@ -417,6 +417,7 @@ def _execute(self: JobQueue, job: dict, attempt: int) -> dict:
         if attempt <= (params.get('fail_attempts') or 0):
             raise RuntimeError(f'noop failing on purpose (attempt {attempt})')
         return dict(echo=params.get('echo'), attempt=attempt)
+    given = set(params)
     params = self._pin(kind, params)
     run_id = new_run_id(kind)
     with self.r.pipeline() as p:
@@ -429,7 +430,8 @@ def _execute(self: JobQueue, job: dict, attempt: int) -> dict:
                 runs=json.dumps([*job['runs'], run_id]),
             ),
         ).execute()
-    info = read_run(run_job(self.settings, kind, params, progress=False, run_id=run_id))
+    pinned = {k: 'benchmark' if k == 'dataset_version' else 'settings.ini [train]' for k in params if k not in given}
+    info = read_run(run_job(self.settings, kind, params, progress=False, run_id=run_id, sources=pinned))
     return dict(run_id=run_id, report=info.get('report'), metrics=info.get('metrics'))
 
 # %% ../nbs/42_queue.ipynb #a775f46a

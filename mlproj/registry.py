@@ -434,6 +434,16 @@ def _alias_stack(history: list, alias: str) -> list[int]:
 
 # %% ../nbs/23_registry.ipynb #9d3b9c1c
 @patch
+def _refusal(self: Registry, v: int, idx: dict, gate=None) -> list[str]:
+    "Why version `v` may not be production: `gate`'s answer on its bundle.json, else the failures its evaluation recorded; [] when it may."
+    if gate is not None:
+        return list(gate(self.manifest(v, idx)))
+    if idx['versions'][str(v)].get('accepted') is True:
+        return []
+    return self.manifest(v, idx).get('acceptance', {}).get('failures') or ['no acceptance recorded']
+
+
+@patch
 def _move(
     self: Registry,
     alias: str,
@@ -442,6 +452,7 @@ def _move(
     reason: str,
     force: bool,
     action: str,
+    gate=None,  # bundle.json -> failures under the criteria in force ([]: it passes); None: the recorded verdict
 ) -> int:
     if alias not in ALIASES:
         raise RegistryError(f'alias must be one of {", ".join(ALIASES)}, not {alias!r}')
@@ -451,13 +462,11 @@ def _move(
         if any(h.get('op') == op for h in idx['history']):
             return None  # our own swap, answered twice (a retried request)
         v = target(idx) if callable(target) else self.resolve(target, idx)
-        accepted = idx['versions'][str(v)].get('accepted') is True
-        if alias == 'production' and not accepted and not force:
-            fails = (
-                '; '.join(self.manifest(v, idx).get('acceptance', {}).get('failures', [])) or 'no acceptance recorded'
-            )
+        fails = self._refusal(v, idx, gate) if alias == 'production' else []
+        if fails and not force:
             raise RegistryError(
-                f'version {v} did not pass acceptance ({fails}); it cannot be promoted to production '
+                f'version {v} {"does not meet the acceptance criteria in force" if gate else "did not pass acceptance"} '
+                f'({"; ".join(fails)}); it cannot be promoted to production '
                 '(--force with a --reason overrides this, and the history records it)'
             )
         frm = idx['aliases'].get(alias)
@@ -472,7 +481,7 @@ def _move(
                 'from': None if frm is None else int(frm),
                 'to': v,
                 'reason': reason or '',
-                'forced': bool(force and alias == 'production' and not accepted),
+                'forced': bool(force and fails),
                 'op': op,
             }
         )
@@ -490,14 +499,20 @@ def set_alias(
     by: str | None = None,  # who promotes (default: the login name)
     reason: str = '',  # why, kept in the history
     force: bool = False,  # let production take a version that did not pass acceptance (recorded as forced)
+    gate=None,  # bundle.json -> failures under the criteria in force (`release.acceptance_in_force`); None: the recorded verdict
 ) -> int:
     "Point `alias` at a version; `production` only at one that passed acceptance, unless forced. The move is kept in the history."
-    return self._move(alias, ref, by, reason, force, 'promote')
+    return self._move(alias, ref, by, reason, force, 'promote', gate)
 
 # %% ../nbs/23_registry.ipynb #bf14b3f2
 @patch
 def rollback(
-    self: Registry, alias: str = 'production', by: str | None = None, reason: str = '', force: bool = False
+    self: Registry,
+    alias: str = 'production',
+    by: str | None = None,
+    reason: str = '',
+    force: bool = False,
+    gate=None,  # as `set_alias`'s
 ) -> int:
     "Move `alias` back to the version it pointed at before its latest move (repeat to go further back); return it."
 
@@ -515,7 +530,7 @@ def rollback(
             )
         return stack[-2]
 
-    return self._move(alias, previous, by, reason, force, 'rollback')
+    return self._move(alias, previous, by, reason, force, 'rollback', gate)
 
 # %% ../nbs/23_registry.ipynb #990e64c5
 @patch

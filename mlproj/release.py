@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import sys
 import time
+from dataclasses import fields, replace
 from pathlib import Path
 
 from .console import EXIT_ERROR, EXIT_REJECTED, say, wait_until
@@ -20,8 +21,9 @@ from .jobs import code_version, read_run, run_job
 from .registry import open_registry
 
 # %% auto #0
-__all__ = ['STEPS', 'TESTS', 'ReleaseFailed', 'check_tree', 'sync_check', 'run_tests', 'register_evaluated', 'local_servers',
-           'wait_for_servers', 'release', 'steps_table', 'release_job', 'cmd_release', 'add_commands']
+__all__ = ['STEPS', 'TESTS', 'ReleaseFailed', 'check_tree', 'sync_check', 'run_tests', 'register_evaluated',
+           'acceptance_in_force', 'local_servers', 'wait_for_servers', 'release', 'steps_table', 'release_job',
+           'cmd_release', 'add_commands']
 
 # %% ../nbs/45_release.ipynb #0a5c3a34
 STEPS = ('git', 'sync', 'tests', 'train', 'evaluate', 'gate', 'register', 'promote', 'switch')
@@ -131,6 +133,7 @@ def register_evaluated(
     "Register the model an evaluation run judged; its version."
     ev = read_run(Path(eval_dir))
     tr = read_run(settings.reports_dir / 'runs' / ev['metrics']['train_run'])
+    sl = ev['metrics'].get('service_like')
     return open_registry(settings).register(
         settings.reports_dir / 'runs' / tr['run_id'],
         ev['metrics'],
@@ -138,7 +141,30 @@ def register_evaluated(
         train_run=tr['run_id'],
         eval_run=ev['run_id'],
         parameters=tr['parameters'],
+        service_like=sl and {k: sl[k] for k in ('n', 'accuracy', 'dataset_version') if k in sl},
     )
+
+# %% ../nbs/45_release.ipynb #prov5c01
+def acceptance_in_force(settings):
+    "A registry gate: bundle.json -> the failures of its recorded metrics under settings.ini [problem] now, each naming its criterion."
+    from mlproj.evaluate import check_acceptance
+
+    p = settings.problem
+    names = [f.name for f in fields(p) if f.name.startswith(('min_', 'max_'))]
+    loose = lambda k: replace(p, **{k: float('-inf') if k.startswith('min_') else float('inf')})
+
+    def gate(manifest: dict) -> list[str]:
+        m, sl, then = manifest.get('metrics'), manifest.get('service_like'), manifest.get('criteria') or {}
+        if not m:
+            return ['the bundle records no metrics to check']
+        out = []
+        for fail in check_acceptance(m, p, sl).failures:
+            keys = [k for k in names if fail not in check_acceptance(m, loose(k), sl).failures]
+            was = [f'{then[k]} when it was evaluated' for k in keys if k in then and then[k] != getattr(p, k)]
+            out.append(f'{fail} ([problem] {", ".join(keys)}{"; " + ", ".join(was) if was else ""})' if keys else fail)
+        return out
+
+    return gate
 
 # %% ../nbs/45_release.ipynb #c1d79fa8
 def local_servers(settings) -> list[str]:
@@ -247,14 +273,17 @@ def release(
         ), cv
 
     def train():
-        p = dict(params or {})
-        p.setdefault('dataset_version', benchmark_version(settings))
-        run = run_job(settings, 'train', p, progress=False)
+        p, sources = dict(params or {}), {}
+        if not p.get('dataset_version'):
+            p['dataset_version'], sources['dataset_version'] = benchmark_version(settings), 'benchmark'
+        run = run_job(settings, 'train', p, progress=False, sources=sources)
         m = read_run(run)['metrics']
         return f'run {run.name}: validation accuracy {m["val_acc"]:.4f} after {m["epochs"]} epochs', run
 
     def evaluate(train_run):
-        run = run_job(settings, 'evaluate', dict(train_run=train_run.name), progress=False)
+        run = run_job(
+            settings, 'evaluate', dict(train_run=train_run.name), progress=False, sources={'train_run': 'the release'}
+        )
         return f'run {run.name}', run
 
     def gate(eval_run):
@@ -270,7 +299,7 @@ def release(
 
     def promote(v, cv):
         before = reg.index()['aliases'].get('production')
-        reg.set_alias('production', v, by=by, reason=_reason(cv, tests, reason))
+        reg.set_alias('production', v, by=by, reason=_reason(cv, tests, reason), gate=acceptance_in_force(settings))
         return f'production: {before or "none"} -> {v}', before
 
     def switch(v, urls):

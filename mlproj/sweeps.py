@@ -16,7 +16,7 @@ from pathlib import Path
 from fastcore.basics import patch
 
 from .console import say
-from .jobs import code_version, find_run, read_run, run_job
+from .jobs import code_version, find_run, installed_packages, read_run, run_job
 from .queue import FINISHED, JobQueue, _show, check_job
 from .store import utc_now
 
@@ -129,24 +129,34 @@ def sweep_finished(jq: JobQueue, job: dict):
         jq.sweep_report(job['sweep'])
 
 # %% ../nbs/43_sweeps.ipynb #5134cec3
+def _differences(settings, info: dict) -> list[str]:
+    "What differs now from what run `info` ran on: its code version and its packages."
+    notes, now, then = [], code_version(settings.root), info.get('code_version') or {}
+    key = lambda cv: (cv.get('commit'), cv.get('dirty'), cv.get('diff_sha256'))
+    if key(now) != key(then):
+        kept = f'; its diff is in runs/{info["run_id"]}/{then["diff"]}' if then.get('diff') else ''
+        notes.append(
+            f"the code differs from the run's: now {now.get('commit')} (dirty: {now.get('dirty')}), "
+            f'then {then.get("commit")} (dirty: {then.get("dirty")}){kept}'
+        )
+    pk_now, pk_then = installed_packages(), info.get('packages') or {}
+    if moved := [f'{n} {v} -> {pk_now.get(n)}' for n, v in pk_then.items() if pk_now.get(n) != v]:
+        notes.append("installed packages differ from the run's: " + ', '.join(moved))
+    return notes
+
+
 def rerun_plan(settings, run_id: str) -> tuple[str, dict, list[str]]:
-    "The job kind, parameters and notes to run `run_id` again."
+    "The job kind, parameters (every effective value the run recorded) and notes (what differs now) to run `run_id` again."
     info = read_run(find_run(settings, run_id))
     if info.get('state') != 'done':
         raise ValueError(f'run {run_id} is {info.get("state")}, not done: only a finished run can be run again')
     params = {k: v for k, v in info['parameters'].items() if k != 'run_dir'}
     notes = []
-    if info['job'] == 'train':
+    if info['job'] == 'train' and 'sources' not in info:  # recorded before every effective value was
         for name in ('seed', 'dataset_version'):
             if params.get(name) is None:
                 notes.append(f'run {run_id} recorded no {name}: the rerun takes the current default')
-    now, then = code_version(settings.root), info.get('code_version') or {}
-    if now != then:
-        notes.append(
-            f"the code differs from the run's: now {now.get('commit')} (dirty: {now.get('dirty')}), "
-            f'then {then.get("commit")} (dirty: {then.get("dirty")})'
-        )
-    return info['job'], params, notes
+    return info['job'], params, notes + _differences(settings, info)
 
 
 @patch
@@ -196,7 +206,8 @@ def cmd_rerun(args, settings):
     for n in notes:
         say('rerun', n)
     say('rerun', f'running {kind} again with {json.dumps(params)}')
-    new = read_run(run_job(settings, kind, params, progress=not args.quiet))
+    sources = {k: f'rerun of {args.run_id}' for k in params}
+    new = read_run(run_job(settings, kind, params, progress=not args.quiet, sources=sources))
     rows = compare_metrics(read_run(find_run(settings, args.run_id)).get('metrics'), new.get('metrics'))
     print(f'{"metric":24}  {args.run_id[:28]:>28}  {new["run_id"][:28]:>28}')
     for name, a, b, same in rows:
@@ -218,8 +229,9 @@ def add_commands(add):
     s = add(
         'rerun',
         cmd_rerun,
-        'Run a finished run again with the parameters, seed and dataset version it recorded; '
-        "print both runs' metrics side by side (exit 1 if they differ) and say when the code version differs.",
+        'Run a finished run again with every parameter value, the seed and the dataset version it recorded '
+        "(not today's settings.ini defaults); print both runs' metrics side by side (exit 1 if they differ) and say "
+        "when the code or the installed packages differ from the run's.",
     )
     s.add_argument('run_id', help='a run id under reports/runs/')
     s.add_argument('--queue', action='store_true', help='queue the rerun as a job instead of running it here')
