@@ -63,6 +63,7 @@ def trained(tmp_path_factory):
         eval_run='eval-fixture',
         code_version={'commit': None, 'dirty': None},
         parameters={'max_epochs': 10},
+        service_like={k: ev['service_like'][k] for k in ('n', 'accuracy')},  # as release.register_evaluated records it
     )
     return s, run_dir, ev
 

@@ -4,7 +4,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import ROOT, free_port, wait_until
+from conftest import ROOT, SHORT_RUN_SERVICE_LIKE, free_port, wait_until
 
 from mlproj.cli import build_parser
 
@@ -69,6 +69,8 @@ def registered_env(trained, tmp_path):
         'PATH': '/usr/bin:/bin',
         'MLPROJ_PATHS_STORE': str(tmp_path / 'store'),
         'MLPROJ_PATHS_REPORTS': str(tmp_path / 'r'),
+        'PYTHONPATH': str(ROOT),  # this tree's package, whichever the console script's install points at
+        **SHORT_RUN_SERVICE_LIKE,  # promotion checks the criteria in force: the short run's, as it was evaluated
     }
 
 

@@ -26,7 +26,12 @@ def test_job_notebook_keeps_parameters_tag_through_nbdev_clean(nb, tmp_path):
 
 def _mlproj(settings, *args):
     "Run the real CLI with `settings` in its environment."
-    env = {'PATH': '/usr/bin:/bin', 'HOME': str(settings.reports_dir.parent), **to_env(settings)}
+    env = {
+        'PATH': '/usr/bin:/bin',
+        'HOME': str(settings.reports_dir.parent),
+        'PYTHONPATH': str(ROOT),
+        **to_env(settings),
+    }
     return subprocess.run(
         [str(ROOT / '.venv/bin/mlproj'), *args], capture_output=True, text=True, cwd=ROOT, env=env, timeout=300
     )
@@ -63,7 +68,10 @@ def test_train_job_honours_parameters(settings):
         and info['parameters']['max_epochs'] == 1
         and info['parameters']['dataset_version'] == vid
     )
-    assert set(info['code_version']) == {'commit', 'dirty'} and info['metrics']['dataset_version'] == vid
+    assert {'commit', 'dirty', 'untracked'} <= set(info['code_version']) and info['metrics']['dataset_version'] == vid
+    # every parameter's effective value and its source (tests/test_provenance.py checks the rest of the record)
+    assert info['sources']['max_epochs'] == '-p' and info['sources']['dataset_version'] == 'benchmark'
+    assert (info['seed'], info['sources']['seed']) == (settings.train.seed, 'settings.ini [train]')
     assert {'train.ipynb', 'train.html', 'metrics.json', 'run.json', 'model.onnx', 'model.safetensors'} <= {
         p.name for p in first.iterdir()
     }

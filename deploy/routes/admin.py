@@ -7,6 +7,7 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from mlproj.registry import RegistryError
+from mlproj.release import acceptance_in_force
 
 from ..auth import OperateDep, PromoteDep
 
@@ -38,12 +39,19 @@ async def reload(request: Request, caller: OperateDep) -> Reloaded:
 
 @router.post('/promote')
 async def promote(request: Request, body: Promotion, caller: PromoteDep) -> Reloaded:
-    "Point an alias at a version (production only takes one that passed acceptance), then reload. Needs a token with the promote role."
+    "Point an alias at a version (production only takes one whose metrics meet the acceptance criteria in force), then reload. Needs a token with the promote role."
     st = request.app.state
     if st.registry is None:
         raise HTTPException(503, f'the model store cannot be opened: {st.model_error}')
     try:
-        await run_in_threadpool(st.registry.set_alias, body.alias, body.version, str(caller), body.reason)
+        await run_in_threadpool(
+            st.registry.set_alias,
+            body.alias,
+            body.version,
+            str(caller),
+            body.reason,
+            gate=acceptance_in_force(st.settings),  # the criteria in settings.ini now, not the stored verdict
+        )
     except RegistryError as e:
         raise HTTPException(409, str(e)) from e
     return await _reload(request)
