@@ -34,11 +34,12 @@ function row(name, values, dir, diffOnly) {
   const texts = values.map(fmt), differ = new Set(texts).size > 1;
   if (diffOnly && !differ) return '';
   const nums = values.filter(v => typeof v === 'number');
-  const best = dir && differ && nums.length > 1 ? (dir > 0 ? Math.max(...nums) : Math.min(...nums)) : undefined;
+  const best = dir && differ && nums.length > 1 ? (dir > 0 ? Math.max(...nums) : Math.min(...nums)) : null;
   const cells = values.map((v, i) => {
-    const cls = [typeof v === 'number' ? 'num' : '', v === best ? 'best' : ''].filter(Boolean).join(' ');
+    const top = typeof v === 'number' && v === best;
+    const cls = [typeof v === 'number' ? 'num' : '', top ? 'best' : ''].filter(Boolean).join(' ');
     const shown = texts[i] === '' ? '<span title="not recorded">–</span>' : esc(texts[i]);
-    return `<td${cls ? ` class="${cls}"` : ''}>${shown}${v === best ? ' <span title="the better value">★</span>' : ''}</td>`;
+    return `<td${cls ? ` class="${cls}"` : ''}>${shown}${top ? ' <span title="the better value">★</span>' : ''}</td>`;
   }).join('');
   const mark = differ ? ' <span class="mark" title="the runs differ here">≠</span>' : '';
   return `<tr data-key="${esc(name)}"${differ ? ' class="diff"' : ''}><th scope="row">${esc(label(name))}${mark}</th>${cells}</tr>`;
@@ -80,7 +81,9 @@ function drawChart(s, shown) {
     .sort((a, b) => (a.started || '').localeCompare(b.started || ''));
   const chart = $('chart');
   if (!pts.length) { chart.innerHTML = '<p>No run shown has a metric to plot.</p>'; return; }
-  const W = 640, H = 240, L = 64, R = 16, T = 16, B = 40, ys = pts.map(r => r.metrics[metric]);
+  // drawn at the box's own width, so that its text stays 12 px on a phone as on a desktop
+  const W = Math.max(300, Math.min(760, chart.clientWidth || 640)), H = 240, L = 64, R = 24, T = 24, B = 40;
+  const ys = pts.map(r => r.metrics[metric]);
   let lo = Math.min(...ys), hi = Math.max(...ys);
   if (lo === hi) { lo -= Math.abs(lo) * 0.05 || 0.5; hi += Math.abs(hi) * 0.05 || 0.5; }
   const x = i => pts.length === 1 ? (L + W - R) / 2 : L + i * (W - L - R) / (pts.length - 1);
@@ -89,9 +92,10 @@ function drawChart(s, shown) {
     + `<text x="${L - 6}" y="${y(v) + 4}" text-anchor="end">${fmt(v)}</text>`).join('');
   const day = r => (r.started || '').slice(0, 16).replace('T', ' ');
   const dots = pts.map((r, i) => `<circle data-run="${esc(r.run_id)}" class="${s.sel.includes(r.run_id) ? 'on' : ''}"`
-    + ` cx="${x(i)}" cy="${y(r.metrics[metric])}" r="6"><title>${esc(r.run_id)}: ${esc(fmt(r.metrics[metric]))}</title></circle>`).join('');
+    + ` cx="${x(i)}" cy="${y(r.metrics[metric])}" r="7"><title>${esc(r.run_id)}: ${esc(fmt(r.metrics[metric]))}</title></circle>`
+    + (pts.length <= 12 ? `<text x="${x(i)}" y="${y(r.metrics[metric]) - 10}" text-anchor="middle">${esc(fmt(r.metrics[metric]))}</text>` : '')).join('');
   const dir = directions[metric] ? (directions[metric] > 0 ? ', higher is better' : ', lower is better') : '';
-  chart.innerHTML = `<svg viewBox="0 0 ${W} ${H}" role="img" aria-label="${esc(label(metric))} of ${pts.length} runs in time order${dir}">
+  chart.innerHTML = `<svg viewBox="0 0 ${W} ${H}" width="${W}" height="${H}" role="img" aria-label="${esc(label(metric))} of ${pts.length} runs in time order${dir}">
     ${grid}<polyline points="${pts.map((r, i) => `${x(i)},${y(r.metrics[metric])}`).join(' ')}"/>${dots}
     <text x="${L}" y="${H - 12}">${esc(day(pts[0]))}</text>
     <text x="${W - R}" y="${H - 12}" text-anchor="end">${pts.length > 1 ? esc(day(pts[pts.length - 1])) : ''}</text></svg>
