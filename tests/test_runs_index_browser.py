@@ -94,7 +94,7 @@ def test_ticked_runs_are_compared_with_differences_and_better_values_marked(brow
 
 
 def test_on_a_phone_the_page_does_not_scroll_sideways(browser, runs, index_url):
-    _, t1, t2, _ = runs
+    _, t1, t2, ev = runs
     page = browser.new_page(viewport={'width': 390, 'height': 844}, is_mobile=True, has_touch=True)
     page.goto(f'{index_url}#compare={t1},{t2}')
     page.wait_for_selector('#compare table.cmp')
@@ -104,6 +104,8 @@ def test_on_a_phone_the_page_does_not_scroll_sideways(browser, runs, index_url):
     assert page.locator('#chart svg').bounding_box()['width'] <= 390
     page.tap(f'input.pick[value="{t1}"]')  # a finger unticks a run
     page.wait_for_function('() => !document.querySelector("#compare table.cmp")')
+    page.select_option('#f-job', 'evaluate')  # a filter hides the cards of other jobs too
+    assert page.locator(f'tr[data-run="{t1}"]').is_hidden() and page.locator(f'tr[data-run="{ev}"]').is_visible()
     page.close()
 
 
