@@ -26,10 +26,10 @@ from .store import utc_now
 
 # %% auto #0
 __all__ = ['MAX_UNTRACKED', 'RUN_STATES', 'RUN_ID', 'JobFailed', 'code_version', 'new_run_id', 'runs_dir', 'check_name',
-           'find_run', 'read_run', 'templates', 'index_row', 'index_html', 'write_index', 'run_job', 'mark_run',
-           'ParameterError', 'parse_value', 'parameter_rules', 'notebook_signature', 'job_rules', 'job_defaults',
-           'check_parameters', 'job_parameters', 'effective_parameters', 'reported_parameters', 'task_name',
-           'installed_packages']
+           'find_run', 'read_run', 'templates', 'metric_direction', 'index_row', 'index_html', 'write_index', 'run_job',
+           'mark_run', 'ParameterError', 'parse_value', 'parameter_rules', 'notebook_signature', 'job_rules',
+           'job_defaults', 'check_parameters', 'job_parameters', 'effective_parameters', 'reported_parameters',
+           'task_name', 'installed_packages']
 
 # %% ../nbs/05_jobs.ipynb #6c652871
 class JobFailed(RuntimeError):
@@ -196,12 +196,59 @@ def _paired_text(p: dict | None) -> str:
     )
 
 
+_NOT_FIGURES = {'epoch', 'n_bins', 'answer', 'version', 'model_version'}  # numbers in metrics.json that measure nothing
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _figures(m: dict) -> dict:
+    "A run's metrics.json as flat numbers, each figure under one name whatever job wrote it."
+    part = lambda k: m.get(k) if isinstance(m.get(k), dict) else {}
+    model, sl, tr = part('model'), part('service_like'), part('training')
+    last = (m.get('history') or tr.get('history') or [{}])[-1]  # a training run's last epoch
+    parts = ((model, ''), (m, ''), (sl, 'service_like_'), (tr, ''), (last, ''), (part('baseline'), 'baseline_'))
+    out = {}
+    for d, prefix in parts:
+        for k, v in d.items():
+            if _is_number(v) and k not in _NOT_FIGURES:
+                out.setdefault(prefix + k, v)  # the first place a figure appears wins
+    if model.get('per_class_recall'):
+        out['min_class_recall'] = min(model['per_class_recall'])
+    if _is_number(model.get('accuracy')) and _is_number(sl.get('accuracy')):
+        out['service_like_gap'] = round(model['accuracy'] - sl['accuracy'], 6)
+    for key, values in (m.get('slices') or {}).items():
+        out.update({f'accuracy[{key}={v}]': s['accuracy'] for v, s in values.items() if _is_number(s.get('accuracy'))})
+    return out
+
+
+def metric_direction(
+    name: str,  # a figure's name, as `_figures` gives it
+) -> int:
+    "1 when a higher value of `name` is better (accuracy, F1, recall), -1 when a lower one is (loss, gap, latency, ECE, seconds), else 0."
+    words = set(re.split(r'[^a-z0-9]+', name.lower()))
+    if 'baseline' in words:
+        return 0  # the majority baseline's figures describe the data, not the run
+    if words & {'loss', 'gap', 'latency', 'ece', 'seconds'}:
+        return -1
+    return 1 if words & {'accuracy', 'acc', 'f1', 'recall', 'precision', 'auc'} else 0
+
+# %% ../nbs/05_jobs.ipynb #9a1e0c31
+def _value(v):
+    "A parameter's value as the index shows it (a provenance record may hold {'value': ..., 'source': ...})."
+    v = v['value'] if isinstance(v, dict) and 'value' in v else v
+    return v if v is None or isinstance(v, (str, int, float, bool)) else json.dumps(v, default=str)
+
+
 def index_row(info: dict) -> dict:
-    "What the reports index shows of one run (`read_run`'s dict): state, headline figures, gate, report link."
+    "What the reports index shows of one run (`read_run`'s dict): state, task, data, model, parameters, figures, gate, link."
     m = info.get('metrics') or {}
-    head, sl = m.get('model', m), m.get('service_like') or {}
-    num = lambda d, k: d.get(k) if isinstance(d.get(k), (int, float)) and not isinstance(d.get(k), bool) else None
-    vs = m.get('vs_production')
+    params = {k: _value(v) for k, v in sorted((info.get('parameters') or {}).items()) if k != 'run_dir'}
+    task, cv, acc, vs = info.get('task'), info.get('code_version') or {}, m.get('acceptance'), m.get('vs_production')
+    model = info['run_id'] if info.get('job') == 'train' else m.get('train_run') or params.get('train_run')
+    if not model and (v := m.get('model_version', m.get('version'))) is not None:
+        model = f'version {v}'  # a batch or a release: a registered model
     return dict(
         run_id=info['run_id'],
         job=info.get('job', ''),
@@ -209,37 +256,49 @@ def index_row(info: dict) -> dict:
         started=info.get('started', ''),
         report=f'runs/{info["run_id"]}/{info["report"]}' if info.get('report') else None,
         error=info.get('error') or '',
-        test_acc=num(head, 'accuracy'),
-        macro_f1=num(head, 'macro_f1'),
-        val_acc=num(head, 'val_acc'),
-        service_like=num(sl, 'accuracy'),
-        ece=num(head, 'ece'),
-        ece_service_like=num(sl, 'ece'),
-        passed=m['acceptance']['passed'] if isinstance(m.get('acceptance'), dict) else None,
-        dataset_version=m.get('dataset_version'),
-        train_run=m.get('train_run'),
-        slices=m.get('slices') or {},
+        task=(task.get('name') if isinstance(task, dict) else task) or 'digits',  # runs made before tasks: digits
+        dataset_version=m.get('dataset_version') or params.get('dataset_version'),
+        model=model,
+        code=(cv.get('commit') or '')[:12] + ('+dirty' if cv.get('dirty') else ''),
+        parameters=params,
+        metrics=_figures(m),
+        passed=acc.get('passed') if isinstance(acc, dict) else None,
+        failures=(acc.get('failures') or []) if isinstance(acc, dict) else [],
         vs_production=vs
-        and dict(
-            version=vs['version'],
-            text=f'test {_paired_text(vs.get("benchmark"))}; service-like {_paired_text(vs.get("service_like"))}',
-        ),
+        and f'version {vs["version"]}: test {_paired_text(vs.get("benchmark"))}; '
+        f'service-like {_paired_text(vs.get("service_like"))}',
     )
 
 # %% ../nbs/05_jobs.ipynb #8115f701
+_FILTERS = (
+    ('job', 'job'),
+    ('state', 'state'),
+    ('dataset_version', 'dataset version'),
+    ('model', 'model'),
+    ('task', 'task'),
+)
+
+
 def index_html(
     rows: list,  # `index_row`'s dicts, newest first
 ) -> str:
-    "The reports index page: runs newest first with state colours, figures and PASS/FAIL; tick two to see them side by side."
+    "The reports index page: the runs newest first, filters, the ticked runs side by side and a figure across runs."
     import markupsafe
 
-    data = markupsafe.Markup(
-        json.dumps(rows).replace('</', '<\\/')
-    )  # the rows for the script; `</` escaped so data cannot close it
+    script_data = lambda obj: markupsafe.Markup(
+        json.dumps(obj).replace('</', '<\\/')
+    )  # JSON for the script; `</` escaped so data cannot close it
+    names = sorted({k for r in rows for k in r['metrics']})
     return (
         templates()
         .get_template('reports_index.html')
-        .render(rows=rows, jobs=sorted({r['job'] for r in rows}), data=data)
+        .render(
+            rows=rows,
+            filters=_FILTERS,
+            choices={k: sorted({str(r[k]) for r in rows if r.get(k) not in (None, '')}) for k, _ in _FILTERS},
+            data=script_data(rows),
+            directions=script_data({k: d for k in names if (d := metric_direction(k))}),
+        )
     )
 
 # %% ../nbs/05_jobs.ipynb #30ced2d8
@@ -248,7 +307,7 @@ def _write_index_at(reports_dir: Path) -> Path:
     for d in sorted((reports_dir / 'runs').glob('*/run.json'), reverse=True):
         try:
             rows.append(index_row(read_run(d.parent)))
-        except (OSError, ValueError, KeyError, TypeError):
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, IndexError):
             continue  # a run being written, or damaged: left out, not fatal
     out = reports_dir / 'index.html'
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -259,7 +318,7 @@ def _write_index_at(reports_dir: Path) -> Path:
 
 
 def write_index(settings) -> Path:
-    "reports/index.html: every run, newest first, with its state, headline figures, gate, links and a side-by-side view."
+    "reports/index.html: every run newest first, with filters, a side-by-side comparison and a figure across runs."
     return _write_index_at(Path(settings.reports_dir))
 
 # %% ../nbs/05_jobs.ipynb #8756013f
