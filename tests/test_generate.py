@@ -1,0 +1,255 @@
+"""A team's project generated from this repository by copier, and updated to a later template version (issue 22).
+
+The fast tier generates one project under other names (project "Acme Vision": package acme_vision, command acme) and
+runs, in it, its sync and lint checks, two of its notebooks and a short pipeline through its CLI. The generated
+package is not installed: PYTHONPATH points at the project, and this environment's python runs it. The full tier
+generates from a tagged copy of this repository, commits a team's change, and updates to a later tag: a clean case
+and a conflicting one. docs/guide/template.md describes the mechanism.
+"""
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import ROOT
+
+pytest.importorskip(
+    'copier', reason='copier is not installed: `make install` installs it with the dev extra (pyproject.toml)'
+)
+
+BIN = Path(sys.executable).parent
+NAMES = dict(project_name='Acme Vision', command='acme')  # package acme_vision and prefix ACME_VISION are derived
+GIT_ENV = dict(
+    GIT_AUTHOR_NAME='t', GIT_AUTHOR_EMAIL='t@example.invalid', GIT_COMMITTER_NAME='t', GIT_COMMITTER_EMAIL='t@x.invalid'
+)
+
+
+def run(cmd, cwd, env=None, ok=True, timeout=600):
+    "Run a command; fail the test with its output when it fails and `ok`."
+    r = subprocess.run(
+        [str(c) for c in cmd],
+        cwd=cwd,
+        env={**os.environ, **GIT_ENV, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert not ok or r.returncode == 0, f'{cmd} exited {r.returncode}:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}'
+    return r
+
+
+def copier(*args, cwd=ROOT):
+    "copier, as this environment has it (so its tasks find this environment's ruff and nbdev)."
+    return run([sys.executable, '-m', 'copier', *args], cwd)
+
+
+def generate(src, dst, ref='HEAD'):
+    "A project generated from `src` at `ref` with NAMES, committed to git as a team would."
+    data = [a for k, v in NAMES.items() for a in ('-d', f'{k}={v}')]
+    copier('copy', '--trust', '--defaults', '--quiet', '--vcs-ref', ref, *data, src, dst)
+    run(['git', 'init', '-q', '-b', 'main'], dst)
+    run(['git', 'add', '-A'], dst)
+    run(['git', 'commit', '-qm', 'Generated'], dst)
+    return dst
+
+
+def in_project(dst, *cmd, ok=True, timeout=600):
+    "A command run in the generated project with its package importable."
+    return run(cmd, dst, env={'PYTHONPATH': str(dst)}, ok=ok, timeout=timeout)
+
+
+def cli(dst, *args, ok=True):
+    "The generated project's command (its console script is not installed here)."
+    return in_project(
+        dst, sys.executable, '-c', 'import sys; from acme_vision.cli import main; sys.exit(main())', *args, ok=ok
+    )
+
+
+def synced(dst):
+    "sha256 of the files that nbdev-export and nbdev-clean may rewrite (the Makefile's sync check)."
+    files = sorted(p for d in ('nbs', 'acme_vision') for p in (dst / d).rglob('*') if p.suffix in ('.py', '.ipynb'))
+    return {str(p.relative_to(dst)): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
+
+
+def fast_checks(dst):
+    "The generated project's sync check, its lint, and two of its notebooks as nbdev-test runs them."
+    before = synced(dst)
+    in_project(dst, BIN / 'nbdev-export')
+    in_project(dst, BIN / 'nbdev-clean')
+    assert synced(dst) == before, 'nbdev-export/nbdev-clean changed the generated project'
+    in_project(dst, BIN / 'ruff', 'check', '.')
+    in_project(dst, BIN / 'ruff', 'format', '--check', '.')
+    # settings (the prefix, settings.ini) and the CLI (its command name in every usage line)
+    for nb in ('nbs/00_settings.ipynb', 'nbs/90_cli.ipynb'):
+        in_project(dst, BIN / 'nbdev-test', nb)
+
+
+@pytest.fixture(scope='module')
+def project(tmp_path_factory):
+    return generate(ROOT, tmp_path_factory.mktemp('gen') / 'acme')
+
+
+def test_generated_project_says_mlproj_only_where_it_came_from(project):
+    found = {}
+    for p in project.rglob('*'):
+        if p.is_file() and '.git' not in p.relative_to(project).parts:
+            lines = [i for i, line in enumerate(p.read_bytes().split(b'\n'), 1) if b'mlproj' in line.lower()]
+            if lines:
+                found[str(p.relative_to(project))] = lines
+    # the answers file may say it too: its _src_path is wherever this repository was generated from
+    found.pop('.copier-answers.yml', None)
+    assert found == {'README.md': [3]}, found
+    readme = (project / 'README.md').read_text().split('\n')
+    assert readme[0] == '# Acme Vision' and readme[2].startswith('Generated from the [mlproj]'), readme[:3]
+    assert not (project / 'mlproj').exists() and (project / 'acme_vision' / 'cli.py').is_file()
+    assert not (project / 'copier.yml').exists() and not (project / 'template').exists()
+    answers = (project / '.copier-answers.yml').read_text()
+    assert 'package: acme_vision' in answers and 'command: acme' in answers and 'task: digits' in answers
+
+
+def test_generated_project_names_its_command_package_and_prefix(project):
+    assert 'acme = "acme_vision.cli:main"' in (project / 'pyproject.toml').read_text()
+    assert 'lib_path = "acme_vision"' in (project / 'pyproject.toml').read_text()
+    assert '`acme train`' in (project / 'README.md').read_text()
+    assert '`acme_vision train`' not in (project / 'README.md').read_text()
+    assert 'ACME_VISION_<SECTION>_<KEY>' in (project / 'settings.ini').read_text()
+    r = cli(project, 'train', '--help')
+    assert r.stdout.startswith('usage: acme train'), r.stdout[:200]
+    # the settings prefix is the one the code reads
+    r = in_project(
+        project,
+        sys.executable,
+        '-c',
+        'from acme_vision.settings import load_settings; print(load_settings(env={"ACME_VISION_SERVING_PORT": "9123"})'
+        '.serving.port)',
+    )
+    assert r.stdout.strip() == '9123'
+
+
+def test_generated_project_is_in_sync_lint_clean_and_its_notebooks_pass(project):
+    fast_checks(project)
+
+
+def test_generated_project_runs_its_pipeline(project):
+    r = cli(project, 'data')
+    assert 'dataset version' in r.stdout + r.stderr
+    cli(project, 'train', '-q', '-p', 'max_epochs', '1', '-p', 'wandb_mode', 'disabled')
+    [run_dir] = (project / 'reports' / 'runs').iterdir()
+    metrics = json.loads((run_dir / 'metrics.json').read_text())
+    # one epoch on the digits: far above chance (0.1)
+    assert metrics['val_acc'] > 0.3, metrics
+    assert (run_dir / 'model.onnx').is_file()
+
+
+# --- the full tier: copier update from one template version to a later one ---
+
+
+def template_repo(tmp):
+    "A git repository of this repository's files (tracked and new, as they are now) tagged v0.1."
+    src = tmp / 'template'
+    files = run(['git', 'ls-files', '-co', '--exclude-standard', '-z'], ROOT).stdout.split('\0')
+    for f in filter(None, files):
+        if (ROOT / f).is_file() and not (ROOT / f).is_symlink():
+            (src / f).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / f, src / f)
+    run(['git', 'init', '-q', '-b', 'main'], src)
+    run(['git', 'add', '-A'], src)
+    run(['git', 'commit', '-qm', 'v0.1'], src)
+    run(['git', 'tag', 'v0.1'], src)
+    return src
+
+
+def edit(path, old, new):
+    text = path.read_text()
+    assert old in text, (path, old)
+    path.write_text(text.replace(old, new, 1))
+
+
+def commit(repo, message, tag=None):
+    run(['git', 'commit', '-qam', message], repo)
+    if tag:
+        run(['git', 'tag', tag], repo)
+
+
+@pytest.fixture(scope='module')
+def versions(tmp_path_factory):
+    "The template at v0.1, a project generated from it, then the template's v0.2."
+    tmp = tmp_path_factory.mktemp('update')
+    src = template_repo(tmp)
+    project = generate(src, tmp / 'acme', ref='v0.1')
+    # v0.2: a settings comment, a line of the package's reports page (a renamed path), a new guide page
+    edit(src / 'settings.ini', '# chosen on the validation split', '# chosen (v0.2) on the validation split')
+    edit(
+        src / 'mlproj' / 'templates' / 'reports_index.html',
+        '<title>mlproj reports</title>',
+        '<title>mlproj runs</title>',
+    )
+    (src / 'docs' / 'guide' / 'changes.md').write_text('# Changes\n\nv0.2 of `mlproj`: the reports page says runs.\n')
+    run(['git', 'add', '-A'], src)
+    commit(src, 'v0.2', tag='v0.2')
+    return src, project
+
+
+def update(project):
+    copier('update', '--trust', '--defaults', '--quiet', '--vcs-ref', 'v0.2', cwd=project)
+    return run(['git', 'status', '--porcelain'], project).stdout
+
+
+@pytest.mark.full
+def test_update_brings_template_changes_and_keeps_the_teams(versions, tmp_path):
+    src, generated = versions
+    project = tmp_path / 'acme'
+    shutil.copytree(generated, project, symlinks=True)
+    # the team's change: lines the template does not touch (nor their neighbours: git's merge takes adjacent changes
+    # as one conflict)
+    edit(project / 'settings.ini', 'port = 8000', 'port = 9000')
+    commit(project, 'Team: serve on port 9000')
+    status = update(project)
+    assert sorted(line[3:] for line in status.splitlines()) == [
+        '.copier-answers.yml',
+        'README.md',  # the line saying which template version the project came from
+        'acme_vision/templates/reports_index.html',
+        'docs/guide/changes.md',
+        'settings.ini',
+    ], status
+    settings = (project / 'settings.ini').read_text()
+    assert 'port = 9000' in settings and '# chosen (v0.2) on the validation split' in settings
+    assert (
+        '<title>acme_vision runs</title>' in (project / 'acme_vision' / 'templates' / 'reports_index.html').read_text()
+    )
+    assert (project / 'docs' / 'guide' / 'changes.md').read_text().startswith('# Changes\n\nv0.2 of `acme_vision`')
+    assert not (project / 'mlproj').exists()
+    answers = (project / '.copier-answers.yml').read_text()
+    assert '_commit: v0.2' in answers and 'package: acme_vision' in answers and 'command: acme' in answers
+    assert 'template at v0.2 (' in (project / 'README.md').read_text().split('\n')[2]
+    assert not list(project.rglob('*.rej')) and '<<<<<<<' not in settings
+    fast_checks(project)
+
+
+@pytest.mark.full
+def test_update_shows_a_conflict_where_the_team_changed_the_same_lines(versions, tmp_path):
+    src, generated = versions
+    project = tmp_path / 'acme'
+    shutil.copytree(generated, project, symlinks=True)
+    edit(project / 'settings.ini', '# chosen on the validation split', '# chosen by the team on the validation split')
+    commit(project, 'Team: its own comment')
+    status = update(project)
+    settings = (project / 'settings.ini').read_text()
+    # copier's inline conflict: git's markers around both sides, and the file unmerged in git's index
+    assert re.search(
+        r'<<<<<<< before updating\n# chosen by the team on the validation split.*\n=======\n'
+        r'# chosen \(v0\.2\) on the validation split.*\n>>>>>>> after updating',
+        settings,
+    ), settings[:3000]
+    assert 'UU settings.ini' in status or 'AA settings.ini' in status, status
+    # the rest of the update landed
+    assert (
+        '<title>acme_vision runs</title>' in (project / 'acme_vision' / 'templates' / 'reports_index.html').read_text()
+    )
+    assert '_commit: v0.2' in (project / '.copier-answers.yml').read_text()
