@@ -158,7 +158,9 @@ def build_benchmark(
     ]
     if b.generated:
         check_labels(task, [g[2] for g in b.generated], 'its generated training items')
-        gen = [(x, Provenance(source=b.generated_source, media_type=mt, licence='generated')) for x, mt, _ in b.generated]
+        gen = [
+            (x, Provenance(source=b.generated_source, media_type=mt, licence='generated')) for x, mt, _ in b.generated
+        ]
         for d, (x, mt, label) in zip(put_items(store, gen), b.generated):
             examples.append(Example(d, int(label), 'train', source=b.generated_source))
             known[d] = (x, mt)
@@ -226,7 +228,9 @@ def split_labels(store: Store, vid: str, split: str) -> np.ndarray:
 def benchmark_version(settings, progress: bool = False) -> str:
     "The id of the benchmark version as settings.ini [data] splits it, built if the store lacks it."
     d = settings.data
-    return build_benchmark(Store(settings.store_url), task_of(settings), d.seed, d.val_fraction, d.test_fraction, progress)
+    return build_benchmark(
+        Store(settings.store_url), task_of(settings), d.seed, d.val_fraction, d.test_fraction, progress
+    )
 
 # %% ../nbs/13_data.ipynb #9aa72393
 def resolve_version(store: Store, ref: str) -> str | None:

@@ -66,7 +66,7 @@ class Digits(Task):
         service_like_per_class=40,
         statement='Read a handwritten digit (0-9) from an image: a photo, a scan or a drawing on a web page, dark ink '
         'on a light background or the reverse. Answer the digit and a probability for each class.',
-        test_method='Held-out test split (about 20% of the dataset version; each item\'s split is decided by its '
+        test_method="Held-out test split (about 20% of the dataset version; each item's split is decided by its "
         'sha256, so an item never changes split as the data grows), never used for training or model selection; the '
         'model is the exported ONNX graph that is served, run through onnxruntime on the same preprocessing as '
         'serving. The UCI set records no writer ids, so the split is per image and writers are shared between splits.',

@@ -282,9 +282,8 @@ def _measure_service_like(
     "(metrics, inputs, labels, probabilities) of the model on the service-like set; all None when it is not measured."
     sl = Xs = ys = ps = None
     if service_like_version:
-        from mlproj.servicelike import load_service_like
-
         from mlproj.data import version_task
+        from mlproj.servicelike import load_service_like
 
         task = task or version_task(st, service_like_version)
         Xs, ys, slices = load_service_like(st, service_like_version)
@@ -346,8 +345,8 @@ def evaluate_run(
     "Evaluate a training run's exported model on a split beside the majority baseline, and on the service-like set; check acceptance."
     from mlproj.data import load_split, split_labels, version_task
     from mlproj.predict import Predictor
-    from mlproj.task import TaskError
     from mlproj.store import Store
+    from mlproj.task import TaskError
 
     st = Store(store_url)
     task = version_task(st, dataset_version)

@@ -31,12 +31,14 @@ class Problem:
     min_class_recall: float | None = None  # lowest recall of any single class on the test split
     min_service_like_accuracy: float | None = None  # lowest accuracy on the task's service-like set
     max_service_like_gap: float | None = None  # largest allowed test accuracy minus service-like accuracy
-    service_like_seed: int | None = None  # seed of the service-like set's generator (synthetic training data must use another)
+    service_like_seed: int | None = (
+        None  # seed of the service-like set's generator (synthetic training data must use another)
+    )
     service_like_per_class: int | None = None  # generated service-like items of each class
     statement: str = ''  # what is solved, in words; empty: the task's own
     test_method: str = ''  # how a model is tested; empty: the task's own
 
-    def over(self, base: 'Problem') -> 'Problem':
+    def over(self, base: Problem) -> Problem:
         "These values where they are set, `base`'s (a task's own acceptance test) where they are not."
         return Problem(**{f.name: getattr(self, f.name) or getattr(base, f.name) for f in fields(self)})
 

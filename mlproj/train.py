@@ -35,7 +35,9 @@ class TrainConfig:
     lr: float = Train.lr
     seed: int = Train.seed
     augment: bool = Train.augment  # random small rotations, scalings and shifts
-    width: int = 16  # the network's width, as the task's `network` reads it (the digits CNN: channels of the first convolution)
+    width: int = (
+        16  # the network's width, as the task's `network` reads it (the digits CNN: channels of the first convolution)
+    )
     hidden: int = 64  # units of the hidden dense layer(s)
     limit_train_batches: float = 1.0  # a fraction (or, above 1, a number) of training batches per epoch, for smoke runs
     wandb_mode: str = Train.wandb_mode  # offline, online or disabled
