@@ -242,7 +242,7 @@ def make_project(
     import numpy as np
 
     from mlproj import annotate as A
-    from mlproj.data import UCI_MEDIA_TYPE, encode_counts
+    from mlproj.digits import UCI_MEDIA_TYPE, encode_counts
     from mlproj.items import Provenance, put_item
     from mlproj.store import Store
 

@@ -21,7 +21,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from mlproj.data import UCI_MEDIA_TYPE, hash_split, load_splits, pack_version, read_pack
+from mlproj.data import hash_split, load_splits, pack_version, read_pack
+from mlproj.digits import UCI_MEDIA_TYPE
 from mlproj.items import Provenance, put_items
 from mlproj.store import Store, utc_now
 from mlproj.versions import Example, put_version

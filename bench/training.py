@@ -17,15 +17,15 @@ def plain_fit(cfg) -> tuple[float, float, float]:
     import torch
     import torch.nn.functional as F
 
-    from mlproj.model import DigitsCNN, DigitsDataModule, NetConfig, random_affine
+    from mlproj.model import NetConfig, SmallCNN, VersionDataModule, random_affine
 
     start, cpu = time.perf_counter(), time.process_time()
     torch.manual_seed(cfg.seed)
     torch.use_deterministic_algorithms(True)
-    dm = DigitsDataModule(cfg.store, cfg.dataset_version, cfg.batch_size, cfg.seed)  # the batches train(cfg) fits on
+    dm = VersionDataModule(cfg.store, cfg.dataset_version, cfg.batch_size, cfg.seed)  # the batches train(cfg) fits on
     dm.setup('fit')
     train_dl, val_dl = dm.train_dataloader(), dm.val_dataloader()
-    net = DigitsCNN(NetConfig(width=cfg.width, hidden=cfg.hidden))
+    net = SmallCNN(NetConfig(width=cfg.width, hidden=cfg.hidden))
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.max_epochs * len(train_dl))
     g = torch.Generator().manual_seed(cfg.seed)

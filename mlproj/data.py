@@ -1,4 +1,4 @@
-"""The digits benchmark as a dataset version, splits decided by item hash, packed loading and diffs of versions.
+"""A task's benchmark as a dataset version, splits decided by item hash, packed loading and diffs of versions.
 
 Docs: https://mlproj.github.io/mlproj/data.html.md"""
 
@@ -15,33 +15,28 @@ from collections import Counter
 import numpy as np
 
 from .console import say
-from .items import Provenance, get_item, item_provenance, put_item, put_items
-from .preprocess import to_model_input
+from .items import Provenance, get_item, item_provenance, put_items
 from .store import Conflict, IntegrityError, Store, sha256
+from .task import Task, check_inputs, check_labels, load_task, task_of
 from .versions import Example, get_version, list_versions, put_version
 
 # %% auto #0
-__all__ = ['UCI_MEDIA_TYPE', 'BENCHMARK_SOURCE', 'SPLITS', 'encode_counts', 'decode_example', 'hash_split', 'pack_path',
-           'pack_version', 'read_pack', 'build_benchmark', 'load_splits', 'load_split', 'split_labels',
-           'benchmark_version', 'resolve_version', 'diff_versions', 'announce_benchmark', 'cmd_data', 'cmd_data_list',
-           'cmd_data_diff', 'cmd_data_pack', 'add_commands']
+__all__ = ['SPLITS', 'version_task', 'decode_example', 'hash_split', 'pack_path', 'pack_version', 'read_pack', 'build_benchmark',
+           'load_splits', 'load_split', 'split_labels', 'benchmark_version', 'resolve_version', 'diff_versions',
+           'announce_benchmark', 'cmd_data', 'cmd_data_list', 'cmd_data_diff', 'cmd_data_pack', 'add_commands']
 
 # %% ../nbs/13_data.ipynb #7a39d378
-UCI_MEDIA_TYPE = 'application/x-uci-digits-8x8'  # 64 bytes: the counts of an 8x8 image, row by row
-BENCHMARK_SOURCE = 'sklearn.datasets.load_digits (UCI ML hand-written digits, optdigits test set)'
 SPLITS = ('train', 'val', 'test')
 
 
-def encode_counts(img: np.ndarray) -> bytes:
-    "64 bytes for an 8x8 image of counts 0..16."
-    return np.asarray(img, dtype=np.uint8).reshape(64).tobytes()
+def version_task(store: Store, vid: str) -> Task:
+    "The task dataset version `vid` was made for."
+    return load_task(get_version(store, vid)['meta'].get('task', 'digits'))
 
 
-def decode_example(data: bytes, media_type: str, max_side: int = 4096) -> np.ndarray:
-    "The model's 8x8 input for a raw item's bytes."
-    if media_type == UCI_MEDIA_TYPE:
-        return np.frombuffer(data, np.uint8).reshape(8, 8).astype(np.float32)
-    return to_model_input(data, max_side)
+def decode_example(data: bytes, media_type: str, task: Task) -> np.ndarray:
+    "The model's input for a raw item's bytes, as `task` decodes it."
+    return task.decode(data, media_type)
 
 # %% ../nbs/13_data.ipynb #33426973
 def hash_split(
@@ -128,44 +123,53 @@ def read_pack(
     return dict(blob=blob, offsets=off, media_types=types[media])
 
 # %% ../nbs/13_data.ipynb #c0b47ffe
-def _decode_packed(pack: dict, idx: np.ndarray) -> np.ndarray:
-    "Inputs (n, 8, 8) float32 of the packed items at positions `idx` (64-byte UCI items in one gather, others one by one)."
+def _decode_packed(pack: dict, idx: np.ndarray, task: Task) -> np.ndarray:
+    "Inputs (n, *task.input.shape) float32 of the packed items at positions `idx` (array items in one gather, others one by one)."
     blob, off, mt = pack['blob'], pack['offsets'], pack['media_types'][idx]
     start, size = off[idx], off[idx + 1] - off[idx]
-    X = np.zeros((len(idx), 8, 8), np.float32)
-    fast = (mt == UCI_MEDIA_TYPE) & (size == 64)
-    X[fast] = blob[start[fast, None] + np.arange(64)].reshape(-1, 8, 8)
+    shape = tuple(task.input.shape)
+    k = int(np.prod(shape))
+    X = np.zeros((len(idx), *shape), np.float32)
+    fast = (mt == task.array_media_type) & (size == k) if task.array_media_type else np.zeros(len(idx), bool)
+    X[fast] = blob[start[fast, None] + np.arange(k)].reshape(-1, *shape)
     for j in np.flatnonzero(~fast):
-        X[j] = decode_example(blob[start[j] : start[j] + size[j]].tobytes(), mt[j])
+        X[j] = task.decode(blob[start[j] : start[j] + size[j]].tobytes(), mt[j])
     return X
 
 # %% ../nbs/13_data.ipynb #2b86224e
 def build_benchmark(
     store: Store,
+    task: Task | str,  # the task whose benchmark it is (or its name)
     seed: int = 0,  # seed of the split (see `hash_split`)
     val_fraction: float = 0.1,
     test_fraction: float = 0.2,
     progress: bool = False,  # show a progress bar while items are stored
 ) -> str:
-    "Store the UCI digits as raw items and return the id of their dataset version (packed)."
-    from sklearn.datasets import load_digits
-
-    digits = load_digits()
-    prov = Provenance(
-        source=BENCHMARK_SOURCE, media_type=UCI_MEDIA_TYPE, licence='CC BY 4.0 (UCI Machine Learning Repository)'
-    )
-    items = [encode_counts(img) for img in digits.images]
-    digests = put_items(store, [(b, prov) for b in items], progress='storing digits' if progress else None)
-    known = {d: (b, UCI_MEDIA_TYPE) for d, b in zip(digests, items)}
+    "Store the task's benchmark as raw items and return the id of their dataset version (packed)."
+    task = load_task(task) if isinstance(task, str) else task
+    b = task.benchmark()
+    check_labels(task, b.labels, 'its benchmark')
+    check_inputs(task, np.stack([task.decode(x, b.media_type) for x in b.items[:8]]), 'decoding its benchmark')
+    prov = Provenance(source=b.source, media_type=b.media_type, licence=b.licence)
+    digests = put_items(store, [(x, prov) for x in b.items], progress=f'storing {task.name}' if progress else None)
+    known = {d: (x, b.media_type) for d, x in zip(digests, b.items)}
     examples = [
-        Example(d, int(label), hash_split(d, val_fraction, test_fraction, seed))
-        for d, label in zip(digests, digits.target)
+        Example(d, int(label), hash_split(d, val_fraction, test_fraction, seed)) for d, label in zip(digests, b.labels)
     ]
+    if b.generated:
+        check_labels(task, [g[2] for g in b.generated], 'its generated training items')
+        gen = [
+            (x, Provenance(source=b.generated_source, media_type=mt, licence='generated')) for x, mt, _ in b.generated
+        ]
+        for d, (x, mt, label) in zip(put_items(store, gen), b.generated):
+            examples.append(Example(d, int(label), 'train', source=b.generated_source))
+            known[d] = (x, mt)
     vid = put_version(
         store,
         examples,
-        label_source="UCI optdigits labels (writers' forms)",
-        description='UCI handwritten digits benchmark, split by item hash',
+        label_source=b.label_source,
+        description=b.description,
+        task=task.name,
         split=dict(method='sha256', seed=seed, val_fraction=val_fraction, test_fraction=test_fraction),
     )
     pack_version(store, vid, known)
@@ -178,11 +182,12 @@ def load_splits(
     splits: tuple = SPLITS,
     packed: bool | None = None,  # True: from the pack only; False: item by item; None: the pack when there is one
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    "{split: (inputs (n, 8, 8) float32, labels (n,) int64)} of dataset version `vid`, reading its manifest once."
+    "{split: (inputs (n, *input shape) float32, labels (n,) int64)} of dataset version `vid`, decoded by its task, reading its manifest once."
     bad = [s for s in splits if s not in SPLITS]
     if bad:
         raise ValueError(f'split must be one of {SPLITS}, not {bad[0]!r}')
-    examples = get_version(store, vid)['examples']
+    version = get_version(store, vid)
+    examples, task = version['examples'], load_task(version['meta'].get('task', 'digits'))
     pack = None if packed is False else read_pack(store, vid, examples)
     if packed and pack is None:
         raise FileNotFoundError(f'dataset version {vid} has no pack: run `mlproj data pack {vid}`')
@@ -199,19 +204,19 @@ def load_splits(
     for split in splits:
         idx = np.flatnonzero(split_of == split)
         if pack is not None:
-            X = _decode_packed(pack, idx)
+            X = _decode_packed(pack, idx, task)
         elif len(idx):
             X = np.stack(
-                [decode_example(get_item(store, examples[i].sha256), media_type(examples[i].sha256)) for i in idx]
-            )
+                [task.decode(get_item(store, examples[i].sha256), media_type(examples[i].sha256)) for i in idx]
+            ).astype(np.float32)
         else:
-            X = np.zeros((0, 8, 8), np.float32)
+            X = np.zeros((0, *task.input.shape), np.float32)
         out[split] = X, labels[idx]
     return out
 
 # %% ../nbs/13_data.ipynb #efb4204d
 def load_split(store: Store, vid: str, split: str, packed: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
-    "Inputs (n, 8, 8) float32 and labels (n,) int64 of one split of dataset version `vid`."
+    "Inputs (n, *input shape) float32 and labels (n,) int64 of one split of dataset version `vid`."
     return load_splits(store, vid, (split,), packed)[split]
 
 
@@ -223,7 +228,9 @@ def split_labels(store: Store, vid: str, split: str) -> np.ndarray:
 def benchmark_version(settings, progress: bool = False) -> str:
     "The id of the benchmark version as settings.ini [data] splits it, built if the store lacks it."
     d = settings.data
-    return build_benchmark(Store(settings.store_url), d.seed, d.val_fraction, d.test_fraction, progress)
+    return build_benchmark(
+        Store(settings.store_url), task_of(settings), d.seed, d.val_fraction, d.test_fraction, progress
+    )
 
 # %% ../nbs/13_data.ipynb #9aa72393
 def resolve_version(store: Store, ref: str) -> str | None:
@@ -297,7 +304,7 @@ def announce_benchmark(settings) -> str:
     counts = Counter(e.split for e in get_version(Store(settings.store_url), vid)['examples'])
     say(
         'data',
-        f'dataset version {vid}: {sum(counts.values())} images ({", ".join(f"{counts[s]} {s}" for s in SPLITS)}) in {settings.store_url}',
+        f'dataset version {vid} ({settings.task.name}): {sum(counts.values())} items ({", ".join(f"{counts[s]} {s}" for s in SPLITS)}) in {settings.store_url}',
     )
     return vid
 

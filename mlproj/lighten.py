@@ -20,21 +20,24 @@ __all__ = ['KINDS', 'quantize_int8', 'prune_channels', 'distiller', 'speed', 'li
 
 # %% ../nbs/46_lighten.ipynb #d4c59169
 def quantize_int8(
-    onnx_path: str | Path,  # an fp32 graph taking (batch, 8, 8) counts
+    onnx_path: str | Path,  # an fp32 graph taking a batch of a task's inputs
     out_path: str | Path,  # where the int8 graph goes
-    calibration: np.ndarray,  # (n, 8, 8) counts the activation ranges are calibrated on
+    calibration: np.ndarray,  # (n, *input shape) inputs the activation ranges are calibrated on
 ) -> Path:
     "Static int8 quantization of a graph: per-channel int8 weights, uint8 activations calibrated on `calibration`."
     import logging
     import tempfile
 
+    import onnx
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    name = onnx.load(str(onnx_path)).graph.input[0].name  # 'inputs' (bundles before tasks: 'counts')
 
     class Batches(CalibrationDataReader):
         def __init__(self):
             self.it = iter(
-                {'counts': np.ascontiguousarray(calibration[i : i + 64], np.float32)}
+                {name: np.ascontiguousarray(calibration[i : i + 64], np.float32)}
                 for i in range(0, len(calibration), 64)
             )
 
@@ -60,23 +63,27 @@ def quantize_int8(
 
 # %% ../nbs/46_lighten.ipynb #b94d2926
 def prune_channels(
-    net,  # a trained `DigitsCNN`
+    net,  # a trained `SmallCNN`
     keep: float = 0.5,  # fraction of channels and hidden units kept
 ):
-    "A narrower `DigitsCNN` holding the `keep` fraction of `net`'s channels and hidden units with the largest L1 weight."
+    "A narrower `SmallCNN` holding the `keep` fraction of `net`'s channels and hidden units with the largest L1 weight."
     import torch
 
-    from mlproj.model import DigitsCNN, NetConfig
+    from mlproj.model import NetConfig, SmallCNN
 
+    if not isinstance(net, SmallCNN):
+        raise ValueError(f'pruning takes a SmallCNN, not a {type(net).__name__}: make a distilled student instead')
     (c1, b1, _, c2, b2, *_), (_, _, l1, _, l2) = net.features, net.head
     w, h = max(1, round(net.cfg.width * keep)), max(1, round(net.cfg.hidden * keep))
     top = lambda score, k: score.topk(k).indices.sort().values
     k1 = top(c1.weight.abs().sum((1, 2, 3)) * b1.weight.abs(), w)  # a channel counts as much as BatchNorm scales it
     k2 = top(c2.weight.abs().sum((1, 2, 3)) * b2.weight.abs(), 2 * w)
     k3 = top(l1.weight.abs().sum(1) * l2.weight.abs().sum(0), h)
-    small = DigitsCNN(NetConfig(width=w, hidden=h, dropout=net.cfg.dropout, n_classes=net.cfg.n_classes))
+    cfg = net.cfg
+    small = SmallCNN(NetConfig(w, h, cfg.dropout, cfg.n_classes, cfg.in_shape, cfg.scale))
     (s1, sb1, _, s2, sb2, *_), (_, _, sl1, _, sl2) = small.features, small.head
-    flat = (k2[:, None] * 16 + torch.arange(16)).reshape(-1)  # each channel is 4x4 features after pooling
+    ph, pw = (d // 2 for d in tuple(cfg.in_shape)[-2:])  # each channel is (h/2)x(w/2) features after pooling
+    flat = (k2[:, None] * ph * pw + torch.arange(ph * pw)).reshape(-1)
     with torch.no_grad():
         for dst, src, k in ((sb1, b1, k1), (sb2, b2, k2)):
             for n in ('weight', 'bias', 'running_mean', 'running_var'):
@@ -97,19 +104,19 @@ def distiller(
     teacher,  # the trained network whose probabilities it learns
     T: float = 4.0,  # temperature that softens the teacher's probabilities
     alpha: float = 0.7,  # weight of the teacher's soft labels; 1 - alpha goes to the true labels
-    **kw,  # `DigitsClassifier` arguments: lr, augment, seed ...
+    **kw,  # `Classifier` arguments: lr, augment, seed ...
 ):
-    "A `DigitsClassifier` whose loss is the distillation loss on `teacher`'s soft labels (Hinton et al., 2015)."
+    "A `Classifier` whose loss is the distillation loss on `teacher`'s soft labels (Hinton et al., 2015)."
     import torch
     import torch.nn.functional as F
 
-    from mlproj.model import DigitsClassifier, random_affine
+    from mlproj.model import Classifier
 
-    class Distill(DigitsClassifier):
+    class Distill(Classifier):
         def training_step(self, batch, _):
             x, y = batch
             if self.augment:
-                x = random_affine(x, self.g)
+                x = self.augment(x, self.g)
             logits = self(x)
             with torch.no_grad():
                 soft = F.softmax(self.teacher[0](x) / T, -1)
@@ -191,14 +198,18 @@ def lighten(
     "Make the lighter candidates of a training run: {kind: folder}, each folder laid out like a training run's."
     import torch
 
-    from mlproj.data import load_split
-    from mlproj.model import DigitsClassifier, DigitsCNN, DigitsDataModule, NetConfig, export_onnx, load_net, save_net
+    from mlproj.data import load_split, version_task
+    from mlproj.model import Classifier, SmallCNN, VersionDataModule, export_onnx, load_net, save_net
     from mlproj.store import Store
 
     train_dir, out_dir = Path(train_dir), Path(out_dir)
     vid = json.loads((train_dir / 'metrics.json').read_text())['dataset_version']
     t, teacher = settings.train, load_net(train_dir)
-    dm = DigitsDataModule(settings.store_url, vid, t.batch_size, t.seed)
+    task = version_task(Store(settings.store_url), vid)
+    augment = task.augment if t.augment else None
+    if 'pruned' in kinds and not isinstance(teacher, SmallCNN):
+        kinds = tuple(k for k in kinds if k != 'pruned')  # pruning needs a CNN's channels: the table leaves it out
+    dm = VersionDataModule(settings.store_url, vid, t.batch_size, t.seed)
     out = {}
     for kind in kinds:
         d = out[kind] = out_dir / kind
@@ -213,10 +224,10 @@ def lighten(
             )
         else:
             if kind == 'distilled':
-                net = DigitsCNN(NetConfig(width=student_width, hidden=student_hidden))
-                module = distiller(net, teacher, lr=t.lr, augment=t.augment, seed=t.seed)
+                net = task.network(width=student_width, hidden=student_hidden)
+                module = distiller(net, teacher, lr=t.lr, augment=augment, seed=t.seed)
             elif kind == 'pruned':
-                module = DigitsClassifier(prune_channels(teacher, keep), lr=t.lr / 3, augment=t.augment, seed=t.seed)
+                module = Classifier(prune_channels(teacher, keep), lr=t.lr / 3, augment=augment, seed=t.seed)
             else:
                 raise ValueError(f'unknown kind {kind!r}; kinds: {", ".join(KINDS)}')
             net = _fit(module, dm, epochs) if epochs else module.net.eval()
@@ -260,7 +271,7 @@ def compare(
         rows.append(
             dict(
                 model=name,
-                width=cfg['width'],
+                width=cfg.get('width'),
                 hidden=cfg['hidden'],
                 onnx_bytes=(d / 'model.onnx').stat().st_size,
                 accuracy=ev['model']['accuracy'],

@@ -1,4 +1,4 @@
-"""The digits CNN, its LightningModule and the DataModule that reads a dataset version by id.
+"""Networks for small images and for rows, the LightningModule that trains any of them, and the DataModule that reads a dataset version by id.
 
 Docs: https://mlproj.github.io/mlproj/model.html.md"""
 
@@ -15,32 +15,35 @@ import torch.nn.functional as F
 from torch import nn
 
 from .data import load_splits
-from .preprocess import MAX_COUNT
 from .store import Store
 
 # %% auto #0
-__all__ = ['TYPESET', 'NetConfig', 'DigitsCNN', 'WithProbabilities', 'random_affine', 'typeset_digits', 'DigitsDataModule',
-           'DigitsClassifier', 'save_net', 'load_net', 'export_onnx']
+__all__ = ['NetConfig', 'SmallCNN', 'WithProbabilities', 'MLPConfig', 'MLP', 'random_affine', 'VersionDataModule', 'Classifier',
+           'save_net', 'load_net', 'export_onnx']
 
 # %% ../nbs/20_model.ipynb #f224945f
 @dataclass(frozen=True)
 class NetConfig:
-    "The shape of the CNN."
+    "The shape of the CNN, and of the images it takes."
 
     width: int = 16  # channels of the first convolution (the second has twice as many)
     hidden: int = 64  # units of the hidden dense layer
     dropout: float = 0.3
     n_classes: int = 10
+    in_shape: tuple = (8, 8)  # one input: (height, width) or (channels, height, width)
+    scale: float = 16.0  # inputs are divided by this (their largest value), inside the network
 
 
-class DigitsCNN(nn.Module):
-    "Two 3x3 convolutions, a 2x2 max-pool and two dense layers: (n, 8, 8) counts -> (n, 10) logits."
+class SmallCNN(nn.Module):
+    "Two 3x3 convolutions, a 2x2 max-pool and two dense layers: (n, *in_shape) images -> (n, n_classes) logits."
 
     def __init__(self, cfg: NetConfig = NetConfig()):
         super().__init__()
         self.cfg, w = cfg, cfg.width
+        shape = tuple(cfg.in_shape)
+        c, h, wd = (1, *shape) if len(shape) == 2 else shape
         self.features = nn.Sequential(
-            nn.Conv2d(1, w, 3, padding=1),
+            nn.Conv2d(c, w, 3, padding=1),
             nn.BatchNorm2d(w),
             nn.ReLU(),
             nn.Conv2d(w, 2 * w, 3, padding=1),
@@ -51,13 +54,15 @@ class DigitsCNN(nn.Module):
         self.head = nn.Sequential(
             nn.Flatten(),
             nn.Dropout(cfg.dropout),
-            nn.Linear(2 * w * 16, cfg.hidden),
+            nn.Linear(2 * w * (h // 2) * (wd // 2), cfg.hidden),
             nn.ReLU(),
             nn.Linear(cfg.hidden, cfg.n_classes),
         )
+        self.grey = len(shape) == 2
 
     def forward(self, x):
-        return self.head(self.features((x / MAX_COUNT).unsqueeze(1)))
+        x = x / self.cfg.scale
+        return self.head(self.features(x.unsqueeze(1) if self.grey else x))
 
 # %% ../nbs/20_model.ipynb #30503b44
 class WithProbabilities(nn.Module):
@@ -70,9 +75,46 @@ class WithProbabilities(nn.Module):
     def forward(self, x):
         return torch.softmax(self.net(x), dim=-1)
 
+# %% ../nbs/20_model.ipynb #c514b8c2
+@dataclass(frozen=True)
+class MLPConfig:
+    "The shape of the MLP, and the centre and scale that standardise each input feature."
+
+    n_features: int
+    center: tuple  # subtracted from each feature
+    spread: tuple  # then each feature is divided by this
+    hidden: int = 64
+    dropout: float = 0.1
+    n_classes: int = 2
+
+    @property
+    def in_shape(self) -> tuple:
+        return (self.n_features,)
+
+
+class MLP(nn.Module):
+    "Standardised features, two hidden layers: (n, n_features) rows -> (n, n_classes) logits."
+
+    def __init__(self, cfg: MLPConfig):
+        super().__init__()
+        self.cfg, h = cfg, cfg.hidden
+        self.register_buffer('center', torch.tensor(cfg.center, dtype=torch.float32))
+        self.register_buffer('spread', torch.tensor(cfg.spread, dtype=torch.float32))
+        self.layers = nn.Sequential(
+            nn.Linear(cfg.n_features, h),
+            nn.ReLU(),
+            nn.Dropout(cfg.dropout),
+            nn.Linear(h, h),
+            nn.ReLU(),
+            nn.Linear(h, cfg.n_classes),
+        )
+
+    def forward(self, x):
+        return self.layers((x - self.center) / self.spread)
+
 # %% ../nbs/20_model.ipynb #6c80e5d2
 def random_affine(
-    x: torch.Tensor,  # (n, 8, 8) inputs
+    x: torch.Tensor,  # (n, H, W) or (n, C, H, W) images
     g: torch.Generator | None = None,
     rotate: float = 0.2,
     scale: float = 0.1,
@@ -84,58 +126,22 @@ def random_affine(
     ang, sc, t = u(n) * rotate, 1 + u(n) * scale, u(n, 2) * shift
     c, s = torch.cos(ang) / sc, torch.sin(ang) / sc
     theta = torch.stack([torch.stack([c, -s, t[:, 0]], 1), torch.stack([s, c, t[:, 1]], 1)], 1)
-    grid = F.affine_grid(theta, (n, 1, 8, 8), align_corners=False)
-    return F.grid_sample(x.unsqueeze(1), grid, align_corners=False).squeeze(1)
-
-# %% ../nbs/20_model.ipynb #72c51a3c
-import numpy as np
-
-TYPESET = 30  # typeset digits of each class added to training: 5 fonts x 6
-
-
-def typeset_digits(
-    per_digit: int,  # images of each digit
-    seed: int = 0,  # the training seed; the generator's seed is derived from it and never the service-like set's
-) -> tuple[np.ndarray, np.ndarray]:
-    "Model inputs and labels of digits typeset in `glyphs.TRAIN_FONTS` (STIX, Computer Modern), both polarities, shifted and rotated."
-    from mlproj.glyphs import TRAIN_FONTS, draw_font, encode_png, place
-    from mlproj.preprocess import to_model_input
-
-    rng = np.random.default_rng([seed, 0x7E57])
-    X, y = [], []
-    for d in range(10):
-        for i in range(per_digit):
-            ink = place(draw_font(d, TRAIN_FONTS[i % len(TRAIN_FONTS)], rng, 96), rng)
-            X.append(to_model_input(encode_png(ink, dark_on_light=i % 2 == 0)))
-            y.append(d)
-    return np.stack(X).astype(np.float32), np.array(y, np.int64)
+    grey = x.dim() == 3
+    x4 = x.unsqueeze(1) if grey else x
+    grid = F.affine_grid(theta, tuple(x4.shape), align_corners=False)
+    out = F.grid_sample(x4, grid, align_corners=False)
+    return out.squeeze(1) if grey else out
 
 # %% ../nbs/20_model.ipynb #d12a4b4c
-class DigitsDataModule(L.LightningDataModule):
+class VersionDataModule(L.LightningDataModule):
     "Batches of one dataset version, read from the store by its id and nothing else."
 
-    def __init__(
-        self,
-        store_url: str,
-        version: str,
-        batch_size: int = 64,
-        seed: int = 0,
-        typeset: int = TYPESET,  # typeset digits of each class added to the training split (see `typeset_digits`)
-    ):
+    def __init__(self, store_url: str, version: str, batch_size: int = 64, seed: int = 0):
         super().__init__()
-        self.store_url, self.version, self.batch_size, self.seed, self.typeset = (
-            store_url,
-            version,
-            batch_size,
-            seed,
-            typeset,
-        )
+        self.store_url, self.version, self.batch_size, self.seed = store_url, version, batch_size, seed
 
     def setup(self, stage: str | None = None):
         splits = load_splits(Store(self.store_url), self.version)
-        if self.typeset:
-            X, y = typeset_digits(self.typeset, self.seed)
-            splits['train'] = np.concatenate([splits['train'][0], X]), np.concatenate([splits['train'][1], y])
         self.splits = {s: torch.utils.data.TensorDataset(*map(torch.from_numpy, xy)) for s, xy in splits.items()}
 
     def _loader(self, split, shuffle=False):
@@ -152,11 +158,16 @@ class DigitsDataModule(L.LightningDataModule):
         return self._loader('test')
 
 # %% ../nbs/20_model.ipynb #87e1c0c1
-class DigitsClassifier(L.LightningModule):
+class Classifier(L.LightningModule):
     "Cross-entropy training of a network given to it, AdamW with a one-cycle schedule."
 
     def __init__(
-        self, net: nn.Module, lr: float = 3e-3, weight_decay: float = 1e-4, augment: bool = True, seed: int = 0
+        self,
+        net: nn.Module,
+        lr: float = 3e-3,
+        weight_decay: float = 1e-4,
+        augment=None,  # a function (batch, generator) -> batch applied to training batches (the task's); None: none
+        seed: int = 0,
     ):
         super().__init__()
         self.net, self.lr, self.weight_decay, self.augment = net, lr, weight_decay, augment
@@ -191,7 +202,7 @@ class DigitsClassifier(L.LightningModule):
     def training_step(self, batch, i):
         x, y = batch
         if self.augment:
-            x = random_affine(x, self.g)
+            x = self.augment(x, self.g)
         loss = F.cross_entropy(self(x), y)
         self._add('train', len(y), loss=loss)
         if self.trainer.is_last_batch or i + 1 >= self.trainer.num_training_batches:
@@ -223,41 +234,56 @@ class DigitsClassifier(L.LightningModule):
         return dict(optimizer=opt, lr_scheduler=dict(scheduler=sched, interval='step'))
 
 # %% ../nbs/20_model.ipynb #971f8445
-def save_net(net: DigitsCNN, folder) -> list[str]:
-    "Write `net.json` and `model.safetensors` into `folder`; return the file names."
+def _net_kind(net) -> str:
+    cls = type(net)
+    return cls.__name__ if cls in (SmallCNN, MLP) else f'{cls.__module__}:{cls.__qualname__}'
+
+
+def save_net(net: nn.Module, folder) -> list[str]:
+    "Write `net.json` (class and config) and `model.safetensors` into `folder`; return the file names."
     import json
     from pathlib import Path
 
     from safetensors.torch import save_file
 
     folder = Path(folder)
-    (folder / 'net.json').write_text(json.dumps(asdict(net.cfg), indent=1))
+    (folder / 'net.json').write_text(json.dumps(dict(asdict(net.cfg), kind=_net_kind(net)), indent=1))
     save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(folder / 'model.safetensors'))
     return ['net.json', 'model.safetensors']
 
 
-def load_net(folder) -> DigitsCNN:
+def load_net(folder) -> nn.Module:
     "The network saved in `folder` by `save_net`, in eval mode."
+    import importlib
     import json
     from pathlib import Path
 
     from safetensors.torch import load_file
 
     folder = Path(folder)
-    net = DigitsCNN(NetConfig(**json.loads((folder / 'net.json').read_text())))
+    cfg = json.loads((folder / 'net.json').read_text())
+    kind = cfg.pop('kind', 'SmallCNN')  # bundles written before tasks hold the digits CNN
+    if kind in ('SmallCNN', 'MLP'):
+        cls = SmallCNN if kind == 'SmallCNN' else MLP
+    else:
+        module, _, name = kind.partition(':')
+        cls = getattr(importlib.import_module(module), name)
+    conf_cls = NetConfig if cls is SmallCNN else MLPConfig if cls is MLP else cls.Config
+    cfg = {k: tuple(v) if isinstance(v, list) else v for k, v in cfg.items()}
+    net = cls(conf_cls(**cfg))
     net.load_state_dict(load_file(str(folder / 'model.safetensors')))
     return net.eval()
 
 # %% ../nbs/20_model.ipynb #7cb5de50
 def export_onnx(net: nn.Module, path) -> None:
-    "Write `net` with its softmax as one ONNX file taking (batch, 8, 8) float32 counts."
+    "Write `net` with its softmax as one ONNX file taking a (batch, *net.cfg.in_shape) float32 input named `inputs`."
     import logging
     import warnings
 
     model, x, names = (
         WithProbabilities(net).eval(),
-        (torch.zeros(2, 8, 8),),
-        dict(input_names=['counts'], output_names=['probabilities']),
+        (torch.zeros(2, *net.cfg.in_shape),),
+        dict(input_names=['inputs'], output_names=['probabilities']),
     )
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')
@@ -268,7 +294,7 @@ def export_onnx(net: nn.Module, path) -> None:
                 str(path),
                 dynamo=False,
                 verbose=False,
-                dynamic_axes={'counts': {0: 'batch'}, 'probabilities': {0: 'batch'}},
+                dynamic_axes={'inputs': {0: 'batch'}, 'probabilities': {0: 'batch'}},
                 **names,
             )
         except Exception:  # a torch without it (it is deprecated) or a net it cannot trace: the dynamo exporter

@@ -20,23 +20,14 @@ from pathlib import Path
 from fastcore.basics import patch
 
 from .store import MAX_READ, Conflict, IntegrityError, Store, UnsafeFile, canonical_json, sha256, utc_now
+from .task import load_task
 
 # %% auto #0
-__all__ = ['BUNDLE_FILES', 'PREPROCESSING', 'ALIASES', 'GRACE', 'RECENT_WRITES', 'ATTEMPTS', 'MAX_BACKOFF', 'INDEX_MAX',
-           'MANIFEST_MAX', 'RegistryError', 'RegistryDamaged', 'Bundle', 'Registry', 'open_registry',
-           'registered_predictor']
+__all__ = ['BUNDLE_FILES', 'ALIASES', 'GRACE', 'RECENT_WRITES', 'ATTEMPTS', 'MAX_BACKOFF', 'INDEX_MAX', 'MANIFEST_MAX',
+           'RegistryError', 'RegistryDamaged', 'Bundle', 'Registry', 'open_registry', 'registered_predictor']
 
 # %% ../nbs/23_registry.ipynb #fe020478
 BUNDLE_FILES = ('model.onnx', 'model.safetensors', 'net.json')
-PREPROCESSING = dict(
-    function='mlproj.preprocess.to_model_input',
-    input='counts',
-    input_shape=['batch', 8, 8],
-    input_dtype='float32',
-    representation='UCI digits: the digit in a 32x32 bitmap, longer side scaled to 32 and centred; on-pixels counted in each 4x4 block (0..16)',
-    output='probabilities',
-    output_shape=['batch', 10],
-)
 ALIASES = ('staging', 'production')
 GRACE = 3600.0  # seconds a registration may take before `prune` may give up its claimed number
 RECENT_WRITES = 64  # ids of the last writes that the index keeps (see `_update`)
@@ -240,7 +231,8 @@ def register(
         version=version,
         registered=utc_now(),
         registered_by=by,
-        preprocessing=PREPROCESSING,
+        task=evaluation.get('task', 'digits'),
+        preprocessing=load_task(evaluation.get('task', 'digits')).contract(),
         metrics={k: evaluation['model'][k] for k in ('n', 'accuracy', 'macro_f1', 'per_class_recall')},
         baseline={k: evaluation['baseline'][k] for k in ('accuracy', 'macro_f1', 'answer')},
         acceptance=evaluation['acceptance'],

@@ -234,8 +234,9 @@ def slices_html(result: dict) -> str:
 def item_image(
     store,  # a `mlproj.store.Store`
     sha: str,
+    task,  # the task the item belongs to (`mlproj.task.Task`)
 ) -> tuple[np.ndarray, str]:
-    "An item's picture as people see it and the colour map to show it with: a PNG as sent, or 8x8 counts dark on light."
+    "An image item's picture as people see it and the colour map to show it with: an image file as sent, or the model's input dark on light."
     from mlproj.data import decode_example
     from mlproj.items import get_item, item_provenance
 
@@ -244,7 +245,21 @@ def item_image(
         from PIL import Image
 
         return np.asarray(Image.open(io.BytesIO(data)).convert('L')), 'gray'
-    return decode_example(data, media), 'gray_r'
+    return decode_example(data, media, task), 'gray_r'
+
+
+def _row(store, mistake: dict, task) -> dict:
+    "A row item's mistake as a person reads it: its features, the true class and the answer by name."
+    from mlproj.items import get_item, item_provenance
+
+    sha = mistake['item']
+    x = task.decode(get_item(store, sha), item_provenance(store, sha).get('media_type', ''))
+    return dict(
+        mistake,
+        values=task.render(x),
+        label_name=task.classes[mistake['label']],
+        predicted_name=task.classes[mistake['predicted']],
+    )
 
 # %% ../nbs/31_report.ipynb #0b09b43e
 def gallery_figure(
@@ -269,15 +284,19 @@ def gallery_html(
     result: dict,
     store,  # where the items are
 ) -> str:
-    "A gallery of the most confident mistakes of each set measured."
-    sets = []
+    "A gallery of the most confident mistakes of each set measured: pictures for image tasks, a table of rows for row tasks."
+    from mlproj.task import load_task
+
+    task, sets = load_task(result.get('task', 'digits')), []
     for name, m in _sets(result):
         ms = m.get('mistakes')
         if ms is None:
             continue
-        figure = ms and Markup(
-            figure_html(gallery_figure([item_image(store, e['item']) for e in ms], ms), f"the {name} set's mistakes")
-        )
+        if task.show_as == 'row':
+            figure = ms and Markup(_part('rows', rows=[_row(store, e, task) for e in ms], classes=task.classes))
+        else:
+            pictures = [item_image(store, e['item'], task) for e in ms]
+            figure = ms and Markup(figure_html(gallery_figure(pictures, ms), f"the {name} set's mistakes"))
         sets.append((name, ms, figure))
     return _part('gallery', sets=sets)
 

@@ -213,16 +213,17 @@ def named_versions(
     "{'benchmark': id, 'service-like': id}: the dataset versions the scoring page offers by name."
     from mlproj.data import benchmark_version
     from mlproj.store import Store
+    from mlproj.task import problem_of
     from mlproj.versions import get_version, list_versions
 
-    st, p = Store(settings.store_url), settings.problem
+    st, p = Store(settings.store_url), problem_of(settings)
     found = []
     for vid in list_versions(st):
         meta = get_version(st, vid)['meta']
-        if meta.get('service_like'):
+        if meta.get('service_like') and meta.get('task', 'digits') == settings.task.name:
             found.append(
                 (
-                    meta.get('seed') == p.service_like_seed and meta.get('per_digit') == p.service_like_per_digit,
+                    meta.get('seed') == p.service_like_seed and meta.get('per_class') == p.service_like_per_class,
                     len(meta.get('slices', [])),
                     vid,
                 )

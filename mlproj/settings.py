@@ -14,8 +14,8 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['SettingsError', 'Problem', 'Paths', 'Data', 'Train', 'Serving', 'Queue', 'Annotate', 'Score', 'Collect', 'Settings',
-           'find_settings', 'load_settings', 'to_env']
+__all__ = ['SettingsError', 'Problem', 'TaskChoice', 'Paths', 'Data', 'Train', 'Serving', 'Queue', 'Annotate', 'Score', 'Collect',
+           'Settings', 'find_settings', 'load_settings', 'to_env']
 
 # %% ../nbs/00_settings.ipynb #cc6eb19c
 class SettingsError(ValueError):
@@ -24,20 +24,30 @@ class SettingsError(ValueError):
 
 @dataclass(frozen=True)
 class Problem:
-    "What is solved, and the acceptance test a model must pass before it is promoted."
+    "The acceptance test a model must pass before it is promoted. Each task declares its own (`mlproj.task`); a value set here overrides the task's, an empty one keeps it."
+
+    min_test_accuracy: float | None = None  # lowest accuracy on the held-out test split
+    min_macro_f1: float | None = None  # lowest macro-averaged F1 on the test split
+    min_class_recall: float | None = None  # lowest recall of any single class on the test split
+    min_service_like_accuracy: float | None = None  # lowest accuracy on the task's service-like set
+    max_service_like_gap: float | None = None  # largest allowed test accuracy minus service-like accuracy
+    service_like_seed: int | None = (
+        None  # seed of the service-like set's generator (synthetic training data must use another)
+    )
+    service_like_per_class: int | None = None  # generated service-like items of each class
+    statement: str = ''  # what is solved, in words; empty: the task's own
+    test_method: str = ''  # how a model is tested; empty: the task's own
+
+    def over(self, base: Problem) -> Problem:
+        "These values where they are set, `base`'s (a task's own acceptance test) where they are not."
+        return Problem(**{f.name: getattr(self, f.name) or getattr(base, f.name) for f in fields(self)})
+
+
+@dataclass(frozen=True)
+class TaskChoice:
+    "Which task the project solves: a name `mlproj tasks` lists, or the module (`package.module`) that defines it."
 
     name: str = 'digits'
-    statement: str = ''
-    min_test_accuracy: float = 0.97  # lowest accuracy on the held-out test split
-    min_macro_f1: float = 0.97  # lowest macro-averaged F1 on the test split
-    min_class_recall: float = 0.93  # lowest recall of any single class on the test split
-    min_service_like_accuracy: float = (
-        0.95  # lowest accuracy on the service-like set (drawn and typeset digits, see servicelike)
-    )
-    max_service_like_gap: float = 0.04  # largest allowed test accuracy minus service-like accuracy
-    service_like_seed: int = 1000  # seed of the service-like set's generator (synthetic training data must use another)
-    service_like_per_digit: int = 40  # generated service-like images of each digit
-    test_method: str = ''
 
 # %% ../nbs/00_settings.ipynb #668b42ae
 @dataclass(frozen=True)
@@ -180,6 +190,7 @@ class Settings:
     "All of settings.ini, typed."
 
     root: Path  # the folder settings.ini is in
+    task: TaskChoice = TaskChoice()
     problem: Problem = Problem()
     paths: Paths = Paths()
     data: Data = Data()
@@ -206,6 +217,7 @@ class Settings:
 
 # %% ../nbs/00_settings.ipynb #77eda983
 _SECTIONS = dict(
+    task=TaskChoice,
     problem=Problem,
     paths=Paths,
     data=Data,
@@ -220,6 +232,8 @@ _SECTIONS = dict(
 # %% ../nbs/00_settings.ipynb #4cc72256
 def _convert(value: str, typ, where: str):
     "`value` as `typ` (given by its name, since the dataclasses use postponed annotations)."
+    if typ.endswith(' | None'):  # an optional value: empty means "not set"
+        return None if not value.strip() else _convert(value, typ[: -len(' | None')], where)
     try:
         if typ == 'bool':
             v = value.strip().lower()
@@ -285,5 +299,6 @@ def to_env(settings: Settings) -> dict[str, str]:
     env = {'MLPROJ_SETTINGS': str(settings.root / 'settings.ini')}
     for name in _SECTIONS:
         sec = getattr(settings, name)
-        env.update({f'MLPROJ_{name}_{f.name}'.upper(): str(getattr(sec, f.name)) for f in fields(sec)})
+        values = {f.name: getattr(sec, f.name) for f in fields(sec)}
+        env.update({f'MLPROJ_{name}_{k}'.upper(): '' if v is None else str(v) for k, v in values.items()})
     return env

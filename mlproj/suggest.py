@@ -35,6 +35,7 @@ def suggest(db, settings, project: str, only_missing: bool = True, model=None) -
     from mlproj.items import get_item
     from mlproj.registry import registered_predictor
     from mlproj.store import IntegrityError, Store
+    from mlproj.task import task_of
 
     p = get_project(db, project)
     store = Store(settings.store_url)
@@ -52,7 +53,8 @@ def suggest(db, settings, project: str, only_missing: bool = True, model=None) -
         rows = s.execute(q.where(Item.suggestion.is_(None)) if only_missing else q).all()
     if not rows:
         return 0
-    probs = model[1].probabilities(np.stack([decode_example(get_item(store, h), m) for _, h, m in rows]))
+    task = task_of(settings)
+    probs = model[1].probabilities(np.stack([decode_example(get_item(store, h), m, task) for _, h, m in rows]))
     top = np.sort(probs, 1)
     with db.write() as s:
         for (i, _, _), pr, t in zip(rows, probs, top):
@@ -123,21 +125,18 @@ def capture_feedback(
 # %% ../nbs/40_suggest.ipynb #c0e8e79f
 def capture_unsure(
     settings: Settings,
-    x,  # (n, 8, 8) model inputs (counts 0..16)
-    probabilities,  # (n, 10) the model's answers
+    x,  # (n, *input shape) model inputs
+    probabilities,  # (n, n_classes) the model's answers
     source: str = 'predict',
 ) -> list[str]:
     "Keep the inputs of a served batch that the model is unsure of (see `capture_feedback`); returns their hashes."
-    import numpy as np
 
-    from mlproj.data import UCI_MEDIA_TYPE, encode_counts
+    from mlproj.task import task_of
 
     if not settings.annotate.feedback:
         return []
-    kept = [
-        capture_feedback(settings, encode_counts(np.rint(xi)), UCI_MEDIA_TYPE, source, p)
-        for xi, p in zip(x, probabilities)
-    ]
+    task = task_of(settings)
+    kept = [capture_feedback(settings, *task.encode(xi), source, p) for xi, p in zip(x, probabilities)]
     return [h for h in kept if h]
 
 # %% ../nbs/40_suggest.ipynb #cd0a44c2

@@ -226,7 +226,7 @@ def test_agreement_figures_match_hand_computed_cases():
 def test_consensus_becomes_a_child_dataset_version_with_the_votes(settings, db_url):
     import numpy as np
 
-    from mlproj.data import UCI_MEDIA_TYPE, encode_counts
+    from mlproj.digits import UCI_MEDIA_TYPE, encode_counts
     from mlproj.items import Provenance, put_item
     from mlproj.store import Store
     from mlproj.versions import Example, get_version, put_version
@@ -279,7 +279,7 @@ def test_annotate_commands_create_add_and_export(tmp_path):
 
     import numpy as np
 
-    from mlproj.data import UCI_MEDIA_TYPE, encode_counts
+    from mlproj.digits import UCI_MEDIA_TYPE, encode_counts
     from mlproj.items import Provenance, put_item
     from mlproj.store import Store
     from mlproj.versions import Example, put_version

@@ -7,18 +7,12 @@ import numpy as np
 import pytest
 from conftest import ROOT
 
-from mlproj.data import (
-    UCI_MEDIA_TYPE,
-    build_benchmark,
-    diff_versions,
-    encode_counts,
-    hash_split,
-    load_splits,
-    pack_version,
-)
+from mlproj.data import build_benchmark, diff_versions, hash_split, load_splits, pack_version
+from mlproj.digits import UCI_MEDIA_TYPE, encode_counts
 from mlproj.items import Provenance, put_item
 from mlproj.lineage import lineage
 from mlproj.store import Store
+from mlproj.task import load_task
 from mlproj.versions import Example, get_version, put_version
 
 MLPROJ = str(ROOT / '.venv' / 'bin' / 'mlproj')
@@ -55,7 +49,7 @@ def _grow(st, parent, new, relabel=0, drop=0):
 
 def test_items_keep_their_split_from_parent_to_child_as_data_grows(tmp_path):
     st = Store(str(tmp_path))
-    v0 = build_benchmark(st)
+    v0 = build_benchmark(st, 'digits')
     v1 = _grow(st, v0, _new_items(st, 300), relabel=20, drop=10)
     v2 = _grow(st, v1, _new_items(st, 2000, start=300))
     splits = [{e.sha256: e.split for e in get_version(st, v)['examples']} for v in (v0, v1, v2)]
@@ -73,7 +67,7 @@ def test_items_keep_their_split_from_parent_to_child_as_data_grows(tmp_path):
 
 def test_diff_counts_added_removed_relabelled_per_class_and_split(tmp_path):
     st = Store(str(tmp_path))
-    v0 = build_benchmark(st)
+    v0 = build_benchmark(st, 'digits')
     new = _new_items(st, 50)
     v1 = _grow(st, v0, new, relabel=7, drop=4)
     d = diff_versions(st, v0, v1)
@@ -94,8 +88,9 @@ def test_lineage_follows_a_model_to_its_dataset_version_and_raw_items(trained):
     L = lineage(st, '1')
     assert L['model']['version'] == 1 and L['model']['dataset_version'] == ev['dataset_version']
     assert L['dataset']['id'] == ev['dataset_version'] and 1 in L['models']
-    assert L['items']['n'] == L['dataset']['n'] == 1797 and L['items']['missing'] == []
-    assert L['items']['media_types'] == {UCI_MEDIA_TYPE: 1797}
+    generated = len(load_task('digits').benchmark().generated)  # the typeset digits in the training split
+    assert L['items']['n'] == L['dataset']['n'] == 1797 + generated and L['items']['missing'] == []
+    assert L['items']['media_types'] == {UCI_MEDIA_TYPE: 1797, 'image/png': generated}
 
 
 def _run(env, *args):

@@ -30,7 +30,7 @@ def test_loaded_bundle_predicts_what_was_evaluated(trained):
     assert got['accuracy'] == pytest.approx(ev['model']['accuracy'])
     assert bundle.manifest['metrics']['accuracy'] == pytest.approx(ev['model']['accuracy'])
     assert bundle.manifest['baseline']['accuracy'] < 0.2
-    assert bundle.manifest['preprocessing']['function'] == 'mlproj.preprocess.to_model_input'
+    assert bundle.manifest['task'] == 'digits' and bundle.manifest['preprocessing']['output_shape'] == ['batch', 10]
 
 
 def test_bundle_weights_load_without_pickle(trained):

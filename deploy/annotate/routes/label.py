@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import Response
 
 from mlproj import annotate as A
@@ -78,11 +78,15 @@ def image(item_id: Annotated[int, PathId('item')], person: PersonDep, db: DbDep,
     from mlproj.store import Store
 
     data = get_item(Store(settings.store_url), sha)
-    if not media.startswith('image/'):  # 8x8 counts of the benchmark: drawn large
-        from mlproj.data import decode_example
-        from mlproj.preprocess import render_counts
+    if not media.startswith(
+        'image/'
+    ):  # an item that is not an image file (the digits' 8x8 counts): as the task draws it
+        from mlproj.task import task_of
 
-        data, media = render_counts(decode_example(data, media), size=192, margin=16), 'image/png'
+        task = task_of(settings)
+        if task.show_as == 'row':
+            raise HTTPException(415, f'item {item_id} is a row of task {task.name}, not an image: read it from /items')
+        data, media = task.render(task.decode(data, media)), 'image/png'
     return Response(
         data,
         media_type=media,
