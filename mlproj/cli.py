@@ -16,6 +16,7 @@ from pathlib import Path
 
 from .console import EXIT_ERROR, EXIT_REJECTED, free_port, say, serve_argv, wait_until
 from .settings import load_settings
+from .task import problem_of
 
 # %% auto #0
 __all__ = ['STAGES', 'cmd_train', 'cmd_evaluate', 'cmd_register', 'cmd_models', 'cmd_promote', 'cmd_serve_api', 'cmd_demo',
@@ -284,7 +285,7 @@ def _accuracies(settings, eval_run) -> str:
     if s := m.get('service_like'):
         line += (
             f', service-like set {s["accuracy"]:.4f} ({s["n"]} images; gap {m["model"]["accuracy"] - s["accuracy"]:+.4f}, '
-            f'at most {settings.problem.max_service_like_gap} allowed)'
+            f'at most {problem_of(settings).max_service_like_gap} allowed)'
         )
     else:
         line += ', service-like set not measured'
@@ -329,7 +330,7 @@ def _job_epilog(job: str) -> str | None:
 
 # %% ../nbs/90_cli.ipynb #5a9e0c22
 # modules below the CLI whose `add_commands(add)` adds their commands, in the order --help lists them
-STAGES = ('data', 'lineage', 'collect', 'lighten', 'suggest', 'servicelike', 'batch', 'release')
+STAGES = ('task', 'data', 'lineage', 'collect', 'lighten', 'suggest', 'servicelike', 'batch', 'release')
 
 # %% ../nbs/90_cli.ipynb #5e258f0a
 def _adder(sub):

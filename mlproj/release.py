@@ -19,6 +19,7 @@ from pathlib import Path
 from .console import EXIT_ERROR, EXIT_REJECTED, say, wait_until
 from .jobs import code_version, read_run, run_job
 from .registry import open_registry
+from .task import problem_of
 
 # %% auto #0
 __all__ = ['STEPS', 'TESTS', 'ReleaseFailed', 'check_tree', 'sync_check', 'run_tests', 'register_evaluated',
@@ -149,7 +150,7 @@ def acceptance_in_force(settings):
     "A registry gate: bundle.json -> the failures of its recorded metrics under settings.ini [problem] now, each naming its criterion."
     from mlproj.evaluate import check_acceptance
 
-    p = settings.problem
+    p = problem_of(settings)
     names = [f.name for f in fields(p) if f.name.startswith(('min_', 'max_'))]
     loose = lambda k: replace(p, **{k: float('-inf') if k.startswith('min_') else float('inf')})
 

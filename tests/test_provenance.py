@@ -11,6 +11,7 @@ from conftest import ROOT, SHORT_RUN_SERVICE_LIKE
 
 from mlproj.jobs import find_run, read_run
 from mlproj.settings import to_env
+from mlproj.task import problem_of
 
 
 def _cli(env: dict, *args):
@@ -40,9 +41,10 @@ def test_cli_training_run_records_everything_and_reruns_to_the_same_metrics(sett
         settings.train.seed,
         a['metrics']['dataset_version'],
     )
-    assert a['task'] == getattr(getattr(settings, 'task', None), 'name', None) or settings.problem.name
-    assert a['problem']['statement'] == settings.problem.statement and a['problem']['test_method']
-    assert a['problem']['min_test_accuracy'] == settings.problem.min_test_accuracy
+    problem = problem_of(settings)
+    assert a['task'] == settings.task.name
+    assert a['problem']['statement'] == problem.statement and a['problem']['test_method']
+    assert a['problem']['min_test_accuracy'] == problem.min_test_accuracy
     pk = a['packages']
     assert (
         pk['python']
