@@ -67,7 +67,7 @@ def test_bad_fields_are_refused_naming_the_field(change, message):
 
 
 def test_bad_rows_are_refused():
-    with pytest.raises(InputError, match='none of the features'):
+    with pytest.raises(InputError, match='gives none of the features'):
         TASK.prepare({})
     with pytest.raises(InputError, match='got 12'):
         TASK.prepare(ROWS[0][:12].tolist())
