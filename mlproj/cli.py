@@ -54,14 +54,15 @@ def _evaluate(settings, pairs, train_run=None, quiet=False, source='--train-run'
     run = run_job(settings, 'evaluate', params, progress=not quiet, sources=sources)
     m = read_run(run)['metrics']
     mod, base, acc = m['model'], m['baseline'], m['acceptance']
+    names = m.get('classes') or list(range(len(mod['per_class_recall'])))
     say(
         'evaluate',
         f'model: accuracy {mod["accuracy"]:.4f}, macro-F1 {mod["macro_f1"]:.4f}, lowest class recall '
-        f'{min(mod["per_class_recall"]):.4f} on {mod["n"]} test images',
+        f'{min(mod["per_class_recall"]):.4f} on {mod["n"]} test items',
     )
     say(
         'evaluate',
-        f'majority baseline (always {base["answer"]}): accuracy {base["accuracy"]:.4f}, macro-F1 {base["macro_f1"]:.4f}',
+        f'majority baseline (always {names[base["answer"]]}): accuracy {base["accuracy"]:.4f}, macro-F1 {base["macro_f1"]:.4f}',
     )
     say(
         'evaluate',
@@ -284,7 +285,7 @@ def _accuracies(settings, eval_run) -> str:
     line = f'Accuracy: benchmark test split {m["model"]["accuracy"]:.4f}'
     if s := m.get('service_like'):
         line += (
-            f', service-like set {s["accuracy"]:.4f} ({s["n"]} images; gap {m["model"]["accuracy"] - s["accuracy"]:+.4f}, '
+            f', service-like set {s["accuracy"]:.4f} ({s["n"]} items; gap {m["model"]["accuracy"] - s["accuracy"]:+.4f}, '
             f'at most {problem_of(settings).max_service_like_gap} allowed)'
         )
     else:
