@@ -40,7 +40,8 @@ class Problem:
 
     def over(self, base: Problem) -> Problem:
         "These values where they are set, `base`'s (a task's own acceptance test) where they are not."
-        return Problem(**{f.name: getattr(self, f.name) or getattr(base, f.name) for f in fields(self)})
+        mine = {f.name: getattr(self, f.name) for f in fields(self)}
+        return Problem(**{k: getattr(base, k) if v is None or v == '' else v for k, v in mine.items()})
 
 
 @dataclass(frozen=True)

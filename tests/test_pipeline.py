@@ -22,7 +22,7 @@ def test_demo_pipeline_learns_registers_and_serves(tmp_path):
         'MLPROJ_PROBLEM_MIN_TEST_ACCURACY': '0.9',
         'MLPROJ_PROBLEM_MIN_MACRO_F1': '0.9',
         'MLPROJ_PROBLEM_MIN_CLASS_RECALL': '0.75',
-        'MLPROJ_PROBLEM_SERVICE_LIKE_PER_DIGIT': '6',
+        'MLPROJ_PROBLEM_SERVICE_LIKE_PER_CLASS': '6',
         'MLPROJ_PROBLEM_MIN_SERVICE_LIKE_ACCURACY': '0.5',
         'MLPROJ_PROBLEM_MAX_SERVICE_LIKE_GAP': '0.5',
     }

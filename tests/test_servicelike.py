@@ -11,6 +11,7 @@ from mlproj.evaluate import evaluate_run
 from mlproj.registry import RegistryError, open_registry
 from mlproj.servicelike import build_service_like, load_service_like
 from mlproj.store import Store
+from mlproj.task import load_task
 from mlproj.versions import get_version
 
 
@@ -52,11 +53,11 @@ def test_gate_refuses_a_model_that_passes_the_benchmark_but_not_the_service_like
 
 def test_service_like_set_is_reproducible_raw_pngs_marked_never_for_training(tmp_path):
     st = Store(str(tmp_path / 'store'))
-    a = build_service_like(st, seed=7, per_digit=8, side=64)
+    a = build_service_like(st, load_task('digits'), seed=7, per_class=8)
     assert (
-        build_service_like(Store(str(tmp_path / 'other')), seed=7, per_digit=8, side=64) == a
+        build_service_like(Store(str(tmp_path / 'other')), load_task('digits'), seed=7, per_class=8) == a
     )  # same seed, same bytes
-    assert build_service_like(st, seed=8, per_digit=8, side=64) != a
+    assert build_service_like(st, load_task('digits'), seed=8, per_class=8) != a
     v = get_version(st, a)
     assert v['meta']['service_like'] is True and {e.split for e in v['examples']} == {'test'}
     assert len(v['examples']) == 80 and sorted({e.label for e in v['examples']}) == list(range(10))
