@@ -347,3 +347,40 @@ def test_unsure_production_inputs_flow_into_the_feedback_project(trained, tmp_pa
     prov = item_provenance(Store(on.store_url), shas[0])
     assert prov['source'] == 'service:predict' and len(prov['headers']['model_answer']) == 10
     db.close()
+
+
+def test_a_browser_without_a_valid_link_gets_the_login_page_and_a_script_gets_json_401(settings, db_url):
+    "People see a page that says how to get in (and can paste their link); API clients keep their JSON 401."
+    from fastapi.testclient import TestClient
+
+    from deploy.annotate.app import create_app
+
+    tokens = bench.make_project(settings, db_url, n_items=2, n_people=1, overlap=1, name='doors')
+    html, api = {'accept': 'text/html,application/xhtml+xml,*/*;q=0.8'}, {'accept': 'application/json'}
+    with TestClient(create_app(settings, db_url), follow_redirects=False) as c:
+        for path in ('/', '/review', '/login/not-a-token'):
+            page = c.get(path, headers=html)
+            assert page.status_code == 401 and page.headers['content-type'].startswith('text/html'), path
+            assert '<form method="post" action="/login">' in page.text and "Ask the project's admin" in page.text
+            assert "script-src 'self'" in page.headers['content-security-policy']
+            r = c.get(path, headers=api)
+            assert r.status_code == 401 and r.headers['content-type'] == 'application/json', path
+            assert 'log in' in r.json()['detail'] or 'not valid' in r.json()['detail']
+        assert 'not valid' not in c.get('/', headers=html).text  # no link at all: no error, just the way in
+        assert 'This link is not valid' in c.get('/login/not-a-token', headers=html).text
+        assert 'This link is not valid' in c.post('/login', data={'link': 'http://x/login/nope'}).text
+        r = c.post(
+            '/login', data={'link': f'  http://elsewhere:8000/login/{tokens["a00"]}  '}
+        )  # pasted, spaces and all
+        assert r.status_code == 303 and r.headers['location'] == '/' and tokens['a00'] in r.headers['set-cookie']
+        assert c.get('/', headers=html).status_code == 200  # the cookie the form set logs in
+        assert c.get('/review', headers=html).status_code == 403  # an annotator: a page saying where to go instead
+        assert 'Go to your labelling page' in c.get('/review', headers=html).text
+        assert c.get('/review', headers=api).json()['detail'] == 'the review page is for reviewers'
+        c.cookies.clear()
+        c.cookies.set('mlproj_annotate', 'stale')
+        page = c.get('/', headers=html)
+        assert page.status_code == 401 and 'This link is not valid' in page.text
+        assert 'mlproj_annotate=""' in page.headers['set-cookie']  # the stale cookie is dropped
+        shared = c.get('/static/site.css')  # the look the demo and scoring pages share
+        assert shared.status_code == 200 and shared.content == (ROOT / 'deploy' / 'static' / 'site.css').read_bytes()

@@ -160,3 +160,75 @@ def test_the_guide_runs_no_script_and_the_pages_carry_a_content_security_policy(
         assert r.url.endswith('/review') and "frame-ancestors 'none'" in r.headers['content-security-policy']
         assert page.locator('aside.guide script').count() == 0 and page.evaluate('window.pwned') is None
         page.close()
+
+
+PHONE = dict(viewport={'width': 390, 'height': 844}, is_mobile=True, has_touch=True, device_scale_factor=2)
+
+
+def fits(page) -> bool:
+    "No sideways scrolling on a 390 px wide phone."
+    return page.evaluate('() => document.documentElement.scrollWidth') <= 390
+
+
+@pytest.mark.browser
+def test_on_a_phone_log_in_by_pasting_the_link_label_and_review_by_tapping(browser, tmp_path):
+    "Login, labelling and review pages fit a 390 px phone; every control is a labelled button a finger (or Tab and Enter) works."
+    url_db = f'sqlite:///{tmp_path}/a.sqlite'
+    s = make_settings(tmp_path, MLPROJ_ANNOTATE_DATABASE=url_db)
+    tokens = bench.make_project(s, url_db, n_items=4, n_people=2, overlap=2, name='phone')
+    db = A.open_db(s, url_db)
+    rev = A.add_person(db, 'phone', 'rita', 'reviewer')
+    for k, t in enumerate(tokens.values()):  # the two annotators disagree on three items: three ties to review
+        p = A.person_for_token(db, t)
+        while (a := A.next_assignment(db, p)) and a['item_id'] <= 3:
+            A.answer(db, p, a['id'], (a['item_id'] + k) % 10)
+    db.close()
+    with bench.serve(s, url_db) as (url, _):
+        ctx = browser.new_context(**PHONE)
+        page = ctx.new_page()
+        r = page.goto(url + '/')
+        assert r.status == 401 and page.locator('h1').inner_text() == 'Log in to label' and fits(page)
+        page.fill('#link', f'{url}/login/{tokens["a00"]}')  # as pasted from the admin's message
+        page.tap('button[type=submit]')
+        page.wait_for_function("() => document.getElementById('item').dataset.assignment")
+        assert page.url == url + '/' and fits(page)
+        buttons = page.locator('#keys button, #actions button')
+        assert buttons.count() == 13 and all(t.strip() for t in buttons.all_inner_texts())
+        assert all(b['height'] >= 44 for b in (buttons.nth(i).bounding_box() for i in range(13)))  # a finger's size
+        page.tap('#keys button[data-label="4"]')
+        page.wait_for_function("() => document.getElementById('item').dataset.saved === '1'")
+        ctx.close()
+
+        ctx = browser.new_context(**PHONE)
+        page = ctx.new_page()
+        page.goto(url + '/review')
+        page.fill('#link', rev)  # the token alone works too
+        page.tap('button[type=submit]')
+        page.wait_for_selector('#queue li')
+        assert page.url == url + '/review' and fits(page)
+        items = page.locator('#queue li')
+        assert items.count() == 3
+        first, second, third = (items.nth(i) for i in range(3))
+        first.locator('button.primary').first.tap()  # accept the first vote
+        first.locator('.done', has_text='Labelled').wait_for()
+        second.locator('summary').tap()  # another label than either vote
+        second.locator('.relabel button[data-label="9"]').tap()
+        second.locator('.done', has_text='Labelled 9').wait_for()
+        assert second.locator('button[aria-pressed=true]').inner_text().endswith('9') and fits(page)
+        third.focus()  # with a keyboard: Tab from the item to its first button, Enter presses it
+        page.keyboard.press('Tab')
+        assert page.evaluate("() => document.activeElement.closest('li') === document.querySelectorAll('#queue li')[2]")
+        page.keyboard.press('Enter')
+        third.locator('.done', has_text='Labelled').wait_for()
+        ctx.close()
+    db = A.open_db(s, url_db)
+    try:
+        from sqlalchemy import select
+
+        from mlproj.db import Review
+
+        with db.read() as sess:
+            reviewed = dict(sess.execute(select(Review.item_id, Review.label)).all())
+        assert reviewed == {1: 1, 2: 9, 3: 3}  # the first vote of items 1 and 3 (their labels sorted), 9 for item 2
+    finally:
+        db.close()

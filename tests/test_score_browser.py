@@ -58,3 +58,34 @@ def test_upload_a_scoring_file_and_see_the_report_and_the_leaderboard_row(browse
         page.reload()  # the leaderboard is kept by the server, not the page
         assert 'browser team' in page.locator('#board').inner_text()
         page.close()
+
+
+@pytest.mark.browser
+def test_the_scoring_page_fits_a_phone_and_names_its_leaderboard(browser, trained, tmp_path):
+    "At 390 px: no sideways scrolling, every control labelled and finger-sized, the leaderboard named by its dataset, not its hash."
+    settings, _, ev = trained
+    vid = ev['dataset_version']
+    with uvicorn_server(server_env(trained, tmp_path, MLPROJ_MODEL='1', **SHORT_RUN_SERVICE_LIKE)) as srv:
+        ctx = browser.new_context(viewport={'width': 390, 'height': 844}, is_mobile=True, has_touch=True)
+        page = ctx.new_page()
+        page.goto(f'{srv.url}/score?version={vid}')
+        assert page.evaluate('() => document.documentElement.scrollWidth') <= 390
+        assert page.evaluate(
+            "() => [...document.querySelectorAll('#upload input, #upload select')].every(e => e.labels.length === 1)"
+        )
+        for control in page.locator('#upload input, #upload select, #upload button').all():
+            assert (
+                control.bounding_box()['height'] >= 44
+                and control.bounding_box()['x'] + control.bounding_box()['width'] <= 390
+            )
+        heading = page.locator('h2', has_text='Leaderboard').inner_text()
+        assert heading == 'Leaderboard: test split of benchmark' and vid not in heading
+        about = page.inner_text('#board-about')
+        assert 'UCI handwritten digits benchmark' in about and f'version {vid[:8]}' in about  # the id in small print
+        page.select_option('#version', 'service-like')
+        page.wait_for_function(
+            "() => document.getElementById('board-version').textContent === 'test split of service-like'"
+        )
+        assert 'service-like evaluation set' in page.inner_text('#board-about')
+        assert page.evaluate('() => document.documentElement.scrollWidth') <= 390
+        ctx.close()

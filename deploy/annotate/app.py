@@ -41,7 +41,8 @@ def create_app(settings: Settings, db_url: str | None = None) -> FastAPI:
         summary='Label raw items, k annotators each; agreement and adjudication.',
     )
     app.state.settings, app.state.people, app.state.projects, app.state.writers = settings, {}, {}, Workers(PG_WRITERS)
-    app.mount('/static', StaticFiles(directory=pages.STATIC), name='static')
+    shared = [('deploy', 'static')]  # deploy/static/site.css: the look of the demo and scoring pages too
+    app.mount('/static', StaticFiles(directory=pages.STATIC, packages=shared), name='static')
     for r in (pages.router, label.router, review.router):
         app.include_router(r)
     return document_refusals(app, get_person)  # last: it documents every route's 401, 400 and 422

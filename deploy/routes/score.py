@@ -126,6 +126,29 @@ async def _version(request: Request, settings, ref: str | None) -> tuple[dict, s
         raise HTTPException(e.status, e.errors[0]) from None
 
 
+def _described(ctx: dict, vid: str) -> dict:
+    "How the page names dataset version `vid` to a person: its name and description first, its id in small print."
+    titles = ctx.setdefault('titles', {})
+    if vid not in titles:
+        from mlproj.versions import get_version
+
+        try:
+            description = get_version(ctx['store'], vid).get('description') or ''
+        except KeyError:  # named but not written yet (a service-like set not built): its name is enough
+            description = ''
+        ref = next((n for n, v in ctx['named'].items() if v == vid), vid)
+        name = ref if ref != vid else (description or f'dataset version {vid[:8]}')
+        titles[vid] = dict(
+            ref=ref,
+            id=vid,
+            name=name,
+            description=description,
+            title=f'test split of {name}',
+            about=' · '.join([*([description] if description and description != name else []), f'version {vid[:8]}']),
+        )
+    return titles[vid]
+
+
 def _refusal(e: ScoreError) -> JSONResponse:
     return JSONResponse(
         {
@@ -145,16 +168,18 @@ async def score_page(
     "The scoring page: upload a predictions CSV, see the evaluation report of it, and the leaderboard."
     ctx, vid = await _version(request, settings, version)
     rows = await run_in_threadpool(ctx['board'].rows, vid)
+    ids = [*ctx['named'].values(), *([] if vid in ctx['named'].values() else [vid])]
+    versions = [await run_in_threadpool(_described, ctx, v) for v in ids]
     return templates.TemplateResponse(
         request,
         'score.html',
         dict(
-            named=ctx['named'],
+            versions=versions,
             vid=vid,
             rows=rows,
             max_bytes=MAX_BYTES,
             per_hour=settings.score.submissions_per_hour,
-            chosen=next((n for n, v in ctx['named'].items() if v == vid), vid),
+            chosen=next(v for v in versions if v['id'] == vid),
         ),
     )
 
@@ -258,7 +283,7 @@ def _limit(request: Request, settings):
     if wait := limit.wait(client):  # every scored file tells a little about the hidden labels: this bounds how fast
         raise HTTPException(
             429,
-            f'more than {per_hour} submissions an hour from {client} ([score] submissions_per_hour): '
-            f'try again in {math.ceil(wait)} s',
+            f'this address has sent the {per_hour} scored files an hour this server takes: try again in '
+            f'{math.ceil(wait)} s (for the operator: [score] submissions_per_hour)',
             headers={'Retry-After': str(math.ceil(wait))},
         )

@@ -105,8 +105,19 @@
     return new Promise((ok, fail) => pad.toBlob(b => (b ? ok(b) : fail(new Error('the canvas gave no image'))), 'image/png'));
   }
 
+  // What a refusal means to the person drawing; the server's own words (which name the operator's settings) stay on
+  // the status line's tooltip.
+  const PLAIN = {
+    403: () => 'this server does not keep corrections',
+    413: () => 'the drawing is too large to send',
+    429: r => `too many in a short time from this address: try again in ${r.headers.get('Retry-After') || 'a few'} s`,
+    503: () => 'no model is being served right now',
+  };
   async function detail(r) {
-    try { return (await r.json()).detail || r.statusText; } catch (_) { return r.statusText; }
+    let said = r.statusText;
+    try { said = (await r.json()).detail || said; } catch (_) { /* not JSON: the status text */ }
+    status.title = said;
+    return PLAIN[r.status] ? PLAIN[r.status](r) : said;
   }
 
   async function read() {
@@ -119,7 +130,7 @@
       if (v <= shown) return; // a newer reading (or a Clear) came first
       if (!r.ok) {
         if (v !== version) return; // drawn on since: a newer reading is on its way
-        status.textContent = `The model cannot read it: ${await detail(r)}`;
+        status.textContent = `The model cannot read it: ${await detail(r)}.`;
         reset();
       } else {
         const p = (await r.json()).predictions[0];
@@ -127,6 +138,7 @@
         show(p.probabilities, p.label); // a reading of the drawing a moment ago is shown while the pen moves on
         if (v === version) answered = p.label;
         status.textContent = '';
+        status.title = '';
       }
       shown = v;
     } catch (err) {
@@ -139,12 +151,13 @@
     if (!inked) return;
     const v = version;
     status.textContent = 'Saving…';
+    status.title = '';
     try {
       const form = new FormData();
       form.append('file', await png(), 'drawing.png');
       form.append('label', String(label));
       const r = await fetch('corrections', { method: 'POST', body: form });
-      if (!r.ok) { status.textContent = `Not saved: ${await detail(r)}`; return; }
+      if (!r.ok) { status.textContent = `Not saved: ${await detail(r)}.`; return; }
       const body = await r.json();
       status.textContent = `Thank you: kept as a ${label}` + (answered !== null && answered !== label ? ` (the model read ${answered})` : '') + '.';
       status.dataset.saved = body.sha256;

@@ -1,4 +1,4 @@
-// Keyboard-first labelling: 0-9 answer, s skip, u undo, ? help. The page holds the item shown and the next one
+// Labelling by key or by tap: 0-9 answer, s skip, u undo, ? help (each also a button). The page holds the item shown and the next one
 // (already leased and its image loaded); an answer shows the next item at once and saves in the background.
 // Every request for a next item names the assignments the page holds and those it answered whose save has not
 // been acknowledged yet: the server still sees those as leased to this person, and would otherwise hand one back.
@@ -68,16 +68,20 @@
     if (/^[0-9]$/.test(e.key) && Number(e.key) < n) answer(Number(e.key));
     else if (e.key === 's') answer(null);
     else if (e.key === 'u') undo();
-    else if (e.key === '?') $('help').hidden = !$('help').hidden;
+    else if (e.key === '?') help();
     else return;
     e.preventDefault();
   });
-  $('keys').addEventListener('click', (e) => {
+  function help() {
+    $('help').hidden = !$('help').hidden;
+    document.querySelector('[data-action=help]').setAttribute('aria-expanded', String(!$('help').hidden));
+  }
+  ['keys', 'actions'].forEach((id) => $(id).addEventListener('click', (e) => {  // a tap or a click does what the key does
     const b = e.target.closest('button'); if (!b) return;
     if (b.dataset.label) answer(Number(b.dataset.label));
     else if (b.dataset.action === 'skip') answer(null);
     else if (b.dataset.action === 'undo') undo();
-    else $('help').hidden = !$('help').hidden;
-  });
+    else help();
+  }));
   act(async () => { showProgress(await api('GET', '/api/progress')); await fill(); show(); });
 })();
