@@ -359,11 +359,15 @@ def cli_reference() -> str:
 
 GUIDE = (
     'settings',
+    'tasks',
+    'task-wine',
+    'template',
     'collecting',
     'data',
     'annotation',
     'training',
     'evaluation',
+    'runs',
     'models',
     'lighter',
     'api',
