@@ -150,7 +150,11 @@ def _places(
     "(absolute folder, what a path in it starts with instead, what the folder itself reads), longest first: the project root, the reports folder, home."
     src = (nb.metadata.get('papermill') or {}).get('input_path')
     root = [Path(src).parents[2]] if src and Path(src).parent.parent.name == 'nbs' else []
-    folders = [*((r, '', '.') for r in root), (Path(run_dir).parent.parent, 'reports/', 'reports'), (Path.home(), '~/', '~')]
+    folders = [
+        *((r, '', '.') for r in root),
+        (Path(run_dir).parent.parent, 'reports/', 'reports'),
+        (Path.home(), '~/', '~'),
+    ]
     places = {}
     for d, slash, bare in folders:
         for p in {str(d.absolute()), str(d.resolve())} if len(d.absolute().parts) > 1 else ():  # never '/' itself
@@ -161,12 +165,15 @@ def _places(
 def _shown(text: str, places: list) -> str:
     "`text` with every folder of `places` (a whole name, not the start of a longer one) written as the report shows it."
     for folder, slash, bare in places:
-        text = re.sub(re.escape(folder) + r'(/|(?![\w.-]))', lambda m: slash if m[1] else bare, text)
+        text = re.sub(re.escape(folder) + r'(/|(?![\w.-]))', lambda m, s=slash, b=bare: s if m[1] else b, text)
     return text
 
 # %% ../nbs/05_jobs.ipynb #723637c2
 def _report_outputs(nb, places: list):
-    "The notebook `nb` as its report shows it (in place): every output's folders written by `_shown`, tracebacks cut to their last line."
+    "The notebook `nb` as its report shows it (in place): every output's folders written by `_shown`, tracebacks cut to their last line, no 'In [3]'."
+    nb.cells = [
+        c for c in nb.cells if not ('papermill-error-cell-tag' in c.metadata.get('tags', []) and 'In [' in c.source)
+    ]  # papermill's pointer to the failed cell by its prompt; the header links to the cell instead
 
     def shown(v):
         return _shown(v, places) if isinstance(v, str) else [shown(x) for x in v] if isinstance(v, list) else v
@@ -208,7 +215,8 @@ def _run_header(
         started=(info.get('started') or '')[:16].replace('T', ' ') + (' UTC' if info.get('started') else ''),
         index='../../index.html',
         parameters=[(k, _shown(str(v), places)) for k, v in (info.get('parameters') or {}).items() if k != 'run_dir'],
-        code=cv.get('commit') and f'commit {cv["commit"][:12]}' + (' with uncommitted changes' if cv.get('dirty') else ''),
+        code=cv.get('commit')
+        and f'commit {cv["commit"][:12]}' + (' with uncommitted changes' if cv.get('dirty') else ''),
         failed=errors and _shown(f'{errors[0].ename}: {errors[0].evalue}', places),
         lineage=lineage,
     )
