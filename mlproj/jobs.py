@@ -147,11 +147,18 @@ def _places(
     nb,  # the executed notebook
     run_dir: Path,  # its run folder, reports/runs/<id>
 ) -> list[tuple[str, str, str]]:
-    "(absolute folder, what a path in it starts with instead, what the folder itself reads), longest first: the project root, the reports folder, home."
-    src = (nb.metadata.get('papermill') or {}).get('input_path')
+    "(absolute folder, what a path in it starts with instead, what the folder itself reads), longest first: the project root, the reports folder, home, a folder given as a parameter."
+    pm = nb.metadata.get('papermill') or {}
+    src = pm.get('input_path')
     root = [Path(src).parents[2]] if src and Path(src).parent.parent.name == 'nbs' else []
+    given = [
+        Path(v)
+        for k, v in (pm.get('parameters') or {}).items()
+        if k != 'run_dir' and isinstance(v, str) and os.path.isabs(v)
+    ]
     folders = [
         *((r, '', '.') for r in root),
+        *((g, f'{g.name}/', g.name) for g in given),
         (Path(run_dir).parent.parent, 'reports/', 'reports'),
         (Path.home(), '~/', '~'),
     ]
