@@ -149,26 +149,122 @@ def _write_json(path: Path, obj):
 
 # %% ../nbs/06_jobs.ipynb #905ee931
 def _html_exporter():
-    "nbconvert's HTML exporter, once used on a small notebook: its imports, templates and highlighter loaded (1 s cold)."
+    "The job report's exporter (the `lab` look, no scripts, no code cell input or prompt), warmed up: imports, templates and highlighter loaded (1 s cold)."
+    from importlib.resources import files
+
     from nbconvert import HTMLExporter
     from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-    exporter = HTMLExporter(template_name='lab')
+    exporter = HTMLExporter(
+        template_name='lab',
+        template_file='job_report.html.j2',
+        extra_template_paths=[str(files('mlproj') / 'templates')],
+        exclude_input=True,
+        exclude_input_prompt=True,
+        exclude_output_prompt=True,
+    )
     exporter.from_notebook_node(new_notebook(cells=[new_markdown_cell('*a*'), new_code_cell('a = 1')]))
     return exporter
+
+# %% ../nbs/06_jobs.ipynb #6f680b24
+def _places(
+    nb,  # the executed notebook
+    run_dir: Path,  # its run folder, reports/runs/<id>
+) -> list[tuple[str, str, str]]:
+    "(absolute folder, what a path in it starts with instead, what the folder itself reads), longest first: the project root, the reports folder, home, a folder given as a parameter."
+    pm = nb.metadata.get('papermill') or {}
+    src = pm.get('input_path')
+    root = [Path(src).parents[2]] if src and Path(src).parent.parent.name == 'nbs' else []
+    given = [
+        Path(v)
+        for k, v in (pm.get('parameters') or {}).items()
+        if k != 'run_dir' and isinstance(v, str) and os.path.isabs(v)
+    ]
+    folders = [
+        *((r, '', '.') for r in root),
+        *((g, f'{g.name}/', g.name) for g in given),
+        (Path(run_dir).parent.parent, 'reports/', 'reports'),
+        (Path.home(), '~/', '~'),
+    ]
+    places = {}
+    for d, slash, bare in folders:
+        for p in {str(d.absolute()), str(d.resolve())} if len(d.absolute().parts) > 1 else ():  # never '/' itself
+            places.setdefault(p, (p, slash, bare))
+    return sorted(places.values(), key=lambda p: -len(p[0]))
+
+
+def _shown(text: str, places: list) -> str:
+    "`text` with every folder of `places` (a whole name, not the start of a longer one) written as the report shows it."
+    for folder, slash, bare in places:
+        text = re.sub(re.escape(folder) + r'(/|(?![\w.-]))', lambda m, s=slash, b=bare: s if m[1] else b, text)
+    return text
+
+# %% ../nbs/06_jobs.ipynb #723637c2
+def _report_outputs(nb, places: list):
+    "The notebook `nb` as its report shows it (in place): every output's folders written by `_shown`, tracebacks cut to their last line, no 'In [3]'."
+    nb.cells = [
+        c for c in nb.cells if not ('papermill-error-cell-tag' in c.metadata.get('tags', []) and 'In [' in c.source)
+    ]  # papermill's pointer to the failed cell by its prompt; the header links to the cell instead
+
+    def shown(v):
+        return _shown(v, places) if isinstance(v, str) else [shown(x) for x in v] if isinstance(v, list) else v
+
+    for cell in nb.cells:
+        for out in cell.get('outputs', []):
+            if out.output_type == 'stream':
+                out.text = shown(out.text)
+            elif out.output_type == 'error':
+                out.evalue = shown(out.evalue)
+                out.traceback = [f'{out.ename}: {out.evalue}']
+            else:
+                for mime in [m for m in out.get('data', {}) if m.startswith('text/')]:
+                    out.data[mime] = shown(out.data[mime])
+    return nb
+
+# %% ../nbs/06_jobs.ipynb #c9760884
+_LINEAGE = (('train_run', 'training run'), ('eval_run', 'evaluation run'))
+
+
+def _run_header(
+    run_dir: Path,  # reports/runs/<id>
+    nb,  # its executed notebook
+    places: list,  # `_places`
+) -> dict:
+    "What the report's header shows of a run: id, job, start, parameters, code version, error, lineage with links."
+    info = read_run(run_dir) if (run_dir / 'run.json').is_file() else {}
+    m, cv = info.get('metrics') or {}, info.get('code_version') or {}
+    errors = [o for c in nb.cells for o in c.get('outputs', []) if o.output_type == 'error']
+    lineage = []
+    for key, relation in _LINEAGE:
+        if isinstance(m.get(key), str) and RUN_ID.fullmatch(m[key]):
+            other = run_dir.parent / m[key] / 'run.json'
+            report = json.loads(other.read_text()).get('report') if other.is_file() else None
+            lineage.append((relation, m[key], report and f'../{m[key]}/{report}'))
+    return dict(
+        run_id=info.get('run_id', run_dir.name),
+        job=info.get('job', ''),
+        started=(info.get('started') or '')[:16].replace('T', ' ') + (' UTC' if info.get('started') else ''),
+        index='../../index.html',
+        parameters=[(k, _shown(str(v), places)) for k, v in (info.get('parameters') or {}).items() if k != 'run_dir'],
+        code=cv.get('commit')
+        and f'commit {cv["commit"][:12]}' + (' with uncommitted changes' if cv.get('dirty') else ''),
+        failed=errors and _shown(f'{errors[0].ename}: {errors[0].evalue}', places),
+        lineage=lineage,
+    )
 
 # %% ../nbs/06_jobs.ipynb #ada1c49f
 def _to_html(
     nb_path: Path,
     exporter=None,  # an `_html_exporter()` made beforehand (run_job makes it while the kernel works)
 ) -> Path:
+    "The run's report beside its notebook, `<job>.html`: outputs and prose under the run's header, no folder of this machine."
     import nbformat
 
-    if exporter is None:
-        from nbconvert import HTMLExporter
-
-        exporter = HTMLExporter(template_name='lab')
-    html, _ = exporter.from_notebook_node(nbformat.read(nb_path, as_version=4))
+    nb = nbformat.read(nb_path, as_version=4)
+    places = _places(nb, nb_path.parent)
+    run = _run_header(nb_path.parent, nb, places)
+    nb.metadata['title'] = f'{run["job"] or nb_path.stem} {run["run_id"]} : mlproj'
+    html, _ = (exporter or _html_exporter()).from_notebook_node(_report_outputs(nb, places), resources=dict(run=run))
     out = nb_path.with_suffix('.html')
     out.write_text(html, encoding='utf-8')
     return out

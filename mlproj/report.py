@@ -16,14 +16,18 @@ from markupsafe import Markup
 from .jobs import templates
 
 # %% auto #0
-__all__ = ['SECTIONS', 'new_figure', 'figure_html', 'curves_figure', 'training_html', 'confusion_figure',
+__all__ = ['SMALL_PT', 'SECTIONS', 'new_figure', 'figure_html', 'curves_figure', 'training_html', 'confusion_figure',
            'confusion_section_html', 'reliability_figure', 'calibration_html', 'slices_figure', 'slices_html',
-           'item_image', 'gallery_figure', 'gallery_html', 'paired_html', 'summary_html', 'report_html']
+           'item_image', 'gallery_figure', 'gallery_html', 'paired_html', 'summary_html', 'report_html',
+           'config_markdown', 'record_lineage']
 
 # %% ../nbs/31_report.ipynb #97b80f83
 def _part(name: str, **context) -> str:
     "The HTML of macro `name` of `templates/report.html`, where the report's markup lives."
     return str(getattr(templates().get_template('report.html').module, name)(**context)).strip()
+
+
+SMALL_PT = 10  # the smallest text of a figure, in points: 13 px on the page, legible at 100% zoom
 
 
 def new_figure(width: float = 5, height: float = 3.5):
@@ -37,10 +41,11 @@ def figure_html(
     fig,
     alt: str,  # what the figure shows, for people who cannot see it
 ) -> str:
-    "The figure as an inline PNG `<img>` (a data: URL): no file beside the page."
+    "The figure as an inline PNG `<img>` (a data: URL) drawn at twice its size, shown at its size: no file beside the page, sharp on a dense screen."
     buf = io.BytesIO()
-    fig.savefig(buf, format='png')
-    return _part('figure', alt=alt, png=base64.b64encode(buf.getvalue()).decode())
+    fig.savefig(buf, format='png', dpi=2 * fig.dpi)
+    width = round(fig.get_figwidth() * fig.dpi)  # CSS pixels: a point of text is 4/3 px on the page, as in print
+    return _part('figure', alt=alt, png=base64.b64encode(buf.getvalue()).decode(), width=width)
 
 
 def _sets(result: dict) -> list[tuple[str, dict]]:
@@ -95,7 +100,7 @@ def confusion_figure(
     m = np.asarray(m)
     n = len(m)
     share = m / np.maximum(m.sum(1, keepdims=True), 1)
-    fig = new_figure(4.4, 3.8)
+    fig = new_figure(4.8, 4.1)
     ax = fig.subplots()
     im = ax.imshow(share, cmap='Blues', vmin=0, vmax=1)
     for i in range(n):
@@ -107,7 +112,7 @@ def confusion_figure(
                     int(m[i, j]),
                     ha='center',
                     va='center',
-                    fontsize=7,
+                    fontsize=SMALL_PT,
                     color='white' if share[i, j] > 0.5 else 'black',
                 )
     ax.set(xticks=range(n), yticks=range(n), xlabel='predicted', ylabel='true', title=title)
@@ -159,7 +164,7 @@ def reliability_figure(
             label='mean confidence',
         )
     ax.set(xlim=(0, 1), ylim=(0, 1.02), xlabel='confidence', ylabel='accuracy', title=f'{title}: ECE {ece:.4f}')
-    ax.legend(loc='upper left', fontsize=7)
+    ax.legend(loc='upper left', fontsize=SMALL_PT)
     return fig
 
 # %% ../nbs/31_report.ipynb #91c6d7c1
@@ -209,7 +214,7 @@ def slices_figure(
             f'{r["accuracy"]:.3f} (n={r["n"]})',
             ha='right' if inside else 'left',
             va='center',
-            fontsize=7,
+            fontsize=SMALL_PT,
             color='white' if inside else 'black',
         )
     if floor is not None:
@@ -269,14 +274,14 @@ def gallery_figure(
 ):
     "A grid of the mistakes' images titled with label, answer and confidence."
     rows = -(-len(pictures) // columns)
-    fig = new_figure(1.4 * columns, 1.6 * rows)
+    fig = new_figure(1.6 * columns, 1.8 * rows)
     axes = np.atleast_1d(fig.subplots(rows, columns)).ravel()
     for ax in axes:
         ax.axis('off')
     for ax, (im, cmap), m in zip(axes, pictures, mistakes):
         ax.imshow(im, cmap=cmap)
         conf = '' if m.get('confidence') is None else f' ({m["confidence"]:.2f})'
-        ax.set_title(f'{m["label"]} read as {m["predicted"]}{conf}', fontsize=8)
+        ax.set_title(f'{m["label"]} read as {m["predicted"]}{conf}', fontsize=SMALL_PT)
     return fig
 
 # %% ../nbs/31_report.ipynb #86610fe8
@@ -338,3 +343,31 @@ def report_html(
         'sections',
         parts=[(title, Markup(fn(result, store) if fn is gallery_html else fn(result))) for title, fn in SECTIONS],
     )
+
+# %% ../nbs/31_report.ipynb #c6b6acf5
+def config_markdown(
+    cfg,  # a `mlproj.train.TrainConfig`
+) -> str:
+    "The training configuration as a Markdown table of setting and value, without its folders."
+    from dataclasses import fields
+
+    rows = [(f.name, getattr(cfg, f.name)) for f in fields(cfg) if f.name not in ('run_dir', 'store', 'progress')]
+    return '| setting | value |\n|---|---|\n' + '\n'.join(f'| {k} | {v} |' for k, v in rows)
+
+# %% ../nbs/31_report.ipynb #6fa8d121
+def record_lineage(
+    settings,  # the project's `Settings`
+    run_dir,  # the run's folder, holding its metrics.json
+    version: int,  # the registered model version the run used
+) -> dict:
+    "Add the training and evaluation runs of model `version` (its bundle's `train_run`, `eval_run`) to the run's metrics.json; them."
+    import json
+    from pathlib import Path
+
+    from mlproj.registry import open_registry
+
+    man = open_registry(settings).manifest(version)
+    runs = {k: man[k] for k in ('train_run', 'eval_run') if isinstance(man.get(k), str)}
+    path = Path(run_dir) / 'metrics.json'
+    path.write_text(json.dumps(dict(json.loads(path.read_text()), **runs), indent=1))
+    return runs

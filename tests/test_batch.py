@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import ROOT, make_settings
+from test_jobs import assert_reads_as_report
 from test_queue import stack  # noqa: F401 (the fixture: an embedded or a real Redis, and workers)
 
 from mlproj.data import load_split
@@ -75,7 +76,10 @@ def test_predict_job_through_the_queue_writes_predictions_and_summary(stack, tra
     assert sum(m['counts'].values()) == 16 and m['counts'] == {k: sum(r['label'] == k for r in ok) for k in m['counts']}
     assert m['accuracy'] == pytest.approx(np.mean([r['label'] == r['true_label'] for r in ok])) and m['accuracy'] >= 0.6
     assert m['mean_confidence'] == pytest.approx(np.mean(probs.max(1)), abs=1e-5)
-    assert 'accuracy on labelled' in (run / 'predict.html').read_text()
+    assert m['train_run'] == 'train-fixture' and m['eval_run'] == 'eval-fixture'  # the lineage of model version 1
+    page = (run / 'predict.html').read_text()
+    assert 'accuracy on labelled' in page and '<dt>training run</dt><dd>train-fixture</dd>' in page
+    assert_reads_as_report(page, run, stack.tmp, folder)
 
 
 def _mlproj(settings, *args):

@@ -1,8 +1,10 @@
 """Job notebooks run through real papermill kernels."""
 
 import json
+import re
 import shutil
 import subprocess
+from pathlib import Path
 
 import nbformat
 import pytest
@@ -22,6 +24,24 @@ def test_job_notebook_keeps_parameters_tag_through_nbdev_clean(nb, tmp_path):
     subprocess.run([str(ROOT / '.venv/bin/nbdev-clean'), '--fname', str(copy)], check=True, cwd=ROOT)
     tagged = [c for c in nbformat.read(copy, as_version=4).cells if 'parameters' in c.metadata.get('tags', [])]
     assert len(tagged) == 1
+
+
+def assert_reads_as_report(
+    page: str,  # a run's HTML report
+    run: Path,  # its run folder
+    *folders: Path,  # folders of this machine that must not appear in it
+):
+    "The report shows no code and no prompt, names no folder of the machine, loads nothing, and links to the index."
+    assert 'In&nbsp;[' not in page and 'In [' not in page and not re.search(r'class="[^"]*jp-InputPrompt', page)
+    assert not re.search(r'class="[^"]*(jp-CodeMirrorEditor|jp-InputArea-editor)', page)  # no code cell's input
+    assert 'settings = load_settings()' not in page  # the cells' code stays in the notebook
+    text = re.sub(r'data:image/png;base64,[^"]*', '', page)  # a figure's bytes could spell anything
+    for d in (*folders, ROOT, Path.home()):
+        assert str(d) not in text, f'{d} in the report'
+    assert '<script src=' not in page and 'src="http' not in page and 'cdnjs' not in page
+    info = read_run(run)
+    assert f'<title>{info["job"]} {run.name} : mlproj</title>' in page
+    assert '<a href="../../index.html" rel="up">' in page
 
 
 def _mlproj(settings, *args):
@@ -79,6 +99,9 @@ def test_train_job_honours_parameters(settings):
     assert nbformat.read(first / 'train.ipynb', as_version=4).metadata.papermill.parameters['max_epochs'] == 1
     assert find_run(settings, job='train') == second
     assert second.name in (settings.reports_dir / 'index.html').read_text()
+    page = (first / 'train.html').read_text()
+    assert_reads_as_report(page, first, settings.reports_dir.parent)
+    assert '<td>max_epochs</td>' in page and 'config_from_settings(' not in page  # the configuration, not the code
 
 
 def test_failing_job_exits_nonzero_and_leaves_its_notebook_with_the_error(settings):
@@ -93,7 +116,9 @@ def test_failing_job_exits_nonzero_and_leaves_its_notebook_with_the_error(settin
     nb = nbformat.read(run / 'train.ipynb', as_version=4)
     errors = [o for c in nb.cells if c.cell_type == 'code' for o in c.get('outputs', []) if o.output_type == 'error']
     assert errors and errors[0].ename == 'KeyError'
-    assert (run / 'train.html').is_file()
+    page = (run / 'train.html').read_text()
+    assert 'stopped with an error: KeyError' in page and 'Traceback' not in page
+    assert_reads_as_report(page, run, settings.reports_dir.parent)
     with pytest.raises(FileNotFoundError, match='no finished train run'):
         find_run(settings, job='train')
     with pytest.raises(JobFailed, match='no dataset version'):
@@ -108,11 +133,18 @@ def test_evaluate_job_reports_model_and_baseline(trained, tmp_path):
     s2 = make_settings(tmp_path, MLPROJ_PATHS_STORE=s.store_url, **SHORT_RUN_SERVICE_LIKE)
     dst = s2.reports_dir / 'runs' / '20260101-000000-train-abcdef'
     shutil.copytree(train_dir, dst)
-    (dst / 'run.json').write_text(json.dumps(dict(run_id=dst.name, job='train', state='done', parameters={})))
+    (dst / 'run.json').write_text(
+        json.dumps(dict(run_id=dst.name, job='train', state='done', parameters={}, report='train.html'))
+    )
+    (dst / 'train.html').write_text('<title>train</title>')
     run = run_job(s2, 'evaluate', {}, progress=False)
     m = read_run(run)['metrics']
     assert m['train_run'] == dst.name and m['split'] == 'test'
     assert m['model']['accuracy'] > 0.9 > 0.2 > m['baseline']['accuracy']
     assert m['acceptance']['passed'] is True
     assert 0.2 < m['service_like']['accuracy'] <= 1 and m['service_like']['n'] == 60
-    assert 'PASS' in (run / 'evaluate.html').read_text()
+    page = (run / 'evaluate.html').read_text()
+    assert 'PASS' in page
+    assert_reads_as_report(page, run, tmp_path)
+    assert f'<dt>training run</dt><dd><a href="../{dst.name}/train.html">{dst.name}</a></dd>' in page  # its lineage
+    assert 'evaluate_train_run(' not in page and len(re.findall(r'<img [^>]*class="figure"', page)) >= 7

@@ -60,3 +60,15 @@ def test_the_report_draws_every_section_with_figures_inline(evaluated):
         page.count('<img class="figure"') >= 7
     )  # confusion x2, reliability x2, slices, gallery x2 (no training curves here)
     assert "McNemar's exact p = 1" in page
+
+
+def test_figure_text_is_at_least_11px_where_the_page_shows_it(evaluated):
+    from mlproj.report import confusion_figure, figure_html, slices_figure
+
+    _, r = evaluated
+    for fig in (confusion_figure(r['model']['confusion']), slices_figure(r['slices'], 0.5)):
+        texts = [
+            t for t in fig.findobj(lambda a: hasattr(a, 'get_fontsize') and hasattr(a, 'get_text')) if t.get_text()
+        ]
+        width = int(figure_html(fig, 'x').split('width="')[1].split('"')[0])  # CSS px the page gives the figure
+        assert min(t.get_fontsize() for t in texts) / 72 * width / fig.get_figwidth() >= 11
