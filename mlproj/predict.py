@@ -16,7 +16,7 @@ __all__ = ['Predictor']
 
 # %% ../nbs/22_predict.ipynb #32a12279
 class Predictor:
-    "Class probabilities for batches of 8x8 counts from an ONNX graph."
+    "Class probabilities for batches of model inputs (the shape its graph declares) from an ONNX graph."
 
     def __init__(
         self,
@@ -30,6 +30,8 @@ class Predictor:
         opts.log_severity_level = 3
         self.session = ort.InferenceSession(onnx, opts, providers=['CPUExecutionProvider'])
         self.input_name = self.session.get_inputs()[0].name
+        # one input's shape as the graph declares it (batch first): (8, 8) for the digits, (13,) for a row of 13 features
+        self.input_shape = tuple(d if isinstance(d, int) else -1 for d in self.session.get_inputs()[0].shape[1:])
         self.output_names = [o.name for o in self.session.get_outputs()]
         # the binding's own run when there is one: InferenceSession.run re-checks the feed's names in Python on every
         # call (3 of the 25 us one image takes here); this feed always holds the graph's one input, as a numpy array
@@ -37,10 +39,10 @@ class Predictor:
 
     def probabilities(
         self,
-        x: np.ndarray,  # (n, 8, 8) counts 0..16
+        x: np.ndarray,  # (n, *input_shape) model inputs: (n, 8, 8) counts 0..16 for the digits
     ) -> np.ndarray:
-        "(n, 10) probabilities."
-        x = np.ascontiguousarray(x, dtype=np.float32).reshape(-1, 8, 8)
+        "(n, classes) probabilities."
+        x = np.ascontiguousarray(x, dtype=np.float32).reshape(-1, *self.input_shape)
         return self._run(self.output_names, {self.input_name: x}, None)[0]
 
     def predict(self, x: np.ndarray) -> np.ndarray:

@@ -53,17 +53,18 @@ def generate(
 def add_correction(
     store,
     data: bytes,  # the drawing as the page sent it (a PNG from the demo page)
-    label: int,  # the digit the person says it was
+    label: int,  # the class (index) the person says it was
     source: str = 'demo page',  # where it came from
     headers: dict | None = None,  # anything of interest about the request (user agent, model answer)
-    media_type: str = 'image/png',  # what `data` is
+    media_type: str = 'image/png',  # what `data` is (a row task's row: application/json)
+    n_classes: int = 10,  # the task's number of classes: a label is an index 0..n_classes-1
 ) -> str:
-    "Store a corrected drawing as a raw item with its provenance and label; return its sha256."
+    "Store a corrected drawing (or row) as a raw item with its provenance and label; return its sha256."
     from mlproj.items import Provenance, put_item
     from mlproj.store import canonical_json, utc_now
 
-    if not 0 <= int(label) <= 9:
-        raise ValueError(f'label must be a digit 0-9, not {label}')
+    if not 0 <= int(label) < n_classes:
+        raise ValueError(f'label must be a class index 0..{n_classes - 1}, not {label}')
     sha = put_item(
         store,
         data,
