@@ -19,20 +19,26 @@ from .jobs import templates
 from .settings import Problem
 
 # %% auto #0
-__all__ = ['SLICE_KEYS', 'confusion', 'classification_metrics', 'majority_baseline', 'reliability', 'confident_mistakes',
-           'prediction_metrics', 'mcnemar_exact', 'paired_comparison', 'slice_accuracy', 'accuracy_by_slice',
-           'Acceptance', 'check_acceptance', 'service_like_metrics', 'split_items', 'evaluate_run',
-           'evaluate_train_run', 'summary_markdown', 'confusion_html']
+__all__ = ['confusion', 'classification_metrics', 'majority_baseline', 'reliability', 'confident_mistakes', 'prediction_metrics',
+           'mcnemar_exact', 'paired_comparison', 'slice_accuracy', 'accuracy_by_slice', 'Acceptance',
+           'check_acceptance', 'service_like_metrics', 'split_items', 'evaluate_run', 'evaluate_train_run',
+           'summary_markdown', 'confusion_html']
 
 # %% ../nbs/30_evaluate.ipynb #b0408635
-def confusion(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int = 10) -> np.ndarray:
+def _n_classes(n_classes, *ys) -> int:
+    "`n_classes` when given (the task's: always, in an evaluation); else the largest label seen plus one."
+    return n_classes or int(max((np.max(y) for y in ys if len(y)), default=0)) + 1
+
+
+def confusion(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int | None = None) -> np.ndarray:
     "(n_classes, n_classes) counts: row = true class, column = predicted class."
+    n_classes = _n_classes(n_classes, y_true, y_pred)
     m = np.zeros((n_classes, n_classes), np.int64)
     np.add.at(m, (y_true, y_pred), 1)
     return m
 
 
-def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int = 10) -> dict:
+def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int | None = None) -> dict:
     "accuracy, macro_f1, per_class_recall, per_class_precision and confusion of predictions."
     m = confusion(y_true, y_pred, n_classes)
     tp = np.diag(m).astype(float)
@@ -50,7 +56,7 @@ def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, n_classes: in
     )
 
 # %% ../nbs/30_evaluate.ipynb #f006ab9c
-def majority_baseline(y_train: np.ndarray, y_test: np.ndarray, n_classes: int = 10) -> dict:
+def majority_baseline(y_train: np.ndarray, y_test: np.ndarray, n_classes: int | None = None) -> dict:
     "Metrics of always answering the most frequent training class."
     return dict(
         classification_metrics(y_test, np.full_like(y_test, np.bincount(y_train).argmax()), n_classes),
@@ -120,7 +126,7 @@ def prediction_metrics(
     items: list | None = None,  # item ids: adds the most confident mistakes
     n_bins: int = 15,
     n_mistakes: int = 12,
-    n_classes: int = 10,
+    n_classes: int | None = None,
 ) -> dict:
     "`classification_metrics`, with calibration when confidences are given and the most confident mistakes when item ids are."
     y, pred = np.asarray(y), np.asarray(pred)
@@ -172,15 +178,13 @@ def paired_comparison(
     )
 
 # %% ../nbs/30_evaluate.ipynb #5536bd7e
-SLICE_KEYS = ('source', 'thickness', 'polarity')
-
-
 def slice_accuracy(
     correct: np.ndarray,  # (n,) whether each answer was right
     slices: list,  # one dict per item: source, thickness, polarity, ...
-    keys: tuple = SLICE_KEYS,
+    keys: tuple | None = None,  # the slice keys to report, in order (the task's); None: every key the items carry
 ) -> dict:
     "Accuracy by slice: {'source': {'strokes': {'n': 240, 'accuracy': 0.9}, ...}, ...} for the `keys` the items carry."
+    keys = keys or tuple(dict.fromkeys(k for sl in slices for k in sl))
     by = {}
     for ok, sl in zip(np.asarray(correct, bool), slices):
         for k in keys:
@@ -211,10 +215,11 @@ class Acceptance:
 # %% ../nbs/30_evaluate.ipynb #d92e34bb
 def check_acceptance(
     metrics: dict,  # the model's metrics on the benchmark's test split
-    problem: Problem,
+    problem: Problem,  # the criteria in force (`task.problem_of`)
     service_like: dict | None = None,  # its metrics on the service-like set; None: not measured (a failure)
+    classes: tuple | None = None,  # the task's class names, for the messages; None: their indices
 ) -> Acceptance:
-    "Check benchmark and service-like metrics against the criteria in settings.ini `[problem]`."
+    "Check benchmark and service-like metrics against the criteria in force (the task's, with settings.ini `[problem]` over them)."
     fails = []
     if metrics['accuracy'] < problem.min_test_accuracy:
         fails.append(f'test accuracy {metrics["accuracy"]:.4f} is below {problem.min_test_accuracy}')
@@ -223,10 +228,15 @@ def check_acceptance(
     worst = int(np.argmin(metrics['per_class_recall']))
     if metrics['per_class_recall'][worst] < problem.min_class_recall:
         fails.append(
-            f'recall of class {worst} is {metrics["per_class_recall"][worst]:.4f}, below {problem.min_class_recall}'
+            f'recall of class {classes[worst] if classes else worst} is {metrics["per_class_recall"][worst]:.4f}, '
+            f'below {problem.min_class_recall}'
         )
     if service_like is None:
         fails.append('the service-like set was not measured')
+    elif service_like.get('n') == 0:
+        fails.append(
+            'the service-like set is empty: the task has no generator and the service has no labelled correction yet'
+        )
     else:
         if service_like['accuracy'] < problem.min_service_like_accuracy:
             fails.append(
@@ -243,13 +253,16 @@ def check_acceptance(
 def service_like_metrics(
     y: np.ndarray,
     pred: np.ndarray,  # labels and predictions of the service-like set
-    slices: list,  # one dict per image: source, thickness, polarity, ...
+    slices: list,  # one dict per item: source, thickness, polarity, ...
     confidence: np.ndarray | None = None,
     items: list | None = None,  # as `prediction_metrics` takes them
+    keys: tuple | None = None,  # the slice keys to report (the task's); None: every key the items carry
+    n_classes: int | None = None,
 ) -> dict:
     "`prediction_metrics` of the service-like set, and accuracy by slice: {'source': {'strokes': {'n':, 'accuracy':}}, ...}."
     return dict(
-        prediction_metrics(y, pred, confidence, items), slices=slice_accuracy(np.asarray(pred) == np.asarray(y), slices)
+        prediction_metrics(y, pred, confidence, items, n_classes=n_classes),
+        slices=slice_accuracy(np.asarray(pred) == np.asarray(y), slices, keys),
     )
 
 # %% ../nbs/30_evaluate.ipynb #5bf6cfc8
@@ -264,17 +277,22 @@ def _measure_service_like(
     st,
     predictor,  # the run's `Predictor`
     service_like_version: str | None,  # a service-like dataset version; None: not measured
+    task=None,  # the task (its classes and slice keys); None: the version's
 ) -> tuple:
     "(metrics, inputs, labels, probabilities) of the model on the service-like set; all None when it is not measured."
     sl = Xs = ys = ps = None
     if service_like_version:
         from mlproj.servicelike import load_service_like
 
+        from mlproj.data import version_task
+
+        task = task or version_task(st, service_like_version)
         Xs, ys, slices = load_service_like(st, service_like_version)
-        ps = predictor.probabilities(Xs)
+        ps = predictor.probabilities(Xs) if len(Xs) else np.zeros((0, len(task.classes)), np.float32)
+        items = split_items(st, service_like_version, 'test')
         sl = dict(
             dataset_version=service_like_version,
-            **service_like_metrics(ys, ps.argmax(1), slices, ps.max(1), split_items(st, service_like_version, 'test')),
+            **service_like_metrics(ys, ps.argmax(1), slices, ps.max(1), items, task.slice_keys, len(task.classes)),
         )
     return sl, Xs, ys, ps
 
@@ -318,7 +336,7 @@ def evaluate_run(
     train_dir: str | Path,  # a training run's folder (it holds model.onnx)
     dataset_version: str,
     store_url: str,
-    problem: Problem,
+    problem: Problem,  # settings.ini `[problem]`: its values over the task's own acceptance test
     split: str = 'test',
     service_like_version: str | None = None,  # a service-like dataset version (see servicelike); None: not measured
     compare_with: str
@@ -326,25 +344,35 @@ def evaluate_run(
     | None = None,  # a registered version or alias (production) to compare with on the same items
 ) -> dict:
     "Evaluate a training run's exported model on a split beside the majority baseline, and on the service-like set; check acceptance."
-    from mlproj.data import load_split, split_labels
+    from mlproj.data import load_split, split_labels, version_task
     from mlproj.predict import Predictor
+    from mlproj.task import TaskError
     from mlproj.store import Store
 
     st = Store(store_url)
+    task = version_task(st, dataset_version)
+    problem, n = problem.over(task.acceptance), len(task.classes)
     X, y = load_split(st, dataset_version, split)
     y_train = split_labels(st, dataset_version, 'train')
     predictor = Predictor(str(Path(train_dir) / 'model.onnx'))
+    if predictor.n_classes != n:
+        raise TaskError(
+            f'task {task.name}: the model of {Path(train_dir).name} answers {predictor.n_classes} classes, the task '
+            f'has {n}: train it on a dataset version of this task'
+        )
     probs = predictor.probabilities(X)
-    model = prediction_metrics(y, probs.argmax(1), probs.max(1), split_items(st, dataset_version, split))
-    service_like = _measure_service_like(st, predictor, service_like_version)
+    model = prediction_metrics(y, probs.argmax(1), probs.max(1), split_items(st, dataset_version, split), n_classes=n)
+    service_like = _measure_service_like(st, predictor, service_like_version, task)
     sl = service_like[0]
     vs = _versus(st, compare_with, X, y, probs, service_like)
-    acc = check_acceptance(model, problem, sl)
+    acc = check_acceptance(model, problem, sl, task.classes)
     return dict(
+        task=task.name,
+        classes=list(task.classes),
         split=split,
         dataset_version=dataset_version,
         model=model,
-        baseline=majority_baseline(y_train, y),
+        baseline=majority_baseline(y_train, y, n),
         acceptance=asdict(acc),
         criteria=_criteria(problem),
         service_like=sl,
@@ -390,11 +418,12 @@ def summary_markdown(result: dict) -> str:
     "The model beside the majority baseline, and the recall of each class, as Markdown tables."
     m, b = result['model'], result['baseline']
     rows = [('accuracy', 'accuracy'), ('macro-F1', 'macro_f1')]
-    t = f'| {result["split"]} split | model | majority baseline (always {b["answer"]}) |\n|---|---:|---:|\n'
+    answer = (result.get('classes') or range(len(m['per_class_recall'])))[b['answer']]
+    t = f'| {result["split"]} split | model | majority baseline (always {answer}) |\n|---|---:|---:|\n'
     t += ''.join(f'| {name} | {m[k]:.4f} | {b[k]:.4f} |\n' for name, k in rows)
-    t += f'| lowest class recall | {min(m["per_class_recall"]):.4f} | {min(b["per_class_recall"]):.4f} |\n| images | {m["n"]} | {b["n"]} |\n\n'
+    t += f'| lowest class recall | {min(m["per_class_recall"]):.4f} | {min(b["per_class_recall"]):.4f} |\n| items | {m["n"]} | {b["n"]} |\n\n'
     if s := result.get('service_like'):
-        t += f'| service-like set | accuracy |\n|---|---:|\n| all ({s["n"]} images) | {s["accuracy"]:.4f} |\n'
+        t += f'| service-like set | accuracy |\n|---|---:|\n| all ({s["n"]} items) | {s["accuracy"]:.4f} |\n'
         t += (
             ''.join(
                 f'| {k} = {v} ({r["n"]}) | {r["accuracy"]:.4f} |\n'
@@ -404,10 +433,11 @@ def summary_markdown(result: dict) -> str:
             + '\n'
         )
     n = len(m['per_class_recall'])
+    names = result.get('classes') or list(range(n))
     return (
         t
         + '| class | '
-        + ' | '.join(map(str, range(n)))
+        + ' | '.join(map(str, names))
         + ' |\n|---|'
         + '---:|' * n
         + '\n| recall | '

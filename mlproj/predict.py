@@ -1,4 +1,4 @@
-"""The served model: an ONNX graph run by onnxruntime on the output of `to_model_input`.
+"""The served model: an ONNX graph run by onnxruntime on the output of the task's preprocessing.
 
 Docs: https://mlproj.github.io/mlproj/predict.html.md"""
 
@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from .preprocess import to_model_input
-
 # %% auto #0
 __all__ = ['Predictor']
 
 # %% ../nbs/22_predict.ipynb #32a12279
 class Predictor:
-    "Class probabilities for batches of model inputs (the shape its graph declares) from an ONNX graph."
+    "Class probabilities for batches of a task's inputs from an ONNX graph."
 
     def __init__(
         self,
@@ -30,18 +28,19 @@ class Predictor:
         opts.log_severity_level = 3
         self.session = ort.InferenceSession(onnx, opts, providers=['CPUExecutionProvider'])
         self.input_name = self.session.get_inputs()[0].name
-        # one input's shape as the graph declares it (batch first): (8, 8) for the digits, (13,) for a row of 13 features
-        self.input_shape = tuple(d if isinstance(d, int) else -1 for d in self.session.get_inputs()[0].shape[1:])
         self.output_names = [o.name for o in self.session.get_outputs()]
+        dims = self.session.get_inputs()[0].shape[1:]  # one input's shape; a dimension without a fixed size: -1
+        self.input_shape = tuple(d if isinstance(d, int) else -1 for d in dims)
+        self.n_classes = self.session.get_outputs()[0].shape[-1]
         # the binding's own run when there is one: InferenceSession.run re-checks the feed's names in Python on every
         # call (3 of the 25 us one image takes here); this feed always holds the graph's one input, as a numpy array
         self._run = getattr(self.session, '_sess', self.session).run
 
     def probabilities(
         self,
-        x: np.ndarray,  # (n, *input_shape) model inputs: (n, 8, 8) counts 0..16 for the digits
+        x: np.ndarray,  # (n, *input_shape) model inputs (or each flattened)
     ) -> np.ndarray:
-        "(n, classes) probabilities."
+        "(n, n_classes) probabilities."
         x = np.ascontiguousarray(x, dtype=np.float32).reshape(-1, *self.input_shape)
         return self._run(self.output_names, {self.input_name: x}, None)[0]
 
@@ -49,6 +48,6 @@ class Predictor:
         "(n,) most probable classes."
         return self.probabilities(x).argmax(-1)
 
-    def predict_images(self, images: list, max_side: int = 4096) -> np.ndarray:
-        "Probabilities for raw inputs of any kind `to_model_input` takes."
-        return self.probabilities(np.stack([to_model_input(im, max_side) for im in images]))
+    def predict_raw(self, inputs: list, task) -> np.ndarray:
+        "Probabilities for raw inputs of any kind the task's `prepare` takes (image bytes, arrays, rows)."
+        return self.probabilities(np.stack([task.prepare(x) for x in inputs]))

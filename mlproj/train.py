@@ -12,7 +12,11 @@ import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+from .data import version_task
 from .settings import Train
+from .store import Store
+from .task import check_labels, check_network
+from .versions import get_version
 
 # %% auto #0
 __all__ = ['TrainConfig', 'TrainResult', 'config_from_settings', 'history_markdown', 'train']
@@ -31,8 +35,8 @@ class TrainConfig:
     lr: float = Train.lr
     seed: int = Train.seed
     augment: bool = Train.augment  # random small rotations, scalings and shifts
-    width: int = 16  # channels of the first convolution
-    hidden: int = 64  # units of the hidden dense layer
+    width: int = 16  # the network's width, as the task's `network` reads it (the digits CNN: channels of the first convolution)
+    hidden: int = 64  # units of the hidden dense layer(s)
     limit_train_batches: float = 1.0  # a fraction (or, above 1, a number) of training batches per epoch, for smoke runs
     wandb_mode: str = Train.wandb_mode  # offline, online or disabled
     wandb_project: str = Train.wandb_project
@@ -55,6 +59,7 @@ class TrainResult:
     wandb_run_id: str | None
     history: list = field(default_factory=list)  # one dict per epoch: train_loss, val_loss, val_acc
     world_size: int = 1  # processes that trained it (devices x nodes)
+    task: str = 'digits'  # the task of its dataset version
 
 # %% ../nbs/21_train.ipynb #476d1042
 def config_from_settings(
@@ -123,7 +128,7 @@ def _wandb_run(cfg: TrainConfig, run_dir: Path):
 
 # %% ../nbs/21_train.ipynb #70e4be02
 def train(cfg: TrainConfig) -> TrainResult:
-    "Train the digits CNN as `cfg` says; save, export and describe it in `cfg.run_dir` (process 0 does, under DDP)."
+    "Train the network of the dataset version's task as `cfg` says; save, export and describe it in `cfg.run_dir` (process 0 does, under DDP)."
     import logging
     import warnings
     from concurrent.futures import ThreadPoolExecutor
@@ -134,15 +139,18 @@ def train(cfg: TrainConfig) -> TrainResult:
         tracking = pool.submit(_wandb_run, cfg, run_dir) if _rank() == 0 else None
         import lightning as L
 
-        from mlproj.model import DigitsClassifier, DigitsCNN, DigitsDataModule, NetConfig, export_onnx, save_net
+        from mlproj.model import Classifier, VersionDataModule, export_onnx, save_net
 
         run = tracking and tracking.result()
     logging.getLogger('lightning.pytorch.utilities.rank_zero').setLevel(logging.WARNING)  # no GPU/TPU/tip banners
     L.seed_everything(cfg.seed, verbose=False)
-    dm = DigitsDataModule(cfg.store, cfg.dataset_version, cfg.batch_size, cfg.seed)
-    model = DigitsClassifier(
-        DigitsCNN(NetConfig(width=cfg.width, hidden=cfg.hidden)), lr=cfg.lr, augment=cfg.augment, seed=cfg.seed
-    )
+    task = version_task(Store(cfg.store), cfg.dataset_version)
+    labels = [e.label for e in get_version(Store(cfg.store), cfg.dataset_version)['examples']]
+    check_labels(task, labels, f'dataset version {cfg.dataset_version}')  # before any network is built
+    dm = VersionDataModule(cfg.store, cfg.dataset_version, cfg.batch_size, cfg.seed)
+    net = task.network(width=cfg.width, hidden=cfg.hidden)
+    check_network(task, net)
+    model = Classifier(net, lr=cfg.lr, augment=task.augment if cfg.augment else None, seed=cfg.seed)
     logger, wandb_id = False, None
     if run:
         from lightning.pytorch.loggers import WandbLogger
@@ -182,6 +190,7 @@ def train(cfg: TrainConfig) -> TrainResult:
         wandb_id,
         history,
         trainer.world_size,
+        task.name,
     )
     if trainer.global_rank:
         return res  # one process writes the run's files

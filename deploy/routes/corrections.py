@@ -230,7 +230,7 @@ async def correct(request: Request, settings: SettingsDep, model: MaybeModelDep)
         probabilities=None if probs is None else [round(p, 4) for p in probs],
     )
     store = Store(settings.store_url)
-    sha = await run_in_threadpool(add_correction, store, data, label, 'demo', headers, media_type, len(task.classes))
+    sha = await run_in_threadpool(add_correction, store, data, label, task, 'demo', headers, media_type)
     kept = await run_in_threadpool(capture_feedback, settings, data, media_type, 'demo correction', probs, label)
     return CorrectionResponse(
         sha256=sha,
