@@ -13,6 +13,7 @@ from mlproj.glyphs import draw_strokes, encode_png
 from mlproj.items import get_item, item_provenance
 from mlproj.servicelike import build_service_like, list_corrections, load_service_like
 from mlproj.store import Store
+from mlproj.task import load_task
 from mlproj.versions import get_version
 
 UA = {'user-agent': 'pytest-demo/1.0 (a phone, say)'}
@@ -84,7 +85,7 @@ def test_corrected_drawings_join_the_service_like_set_and_never_a_training_split
         for d in (1, 4)
     ]
     store = Store(s.store_url)
-    vid = build_service_like(store, seed=1, per_digit=1, side=64)
+    vid = build_service_like(store, load_task('digits'), seed=1, per_class=1)
     v = get_version(store, vid)
     mine = {e.sha256: e for e in v['examples'] if e.sha256 in shas}
     assert {e.label for e in mine.values()} == {1, 4} and {e.split for e in v['examples']} == {'test'}
