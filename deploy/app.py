@@ -16,12 +16,14 @@ from starlette.concurrency import run_in_threadpool
 
 from mlproj import __version__
 from mlproj.settings import Settings, load_settings
+from mlproj.task import task_of
 
+from .inputs import is_digits, reader_for
 from .limits import BodyLimit, Guard, Processes, RateLimit, Workers, return_large_blocks
 from .observe import observe
 from .policy import PagePolicy, docs_policy
 from .routes import admin, corrections, health, jobs, models, pages, predict, reports, score
-from .schemas import document_refusals
+from .schemas import describe_task, document_refusals
 from .serving import Gather, Reloader, load_model
 
 __all__ = ['api_docs', 'app_from_env', 'create_app']
@@ -37,6 +39,7 @@ def create_app(
 ) -> FastAPI:
     "The API app. Its model loads at startup; if that fails, /health still answers and /ready and /predict say why."
     ref = model_ref or settings.serving.model or None
+    task = task_of(settings)  # the task the server runs: its inputs, classes and page; a bundle of another is refused
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -59,9 +62,10 @@ def create_app(
         lifespan=lifespan,
         docs_url=None,
         redoc_url=None,  # ours: offline
-        summary='Reads handwritten digits: 8x8 counts or image files in, digit and probabilities out.',
+        summary=f'Task {task.name!r}: {task.title or task.input.describe()}',
     )
     app.state.settings = settings
+    app.state.task, app.state.reader = task, reader_for(task, settings.task.name)
     app.state.registry, app.state.model = None, None
     app.state.model_error = 'no model is loaded: the application has not started (its lifespan has not run)'
     app.state.reload_error = None
@@ -93,6 +97,7 @@ def create_app(
         app.include_router(r)
     app.mount('/static', StaticFiles(directory=pages.STATIC), name='static')  # the demo page's script and style
     api_docs(app)
+    describe_task(app, task, is_digits(task))  # /predict's body, the answers' classes, from the task
     return document_refusals(app)  # last: it documents every route's 401/403/408/503
 
 

@@ -22,8 +22,10 @@ __all__ = [
     'ScoreResponse',
     'Submission',
     'api_routes',
+    'describe_task',
     'document_refusals',
     'plain_validation_error',
+    'predict_body',
 ]
 
 
@@ -85,13 +87,16 @@ class PixelsRequest(BaseModel):
 
 
 class Prediction(BaseModel):
-    label: int = Field(ge=0, le=9, description='the most probable digit')
-    probabilities: list[float] = Field(description='one per digit 0..9; they sum to 1')
+    model_config = ConfigDict(populate_by_name=True)
+    label: int = Field(ge=0, description='the index of the most probable class')
+    class_: str = Field(alias='class', description="that class's name")
+    probabilities: list[float] = Field(description='one per class, in the order of `classes`; they sum to 1')
 
 
 class PredictResponse(BaseModel):
     model_version: int
-    predictions: list[Prediction] = Field(description='one per input image, in the order sent')
+    classes: list[str] = Field(description="the task's class names, index = label: the order of `probabilities`")
+    predictions: list[Prediction] = Field(description='one per input, in the order sent')
 
 
 class ModelRow(BaseModel):
@@ -118,11 +123,11 @@ class CorrectionResponse(BaseModel):
     "A correction kept: the raw item it became and what the model had answered."
 
     sha256: str = Field(
-        description='the raw item the drawing is stored as (content-addressed: the same drawing twice is one item)'
+        description='the raw item the drawing or row is stored as (content-addressed: the same item twice is one item)'
     )
-    label: int = Field(ge=0, le=9, description='the digit it was, as sent')
+    label: int = Field(ge=0, description='the class it was (its index), as sent')
     model_version: int | None = Field(description='the model version that read the drawing; null when none is loaded')
-    model_answer: int | None = Field(description="that model's answer for the drawing")
+    model_answer: int | None = Field(description="that model's answer for the item")
     feedback_project: str | None = Field(
         description='the annotation project it was added to ([annotate] feedback on), else null'
     )
@@ -247,3 +252,221 @@ class ScoreResponse(BaseModel):
 class LeaderboardResponse(BaseModel):
     dataset_version: str
     submissions: list[Submission] = Field(description='best first')
+
+
+# ---------------------------------------------------------------- the task's part of the schema
+
+_NPY, _RAW, _CSV = 'application/x-npy', 'application/octet-stream', 'text/csv'
+_LIMITS = 'more than [serving] max_batch inputs are refused with 413'
+_FILES = {
+    'type': 'array',
+    'items': {'type': 'string', 'format': 'binary'},
+    'minItems': 1,
+    'description': "PNG, JPEG, TIFF or any image Pillow reads, one input each, read by the task's own preprocessing. "
+    'Refused with 422: a file that is not an image, empty, damaged or truncated, larger than '
+    '[serving] max_image_side a side or max_image_pixels in all, or one the preprocessing cannot read. Refused with '
+    '413: more files than max_batch or more pixels than max_request_pixels in one request.',
+}
+
+
+def _digits_body() -> dict:
+    "The digits task's request body (8x8 counts), as it has always been documented."
+    files = {
+        **_FILES,
+        'description': 'PNG, JPEG, TIFF or any image Pillow reads, one digit each, dark on light or light on dark; '
+        'EXIF orientation is applied, 16-bit and float images are scaled by their own range. '
+        'Refused with 422: a file that is not an image, empty, damaged or truncated, larger than '
+        '[serving] max_image_side a side or max_image_pixels in all, or of one flat colour (no digit '
+        'in it: a 1x1 image is one). Refused with 413: more files than max_batch or more pixels '
+        'than max_request_pixels in one request.',
+    }
+    return {
+        'required': True,
+        'content': {
+            'application/json': {'schema': PixelsRequest.model_json_schema()},
+            'multipart/form-data': {
+                'schema': {'type': 'object', 'required': ['files'], 'properties': {'files': files}}
+            },
+            _NPY: {
+                'schema': {
+                    'type': 'string',
+                    'format': 'binary',
+                    'description': 'The fastest form for batches with numpy clients: numpy.save of an array of counts 0..16 shaped like the JSON '
+                    'pixels (64, 8x8, n x 64 or n x 8 x 8), of any integer or float dtype. Refused with 422: booleans, strings, '
+                    f'objects, another shape, a value outside 0..16 (NaN, infinities); with 400: not a .npy file (format 1.0 or 2.0) '
+                    f'or data not as long as its header says; {_LIMITS}.',
+                }
+            },
+            _RAW: {
+                'schema': {
+                    'type': 'string',
+                    'format': 'binary',
+                    'description': 'The fastest form of all: raw unsigned bytes, one count 0..16 each, 64 per image row by row, images one after '
+                    f'the other (numpy: counts.astype("uint8").tobytes()). Refused with 422: a length not a multiple of 64 (empty '
+                    f'is 400), a byte over 16; {_LIMITS}.',
+                }
+            },
+        },
+    }
+
+
+def _image_body(task) -> dict:
+    "An image task's request body: JSON arrays of its input's shape (one or a list, flat or not), .npy, raw bytes, files."
+    inp = task.input
+    shape, flat = list(inp.shape), 1
+    for d in shape:
+        flat *= d
+    value = {'type': 'number', 'minimum': inp.low, 'maximum': inp.high}
+
+    def nested(dims):
+        if not dims:
+            return value
+        return {'type': 'array', 'items': nested(dims[1:]), 'minItems': dims[0], 'maxItems': dims[0]}
+
+    dims = 'x'.join(map(str, shape))
+    one_flat = {**nested([flat]), 'title': f'one image as {flat} values'}
+    one = {**nested(shape), 'title': f'one image as an array of {dims}'}
+    pixels = {
+        'oneOf': [
+            one_flat,
+            one,
+            {'type': 'array', 'items': one_flat, 'minItems': 1, 'title': f'a list of images of {flat} values'},
+            {'type': 'array', 'items': one, 'minItems': 1, 'title': f'a list of images of {dims}'},
+        ],
+        'description': f'the model input of task {task.name!r} ({inp.describe()}): one image or a list of images; '
+        f'values are numbers {inp.low:g}..{inp.high:g} (never booleans); {_LIMITS}',
+    }
+    return {
+        'required': True,
+        'content': {
+            'application/json': {
+                'schema': {
+                    'type': 'object',
+                    'title': 'PixelsRequest',
+                    'required': ['pixels'],
+                    'additionalProperties': False,
+                    'properties': {'pixels': pixels},
+                }
+            },
+            'multipart/form-data': {
+                'schema': {'type': 'object', 'required': ['files'], 'properties': {'files': _FILES}}
+            },
+            _NPY: {
+                'schema': {
+                    'type': 'string',
+                    'format': 'binary',
+                    'description': f'numpy.save of an array shaped like the JSON pixels ({flat}, {dims}, n x {flat} or '
+                    f'n x {dims}), any integer or float dtype, values {inp.low:g}..{inp.high:g}. Refused with 422: another '
+                    f'shape or dtype, a value out of range; with 400: not a .npy file; {_LIMITS}.',
+                }
+            },
+            _RAW: {
+                'schema': {
+                    'type': 'string',
+                    'format': 'binary',
+                    'description': f'raw unsigned bytes, one value each, {flat} per image ({dims}, C order), images one '
+                    f'after the other (numpy: values.astype("uint8").tobytes()). Refused with 422: a length not a '
+                    f'multiple of {flat}, a value outside {inp.low:g}..{inp.high:g}; {_LIMITS}.',
+                }
+            },
+        },
+    }
+
+
+def _row_body(task) -> dict:
+    'A row task\'s request body: JSON rows (one object, {"rows": [...]}, a list of objects) and CSV with a header.'
+    inp = task.input
+    units = inp.units or ('',) * len(inp.features)
+    props = {}
+    for f, u in zip(inp.features, units):
+        text = {
+            'type': 'string',
+            'pattern': r'^\s*[-+]?[0-9]*\.?[0-9]+([eE][-+]?[0-9]+)?\s*' + (f'({u})?' if u else '') + r'\s*$',
+        }
+        props[f] = {
+            'oneOf': [{'type': 'number'}, text],
+            'description': f'{f}' + (f', in {u}: a number, or a string "12.5 {u}"' if u else ': a number'),
+        }
+    row = {
+        'type': 'object',
+        'title': f'one row of task {task.name!r}',
+        'required': list(inp.features),
+        'additionalProperties': False,
+        'properties': props,
+    }
+    names = ', '.join(f'{f} ({u})' if u else f for f, u in zip(inp.features, units))
+    return {
+        'required': True,
+        'content': {
+            'application/json': {
+                'schema': {
+                    'oneOf': [
+                        row,
+                        {
+                            'type': 'object',
+                            'title': 'rows',
+                            'required': ['rows'],
+                            'additionalProperties': False,
+                            'properties': {'rows': {'type': 'array', 'items': row, 'minItems': 1}},
+                        },
+                        {'type': 'array', 'items': row, 'minItems': 1, 'title': 'a list of rows'},
+                    ],
+                    'description': f'rows of task {task.name!r}: {len(inp.features)} features, {names}; a feature '
+                    f'unknown to the task, a value that is neither a number nor a "number unit" string, or a row the '
+                    f"task's preprocessing cannot read is refused with 422 naming it; {_LIMITS}",
+                }
+            },
+            _CSV: {
+                'schema': {
+                    'type': 'string',
+                    'description': f'CSV (UTF-8): a header line naming the columns ({", ".join(inp.features)}, any '
+                    'order), then one row a line; a cell is a number or "number unit". Refused with 422: an unknown '
+                    f'column, a line with another number of cells, a row the task cannot read; {_LIMITS}.',
+                }
+            },
+        },
+    }
+
+
+def predict_body(task, digits_readers: bool = False) -> dict:
+    "The OpenAPI request body of /predict for `task` (the digits' own when `digits_readers`: their readers are used)."
+    if digits_readers:
+        return _digits_body()
+    return _row_body(task) if task.input.kind == 'row' else _image_body(task)
+
+
+def describe_task(app, task, digits_readers: bool = False):
+    "Make `app`'s OpenAPI schema say the task: /predict's request body, the classes of its answers, the labels of corrections."
+    built = app.openapi
+    n = len(task.classes)
+    classes = [str(c) for c in task.classes]
+
+    def openapi() -> dict:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = built()
+        schema['info']['summary'] = f'Task {task.name!r}: {task.title or task.input.describe()}'
+        op = schema['paths'].get('/predict', {}).get('post')
+        if op is not None:
+            op['requestBody'] = predict_body(task, digits_readers)
+        parts = schema.get('components', {}).get('schemas', {})
+        if 'Prediction' in parts:
+            p = parts['Prediction']['properties']
+            p['label']['maximum'] = n - 1
+            p['class'] = {**p['class'], 'enum': classes}
+            p['probabilities'] = {**p['probabilities'], 'minItems': n, 'maxItems': n}
+        if 'PredictResponse' in parts:
+            c = parts['PredictResponse']['properties']['classes']
+            c['items'] = {'type': 'string', 'enum': classes}
+            c['minItems'] = c['maxItems'] = n
+        if 'CorrectionResponse' in parts:
+            parts['CorrectionResponse']['properties']['label']['maximum'] = n - 1
+        op = schema['paths'].get('/corrections', {}).get('post')
+        if op is not None:
+            from .routes.corrections import correction_body
+
+            op['requestBody'] = correction_body(task)
+        return schema
+
+    app.openapi = openapi
+    return app

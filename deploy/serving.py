@@ -18,8 +18,9 @@ from mlproj.predict import Predictor
 from mlproj.registry import Registry, RegistryError, open_registry
 from mlproj.settings import Settings
 from mlproj.store import IntegrityError
+from mlproj.task import task_of
 
-__all__ = ['Gather', 'Reloader', 'ServedModel', 'load_model']
+__all__ = ['Gather', 'Reloader', 'ServedModel', 'WrongTask', 'check_task', 'load_model']
 
 log = logging.getLogger(__name__)
 
@@ -33,8 +34,39 @@ class ServedModel:
     manifest: dict  # the bundle's bundle.json
 
 
-def _load(registry: Registry, settings: Settings, ref) -> ServedModel:
+class WrongTask(RegistryError):
+    "A bundle made for another task than the one the server runs."
+
+
+def check_task(manifest: dict, task, ref=None) -> None:
+    "A `WrongTask` saying which when the bundle `manifest` describes was made for another task (or other classes) than `task`."
+    got = manifest.get('task', 'digits')  # bundles from before tasks are the digits'
+    which = (
+        f'{ref} model (version {manifest.get("version")})'
+        if isinstance(ref, str) and ref
+        else f'model version {manifest.get("version")}'
+    )
+    if got != task.name:
+        raise WrongTask(
+            f"the model store's {which} is for task {got!r}; this server runs task {task.name!r} ([task] name in "
+            f'settings.ini, or MLPROJ_TASK_NAME): serve a model trained for {task.name!r}, or run the server with '
+            f'[task] name = {got}'
+        )
+    classes = manifest.get('classes')
+    if classes is not None and list(classes) != list(task.classes):
+        raise WrongTask(
+            f"the model store's {which} answers classes {list(classes)}, but task {task.name!r} has "
+            f'{list(task.classes)}: retrain it for the task as it is now'
+        )
+
+
+def _load(registry: Registry, settings: Settings, ref, named=None) -> ServedModel:
+    "The version `ref` names, checked to be of the server's task (`named`: how the server names what it serves)."
     bundle = registry.load(ref)
+    named = ref if named is None else named
+    if named in (None, ''):  # the default: say which it was
+        named = 'production' if 'production' in registry.index()['aliases'] else 'newest accepted'
+    check_task(bundle.manifest, task_of(settings), named)
     return ServedModel(bundle.version, Predictor(bundle.onnx, threads=settings.serving.threads), bundle.manifest)
 
 
@@ -105,7 +137,7 @@ class Reloader:
                 st.reload_error = None
                 return old
             try:
-                model = _load(st.registry, self.settings, v)
+                model = _load(st.registry, self.settings, v, self.ref or '')
             except Exception as e:
                 keep = f'version {old} keeps serving' if old is not None else 'no model is served'
                 st.reload_error = f'version {v} ({_what(self.ref)}) was refused, {keep}: {e}'

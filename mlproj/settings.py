@@ -119,6 +119,7 @@ class Serving:
         10.0  # seconds for a connection to send a whole request head; slower is closed (`python -m deploy.serve`)
     )
     trusted_proxies: str = ''  # addresses or networks (comma-separated) whose X-Forwarded-For is believed; empty: none
+    min_confidence: float = 0.5  # the demo page answers "can't read that" when the top probability is below this
 
 # %% ../nbs/00_settings.ipynb #a1b3f1f5
 @dataclass(frozen=True)

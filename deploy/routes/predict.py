@@ -1,4 +1,6 @@
-"""Digits from images: JSON pixel counts, binary arrays of counts, or uploaded image files.
+"""The task's answer for its inputs: for images JSON pixel values, binary arrays or uploaded image files, for rows JSON
+rows or CSV, as the task's reader (`deploy.inputs.reader_for`) takes them; its request body in the OpenAPI schema is
+generated from the task (`deploy.schemas.describe_task`).
 
 Only the model is costly here: bodies are parsed by orjson or read as arrays in place, checked once with numpy, and the
 answer is encoded by orjson straight from the probabilities array into a prebuilt Response (the OpenAPI schema still
@@ -17,58 +19,16 @@ from mlproj.preprocess import InputError
 from mlproj.settings import Serving
 from mlproj.suggest import capture_unsure
 
-from ..inputs import TooManyImages, Unreadable, images_batch, json_batch, npy_batch, raw_batch, too_many
-from ..schemas import ErrorDetail, PixelsRequest, PredictResponse
+from .. import inputs
+from ..inputs import TooManyImages, Unreadable, too_many
+from ..schemas import ErrorDetail, PredictResponse
 
 router = APIRouter(tags=['predict'])
 
 FILE_FIELDS = ('files', 'file')
-NPY, RAW = 'application/x-npy', 'application/octet-stream'
-_NPY, _RAW = NPY.encode(), RAW.encode()  # as _headers gives media types
-SEND = (
-    'send JSON (Content-Type: application/json) as {"pixels": ...}, '
-    "image files as multipart/form-data under the field 'files', "
-    f'an array as a .npy file ({NPY}) or raw uint8 counts, 64 bytes an image ({RAW})'
-)
-
-_FILES = {
-    'type': 'array',
-    'items': {'type': 'string', 'format': 'binary'},
-    'minItems': 1,
-    'description': 'PNG, JPEG, TIFF or any image Pillow reads, one digit each, dark on light or light on dark; '
-    'EXIF orientation is applied, 16-bit and float images are scaled by their own range. '
-    'Refused with 422: a file that is not an image, empty, damaged or truncated, larger than '
-    '[serving] max_image_side a side or max_image_pixels in all, or of one flat colour (no digit '
-    'in it: a 1x1 image is one). Refused with 413: more files than max_batch or more pixels '
-    'than max_request_pixels in one request.',
-}
-_LIMITS = 'more than [serving] max_batch images are refused with 413'
-_BODY = {
-    'required': True,
-    'content': {
-        'application/json': {'schema': PixelsRequest.model_json_schema()},
-        'multipart/form-data': {'schema': {'type': 'object', 'required': ['files'], 'properties': {'files': _FILES}}},
-        NPY: {
-            'schema': {
-                'type': 'string',
-                'format': 'binary',
-                'description': 'The fastest form for batches with numpy clients: numpy.save of an array of counts 0..16 shaped like the JSON '
-                'pixels (64, 8x8, n x 64 or n x 8 x 8), of any integer or float dtype. Refused with 422: booleans, strings, '
-                f'objects, another shape, a value outside 0..16 (NaN, infinities); with 400: not a .npy file (format 1.0 or 2.0) '
-                f'or data not as long as its header says; {_LIMITS}.',
-            }
-        },
-        RAW: {
-            'schema': {
-                'type': 'string',
-                'format': 'binary',
-                'description': 'The fastest form of all: raw unsigned bytes, one count 0..16 each, 64 per image row by row, images one after '
-                f'the other (numpy: counts.astype("uint8").tobytes()). Refused with 422: a length not a multiple of 64 (empty '
-                f'is 400), a byte over 16; {_LIMITS}.',
-            }
-        },
-    },
-}
+NPY, RAW = inputs.NPY, inputs.RAW
+DIGIT_CLASSES = tuple(str(d) for d in range(10))  # the digits task's (bench/serve_app.py's no-op answers as the digits)
+SEND = inputs.DIGITS_SEND  # the digits task's; a server says its own task's (`Reader.send`)
 _ERRORS = {
     code: {'model': ErrorDetail, 'description': d}
     for code, d in [
@@ -77,13 +37,13 @@ _ERRORS = {
             'empty body, or a body that is not valid JSON, multipart or .npy (or .npy data not as long as its header says)',
         ),
         (408, 'the body did not arrive within [serving] body_timeout seconds; the connection is closed'),
-        (413, 'the body, the number of images or their pixels are over the limits in settings.ini [serving]'),
-        (415, 'none of JSON, multipart/form-data, application/x-npy, application/octet-stream'),
+        (413, 'the body, the number of images or rows, or their pixels, are over the limits in settings.ini [serving]'),
+        (415, "a media type the task's inputs are not read from (see the request body)"),
         (
             422,
-            'the pixels, the array or a file cannot be read as a digit (see the request body: counts outside 0..16, '
-            'booleans, strings, a wrong or ragged shape, a raw body not 64 bytes an image, an unreadable or flat image); '
-            'the detail says which and why',
+            "the body cannot be read as the task's inputs (see the request body: values out of range, booleans, "
+            'strings, a wrong or ragged shape, an unreadable image; a row with unknown, missing or unreadable '
+            'features); the detail says which and why',
         ),
         (503, 'no model is loaded, or [serving] max_concurrent requests are in progress; the detail says why'),
     ]
@@ -117,24 +77,24 @@ def _parse(
 async def _body(request: Request) -> bytes:
     body = await request.body()
     if not body:
-        raise HTTPException(400, f'the request body is empty: {SEND}')
+        raise HTTPException(400, f'the request body is empty: {request.app.state.reader.send}')
     return body
 
 
-async def _from_json(request: Request, serving: Serving):
+async def _from_json(request: Request, serving: Serving, parse):
     body = await _body(request)
     if len(body) <= INLINE_BYTES:
-        return _parse(json_batch, body, serving.max_batch)
+        return _parse(parse, body, serving.max_batch)
     request.app.state.metrics.large_bodies.inc()
     try:
-        return await request.app.state.processes.run(json_batch, body, serving.max_batch)
+        return await request.app.state.processes.run(parse, body, serving.max_batch)
     except Unreadable as e:
         raise HTTPException(400, str(e)) from None
     except InputError as e:
         raise _refuse(e) from None
 
 
-async def _from_upload(request: Request, serving: Serving):
+async def _from_upload(request: Request, serving: Serving, read_files, send: str):
     parser = MultiPartParser(
         request.headers, request.stream(), max_files=serving.max_batch, max_fields=16, max_part_size=64 * 1024
     )
@@ -143,7 +103,7 @@ async def _from_upload(request: Request, serving: Serving):
     except MultiPartException as e:
         if e.message.startswith('Too many files'):
             raise _refuse(too_many(f'more than {serving.max_batch}', serving.max_batch)) from None
-        raise HTTPException(400, f'the multipart body cannot be read ({e.message}): {SEND}') from None
+        raise HTTPException(400, f'the multipart body cannot be read ({e.message}): {send}') from None
     try:
         files = []
         for name, value in form.multi_items():
@@ -157,31 +117,35 @@ async def _from_upload(request: Request, serving: Serving):
     finally:
         await form.close()
     if not files:
-        raise HTTPException(422, f'no files were uploaded: {SEND}')
+        raise HTTPException(422, f'no files were uploaded: {send}')
     try:
-        return await request.app.state.workers.run(images_batch, files, serving)  # decoding is CPU work: bounded
+        return await request.app.state.workers.run(read_files, files, serving)  # decoding is CPU work: bounded
     except InputError as e:
         raise _refuse(e) from None
 
 
 def predictions_json(
     version: int,  # the model version that answered
-    probs: np.ndarray,  # (n, 10) probabilities
+    probs: np.ndarray,  # (n, classes) probabilities
     labels: list | None = None,  # the most probable class of each row, if already known
+    classes: tuple = DIGIT_CLASSES,  # the task's class names
 ) -> bytes:
     "The /predict answer as `PredictResponse` documents it, encoded by orjson from the array (float32 printed as float32)."
     labels = probs.argmax(1).tolist() if labels is None else labels
     return orjson.dumps(
         {
             'model_version': version,
-            'predictions': [{'label': label, 'probabilities': p} for label, p in zip(labels, probs)],
+            'classes': classes,
+            'predictions': [
+                {'label': label, 'class': classes[label], 'probabilities': p} for label, p in zip(labels, probs)
+            ],
         },
         option=orjson.OPT_SERIALIZE_NUMPY,
     )
 
 
 class BinaryAnswer(Response):
-    "The probabilities alone as little-endian float32, n x 10: raw bytes, or a .npy file (numpy.load reads it)."
+    "The probabilities alone as little-endian float32, n x classes: raw bytes, or a .npy file (numpy.load reads it)."
 
     def __init__(self, version: int, probs: np.ndarray, npy: bool):
         self.status_code, self.background = 200, None
@@ -236,9 +200,9 @@ class Answer(Response):
 
     media_type = 'application/json'
 
-    def __init__(self, version: int, probs: np.ndarray, labels: list | None = None):
+    def __init__(self, version: int, probs: np.ndarray, labels: list | None = None, classes: tuple = DIGIT_CLASSES):
         self.status_code, self.background = 200, None
-        self.body = predictions_json(version, np.ascontiguousarray(probs), labels)
+        self.body = predictions_json(version, np.ascontiguousarray(probs), labels, classes)
         self.raw_headers = [
             (b'content-length', b'%d' % len(self.body)),
             (b'content-type', b'application/json'),
@@ -250,38 +214,37 @@ _BINARY_ANSWER = {'schema': {'type': 'string', 'format': 'binary'}}
 _ANSWERS = {
     200: {
         'description': 'JSON by default. With `Accept: application/octet-stream`, the probabilities alone as raw '
-        'little-endian float32, 10 per image in the order sent (numpy.frombuffer(body, "<f4").reshape(-1, 10)); '
-        'with `Accept: application/x-npy`, the same as a .npy file (numpy.load). The version is in '
-        'the X-Model-Version header; the digit is the index of the largest probability.',
+        'little-endian float32, one per class for each input in the order sent (numpy.frombuffer(body, "<f4")'
+        '.reshape(-1, number of classes)); with `Accept: application/x-npy`, the same as a .npy file (numpy.load). '
+        'The version is in the X-Model-Version header; the class is the index of the largest probability.',
         'content': {NPY: _BINARY_ANSWER, RAW: _BINARY_ANSWER},
     },
     **_ERRORS,
 }
 
 
-@router.post('/predict', response_model=PredictResponse, openapi_extra={'requestBody': _BODY}, responses=_ANSWERS)
+@router.post('/predict', response_model=PredictResponse, responses=_ANSWERS)
 async def predict(request: Request):
-    "The digit and the probability of each class for one or more images, in the order sent."
+    "The class and the probability of each class for one or more inputs, in the order sent."
     # the model, not a dependency: FastAPI's dependency resolution cost more per request than the model's inference
     state = request.app.state
     model = state.model  # read once: a hot reload swaps the attribute, this request keeps the model it took
     if model is None:
         raise HTTPException(503, state.model_error)
     media_type, length, chunked, accept = _headers(request.scope['headers'])
+    reader = state.reader
     if length == b'0' or (length is None and not chunked):
-        raise HTTPException(400, f'the request body is empty: {SEND}')
+        raise HTTPException(400, f'the request body is empty: {reader.send}')
     settings = state.settings
     serving = settings.serving
     if media_type == b'application/json' or media_type.endswith(b'+json'):
-        x = await _from_json(request, serving)
-    elif media_type == _RAW:
-        x = _parse(raw_batch, await _body(request), serving.max_batch)
-    elif media_type == _NPY:
-        x = _parse(npy_batch, await _body(request), serving.max_batch)
-    elif media_type == b'multipart/form-data':
-        x = await _from_upload(request, serving)
+        x = await _from_json(request, serving, reader.json)
+    elif media_type in reader.binary:
+        x = _parse(reader.binary[media_type], await _body(request), serving.max_batch)
+    elif media_type == b'multipart/form-data' and reader.files is not None:
+        x = await _from_upload(request, serving, reader.files, reader.send)
     else:
-        raise HTTPException(415, f'unsupported content type {media_type.decode("latin-1") or "none"!r}: {SEND}')
+        raise HTTPException(415, f'unsupported content type {media_type.decode("latin-1") or "none"!r}: {reader.send}')
     probs = (
         await state.gather.probabilities(model, x)
         if len(x) <= INLINE_IMAGES
@@ -293,4 +256,4 @@ async def predict(request: Request):
     state.metrics.predicted(labels)
     if accept and (fmt := answer_format(accept.decode('latin-1'))):
         return BinaryAnswer(model.version, probs, fmt == NPY)
-    return Answer(model.version, probs, labels)
+    return Answer(model.version, probs, labels, state.task.classes)

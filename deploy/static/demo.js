@@ -11,6 +11,9 @@
   const status = document.getElementById('status');
   const bars = Array.from(document.querySelectorAll('#bars li'));
   const keys = Array.from(document.querySelectorAll('#correct button[data-label]'));
+  const main = document.querySelector('main');
+  const classes = JSON.parse(main.dataset.classes || '[]'); // the task's class names, index = label
+  const minConfidence = Number(main.dataset.minConfidence || 0); // [serving] min_confidence
   let version = 0;   // bumped at every change of the drawing; an answer is shown only for the newest one
   let inked = false; // something is drawn
   let timer = null;
@@ -85,8 +88,11 @@
   pad.addEventListener('pointercancel', end);
 
   function show(probabilities, label) {
-    answer.textContent = String(label);
-    confidence.textContent = `(${Math.round(100 * probabilities[label])}% sure)`;
+    const sure = probabilities[label] >= minConfidence; // below [serving] min_confidence: "can't read that"
+    answer.textContent = sure ? (classes[label] ?? String(label)) : "can't read that";
+    answer.dataset.unsure = String(!sure);
+    confidence.textContent = sure ? `(${Math.round(100 * probabilities[label])}% sure)`
+      : `(at best ${classes[label] ?? label}, ${Math.round(100 * probabilities[label])}% sure)`;
     bars.forEach((li, d) => {
       const p = probabilities[d];
       li.querySelector('.fill').style.width = `${(100 * p).toFixed(1)}%`;
@@ -97,6 +103,7 @@
 
   function reset() {
     answer.textContent = '?';
+    delete answer.dataset.unsure;
     confidence.textContent = '';
     bars.forEach(li => { li.querySelector('.fill').style.width = '0'; li.querySelector('.pct').textContent = '0%'; li.classList.remove('top'); });
   }
@@ -159,7 +166,8 @@
       const r = await fetch('corrections', { method: 'POST', body: form });
       if (!r.ok) { status.textContent = `Not saved: ${await detail(r)}.`; return; }
       const body = await r.json();
-      status.textContent = `Thank you: kept as a ${label}` + (answered !== null && answered !== label ? ` (the model read ${answered})` : '') + '.';
+      const name = l => classes[l] ?? String(l);
+      status.textContent = `Thank you: kept as a ${name(label)}` + (answered !== null && answered !== label ? ` (the model read ${name(answered)})` : '') + '.';
       status.dataset.saved = body.sha256;
       if (v === version) button.classList.add('sent');
     } catch (err) { status.textContent = `Not saved: ${err.message}`; }
