@@ -219,6 +219,7 @@ def register(
 ) -> int:
     "Add the run's model as a new version; return its number, which is this bundle's for good."
     run_dir, by, nonce = Path(run_dir), _caller(by), uuid.uuid4().hex
+    task = provenance.pop('task', None) or evaluation.get('task', 'digits')  # the task its evaluation names
     missing = [f for f in BUNDLE_FILES if not (run_dir / f).is_file()]
     if missing:
         raise RegistryError(f'{run_dir} lacks {", ".join(missing)}: is it a finished training run?')
@@ -231,8 +232,8 @@ def register(
         version=version,
         registered=utc_now(),
         registered_by=by,
-        task=evaluation.get('task', 'digits'),
-        preprocessing=load_task(evaluation.get('task', 'digits')).contract(),
+        task=task,
+        preprocessing=load_task(task).contract(),
         metrics={k: evaluation['model'][k] for k in ('n', 'accuracy', 'macro_f1', 'per_class_recall')},
         baseline={k: evaluation['baseline'][k] for k in ('accuracy', 'macro_f1', 'answer')},
         acceptance=evaluation['acceptance'],

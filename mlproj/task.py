@@ -186,6 +186,10 @@ def load_task(name: str) -> Task:
     task = getattr(mod, attr or 'TASK', None)
     if not isinstance(task, Task):
         raise TaskError(f'module {module} defines no {attr or "TASK"} = <a Task subclass instance>: add one')
+    if (
+        name not in SHIPPED
+    ):  # versions, runs and bundles record the name it was loaded by, so any process finds it again
+        task.name = name
     _loaded[name] = check_task(task)
     return task
 

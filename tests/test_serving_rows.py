@@ -63,7 +63,7 @@ def store(tmp_path_factory):
     "A store holding version 1: a tiny_rows bundle."
     tmp = tmp_path_factory.mktemp('rows')
     s = make_settings(tmp, **ROW_ENV)
-    assert register_bundle(s, tmp, 'tiny_rows', ['small', 'medium', 'large']) == 1
+    assert register_bundle(s, tmp, TASK_NAME, ['small', 'medium', 'large']) == 1
     return tmp
 
 
@@ -204,7 +204,7 @@ def test_a_server_refuses_a_bundle_of_another_task_at_start(store, tmp_path):
     with ServerProcess(uvicorn_argv(), env, ready='/health') as srv:
         d = refused(httpx.get(srv.url + '/ready'), 503)
         assert (
-            "the model store's production model (version 1) is for task 'tiny_rows'; this server runs task 'digits'"
+            f"the model store's production model (version 1) is for task '{TASK_NAME}'; this server runs task 'digits'"
             in d
         )
         assert refused(httpx.post(srv.url + '/predict', json={'pixels': [0] * 64}), 503) == d
@@ -223,7 +223,7 @@ def test_a_server_refuses_a_bundle_of_another_task_on_reload(store, tmp_path):
         why = c.get('/models').json()['reload_error']
         assert why and f'version {v} (' in why
         assert (
-            f"the model store's production model (version {v}) is for task 'digits'; this server runs task 'tiny_rows'"
+            f"the model store's production model (version {v}) is for task 'digits'; this server runs task '{TASK_NAME}'"
             in why
         )
         assert c.post('/predict', json=SMALL).json()['predictions'][0]['class'] == 'small'

@@ -1,6 +1,6 @@
 """A task defined outside the package, as a team would write one: 3 classes of 16x16 colour images drawn by a
 generator (a red square, a green disc, a blue cross). The conformance tests run the whole pipeline on it
-(`[task] name = tinytask`, with this folder on the import path)."""
+(`[task] name = tests.tasks.tiny_colour`)."""
 
 import io
 
@@ -39,7 +39,7 @@ def png(a: np.ndarray) -> bytes:
 
 
 class Shapes(Task):
-    name = 'tinytask'
+    name = 'tests.tasks.tiny_colour'
     title = 'red squares, green discs and blue crosses in 16x16 colour images (a test task)'
     classes = ('square', 'disc', 'cross')
     input = ImageInput(SIDE, SIDE, channels=3, low=0.0, high=1.0)
@@ -54,7 +54,7 @@ class Shapes(Task):
             items=[png(draw(y, rng)) for y in labels],
             labels=labels,
             media_type='image/png',
-            source='tests/tinytask.py generator, seed 0',
+            source='tests/tasks/tiny_colour.py generator, seed 0',
             licence='generated',
             label_source='the generator',
             description='tiny colour shapes',
