@@ -16,7 +16,7 @@ from pathlib import Path
 
 from .console import EXIT_ERROR, EXIT_REJECTED, free_port, say, serve_argv, wait_until
 from .settings import load_settings
-from .task import problem_of
+from .task import problem_of, task_of
 
 # %% auto #0
 __all__ = ['STAGES', 'cmd_train', 'cmd_evaluate', 'cmd_register', 'cmd_models', 'cmd_promote', 'cmd_serve_api', 'cmd_demo',
@@ -203,12 +203,28 @@ def cmd_serve_api(args, settings):
     if args.model:
         env['MLPROJ_SERVING_MODEL'] = args.model
     host, port = args.host or settings.serving.host, args.port or settings.serving.port
-    say('serve', f'http://{host}:{port}/ the demo page: draw a digit (API docs at /docs); Ctrl-C stops it')
+    say('serve', f'http://{host}:{port}/ the demo page: try the model (API docs at /docs); Ctrl-C stops it')
     os.execve(sys.executable, serve_argv(host, port, args.workers), {**os.environ, **env})
+
+# %% ../nbs/90_cli.ipynb #171b5561
+def _requests(task, X) -> list[tuple[str, dict]]:
+    "Two ways to send the inputs `X` to /predict, as the task's readers take them: (what it is, httpx's keyword arguments)."
+    import numpy as np
+
+    if task.input.kind == 'row':
+        rows = [task.render(x) for x in X]
+        csv = ','.join(rows[0]) + '\n' + '\n'.join(','.join(f'{v:g}' for v in r.values()) for r in rows) + '\n'
+        return [
+            ('as JSON rows', dict(json={'rows': rows})),
+            ('as CSV', dict(content=csv.encode(), headers={'content-type': 'text/csv'})),
+        ]
+    files = [('files', (f'item{k}.png', task.render(x), 'image/png')) for k, x in enumerate(X)]
+    pixels = X.astype(int).tolist() if np.array_equal(X, np.round(X)) else X.tolist()
+    return [('as PNG files drawn by the task', dict(files=files)), ('as JSON arrays', dict(json={'pixels': pixels}))]
 
 # %% ../nbs/90_cli.ipynb #c668d3e4
 def _query_server(settings, version: int, n: int = 8):
-    "Start the API in its own process, send it test images over HTTP, print the answers, stop it."
+    "Start the API in its own process, send it test items over HTTP in the task's forms, print the answers, stop it."
     import os
     import subprocess
     import tempfile
@@ -217,7 +233,6 @@ def _query_server(settings, version: int, n: int = 8):
     import numpy as np
 
     from mlproj.data import load_split
-    from mlproj.preprocess import render_counts
     from mlproj.registry import open_registry
     from mlproj.settings import to_env
     from mlproj.store import Store
@@ -245,26 +260,20 @@ def _query_server(settings, version: int, n: int = 8):
         X, y = load_split(
             Store(settings.store_url), open_registry(settings).manifest(version)['dataset_version'], 'test'
         )
-        pick = np.random.default_rng(0).choice(len(y), n, replace=False)
-        files = [('files', (f'digit{i}.png', render_counts(X[i], dark_on_light=i % 2 == 0), 'image/png')) for i in pick]
-        r = httpx.post(f'{url}/predict', files=files, timeout=30)
-        r.raise_for_status()
-        body = r.json()
-        say(
-            'predict',
-            f'POST /predict with {n} test digits drawn as 220x220 PNG images (dark on light, and light on dark):',
-        )
-        for i, p in zip(pick, body['predictions']):
-            ok = 'right' if p['label'] == y[i] else 'WRONG'
-            print(f'    true {y[i]}  predicted {p["label"]}  p={max(p["probabilities"]):.3f}  {ok}')
-        r = httpx.post(f'{url}/predict', json={'pixels': X[pick].astype(int).tolist()}, timeout=30)
-        r.raise_for_status()
-        labels = [p['label'] for p in r.json()['predictions']]
-        say(
-            'predict',
-            f'POST /predict with the same {n} as JSON 8x8 counts: {sum(int(a == b) for a, b in zip(labels, y[pick]))}/{n} right '
-            f'(model version {r.json()["model_version"]})',
-        )
+        task = task_of(settings)
+        pick = np.random.default_rng(0).choice(len(y), min(n, len(y)), replace=False)
+        first, second = _requests(task, X[pick])
+        for (how, kw), show in ((first, True), (second, False)):
+            r = httpx.post(f'{url}/predict', timeout=30, **kw)
+            r.raise_for_status()
+            answers = r.json()['predictions']
+            right = sum(int(p['label'] == y[i]) for i, p in zip(pick, answers))
+            say('predict', f'POST /predict with {len(pick)} test items {how}: {right}/{len(pick)} right')
+            for i, p in zip(pick, answers if show else []):
+                ok = 'right' if p['label'] == y[i] else 'WRONG'
+                print(
+                    f'    true {task.classes[y[i]]}  predicted {task.classes[p["label"]]}  p={max(p["probabilities"]):.3f}  {ok}'
+                )
     finally:
         proc.terminate()
         try:
@@ -309,7 +318,7 @@ def cmd_demo(args, settings):
         f'  {train_run}/train.html  the training report\n'
         f'  {eval_run}/evaluate.html  the evaluation report\n'
         f'  {settings.store_url}/models/{version}/bundle.json  the registered model\n'
-        f'  `mlproj serve`, then http://{settings.serving.host}:{settings.serving.port}/  the demo page: draw a digit '
+        f'  `mlproj serve`, then http://{settings.serving.host}:{settings.serving.port}/  the demo page: try the model '
         f'(the API at /docs)'
     )
     return 0 if passed else EXIT_REJECTED
@@ -481,7 +490,7 @@ def build_parser() -> argparse.ArgumentParser:
     "The argument parser of `mlproj` and its subcommands."
     p = argparse.ArgumentParser(
         prog='mlproj',
-        description='Handwritten digits from notebook to served model: '
+        description='A task from notebook to served model (`mlproj tasks` lists them): '
         'build the dataset, train, evaluate, register, serve. Settings come from settings.ini '
         '(MLPROJ_<SECTION>_<KEY> variables override it).',
     )
