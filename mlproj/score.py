@@ -154,6 +154,7 @@ def score_predictions(
     hidden: bool = True,  # the split's labels are hidden from the submitter: no mistakes list, no confusion matrix
 ) -> dict:
     "Score a predictions CSV against the test split of dataset version `vid`: the result `mlproj.report.report_html` draws."
+    from mlproj.data import version_task
     from mlproj.versions import get_version
 
     v = get_version(store, vid)
@@ -166,7 +167,9 @@ def score_predictions(
         None if hidden else items
     )  # item ids are what makes a mistake list: without them, only figures over many items
     if v['meta'].get('service_like'):
-        label, m = 'service-like', service_like_metrics(y, pred, [v['meta']['slices'][i] for i, _ in test], conf, shown)
+        task = version_task(store, vid)
+        slices = [v['meta']['slices'][i] for i, _ in test]
+        label, m = 'service-like', service_like_metrics(y, pred, slices, conf, shown, task.slice_keys, len(task.classes))
     else:
         label, m = 'benchmark', prediction_metrics(y, pred, conf, shown)
     if hidden:
