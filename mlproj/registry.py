@@ -220,6 +220,8 @@ def register(
     "Add the run's model as a new version; return its number, which is this bundle's for good."
     run_dir, by, nonce = Path(run_dir), _caller(by), uuid.uuid4().hex
     task = provenance.pop('task', None) or evaluation.get('task', 'digits')  # the task its evaluation names
+    sl = evaluation.get('service_like') or {}  # kept so that promotion can judge it again under the criteria in force
+    provenance.setdefault('service_like', {k: sl[k] for k in ('n', 'accuracy', 'dataset_version') if k in sl} or None)
     missing = [f for f in BUNDLE_FILES if not (run_dir / f).is_file()]
     if missing:
         raise RegistryError(f'{run_dir} lacks {", ".join(missing)}: is it a finished training run?')

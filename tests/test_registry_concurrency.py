@@ -39,6 +39,7 @@ def fake_evaluation(passed: bool) -> dict:
         model=dict(n=10, accuracy=0.99 if passed else 0.5, macro_f1=0.99, per_class_recall=[1.0] * 10),
         baseline=dict(accuracy=0.1, macro_f1=0.02, answer=1),
         acceptance=dict(passed=passed, failures=[] if passed else ['test accuracy 0.5 is below 0.97']),
+        service_like=dict(n=40, accuracy=0.98 if passed else 0.5, dataset_version='s1'),
     )
 
 
