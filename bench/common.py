@@ -128,7 +128,9 @@ def cpu_seconds(pid: int) -> float:
 
 
 def uvicorn_argv(app: str, port: int, workers: int = 1) -> list[str]:
-    "uvicorn as `mlproj serve` runs it (uvloop, httptools), on `app` (a factory)."
+    """uvicorn as `mlproj serve` runs it (uvloop; httptools behind the request-head deadline of deploy/protocol.py, or
+    plain httptools in a tree that predates it), on `app` (a factory)."""
+    http = 'deploy.protocol:HeaderTimeout' if (ROOT / 'deploy' / 'protocol.py').exists() else 'httptools'
     return [
         sys.executable,
         '-m',
@@ -146,7 +148,7 @@ def uvicorn_argv(app: str, port: int, workers: int = 1) -> list[str]:
         '--loop',
         'uvloop',
         '--http',
-        'httptools',
+        http,
         '--no-access-log',
         '--log-level',
         'warning',
