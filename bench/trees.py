@@ -76,7 +76,6 @@ def main(argv=None):
 
     from mlproj.data import benchmark_version, load_split
     from mlproj.registry import Registry
-    from mlproj.settings import to_env
     from mlproj.store import Store
     from mlproj.train import config_from_settings, train
 
@@ -92,7 +91,11 @@ def main(argv=None):
         x, _ = load_split(Store(settings.store_url), bundle.manifest['dataset_version'], 'test')
         x = np.concatenate([x] * (256 // len(x) + 1))[:256]
         body = bodies(x)
-        env = {**to_env(settings), 'MLPROJ_SERVING_MODEL': str(version)}
+        env = {  # only what every tree's settings know: each reads the rest from its own settings.ini
+            'MLPROJ_PATHS_STORE': str(work / 'store'),
+            'MLPROJ_PATHS_REPORTS': str(work / 'reports'),
+            'MLPROJ_SERVING_MODEL': str(version),
+        }
         servers = {}
         for i, (ref, tree) in enumerate(trees.items()):
             port = free_port()
