@@ -75,7 +75,7 @@ def rows(r: dict) -> list[dict]:
             'P2 json',
             'P2 /predict 256 images a request as JSON (c=4), against onnxruntime in-process on the same batch',
             f'{pj:,.0f} vs {inproc:,.0f} images/s ({s["predict_batch256_json_c4"]:,.1f} req/s; no-op twin '
-            f'{s["noop_batch256_json_c4"]:,.1f} req/s)',
+            f'{s["noop_batch256_json_c4"]:,.1f} req/s)' + _cpu(s, 'predict_batch256_json_c4'),
             ratio,
             '>= 0.5x',
             ratio >= 0.5,
@@ -92,7 +92,7 @@ def rows(r: dict) -> list[dict]:
             row(
                 'P2 binary',
                 'P2 /predict 256 images a request in the fastest format offered (application/x-npy, or raw uint8 counts as application/octet-stream; rawio: raw counts in and raw float32 probabilities out), c=4',
-                f'{best}: {s[key] * 256:,.0f} vs {inproc:,.0f} images/s ({s[key]:,.1f} req/s; {others})',
+                f'{best}: {s[key] * 256:,.0f} vs {inproc:,.0f} images/s ({s[key]:,.1f} req/s; {others})' + _cpu(s, key),
                 ratio,
                 '>= 0.8x',
                 ratio >= 0.8,
@@ -195,6 +195,12 @@ def rows(r: dict) -> list[dict]:
                 r2 < 2,
             )
     return out
+
+
+def _cpu(s: dict, key: str) -> str:
+    "'; server CPU N us a request' for a serving figure that has it (trees measured before bench/ recorded it have not)."
+    us = s.get('cpu_us', {}).get(key)
+    return '' if us is None else f'; server CPU {us:,.0f} us a request'
 
 
 def _ratio(v) -> str:

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from common import BENCH, ROUNDS, SECONDS, Server, free_port, load, uvicorn_argv
+from common import BENCH, ROUNDS, SECONDS, Server, cpu_seconds, free_port, load, uvicorn_argv
 
 P1_PAIRS = 3  # P1's load runs, each side, in a round: SECONDS in all, split
 
@@ -64,14 +64,22 @@ def run(settings, version: int, work: Path, log=print) -> dict:
     one = json.dumps({'pixels': x[0].astype(int).reshape(64).tolist()}).encode()
     batch = json.dumps({'pixels': x.astype(int).reshape(256, 64).tolist()}).encode()
     env = {**to_env(settings), 'MLPROJ_SERVING_MODEL': str(version)}
-    out = dict(body_bytes=dict(one=len(one), batch_json=len(batch)), rounds={})
+    out = dict(body_bytes=dict(one=len(one), batch_json=len(batch)), rounds={}, cpu_rounds={})
     onnx = work / 'served.onnx'
     onnx.write_bytes(bundle.onnx)
 
+    pids = {}  # server url -> its pid: the server's CPU time a request, beside its requests a second
+
     def measure(name, url, body, ctype, c, accept='', seconds=SECONDS):
+        pid = pids.get(url.rsplit('/', 1)[0])
+        before = cpu_seconds(pid) if pid else 0.0
         r = load(url, body, ctype, c, seconds, work=work, accept=accept)
-        log(f'  {name:<40} c={c:<3} {r["rps"]:>9.1f} req/s')
         out['rounds'].setdefault(f'{name}_c{c}', []).append(r['rps'])
+        if not pid:
+            return log(f'  {name:<40} c={c:<3} {r["rps"]:>9.1f} req/s')
+        us = (cpu_seconds(pid) - before) / (r['rps'] * seconds) * 1e6
+        out['cpu_rounds'].setdefault(f'{name}_c{c}', []).append(us)
+        log(f'  {name:<40} c={c:<3} {r["rps"]:>9.1f} req/s {us:>7.0f} us server CPU a request')
 
     with ExitStack() as stack:
         ports = [free_port() for _ in range(3)]
@@ -89,6 +97,7 @@ def run(settings, version: int, work: Path, log=print) -> dict:
             )
         )
         time.sleep(2)  # both of the second server's workers up
+        pids.update({s.url: s.proc.pid for s in (one_worker, two_workers)})
         npy = _offers(one_worker.url, 'application/x-npy')
         raw = _offers(one_worker.url, 'application/octet-stream')
         raw_out = _answers_in(one_worker.url, 'application/octet-stream')
@@ -137,4 +146,5 @@ def run(settings, version: int, work: Path, log=print) -> dict:
             out['rounds'].setdefault('inprocess_batch256_images_s', []).append(ips)
             log(f'  {"onnxruntime in-process, batch 256":<46} {ips:>9.0f} images/s')
     out.update({k: float(np.median(v)) for k, v in out['rounds'].items()})
+    out['cpu_us'] = {k: float(np.median(v)) for k, v in out['cpu_rounds'].items()}  # medians over rounds
     return out

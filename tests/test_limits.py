@@ -21,7 +21,7 @@ from PIL import Image
 from test_api import detail, labels, server_env, uploads
 
 from deploy.app import create_app
-from deploy.limits import Processes
+from deploy.limits import Guard, Processes
 from deploy.routes.predict import INLINE_BYTES
 from mlproj.console import serve_argv
 from mlproj.preprocess import render_counts
@@ -196,6 +196,64 @@ def test_a_client_leaving_mid_body_of_a_json_route_is_a_disconnect_not_a_400(lim
     )
     assert metric(url, 'mlproj_http_client_disconnects_total')['{method="POST",route="/jobs"}'] == before + 1
     assert not any('route="/jobs"' in k for k in metric(url, 'mlproj_http_requests_total'))
+
+
+async def guarded(app, chunks: list, gaps: float, body_timeout: float = 0.3) -> list:
+    "The messages `Guard(app)` sends for a POST whose body comes as `chunks`, `gaps` seconds apart (then nothing)."
+    import asyncio
+
+    sent, queue = [], list(chunks)
+
+    async def receive():
+        if not queue:
+            await asyncio.sleep(3600)  # the body is in: a disconnect would come only when the client leaves
+        await asyncio.sleep(gaps)
+        return {'type': 'http.request', 'body': queue.pop(0), 'more_body': bool(queue)}
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {'type': 'http', 'method': 'POST', 'path': '/predict', 'headers': [], 'state': {}}
+    await Guard(app, max_concurrent=4, body_timeout=body_timeout)(scope, receive, send)
+    return sent
+
+
+async def read_then_answer(scope, receive, send, then: float = 0.0):
+    "An ASGI app that reads the whole body, waits `then` seconds and answers 200 with the body's length."
+    import asyncio
+
+    n, more = 0, True
+    while more:
+        m = await receive()
+        n, more = n + len(m['body']), m['more_body']
+    await asyncio.sleep(then)
+    await send({'type': 'http.response.start', 'status': 200, 'headers': []})
+    await send({'type': 'http.response.body', 'body': b'%d' % n})
+
+
+def test_the_body_deadline_cuts_a_wait_for_the_body_and_nothing_after_it():
+    import asyncio
+    from functools import partial
+
+    slow = asyncio.run(guarded(read_then_answer, [b'a', b'b', b'c'], gaps=0.2))  # 0.6 s of body for 0.3 s allowed
+    assert slow[0]['status'] == 408 and b'did not arrive within 0.3 seconds' in slow[1]['body']
+    # the body in time, then work longer than the deadline: answered, the timer cancelled nothing
+    late = asyncio.run(guarded(partial(read_then_answer, then=0.5), [b'ab', b'c'], gaps=0.05))
+    assert late[0]['status'] == 200 and late[1]['body'] == b'3'
+
+
+def test_a_cancellation_from_elsewhere_during_the_body_wait_stays_a_cancellation():
+    "Server shutdown cancels a request's task: the Guard must not turn that into a 408 (or swallow it)."
+    import asyncio
+
+    async def main():
+        task = asyncio.create_task(guarded(read_then_answer, [b'a', b'b'], gaps=5, body_timeout=10))
+        await asyncio.sleep(0.1)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(main())
 
 
 # ---------------------------------------------------------------- request heads that never finish
