@@ -169,7 +169,10 @@ def score_predictions(
     if v['meta'].get('service_like'):
         task = version_task(store, vid)
         slices = [v['meta']['slices'][i] for i, _ in test]
-        label, m = 'service-like', service_like_metrics(y, pred, slices, conf, shown, task.slice_keys, len(task.classes))
+        label, m = (
+            'service-like',
+            service_like_metrics(y, pred, slices, conf, shown, task.slice_keys, len(task.classes)),
+        )
     else:
         label, m = 'benchmark', prediction_metrics(y, pred, conf, shown)
     if hidden:

@@ -170,7 +170,11 @@ def test_promote_with_reason_history_and_rollback_through_the_cli(reg, cli):
         fake_run(Path(reg.store.root).parent / 'runs', 'bad'), fake_evaluation(False), train_run='bad'
     )  # version 3
     r = cli('promote', '3', '--to', 'production')
-    assert r.returncode == 1 and 'does not meet the acceptance criteria in force (test accuracy 0.5000 is below' in r.stderr and r.stderr.count('\n') == 1
+    assert (
+        r.returncode == 1
+        and 'does not meet the acceptance criteria in force (test accuracy 0.5000 is below' in r.stderr
+        and r.stderr.count('\n') == 1
+    )
     r = cli('promote', '3', '--to', 'production', '--force')
     assert r.returncode == 1 and '--force needs a --reason' in r.stderr
     assert cli('promote', '2', '--to', 'production', '--reason', 'better on the service set').returncode == 0
