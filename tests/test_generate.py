@@ -49,9 +49,9 @@ def copier(*args, cwd=ROOT):
     return run([sys.executable, '-m', 'copier', *args], cwd)
 
 
-def generate(src, dst, ref='HEAD'):
-    "A project generated from `src` at `ref` with NAMES, committed to git as a team would."
-    data = [a for k, v in NAMES.items() for a in ('-d', f'{k}={v}')]
+def generate(src, dst, ref='HEAD', **answers):
+    "A project generated from `src` at `ref` with NAMES (and other `answers`), committed to git as a team would."
+    data = [a for k, v in {**NAMES, **answers}.items() for a in ('-d', f'{k}={v}')]
     copier('copy', '--trust', '--defaults', '--quiet', '--vcs-ref', ref, *data, src, dst)
     run(['git', 'init', '-q', '-b', 'main'], dst)
     run(['git', 'add', '-A'], dst)
@@ -92,7 +92,7 @@ def fast_checks(dst):
 
 @pytest.fixture(scope='module')
 def project(tmp_path_factory):
-    return generate(ROOT, tmp_path_factory.mktemp('gen') / 'acme')
+    return generate(ROOT, tmp_path_factory.mktemp('gen') / 'acme', task='wine')  # another name and another task
 
 
 def test_generated_project_says_mlproj_only_where_it_came_from(project):
@@ -110,7 +110,10 @@ def test_generated_project_says_mlproj_only_where_it_came_from(project):
     assert not (project / 'mlproj').exists() and (project / 'acme_vision' / 'cli.py').is_file()
     assert not (project / 'copier.yml').exists() and not (project / 'template').exists()
     answers = (project / '.copier-answers.yml').read_text()
-    assert 'package: acme_vision' in answers and 'command: acme' in answers and 'task: digits' in answers
+    assert 'package: acme_vision' in answers and 'command: acme' in answers and 'task: wine' in answers
+    assert '[task]\nname = wine' in ''.join(
+        line for line in (project / 'settings.ini').read_text().splitlines(True) if not line.startswith('#')
+    )
 
 
 def test_generated_project_names_its_command_package_and_prefix(project):
@@ -139,11 +142,12 @@ def test_generated_project_is_in_sync_lint_clean_and_its_notebooks_pass(project)
 def test_generated_project_runs_its_pipeline(project):
     r = cli(project, 'data')
     assert 'dataset version' in r.stdout + r.stderr
-    cli(project, 'train', '-q', '-p', 'max_epochs', '1', '-p', 'wandb_mode', 'disabled')
+    assert '(wine): 178 items' in r.stdout + r.stderr  # the task chosen at generation
+    cli(project, 'train', '-q', '-p', 'max_epochs', '15', '-p', 'wandb_mode', 'disabled')
     [run_dir] = (project / 'reports' / 'runs').iterdir()
     metrics = json.loads((run_dir / 'metrics.json').read_text())
-    # one epoch on the digits: far above chance (0.1)
-    assert metrics['val_acc'] > 0.3, metrics
+    # 15 short epochs on the wine rows: far above chance (1/3)
+    assert metrics['val_acc'] > 0.6 and metrics['task'] == 'wine', metrics
     assert (run_dir / 'model.onnx').is_file()
 
 
