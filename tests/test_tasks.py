@@ -1,13 +1,15 @@
 """The task contract's conformance suite: every task `mlproj tasks` lists, and a task defined here in the tests
-(tests/tasks/tiny_colour.py, 3 classes of 16x16 colour images), goes through data -> train -> evaluate -> register with
-nothing but its task module; a task that is incomplete or inconsistent is refused before it trains."""
+(tests/tasks/tiny_colour.py, 3 classes of 16x16 colour images), goes through data -> train -> evaluate -> register -> serve -> predict
+over HTTP with nothing but its task module; a task that is incomplete or inconsistent is refused before it trains."""
 
 import subprocess
 
+import httpx
 import numpy as np
 import pytest
-from conftest import ROOT, make_settings
+from conftest import ROOT, make_settings, serving_env, uvicorn_server
 
+from mlproj.cli import _requests
 from mlproj.task import SHIPPED, ImageInput, RowInput, Task, TaskError, check_task, load_task
 
 TINY = 'tests.tasks.tiny_colour'  # a module of the tests, named as a team names its own task's module
@@ -24,7 +26,7 @@ def test_mlproj_tasks_lists_the_shipped_tasks_one_a_line_then_describes_them():
 
 
 @pytest.mark.parametrize('name', TASKS)
-def test_every_task_runs_data_train_evaluate_register(name, tmp_path):
+def test_every_task_runs_data_train_evaluate_register_serve(name, tmp_path):
     from mlproj.data import benchmark_version, load_split
     from mlproj.evaluate import evaluate_run
     from mlproj.registry import open_registry
@@ -50,6 +52,16 @@ def test_every_task_runs_data_train_evaluate_register(name, tmp_path):
     manifest = open_registry(s).manifest(version)
     assert manifest['task'] == name and manifest['preprocessing']['output_shape'] == ['batch', len(task.classes)]
     assert manifest['preprocessing']['input_shape'] == ['batch', *task.input.shape]
+    # served over real HTTP, in both of the task's request forms, answers naming its classes
+    env = serving_env(s.store_url, tmp_path / 'reports', MLPROJ_TASK_NAME=name, MLPROJ_SERVING_MODEL=str(version))
+    with uvicorn_server(env) as srv:
+        for how, kw in _requests(task, X[:6]):
+            r = httpx.post(srv.url + '/predict', timeout=60, **kw)
+            assert r.status_code == 200, (how, r.text)
+            answers = r.json()['predictions']
+            assert [a['class'] for a in answers] == [task.classes[a['label']] for a in answers], how
+            right = sum(a['label'] == t for a, t in zip(answers, y[:6]))
+            assert right >= 3, (how, right, answers)
 
 
 def _store(s):
