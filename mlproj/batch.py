@@ -8,12 +8,11 @@ Docs: https://mlproj.github.io/mlproj/batch.html.md"""
 from __future__ import annotations
 
 import csv
+import io
 import json
 from pathlib import Path
 
 import numpy as np
-
-import io
 
 from .console import say
 from .preprocess import InputError
@@ -44,7 +43,9 @@ def _image_input(task, data: bytes, serving) -> np.ndarray:
     except (UnidentifiedImageError, Image.DecompressionBombError):
         raise InputError('not an image file that can be read (PNG, JPEG, ...)') from None
     if max(w, h) > serving.max_image_side or w * h > serving.max_image_pixels:
-        raise InputError(f'image is {w}x{h}; at most {serving.max_image_side} a side and {serving.max_image_pixels} pixels')
+        raise InputError(
+            f'image is {w}x{h}; at most {serving.max_image_side} a side and {serving.max_image_pixels} pixels'
+        )
     return task.decode(data, f'image/{fmt}')
 
 
@@ -94,7 +95,7 @@ def read_folder(
             errors[name] = str(e)
     return items, np.stack(X) if X else np.zeros((0, *task.input.shape), np.float32), labels, errors
 
-# %% ../nbs/33_batch.ipynb #fb7bd8dd
+# %% ../nbs/33_batch.ipynb #bd2f8594
 LABEL_FIELDS = ('label', 'class', 'true_label')  # a row's field that gives its true class (a name or an index)
 ROW_FILES = ('.csv', '.jsonl', '.ndjson')  # files of rows: CSV with a header, or JSON lines
 
@@ -111,7 +112,8 @@ def _number(v: str):
 
 
 def read_rows(
-    path: str | Path,  # a CSV file with a header naming the features, or JSON lines (one object a line: .jsonl, .ndjson)
+    path: str
+    | Path,  # a CSV file with a header naming the features, or JSON lines (one object a line: .jsonl, .ndjson)
     task,  # the project's task: a row task
     name: str | None = None,  # how item names start (`name:line`); None: the file's name
 ) -> tuple[list[str], list, list, dict]:
@@ -152,7 +154,7 @@ def read_rows(
             errors[item] = str(e)
     return items, X, labels, errors
 
-# %% ../nbs/33_batch.ipynb #6d3d893b
+# %% ../nbs/33_batch.ipynb #67b88902
 def read_file(
     path: str | Path,  # rows (CSV with a header, or JSON lines) for a row task; one image for an image task
     serving,  # `settings.serving`
