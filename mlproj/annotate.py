@@ -15,8 +15,8 @@ from .console import say
 from .settings import Settings
 
 # %% auto #0
-__all__ = ['MAX_HELD', 'SWEEP_EVERY', 'PROGRESS_EVERY', 'Forbidden', 'NotFound', 'AnswerConflict', 'hash_token', 'open_db',
-           'create_project', 'add_items', 'get_project', 'add_person', 'person_for_token', 'next_assignment',
+__all__ = ['MAX_LABELS', 'MAX_HELD', 'SWEEP_EVERY', 'PROGRESS_EVERY', 'Forbidden', 'NotFound', 'AnswerConflict', 'hash_token',
+           'open_db', 'create_project', 'add_items', 'get_project', 'add_person', 'person_for_token', 'next_assignment',
            'progress', 'answer', 'undo', 'read_assignment', 'item_for', 'project_for', 'votes', 'majority', 'to_review',
            'adjudicate', 'export_consensus', 'cmd_serve', 'cmd_add', 'cmd_export']
 
@@ -49,6 +49,9 @@ def open_db(
     return db
 
 # %% ../nbs/17_annotate.ipynb #9d3028c9
+MAX_LABELS = 1000  # labels one project may have: keys answer up to ten, a searchable list beyond
+
+
 def create_project(
     db,
     name: str,
@@ -66,8 +69,10 @@ def create_project(
 
     from mlproj.db import Project
 
-    if not labels or len(labels) > 10:
-        raise ValueError('a project needs 1 to 10 labels (keys 0-9 answer)')
+    if not labels or len(labels) > MAX_LABELS:
+        raise ValueError(f'a project needs 1 to {MAX_LABELS} labels, got {len(labels)}')
+    if len(set(labels)) != len(labels) or not all(isinstance(x, str) and x.strip() for x in labels):
+        raise ValueError(f'labels must be distinct, non-empty names: got {list(labels)[:12]}')
     if overlap < 1:
         raise ValueError('overlap must be at least 1')
     if ordering not in ('position', 'uncertainty'):
@@ -373,6 +378,14 @@ def progress(db, person) -> dict:
         return _progress(db, tx, person, mine)
 
 # %% ../nbs/17_annotate.ipynb #989cfe7a
+def _check_label(label, project: str, n: int):
+    "A label index of a project of `n` labels: a `ValueError` for what is not an integer, `AnswerConflict` past its labels."
+    if isinstance(label, bool) or not isinstance(label, int):
+        raise ValueError(f'label must be an integer from 0 to {n - 1}')
+    if not 0 <= label < n:  # a valid request (the API takes any index up to MAX_LABELS) for another project's labels
+        raise AnswerConflict(f'label {label} is not one of the {n} labels of project {project} (0 to {n - 1})')
+
+
 def _saved(db, tx, person, project, aid: int, item_id: int, label, exclude) -> dict:
     "The answer to a save: what was saved, the next item to preload, progress."
     nxt, mine = _next(db, tx, person, project, exclude)
@@ -393,10 +406,8 @@ def answer(
 ) -> dict:
     "Save a label (or a skip); returns the saved assignment, the next item to preload and progress."
     project = _project_of(db, person.project_id)
-    if label is not None and (
-        isinstance(label, bool) or not isinstance(label, int) or not 0 <= label < len(project.labels)
-    ):
-        raise ValueError(f'label must be an integer from 0 to {len(project.labels) - 1}')
+    if label is not None:
+        _check_label(label, project.name, len(project.labels))
 
     def go(tx):
         if label is None:
@@ -603,8 +614,7 @@ def adjudicate(db, reviewer, item_id: int, label: int):
         item, project = s.get(Item, item_id), s.get(Project, reviewer.project_id)
         if reviewer.role != 'reviewer' or item is None or item.project_id != reviewer.project_id:
             raise Forbidden("only a reviewer of this item's project can adjudicate it")
-        if not (isinstance(label, int) and 0 <= label < len(project.labels)):
-            raise ValueError(f'label must be an integer from 0 to {len(project.labels) - 1}')
+        _check_label(label, project.name, len(project.labels))
         r = s.get(Review, item_id)
         if r is None:
             s.add(Review(item_id=item_id, project_id=project.id, reviewer_id=reviewer.id, label=label))
@@ -619,9 +629,10 @@ def export_consensus(db, settings, project: str) -> tuple[str, dict]:
     from mlproj.data import hash_split  # the dataset versions' own split: an item keeps its split in every version
     from mlproj.db import Item, Review
     from mlproj.store import Store
+    from mlproj.task import task_of
     from mlproj.versions import Example, get_version, list_versions, put_version
 
-    p = get_project(db, project)
+    p, task = get_project(db, project), task_of(settings)
     store = Store(settings.store_url)
     v = votes(db, p.id)
     with db.read() as s:
@@ -644,12 +655,18 @@ def export_consensus(db, settings, project: str) -> tuple[str, dict]:
             continue
         counts[by] += 1
         kept[sha] = dict(label=label, by=by, votes=iv)
-    examples = dict(base)
+    examples, index = dict(base), {c: i for i, c in enumerate(task.classes)}
     for sha, k in kept.items():
         split = (
             base[sha].split if sha in base else hash_split(sha, settings.data.val_fraction, settings.data.test_fraction)
         )
-        examples[sha] = Example(sha, int(p.labels[k['label']]) if p.labels[k['label']].isdigit() else k['label'], split)
+        name = p.labels[k['label']]
+        if name not in index:
+            raise ValueError(
+                f'project {p.name}: label {name!r} is not a class of task {task.name} ({", ".join(task.classes[:12])}): '
+                "a dataset version holds the task's classes; label with them (the default labels of a project)"
+            )
+        examples[sha] = Example(sha, index[name], split)
     vid = put_version(
         store,
         sorted(examples.values(), key=lambda e: e.sha256),
@@ -658,6 +675,7 @@ def export_consensus(db, settings, project: str) -> tuple[str, dict]:
         parent=parent,
         project=p.name,
         votes=kept,
+        task=task.name,
     )
     return vid, counts | dict(examples=len(examples), inherited=len(set(base) - set(kept)))
 

@@ -8,28 +8,48 @@ Docs: https://mlproj.github.io/mlproj/batch.html.md"""
 from __future__ import annotations
 
 import csv
+import io
 import json
 from pathlib import Path
 
 import numpy as np
 
 from .console import say
-from .preprocess import InputError, decode_image, to_model_input
+from .preprocess import InputError
 
 # %% auto #0
-__all__ = ['PREDICTION_COLUMNS', 'read_folder', 'read_version', 'summarize', 'write_predictions', 'predict_batch',
-           'batch_summary_markdown', 'cmd_predict', 'add_commands']
+__all__ = ['LABEL_FIELDS', 'ROW_FILES', 'PREDICTION_COLUMNS', 'read_folder', 'read_rows', 'read_file', 'read_version',
+           'summarize', 'write_predictions', 'predict_batch', 'batch_summary_markdown', 'cmd_predict', 'add_commands']
 
 # %% ../nbs/33_batch.ipynb #0e25fdf7
-def _label_of(path: Path) -> int | None:
-    return int(path.parent.name) if path.parent.name.isdigit() else None
+def _label_of(name: str, classes: tuple) -> int | None:
+    "The class a name gives: a class name, or a class index (`3`); None for anything else."
+    name = str(name).strip()
+    if name in classes:
+        return classes.index(name)
+    folded = [str(c).casefold() for c in classes]
+    if name.casefold() in folded:
+        return folded.index(name.casefold())
+    return int(name) if name.isdigit() and int(name) < len(classes) else None
 
 
-def read_folder(
-    folder: str | Path,  # a folder of image files, searched recursively
-    serving,  # `settings.serving`: its max_image_side and max_image_pixels, as the API applies them
-) -> tuple[list[str], np.ndarray, list, dict]:
-    "Item names (paths relative to `folder`), model inputs of the readable ones, labels (None: unknown) and {item: why unreadable}."
+def _image_input(task, data: bytes, serving) -> np.ndarray:
+    "An image file's model input as `task` decodes it, after the API's limits on its size (read from its header only)."
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            (w, h), fmt = im.size, (im.format or '').lower()
+    except (UnidentifiedImageError, Image.DecompressionBombError):
+        raise InputError('not an image file that can be read (PNG, JPEG, ...)') from None
+    if max(w, h) > serving.max_image_side or w * h > serving.max_image_pixels:
+        raise InputError(
+            f'image is {w}x{h}; at most {serving.max_image_side} a side and {serving.max_image_pixels} pixels'
+        )
+    return task.decode(data, f'image/{fmt}')
+
+
+def _files(folder) -> tuple[Path, list[Path]]:
     root = Path(folder).expanduser()
     if not root.is_dir():
         raise ValueError(f'{folder} is not a folder' + ('' if root.exists() else ' (it does not exist)'))
@@ -38,21 +58,121 @@ def read_folder(
     )
     if not files:
         raise ValueError(f'{folder} holds no files')
+    return root, files
+
+
+def read_folder(
+    folder: str | Path,  # a folder of image files (of rows' files, for a row task), searched recursively
+    serving,  # `settings.serving`: its max_image_side and max_image_pixels, as the API applies them
+    task=None,  # the project's task (`mlproj.task.Task`); None: digits
+) -> tuple[list[str], np.ndarray, list, dict]:
+    "Item names (paths relative to `folder`), model inputs of the readable ones, labels (None: unknown) and {item: why unreadable}."
+    from mlproj.task import load_task
+
+    task = task or load_task('digits')
+    root, files = _files(folder)
     items, X, labels, errors = [], [], [], {}
+    if task.input.kind == 'row':  # every file of rows in it, its items named file:line
+        for f in files:
+            name = f.relative_to(root).as_posix()
+            if f.suffix.lower() not in ROW_FILES:
+                items.append(name), labels.append(None)
+                errors[name] = f'not a file of rows ({", ".join(ROW_FILES)})'
+                continue
+            i, x, y, e = read_rows(f, task, name)
+            items += i
+            X += x
+            labels += y
+            errors |= e
+        return items, np.stack(X) if X else np.zeros((0, *task.input.shape), np.float32), labels, errors
     for f in files:
         name = f.relative_to(root).as_posix()
         items.append(name)
-        labels.append(_label_of(f.relative_to(root)))
+        labels.append(_label_of(f.parent.name, task.classes) if f.parent != root else None)
         try:
-            X.append(
-                to_model_input(
-                    decode_image(f.read_bytes(), serving.max_image_side, serving.max_image_pixels),
-                    serving.max_image_side,
-                )
-            )
-        except (InputError, OSError) as e:
+            X.append(_image_input(task, f.read_bytes(), serving))
+        except (InputError, OSError, ValueError) as e:
             errors[name] = str(e)
-    return items, np.stack(X) if X else np.zeros((0, 8, 8), np.float32), labels, errors
+    return items, np.stack(X) if X else np.zeros((0, *task.input.shape), np.float32), labels, errors
+
+# %% ../nbs/33_batch.ipynb #bd2f8594
+LABEL_FIELDS = ('label', 'class', 'true_label')  # a row's field that gives its true class (a name or an index)
+ROW_FILES = ('.csv', '.jsonl', '.ndjson')  # files of rows: CSV with a header, or JSON lines
+
+
+def _number(v: str):
+    "A CSV field: a number when it reads as one, None when empty, else the text (a number with a unit, say)."
+    v = v.strip()
+    if not v:
+        return None
+    try:
+        return float(v)
+    except ValueError:
+        return v
+
+
+def read_rows(
+    path: str
+    | Path,  # a CSV file with a header naming the features, or JSON lines (one object a line: .jsonl, .ndjson)
+    task,  # the project's task: a row task
+    name: str | None = None,  # how item names start (`name:line`); None: the file's name
+) -> tuple[list[str], list, list, dict]:
+    "Item names (`file:line`), model inputs of the readable rows, labels (None: unknown) and {item: why unreadable}."
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise ValueError(f'{path} is not a file' + ('' if path.exists() else ' (it does not exist)'))
+    text = path.read_bytes().decode('utf-8-sig', errors='replace')
+    if path.suffix.lower() in ('.jsonl', '.ndjson'):
+        lines = [(n, line) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
+        records = []
+        for n, line in lines:
+            try:
+                records.append((n, json.loads(line)))
+            except ValueError as e:
+                records.append((n, InputError(f'not a JSON line: {e}')))
+    else:
+        reader = csv.DictReader(io.StringIO(text, newline=''))
+        records = [
+            (reader.line_num, {k.strip(): _number(v or '') for k, v in r.items() if k is not None})
+            for r in reader
+            if any((v or '').strip() for v in r.values() if isinstance(v, str))
+        ]
+    items, X, labels, errors = [], [], [], {}
+    for n, r in records:
+        item = f'{name or path.name}:{n}'
+        items.append(item)
+        y = None
+        if isinstance(r, dict):
+            given = [r.pop(k) for k in [k for k in r if str(k).lower() in LABEL_FIELDS]]
+            y = _label_of(str(given[0]).removesuffix('.0'), task.classes) if given and given[0] is not None else None
+        labels.append(y)
+        try:
+            if isinstance(r, Exception):
+                raise r
+            X.append(task.prepare(r))
+        except (InputError, ValueError, TypeError) as e:
+            errors[item] = str(e)
+    return items, X, labels, errors
+
+# %% ../nbs/33_batch.ipynb #67b88902
+def read_file(
+    path: str | Path,  # rows (CSV with a header, or JSON lines) for a row task; one image for an image task
+    serving,  # `settings.serving`
+    task,  # the project's task
+) -> tuple[list[str], np.ndarray, list, dict]:
+    "`read_folder`'s answer for one file: its rows, or its one image."
+    path = Path(path).expanduser()
+    if task.input.kind == 'row':
+        items, X, labels, errors = read_rows(path, task)
+    else:
+        if not path.is_file():
+            raise ValueError(f'{path} is not a file' + ('' if path.exists() else ' (it does not exist)'))
+        items, X, labels, errors = [path.name], [], [None], {}
+        try:
+            X.append(_image_input(task, path.read_bytes(), serving))
+        except (InputError, OSError, ValueError) as e:
+            errors[path.name] = str(e)
+    return items, np.stack(X) if X else np.zeros((0, *task.input.shape), np.float32), labels, errors
 
 # %% ../nbs/33_batch.ipynb #c16751cf
 def read_version(
@@ -76,7 +196,7 @@ def read_version(
     return vid, items, np.concatenate([data[s][0] for s in splits]), [int(v) for s in splits for v in data[s][1]]
 
 # %% ../nbs/33_batch.ipynb #a0c66193
-PREDICTION_COLUMNS = ('item', 'label', 'probability', 'margin', 'true_label', 'error')
+PREDICTION_COLUMNS = ('item', 'label', 'class', 'probability', 'margin', 'true_label', 'true_class', 'error')
 
 
 def summarize(
@@ -84,40 +204,37 @@ def summarize(
     probs: np.ndarray,  # (n readable, classes) probabilities, in the order of the readable items
     labels: list,  # true label of each item, None when unknown
     errors: dict,  # {item: why it could not be read}
+    classes: tuple | None = None,  # the task's class names; None: the indices
 ) -> tuple[list[dict], dict]:
-    "The predictions file's rows and the summary: counts per label, mean confidence and margin, accuracy on labelled items."
+    "The predictions file's rows and the summary: counts per class, mean confidence and margin, accuracy on labelled items."
     from mlproj.evaluate import classification_metrics
 
+    classes = tuple(classes or (str(i) for i in range(probs.shape[1])))
     top2 = np.sort(probs, axis=1)[:, -2:] if len(probs) else np.zeros((0, 2))
     pred, it = probs.argmax(1), iter(range(len(probs)))
     rows = []
     for name, y in zip(items, labels):
+        truth = dict(true_label='', true_class='') if y is None else dict(true_label=y, true_class=classes[y])
         if name in errors:
-            rows.append(
-                dict(
-                    item=name,
-                    label='',
-                    probability='',
-                    margin='',
-                    true_label='' if y is None else y,
-                    error=errors[name],
-                )
-            )
+            rows.append(dict(item=name, label='', probability='', margin='', **truth, error=errors[name]))
+            rows[-1]['class'] = ''
             continue
         i = next(it)
         rows.append(
-            dict(
-                item=name,
-                label=int(pred[i]),
-                probability=round(float(top2[i, 1]), 6),
-                margin=round(float(top2[i, 1] - top2[i, 0]), 6),
-                true_label='' if y is None else y,
-                error='',
-            )
+            {
+                'item': name,
+                'label': int(pred[i]),
+                'class': classes[pred[i]],
+                'probability': round(float(top2[i, 1]), 6),
+                'margin': round(float(top2[i, 1] - top2[i, 0]), 6),
+                **truth,
+                'error': '',
+            }
         )
     scored = [(r['true_label'], r['label']) for r in rows if r['true_label'] != '' and r['label'] != '']
-    counts = {str(k): int(v) for k, v in zip(*np.unique(pred, return_counts=True))}
+    counts = {classes[k]: int(v) for k, v in zip(*np.unique(pred, return_counts=True))}
     summary = dict(
+        classes=list(classes),
         items=len(items),
         predicted=len(probs),
         unreadable=len(errors),
@@ -129,7 +246,7 @@ def summarize(
         macro_f1=None,
     )
     if scored:
-        m = classification_metrics(np.array([a for a, _ in scored]), np.array([b for _, b in scored]), probs.shape[1])
+        m = classification_metrics(np.array([a for a, _ in scored]), np.array([b for _, b in scored]), len(classes))
         summary.update(accuracy=m['accuracy'], macro_f1=m['macro_f1'])
     return rows, summary
 
@@ -146,38 +263,52 @@ def write_predictions(path: Path, rows: list[dict]) -> Path:
 def predict_batch(
     settings,  # the project's `Settings`
     dataset_version: str | None = None,  # a dataset version id (or its first 6+ characters) ...
-    folder: str | None = None,  # ... or a folder of images (relative to the project root, or absolute)
+    folder: str | None = None,  # ... or a folder of images (of files of rows, for a row task) ...
     model: str = 'production',  # a registry alias or version number
     split: str = 'all',  # with dataset_version: all, train, val or test
     run_dir: str
     | Path
     | None = None,  # where predictions.csv and metrics.json go; None: reports/runs/interactive-predict
-    batch: int = 4096,  # images per onnxruntime call
+    batch: int = 4096,  # inputs per onnxruntime call
+    file: str | None = None,  # ... or one file: a CSV or JSON lines of rows for a row task, an image for an image task
 ) -> dict:
-    "Predict every item of a dataset version or a folder with a registered model; write predictions.csv and metrics.json; the summary."
+    "Predict every item of a dataset version, a folder or a file with a registered model; write predictions.csv and metrics.json; the summary."
+    from mlproj.data import version_task
     from mlproj.predict import Predictor
     from mlproj.registry import Registry
     from mlproj.store import Store
+    from mlproj.task import task_of
 
-    if (dataset_version is None) == (folder is None):
-        raise ValueError('give a dataset_version or a folder of images (one of them)')
-    store = Store(settings.store_url)
+    if sum(x is not None for x in (dataset_version, folder, file)) != 1:
+        raise ValueError('give a dataset_version, a folder or a file (one of them)')
+    store, task = Store(settings.store_url), task_of(settings)
     if folder is not None:
-        items, X, labels, errors = read_folder(settings.resolve(folder), settings.serving)
+        items, X, labels, errors = read_folder(settings.resolve(folder), settings.serving, task)
         source = dict(folder=str(Path(settings.resolve(folder)).resolve()))
+    elif file is not None:
+        items, X, labels, errors = read_file(settings.resolve(file), settings.serving, task)
+        source = dict(file=str(Path(settings.resolve(file)).resolve()))
     else:
         vid, items, X, labels = read_version(store, dataset_version, split)
+        if (made := version_task(store, vid).name) != task.name:
+            raise ValueError(f"dataset version {vid} is of task {made}, not the project's task {task.name}")
         errors, source = {}, dict(dataset_version=vid, split=split)
     bundle = Registry(store).load(model)
+    if (of := bundle.manifest.get('preprocessing', {}).get('task', 'digits')) != task.name:
+        raise ValueError(
+            f"model version {bundle.version} is a model of task {of}, not of the project's task {task.name}: "
+            'predict with a model of this task (--model), or set [task] name'
+        )
     p = Predictor(bundle.onnx, threads=settings.serving.threads)
     probs = (
         np.concatenate([p.probabilities(X[i : i + batch]) for i in range(0, len(X), batch)])
         if len(X)
-        else np.zeros((0, 10), np.float32)
+        else np.zeros((0, len(task.classes)), np.float32)
     )
-    rows, summary = summarize(items, probs, labels, errors)
+    rows, summary = summarize(items, probs, labels, errors, task.classes)
     summary = dict(
         source,
+        task=task.name,
         model_ref=str(model),
         model_version=bundle.version,
         **summary,
@@ -192,7 +323,13 @@ def predict_batch(
 # %% ../nbs/33_batch.ipynb #f1da34d1
 def batch_summary_markdown(s: dict) -> str:
     "A batch's summary as Markdown: where from, how many, labels predicted, confidence, accuracy when labels are known."
-    src = f'folder `{s["folder"]}`' if s.get('folder') else f'dataset version `{s["dataset_version"]}` ({s["split"]})'
+    src = (
+        f'folder `{s["folder"]}`'
+        if s.get('folder')
+        else f'file `{s["file"]}`'
+        if s.get('file')
+        else f'dataset version `{s["dataset_version"]}` ({s["split"]})'
+    )
     fig = lambda v: '-' if v is None else f'{v:.4f}'
     t = (
         f'{s["items"]} items from {src}, model {s["model_ref"]} (version {s["model_version"]})\n\n| | |\n|---|---:|\n'
@@ -200,7 +337,7 @@ def batch_summary_markdown(s: dict) -> str:
         f'| mean margin | {fig(s["mean_margin"])} |\n| labelled | {s["labelled"]} |\n| accuracy on labelled | {fig(s["accuracy"])} |\n\n'
     )
     t += (
-        '| label | '
+        '| class | '
         + ' | '.join(s['counts'])
         + ' |\n|---|'
         + '---:|' * len(s['counts'])
@@ -215,11 +352,12 @@ def cmd_predict(args, settings):
     from mlproj.jobs import job_parameters, read_run, run_job
 
     params = job_parameters(settings, 'predict', args.p)
-    for name in ('dataset_version', 'folder', 'model', 'split'):
+    for name in ('dataset_version', 'folder', 'file', 'model', 'split'):
         if getattr(args, name) is not None:
             params[name] = getattr(args, name)
-    if params.get('folder'):
-        params['folder'] = str(Path(params['folder']).expanduser().resolve())  # from where the command runs
+    for name in ('folder', 'file'):
+        if params.get(name):
+            params[name] = str(Path(params[name]).expanduser().resolve())  # from where the command runs
     run = run_job(settings, 'predict', params, progress=not args.quiet)
     s = read_run(run)['metrics']
     say(
@@ -237,15 +375,22 @@ def add_commands(add):
     s = add(
         'predict',
         cmd_predict,
-        'Predict a dataset version or a folder of images with a registered model (the predict job, in the '
-        'foreground): predictions.csv and a summary in reports/runs/<run-id>/.',
+        'Predict a dataset version, a folder of images or a file of rows with a registered model (the predict job, '
+        'in the foreground): predictions.csv (label and class name) and a summary in reports/runs/<run-id>/.',
         jobs=True,
         job='predict',
     )
     src = s.add_mutually_exclusive_group()
     src.add_argument('--dataset-version', help='a dataset version id (or its first 6+ characters)')
     src.add_argument(
-        '--folder', help='a folder of images, searched recursively (an image in a folder named 0..9 is labelled by it)'
+        '--folder',
+        help='a folder of images, searched recursively (an image in a folder named after a class, or its index, is '
+        'labelled by it); for a row task, a folder of .csv / .jsonl files of rows',
+    )
+    src.add_argument(
+        '--file',
+        help='a file of rows for a row task: CSV with a header naming the features, or JSON lines (a label or class '
+        'column gives the true class); for an image task, one image',
     )
     s.add_argument('--split', choices=['all', 'train', 'val', 'test'], help='with --dataset-version (default all)')
     s.add_argument('--model', help='a registry alias or version number (default production)')

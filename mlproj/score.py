@@ -26,7 +26,7 @@ COLUMNS = ('item', 'label', 'confidence')
 # the batch-prediction job's predictions.csv (mlproj.batch) scores as it is: its `probability` is the confidence,
 # and its other columns (which say nothing about the answer) are read past
 ALIASES = {'probability': 'confidence'}
-BATCH_ONLY = ('margin', 'true_label', 'error')
+BATCH_ONLY = ('class', 'margin', 'true_label', 'true_class', 'error')
 MAX_ERRORS = 20  # problems listed for one file; the rest are counted
 MAX_BYTES = 2_000_000  # a predictions file larger than this is refused (a test split of 20,000 items fits)
 
@@ -76,11 +76,13 @@ def parse_predictions(
     data: bytes,  # the uploaded file
     items: list,  # the item ids (sha256) of the split being scored
     where: str = 'the test split',  # how messages name the split
-    n_classes: int = 10,
+    classes: tuple = tuple(str(d) for d in range(10)),  # the task's class names: a label is one of them, or its index
     max_bytes: int = MAX_BYTES,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     "Answers (and confidences, when a confidence column is given) in the order of `items`, from CSV bytes; `ScoreError` lists every problem."
     index = {sha: i for i, sha in enumerate(items)}
+    named = {str(c).casefold(): i for i, c in enumerate(classes)} | {str(i): i for i in range(len(classes))}
+    shown = ', '.join(map(str, classes[:10])) + (', ...' if len(classes) > 10 else '')
     rows = _read_rows(data, max_bytes)
     first = next(rows, None)
     if first is None:
@@ -118,10 +120,14 @@ def parse_predictions(
             errors.append(f'line {n}: item {_short(sha)} is given twice (first on line {seen[sha]})')
             continue
         seen[sha] = n
-        if not (f['label'].isdigit() and int(f['label']) < n_classes):
-            errors.append(f'line {n}: label {_short(f["label"])} is not in the label set 0-{n_classes - 1}')
+        k = named.get(f['label'].casefold())
+        if k is None:
+            errors.append(
+                f'line {n}: label {_short(f["label"])} is not a class: give a class name ({shown}) '
+                f'or its index 0-{len(classes) - 1}'
+            )
         else:
-            pred[index[sha]] = int(f['label'])
+            pred[index[sha]] = k
         if 'confidence' in f:
             try:
                 c = float(f['confidence'])
@@ -145,7 +151,7 @@ def parse_predictions(
         raise ScoreError(errors)
     return pred, (conf if 'confidence' in cols else None)
 
-# %% ../nbs/32_score.ipynb #fd5b432f
+# %% ../nbs/32_score.ipynb #07e2a388
 def score_predictions(
     store,  # a `mlproj.store.Store`
     vid: str,  # the dataset version whose test split is scored
@@ -153,31 +159,30 @@ def score_predictions(
     max_bytes: int = MAX_BYTES,
     hidden: bool = True,  # the split's labels are hidden from the submitter: no mistakes list, no confusion matrix
 ) -> dict:
-    "Score a predictions CSV against the test split of dataset version `vid`: the result `mlproj.report.report_html` draws."
+    "Score a predictions CSV against the test split of dataset version `vid`, of the task it records: the result `mlproj.report.report_html` draws."
     from mlproj.data import version_task
     from mlproj.versions import get_version
 
-    v = get_version(store, vid)
+    v, task = get_version(store, vid), version_task(store, vid)
+    n = len(task.classes)
     test = [(i, e) for i, e in enumerate(v['examples']) if e.split == 'test']
     if not test:
         raise ScoreError([f'dataset version {vid} has no test split to score'])
     items, y = [e.sha256 for _, e in test], np.array([e.label for _, e in test], np.int64)
-    pred, conf = parse_predictions(data, items, f'the test split of dataset version {vid}', max_bytes=max_bytes)
+    pred, conf = parse_predictions(data, items, f'the test split of dataset version {vid}', task.classes, max_bytes)
     shown = (
         None if hidden else items
     )  # item ids are what makes a mistake list: without them, only figures over many items
     if v['meta'].get('service_like'):
-        task = version_task(store, vid)
         slices = [v['meta']['slices'][i] for i, _ in test]
-        label, m = (
-            'service-like',
-            service_like_metrics(y, pred, slices, conf, shown, task.slice_keys, len(task.classes)),
-        )
+        label, m = 'service-like', service_like_metrics(y, pred, slices, conf, shown, task.slice_keys or None, n)
     else:
-        label, m = 'benchmark', prediction_metrics(y, pred, conf, shown)
+        label, m = 'benchmark', prediction_metrics(y, pred, conf, shown, n_classes=n)
     if hidden:
         del m['confusion']
     return dict(
+        task=task.name,
+        classes=list(task.classes),
         split='test',
         dataset_version=vid,
         label=label,
@@ -203,6 +208,22 @@ def score_report_html(
         f'<section><h2>{t}</h2>{fn(result, store) if fn is gallery_html else fn(result)}</section>'
         for t, fn in SECTIONS
         if fn not in skip
+    ) + _per_class_html(result)
+
+
+def _per_class_html(result: dict) -> str:
+    "Recall and precision of each class, named by the task's class names."
+    from html import escape
+
+    m = result['model']
+    names = result.get('classes') or list(range(len(m['per_class_recall'])))
+    rows = ''.join(
+        f'<tr><th scope="row">{escape(str(c))}</th><td class="num">{r:.4f}</td><td class="num">{p:.4f}</td></tr>'
+        for c, r, p in zip(names, m['per_class_recall'], m['per_class_precision'])
+    )
+    return (
+        '<section><h2>Per class</h2><div class="table-wrap"><table class="grid per-class">'
+        f'<tr><th>class</th><th>recall</th><th>precision</th></tr>{rows}</table></div></section>'
     )
 
 # %% ../nbs/32_score.ipynb #c6cade0b

@@ -106,11 +106,13 @@ def capture_feedback(
     try:
         pid = get_project(db, a.feedback_project).id
     except NotFound:
+        from mlproj.task import task_of
+
         try:
             pid = create_project(
                 db,
                 a.feedback_project,
-                [str(d) for d in range(10)],
+                list(task_of(settings).classes),
                 [],
                 overlap=a.overlap,
                 lease_seconds=a.lease_seconds,
@@ -152,12 +154,15 @@ def cmd_create(args, settings):
         : args.limit
     ]
     items = [(e.sha256, item_provenance(store, e.sha256)['media_type']) for e in ex]
+    from mlproj.task import task_of
+
     guide = Path(args.guide).read_text() if args.guide else ''
+    labels = [x.strip() for x in args.labels.split(',')] if args.labels else list(task_of(settings).classes)
     db = open_db(settings)
     create_project(
         db,
         args.name,
-        args.labels.split(','),
+        labels,
         items,
         overlap=args.overlap or settings.annotate.overlap,
         guide=guide,
@@ -208,7 +213,8 @@ def add_commands(add):
     s.add_argument('--split', action='append', help='only items of this split (repeatable)')
     s.add_argument('--limit', type=int, help='only the first N items')
     s.add_argument(
-        '--labels', default=','.join(map(str, range(10))), help='comma-separated label names (at most 10; default 0..9)'
+        '--labels',
+        help="comma-separated label names (up to 1000; default: the task's class names, which a consensus export needs)",
     )
     s.add_argument('--overlap', type=int, help='k distinct annotators per item (default: [annotate] overlap)')
     s.add_argument('--guide', help='a Markdown file shown beside each item')

@@ -164,7 +164,9 @@ def test_a_token_cannot_read_or_write_anothers_work(settings, db_url):
         assert httpx.get(f'{url}/api/next').status_code == 401
         assert httpx.get(f'{url}/api/next', headers={'authorization': 'Bearer nope'}).status_code == 401
         r = c['a00'].post(f'/api/assignments/{mine["id"]}', json={'label': 12})
-        assert r.status_code == 422 and 'body.label: Input should be less than or equal to 9' in r.json()['detail']
+        assert r.status_code == 409 and 'not one of the 10 labels of project' in r.json()['detail']  # the project's
+        r = c['a00'].post(f'/api/assignments/{mine["id"]}', json={'label': 1000})  # past any project's labels
+        assert r.status_code == 422 and 'body.label: Input should be less than or equal to 999' in r.json()['detail']
         assert c['a00'].post(f'/api/assignments/{mine["id"]}', json={'label': 2}).status_code == 200
         assert c['a00'].get(f'/api/assignments/{mine["id"]}').json()['label'] == 2
         for x in c.values():

@@ -108,3 +108,70 @@ def test_predict_command_scores_a_dataset_version_as_the_evaluation_does(trained
     bad = _mlproj(settings, 'predict', '--folder', str(tmp_path / 'missing'), '--quiet')
     assert bad.returncode == 1 and bad.stderr.count('\n') == 1 and 'does not exist' in bad.stderr
     assert _mlproj(settings, 'predict', '--split', 'dev').returncode == 2  # argparse refuses it before anything runs
+
+
+@pytest.fixture(scope='module')
+def wine_model(tmp_path_factory):
+    "A wine model trained for real on the wine benchmark (a short run), registered as production; (settings, version)."
+    from mlproj.data import benchmark_version
+    from mlproj.evaluate import evaluate_run
+    from mlproj.servicelike import service_like_version
+    from mlproj.train import config_from_settings, train
+
+    tmp = tmp_path_factory.mktemp('wine-batch')
+    s = make_settings(tmp, MLPROJ_TASK_NAME='wine', MLPROJ_PROBLEM_SERVICE_LIKE_PER_CLASS='4')
+    vid = benchmark_version(s)
+    run = tmp / 'run'
+    train(config_from_settings(s, vid, run, max_epochs=30, wandb_mode='disabled', progress=False))
+    ev = evaluate_run(run, vid, s.store_url, s.problem, service_like_version=service_like_version(s))
+    reg = open_registry(s)
+    reg.set_alias('production', reg.register(run, ev, train_run='t', eval_run='e', code_version={}))
+    return s, vid
+
+
+def test_a_csv_of_wine_rows_is_predicted_with_class_names_and_scores_as_it_is(wine_model, tmp_path):
+    from mlproj.batch import predict_batch
+    from mlproj.score import score_predictions
+    from mlproj.task import load_task
+
+    s, vid = wine_model
+    wine = load_task('wine')
+    X, y = load_split(Store(s.store_url), vid, 'test')
+    cols = list(reversed(wine.input.features))  # any order, as a request may send them
+    lines = [','.join(cols) + ',class']
+    for x, label in zip(X, y):
+        row = dict(zip(wine.input.features, x.tolist()))
+        lines.append(','.join(f'{row[c]:.6g}' for c in cols) + f',{wine.classes[label]}')
+    lines.append(','.join('x' for _ in cols) + ',')  # a row the task refuses: a row of its own, with the reason
+    (tmp_path / 'wines.csv').write_text('\n'.join(lines) + '\n')
+    m = predict_batch(s, file=str(tmp_path / 'wines.csv'), run_dir=tmp_path / 'run')
+    rows = read_rows(tmp_path / 'run' / 'predictions.csv')
+    assert list(rows[0]) == ['item', 'label', 'class', 'probability', 'margin', 'true_label', 'true_class', 'error']
+    ok = [r for r in rows if not r['error']]
+    assert len(ok) == len(y) and [r['item'] for r in rows if r['error']] == [f'wines.csv:{len(y) + 2}']
+    assert all(r['class'] == wine.classes[int(r['label'])] for r in ok)
+    assert [r['true_class'] for r in ok] == [wine.classes[k] for k in y]
+    # the same model and preprocessing as the evaluation: the answers of the test split's own inputs
+    probs = Predictor(open_registry(s).load('production').onnx).probabilities(X)
+    assert [int(r['label']) for r in ok] == probs.argmax(1).tolist()
+    assert (m['task'], m['classes'], m['labelled'], m['unreadable']) == ('wine', list(wine.classes), len(y), 1)
+    assert set(m['counts']) <= set(wine.classes) and sum(m['counts'].values()) == len(y)
+    assert m['accuracy'] == pytest.approx(float(np.mean(probs.argmax(1) == y))) and m['accuracy'] > 0.8
+    # the predictions file scores as it is against the version's test split, once its items are the split's ids
+    from mlproj.evaluate import split_items
+
+    ids = split_items(Store(s.store_url), vid, 'test')
+    text = (tmp_path / 'run' / 'predictions.csv').read_text().splitlines()
+    own = [text[0]] + [i + line[line.index(',') :] for i, line in zip(ids, text[1 : len(ids) + 1])]
+    scored = score_predictions(Store(s.store_url), vid, '\n'.join(own).encode())  # its class columns are read past
+    assert scored['classes'] == list(wine.classes) and scored['model']['accuracy'] == pytest.approx(m['accuracy'])
+
+
+def test_a_digits_model_does_not_predict_wine_rows(wine_model, trained, tmp_path):
+    from mlproj.batch import predict_batch
+
+    s = make_settings(tmp_path, MLPROJ_TASK_NAME='wine')
+    with_production_model(trained, s)  # a digits model as production
+    (tmp_path / 'w.jsonl').write_text('{"alcohol": 13.2}\n')
+    with pytest.raises(ValueError, match="model version 1 is a model of task digits, not of the project's task wine"):
+        predict_batch(s, file=str(tmp_path / 'w.jsonl'), run_dir=tmp_path / 'run')

@@ -178,7 +178,9 @@ def test_bad_files_are_refused_with_line_numbers(served, split):
     e = errors_of(submit(client, '\n'.join(lines).encode()))
     assert e[0].startswith("line 4: unknown item id '0123456789abcdef'")
     assert e[1].startswith('line 5: item') and 'is given twice (first on line 2)' in e[1]
-    assert e[2] == "line 6: label '12' is not in the label set 0-9"
+    assert (
+        e[2] == "line 6: label '12' is not a class: give a class name (0, 1, 2, 3, 4, 5, 6, 7, 8, 9) or its index 0-9"
+    )
     assert e[3].startswith('1 of the 334 items') and 'have no line' in e[3]  # the item whose line was replaced
     assert errors_of(submit(client, '\n'.join(good[1:]).encode()))[0].startswith('line 1: no header')
     missing = errors_of(submit(client, '\n'.join(good[:-10]).encode()))

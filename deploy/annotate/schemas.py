@@ -7,6 +7,8 @@ from typing import Annotated, Literal
 from fastapi import Path
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict
 
+from mlproj.annotate import MAX_LABELS
+
 from ..schemas import ErrorDetail, api_routes, plain_validation_error
 
 __all__ = [
@@ -20,6 +22,7 @@ __all__ = [
     'ErrorDetail',
     'Id',
     'Int',
+    'ItemRow',
     'Label',
     'Next',
     'PathId',
@@ -48,7 +51,7 @@ def Int(lo: int, hi: int, description: str | None = None):
 
 
 Id = Int(1, MAX_ID)
-Label = Int(0, 9, "the label's index in the project's label list (keys 0-9)")
+Label = Int(0, MAX_LABELS - 1, "the label's index in the project's label list")
 
 
 def PathId(what: str):
@@ -59,7 +62,7 @@ class Answer(BaseModel):
     "A label (or a skip) for an assignment. Integers only: `true` is not 1."
 
     model_config = ConfigDict(extra='forbid')
-    label: Label | None = Field(None, description='the label index (0-9); null skips the item')
+    label: Label | None = Field(None, description="the label's index in the project's labels; null skips the item")
     item_id: Id | None = Field(
         None, description='the item shown, so that a label arriving after its lease ran out is kept when it can be'
     )
@@ -129,6 +132,20 @@ class AssignmentRecord(BaseModel):
     label: int | None
 
 
+class Feature(BaseModel):
+    name: str
+    value: float
+    unit: str = Field(description="the unit the value is in ('' for none)")
+
+
+class ItemRow(BaseModel):
+    "An item of a row task, as the task shows it to a person: its features' values in the task's order."
+
+    item_id: int
+    task: str
+    features: list[Feature]
+
+
 class Adjudicated(BaseModel):
     item_id: int
     label: int
@@ -163,8 +180,9 @@ _WHY = {
     400: 'the body cannot be parsed (not valid JSON, not UTF-8)',
     401: 'no valid personal token (login cookie or `Authorization: Bearer <token>`)',
     403: 'not yours, or not for your role',
-    404: 'no such assignment or item',
-    409: 'the state of things does not allow it (answered already, the lease went to others)',
+    404: "no such assignment or item (or no row of it: the task's items are images)",
+    409: 'the state of things does not allow it (answered already, the lease went to others, '
+    "a label past the project's labels)",
 }
 
 

@@ -47,7 +47,8 @@ _REFUSED = {
     422: {
         'model': ScoreRefusal,
         'description': 'the file cannot be scored: `errors` lists each problem with its line number '
-        '(not CSV, no header, unknown or repeated item id, a label not in 0-9, a confidence outside 0..1, missing items), '
+        '(not CSV, no header, unknown or repeated item id, a label that is neither a class name of the task nor its index, '
+        'a confidence outside 0..1, missing items), '
         'or its test split is empty',
     },
     404: {'model': ScoreRefusal, 'description': 'no dataset version of that name or id (or the prefix names several)'},
@@ -149,6 +150,19 @@ def _described(ctx: dict, vid: str) -> dict:
     return titles[vid]
 
 
+def _classes(ctx: dict, vid: str) -> list:
+    "The class names of the task dataset version `vid` was made for (the labels a predictions file gives)."
+    classes = ctx.setdefault('classes', {})
+    if vid not in classes:
+        from mlproj.data import version_task
+
+        try:
+            classes[vid] = list(version_task(ctx['store'], vid).classes)
+        except KeyError:  # named but not written yet: the page still shows, without the names
+            classes[vid] = []
+    return classes[vid]
+
+
 def _refusal(e: ScoreError) -> JSONResponse:
     return JSONResponse(
         {
@@ -180,6 +194,7 @@ async def score_page(
             max_bytes=MAX_BYTES,
             per_hour=settings.score.submissions_per_hour,
             chosen=next(v for v in versions if v['id'] == vid),
+            classes=_classes(ctx, vid),
         ),
     )
 

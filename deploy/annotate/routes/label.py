@@ -10,7 +10,17 @@ from fastapi.responses import Response
 from mlproj import annotate as A
 
 from ..deps import DbDep, PersonDep, SettingsDep, db_call, http
-from ..schemas import Answer, AssignmentRecord, Next, PathId, Progress, SaveResponse, UndoResponse, refusals
+from ..schemas import (
+    Answer,
+    AssignmentRecord,
+    ItemRow,
+    Next,
+    PathId,
+    Progress,
+    SaveResponse,
+    UndoResponse,
+    refusals,
+)
 
 router = APIRouter(prefix='/api', tags=['label'])
 
@@ -70,14 +80,43 @@ def progress(person: PersonDep, db: DbDep):
     return A.progress(db, person)
 
 
-@router.get('/items/{item_id}/image', include_in_schema=False)
-def image(item_id: Annotated[int, PathId('item')], person: PersonDep, db: DbDep, settings: SettingsDep):
-    "An item's image: for a person it was handed to, or a reviewer of its project."
+def _item(person, db, settings, item_id: int) -> tuple[bytes, str]:
+    "An item's bytes and media type: for a person it was handed to, or a reviewer of its project."
     sha, media = http(A.item_for, db, person, item_id)
     from mlproj.items import get_item
     from mlproj.store import Store
 
-    data = get_item(Store(settings.store_url), sha)
+    return get_item(Store(settings.store_url), sha), media
+
+
+def item_row(task, data: bytes, media: str) -> list[dict]:
+    "A row task's item as a person reads it: each feature's name, value and unit, in the task's order."
+    values = task.render(task.decode(data, media))
+    units = task.input.units or ('',) * len(task.input.features)
+    # float32 inputs printed to 7 significant digits: 14.23, not 14.229999542236328
+    return [dict(name=f, value=float(f'{values[f]:.7g}'), unit=u) for f, u in zip(task.input.features, units)]
+
+
+@router.get('/items/{item_id}/row', response_model=ItemRow, responses=refusals(403, 404, 409))
+def row(item_id: Annotated[int, PathId('item')], person: PersonDep, db: DbDep, settings: SettingsDep):
+    "An item of a row task as the labelling page shows it: its features' values and units, in the task's order."
+    from mlproj.task import task_of
+
+    data, media = _item(person, db, settings, item_id)
+    task = task_of(settings)
+    if task.show_as != 'row':  # no such resource: the item is an image
+        raise HTTPException(404, f'task {task.name} has no rows: its items are images, at /api/items/{item_id}/image')
+    try:
+        features = item_row(task, data, media)
+    except ValueError as e:  # InputError: an item the task cannot read (stored under another task)
+        raise HTTPException(409, f'item {item_id} is not a row task {task.name} reads: {e}') from None
+    return _json(dict(item_id=item_id, task=task.name, features=features))
+
+
+@router.get('/items/{item_id}/image', include_in_schema=False)
+def image(item_id: Annotated[int, PathId('item')], person: PersonDep, db: DbDep, settings: SettingsDep):
+    "An item's image: for a person it was handed to, or a reviewer of its project."
+    data, media = _item(person, db, settings, item_id)
     if not media.startswith(
         'image/'
     ):  # an item that is not an image file (the digits' 8x8 counts): as the task draws it
@@ -85,7 +124,9 @@ def image(item_id: Annotated[int, PathId('item')], person: PersonDep, db: DbDep,
 
         task = task_of(settings)
         if task.show_as == 'row':
-            raise HTTPException(415, f'item {item_id} is a row of task {task.name}, not an image: read it from /items')
+            raise HTTPException(
+                415, f'item {item_id} is a row of task {task.name}, not an image: read it from /api/items/{item_id}/row'
+            )
         data, media = task.render(task.decode(data, media)), 'image/png'
     return Response(
         data,

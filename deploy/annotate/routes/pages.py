@@ -117,15 +117,37 @@ def login_form(request: Request, db: DbDep, link: Annotated[str, Form(max_length
     return _logged_in(person, token)
 
 
+def _shown(settings) -> dict:
+    "How the pages show the task's items: `show_as` ('image' or 'row') and, for rows, the features with their units."
+    from mlproj.task import task_of
+
+    task = task_of(settings)
+    units = (task.input.units or ('',) * len(task.input.features)) if task.show_as == 'row' else ()
+    features = list(zip(task.input.features, units)) if task.show_as == 'row' else []
+    return dict(show_as=task.show_as, task=task.name, features=features)
+
+
+# up to this many labels, digit keys answer (0-9); beyond, a searchable list (type to filter, Enter)
+KEYED = 10
+
+
 @router.get('/', response_class=HTMLResponse, include_in_schema=False)
-def label_page(request: Request, person: PagePersonDep):
+def label_page(request: Request, person: PagePersonDep, settings: SettingsDep):
     "The labelling page (reviewers go to theirs); a browser without a valid login gets the login page."
     if person is None:
         return _login_page(request, NOT_VALID if _had_token(request) else '')
     if person.role == 'reviewer':
         return RedirectResponse('/review', status_code=303)
     p = project(request, person)
-    return _page(request, 'label.html', person=person, project=p, guide=guide(p.guide))
+    return _page(
+        request,
+        'label.html',
+        person=person,
+        project=p,
+        guide=guide(p.guide),
+        keyed=len(p.labels) <= KEYED,
+        **_shown(settings),
+    )
 
 
 def _had_token(request: Request) -> bool:
@@ -154,12 +176,34 @@ def review_page(request: Request, person: PagePersonDep, db: DbDep, settings: Se
         raise HTTPException(403, 'the review page is for reviewers')
     if suggest:
         S.suggest(db, settings, p.name)  # lazily: loads the model once asked
+    shown, items = _shown(settings), A.to_review(db, p.name)
+    if shown['show_as'] == 'row':  # rows are drawn in the page, as a table each
+        _rows(db, person, settings, items)
     return _page(
         request,
         'review.html',
         person=person,
         project=p,
         guide=guide(p.guide),
-        items=A.to_review(db, p.name),
+        items=items,
         agreement=G.agreement(db, p.name),
+        keyed=len(p.labels) <= KEYED,
+        **shown,
     )
+
+
+def _rows(db, person, settings, items: list[dict]):
+    "Each item's features (name, value, unit) as `row`; an item the task cannot read gets the reason as `unreadable`."
+    from mlproj.items import get_item
+    from mlproj.store import Store
+    from mlproj.task import task_of
+
+    from .label import item_row
+
+    task, store = task_of(settings), Store(settings.store_url)
+    for it in items:
+        sha, media = A.item_for(db, person, it['item_id'])
+        try:
+            it['row'] = item_row(task, get_item(store, sha), media)
+        except ValueError as e:
+            it['unreadable'] = str(e)

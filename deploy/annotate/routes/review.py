@@ -15,7 +15,7 @@ from ..schemas import Adjudicated, Adjudication, Agreement, PathId, refusals
 router = APIRouter(prefix='/api', tags=['review'])
 
 
-@router.post('/review/{item_id}', response_model=Adjudicated, responses=refusals(403))
+@router.post('/review/{item_id}', response_model=Adjudicated, responses=refusals(403, 409))
 def adjudicate(item_id: Annotated[int, PathId('item')], body: Adjudication, person: PersonDep, db: DbDep):
     "A reviewer's label for an item without a majority."
     http(A.adjudicate, db, person, item_id, body.label)
