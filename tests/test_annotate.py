@@ -385,4 +385,4 @@ def test_a_browser_without_a_valid_link_gets_the_login_page_and_a_script_gets_js
         assert page.status_code == 401 and 'This link is not valid' in page.text
         assert 'mlproj_annotate=""' in page.headers['set-cookie']  # the stale cookie is dropped
         shared = c.get('/static/site.css')  # the look the demo and scoring pages share
-        assert shared.status_code == 200 and shared.content == (ROOT / 'deploy' / 'static' / 'site.css').read_bytes()
+        assert shared.status_code == 200 and shared.content == (ROOT / 'mlproj' / 'templates' / 'site.css').read_bytes()

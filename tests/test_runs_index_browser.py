@@ -16,7 +16,7 @@ def runs(tmp_path_factory):
     s = make_settings(tmp_path_factory.mktemp('runs'), **SHORT_RUN_SERVICE_LIKE)
     base = dict(limit_train_batches=2, wandb_mode='disabled')
     t1 = run_job(s, 'train', dict(base, max_epochs=1), progress=False).name
-    t2 = run_job(s, 'train', dict(base, max_epochs=2, lr=0.003), progress=False).name
+    t2 = run_job(s, 'train', dict(base, max_epochs=2, lr=0.01), progress=False).name
     ev = run_job(s, 'evaluate', dict(train_run=t2), progress=False).name
     return s, t1, t2, ev
 
@@ -50,7 +50,7 @@ def test_ticked_runs_are_compared_with_differences_and_better_values_marked(brow
     assert hash_of(page) == f'#compare={t1},{t2}'
     # the parameters that differ are shown and marked; those that do not are shown unmarked
     assert cells(page, 'max_epochs') == ['1', '2'] and page.locator('#compare tr.diff[data-key="max_epochs"]').count()
-    assert cells(page, 'lr')[1] == '0.0030' and page.locator('#compare tr.diff[data-key="lr"]').count()
+    assert cells(page, 'lr') == ['0.0030', '0.0100'] and page.locator('#compare tr.diff[data-key="lr"]').count()
     assert cells(page, 'limit_train_batches') == ['2', '2']
     assert page.locator('#compare tr[data-key="limit_train_batches"]:not(.diff)').count() == 1
     # a figure with a direction: the lower loss is marked as the better one, and only it

@@ -19,6 +19,7 @@ from mlproj import annotate as A
 from mlproj.settings import Settings, load_settings
 
 from ..limits import Workers
+from ..routes.pages import site_css
 from .deps import PG_WRITERS, get_person
 from .routes import label, pages, review
 from .schemas import document_refusals
@@ -41,8 +42,8 @@ def create_app(settings: Settings, db_url: str | None = None) -> FastAPI:
         summary='Label raw items, k annotators each; agreement and adjudication.',
     )
     app.state.settings, app.state.people, app.state.projects, app.state.writers = settings, {}, {}, Workers(PG_WRITERS)
-    shared = [('deploy', 'static')]  # deploy/static/site.css: the look of the demo and scoring pages too
-    app.mount('/static', StaticFiles(directory=pages.STATIC, packages=shared), name='static')
+    app.add_api_route('/static/site.css', site_css, include_in_schema=False)  # the look every page shares
+    app.mount('/static', StaticFiles(directory=pages.STATIC), name='static')
     for r in (pages.router, label.router, review.router):
         app.include_router(r)
     return document_refusals(app, get_person)  # last: it documents every route's 401, 400 and 422

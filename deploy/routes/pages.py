@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse
+from fastapi.responses import FileResponse, HTMLResponse
 from fastapi.templating import Jinja2Templates
 from starlette.concurrency import run_in_threadpool
 
@@ -20,6 +20,15 @@ STATIC = HERE / 'static'
 templates = Jinja2Templates(directory=HERE / 'templates')
 
 CSP = DEMO  # the page may load and call this server only: no CDN, no third-party anything (it works offline)
+# the look every page shares: the demo, scoring and annotation pages link it, the reports (written by the library, read
+# offline or published) carry it inline, so it lives with the library's templates
+SITE_CSS = Path(__file__).resolve().parents[2] / 'mlproj' / 'templates' / 'site.css'
+
+
+@router.get('/static/site.css', include_in_schema=False)
+def site_css():
+    "The stylesheet every page shares."
+    return FileResponse(SITE_CSS, media_type='text/css', headers={'cache-control': 'public, max-age=3600'})
 
 
 def sample_row(settings, task, model) -> dict:
