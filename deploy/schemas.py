@@ -463,10 +463,51 @@ def describe_task(app, task, digits_readers: bool = False):
             parts['CorrectionResponse']['properties']['label']['maximum'] = n - 1
         op = schema['paths'].get('/corrections', {}).get('post')
         if op is not None:
-            from .routes.corrections import correction_body
-
             op['requestBody'] = correction_body(task)
         return schema
 
     app.openapi = openapi
     return app
+
+
+KINDS = 'PNG, JPEG, GIF, WebP or BMP'  # the image files a correction may be
+
+
+def correction_body(task) -> dict:
+    "The OpenAPI request body of /corrections for `task`: a drawing and its label, or a row (JSON) and its label."
+    n = len(task.classes)
+    label = {
+        'type': 'integer',
+        'minimum': 0,
+        'maximum': n - 1,
+        'description': 'the class it was, as its index: ' + ', '.join(f'{i} {c}' for i, c in enumerate(task.classes)),
+    }
+    if task.input.kind == 'row':
+        row = predict_body(task)['content']['application/json']['schema']['oneOf'][0]
+        schema = {
+            'type': 'object',
+            'required': ['row', 'label'],
+            'additionalProperties': False,
+            'properties': {'row': row, 'label': label},
+        }
+        return {'required': True, 'content': {'application/json': {'schema': schema}}}
+    return {
+        'required': True,
+        'content': {
+            'multipart/form-data': {
+                'schema': {
+                    'type': 'object',
+                    'required': ['file', 'label'],
+                    'properties': {
+                        'file': {
+                            'type': 'string',
+                            'format': 'binary',
+                            'description': f'the drawing, one input ({KINDS}; the demo page sends its canvas as PNG), '
+                            'at most [serving] max_correction_bytes',
+                        },
+                        'label': label,
+                    },
+                }
+            }
+        },
+    }

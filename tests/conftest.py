@@ -22,7 +22,13 @@ def make_settings(tmp: Path, **env):
     "The project's settings.ini with the store and reports moved into `tmp` (and any MLPROJ_* overrides)."
     return load_settings(
         ROOT / 'settings.ini',
-        env={'MLPROJ_PATHS_STORE': str(tmp / 'store'), 'MLPROJ_PATHS_REPORTS': str(tmp / 'reports'), **env},
+        # the tests are the digits task's unless they name another (a project generated with another task runs them too)
+        env={
+            'MLPROJ_TASK_NAME': 'digits',
+            'MLPROJ_PATHS_STORE': str(tmp / 'store'),
+            'MLPROJ_PATHS_REPORTS': str(tmp / 'reports'),
+            **env,
+        },
     )
 
 
@@ -260,6 +266,7 @@ def serving_env(store, reports, **env) -> dict:
         'MLPROJ_SETTINGS': str(ROOT / 'settings.ini'),
         'MLPROJ_PATHS_STORE': str(store),
         'MLPROJ_PATHS_REPORTS': str(reports),
+        'MLPROJ_TASK_NAME': 'digits',  # the digits task's server unless `env` names another
         **env,
     }
 

@@ -23,7 +23,7 @@ from mlproj.suggest import capture_feedback
 
 from ..deps import MaybeModelDep, SettingsDep
 from ..inputs import loads_json, prepare_row
-from ..schemas import CorrectionResponse, ErrorDetail
+from ..schemas import KINDS, CorrectionResponse, ErrorDetail
 
 router = APIRouter(tags=['corrections'])
 
@@ -32,49 +32,6 @@ SEND = (
     'e.g. curl -F file=@digit.png -F label=7'
 )
 ROW_SEND = 'send JSON {"row": {feature: value, ...}, "label": the index of the class it was}'
-KINDS = 'PNG, JPEG, GIF, WebP or BMP'
-
-
-def correction_body(task) -> dict:
-    "The OpenAPI request body of /corrections for `task`: a drawing and its label, or a row (JSON) and its label."
-    n = len(task.classes)
-    label = {
-        'type': 'integer',
-        'minimum': 0,
-        'maximum': n - 1,
-        'description': 'the class it was, as its index: ' + ', '.join(f'{i} {c}' for i, c in enumerate(task.classes)),
-    }
-    if task.input.kind == 'row':
-        from ..schemas import predict_body
-
-        row = predict_body(task)['content']['application/json']['schema']['oneOf'][0]
-        schema = {
-            'type': 'object',
-            'required': ['row', 'label'],
-            'additionalProperties': False,
-            'properties': {'row': row, 'label': label},
-        }
-        return {'required': True, 'content': {'application/json': {'schema': schema}}}
-    return {
-        'required': True,
-        'content': {
-            'multipart/form-data': {
-                'schema': {
-                    'type': 'object',
-                    'required': ['file', 'label'],
-                    'properties': {
-                        'file': {
-                            'type': 'string',
-                            'format': 'binary',
-                            'description': f'the drawing, one input ({KINDS}; the demo page sends its canvas as PNG), '
-                            'at most [serving] max_correction_bytes',
-                        },
-                        'label': label,
-                    },
-                }
-            }
-        },
-    }
 
 
 _ERRORS = {
