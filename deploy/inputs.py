@@ -327,11 +327,12 @@ def _pixels(data: bytes) -> int:
         return 0
 
 
-def images_batch(
+def each_file(
     files: list[tuple[str, bytes]],  # (name, encoded image) per uploaded file, in order
-    serving: Serving,  # its max_image_side, max_image_pixels and max_request_pixels
+    serving: Serving,  # its max_request_pixels
+    read,  # (data, where) -> one model input; an InputError's message is prefixed with `where` (file's place and name)
 ) -> np.ndarray:
-    "(n, 8, 8) float32 model inputs for image files (PNG, JPEG, TIFF, anything Pillow reads), either polarity."
+    "The model inputs of uploaded image files, stacked: the request's pixel budget first, then each file read by `read`."
     total = sum(_pixels(data) for _, data in files)
     if total > serving.max_request_pixels:
         raise TooManyImages(
@@ -344,14 +345,19 @@ def images_batch(
         if not data:
             raise InputError(f'{where} is empty')
         try:
-            out.append(
-                to_model_input(
-                    decode_image(data, serving.max_image_side, serving.max_image_pixels), serving.max_image_side
-                )
-            )
+            out.append(read(data, where))
         except InputError as e:
-            raise InputError(f'{where}: {e}') from None
+            raise e if str(e).startswith(where) else InputError(f'{where}: {e}') from None
     return np.stack(out)
+
+
+def images_batch(
+    files: list[tuple[str, bytes]],  # (name, encoded image) per uploaded file, in order
+    serving: Serving,  # its max_image_side, max_image_pixels and max_request_pixels
+) -> np.ndarray:
+    "(n, 8, 8) float32 model inputs for image files (PNG, JPEG, TIFF, anything Pillow reads), either polarity."
+    side, pixels = serving.max_image_side, serving.max_image_pixels
+    return each_file(files, serving, lambda data, _: to_model_input(decode_image(data, side, pixels), side))
 
 
 # ---------------------------------------------------------------- readers made from a task's input spec
@@ -493,34 +499,24 @@ def image_files(name: str, files: list[tuple[str, bytes]], serving: Serving) -> 
     from PIL import Image
 
     task = _task(name)
-    total = sum(_pixels(data) for _, data in files)
-    if total > serving.max_request_pixels:
-        raise TooManyImages(
-            f'the images hold {total} pixels in all; at most {serving.max_request_pixels} are allowed '
-            'in one request: send them in several requests, or smaller'
-        )
-    out = []
-    for i, (fname, data) in enumerate(files, 1):
-        where = f'file {i} ({fname!r})'
-        if not data:
-            raise InputError(f'{where} is empty')
+
+    def read(data, where):
         try:
             with Image.open(io.BytesIO(data)) as im:
                 w, h = im.size
         except Exception:
-            raise InputError(f'{where}: not an image file that can be read (send PNG or JPEG)') from None
+            raise InputError('not an image file that can be read (send PNG or JPEG)') from None
         if max(w, h) > serving.max_image_side:
-            raise InputError(f'{where}: image is {w}x{h}; the largest side allowed is {serving.max_image_side}')
+            raise InputError(f'image is {w}x{h}; the largest side allowed is {serving.max_image_side}')
         if w * h > serving.max_image_pixels:
-            raise InputError(
-                f'{where}: image is {w}x{h} = {w * h} pixels; at most {serving.max_image_pixels} are allowed'
-            )
+            raise InputError(f'image is {w}x{h} = {w * h} pixels; at most {serving.max_image_pixels} are allowed')
         try:
             x = np.asarray(task.prepare(data), dtype=np.float32)
         except ValueError as e:  # InputError included
-            raise InputError(f'{where}: {e}') from None
-        out.append(_image_range(x, task.input, where, where).reshape(task.input.shape))
-    return np.stack(out)
+            raise InputError(str(e)) from None
+        return _image_range(x, task.input, where, where).reshape(task.input.shape)
+
+    return each_file(files, serving, read)
 
 
 def features_in_words(inp) -> str:

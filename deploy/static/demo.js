@@ -7,13 +7,9 @@
   const pad = document.getElementById('pad');
   const ctx = pad.getContext('2d');
   const answer = document.getElementById('answer');
-  const confidence = document.getElementById('confidence');
   const status = document.getElementById('status');
-  const bars = Array.from(document.querySelectorAll('#bars li'));
+  const { show, reset, classes } = window.answerPanel(); // answer.js: the class name, its confidence, a bar a class
   const keys = Array.from(document.querySelectorAll('#correct button[data-label]'));
-  const main = document.querySelector('main');
-  const classes = JSON.parse(main.dataset.classes || '[]'); // the task's class names, index = label
-  const minConfidence = Number(main.dataset.minConfidence || 0); // [serving] min_confidence
   let version = 0;   // bumped at every change of the drawing; an answer is shown only for the newest one
   let inked = false; // something is drawn
   let timer = null;
@@ -87,26 +83,7 @@
   pad.addEventListener('pointerup', end);
   pad.addEventListener('pointercancel', end);
 
-  function show(probabilities, label) {
-    const sure = probabilities[label] >= minConfidence; // below [serving] min_confidence: "can't read that"
-    answer.textContent = sure ? (classes[label] ?? String(label)) : "can't read that";
-    answer.dataset.unsure = String(!sure);
-    confidence.textContent = sure ? `(${Math.round(100 * probabilities[label])}% sure)`
-      : `(at best ${classes[label] ?? label}, ${Math.round(100 * probabilities[label])}% sure)`;
-    bars.forEach((li, d) => {
-      const p = probabilities[d];
-      li.querySelector('.fill').style.width = `${(100 * p).toFixed(1)}%`;
-      li.querySelector('.pct').textContent = `${Math.round(100 * p)}%`;
-      li.classList.toggle('top', d === label);
-    });
-  }
 
-  function reset() {
-    answer.textContent = '?';
-    delete answer.dataset.unsure;
-    confidence.textContent = '';
-    bars.forEach(li => { li.querySelector('.fill').style.width = '0'; li.querySelector('.pct').textContent = '0%'; li.classList.remove('top'); });
-  }
 
   function png() {
     return new Promise((ok, fail) => pad.toBlob(b => (b ? ok(b) : fail(new Error('the canvas gave no image'))), 'image/png'));

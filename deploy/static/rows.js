@@ -6,13 +6,9 @@
   const WAIT_MS = 200;
   const form = document.getElementById('row');
   const answer = document.getElementById('answer');
-  const confidence = document.getElementById('confidence');
   const status = document.getElementById('status');
-  const bars = Array.from(document.querySelectorAll('#bars li'));
+  const { show, reset, classes } = window.answerPanel(); // answer.js: the class name, its confidence, a bar a class
   const keys = Array.from(document.querySelectorAll('#correct button[data-label]'));
-  const main = document.querySelector('main');
-  const classes = JSON.parse(main.dataset.classes || '[]');
-  const minConfidence = Number(main.dataset.minConfidence || 0);
   const inputs = Array.from(form.querySelectorAll('input[name]'));
   let version = 0;     // bumped at every change of the form; an answer is shown only for the newest one
   let answered = null; // the model's answer for the row as it is now
@@ -24,26 +20,7 @@
     return out;
   }
 
-  function show(probabilities, label) {
-    const sure = probabilities[label] >= minConfidence;
-    answer.textContent = sure ? classes[label] : "can't read that";
-    answer.dataset.unsure = String(!sure);
-    confidence.textContent = sure ? `(${Math.round(100 * probabilities[label])}% sure)`
-      : `(at best ${classes[label]}, ${Math.round(100 * probabilities[label])}% sure)`;
-    bars.forEach((li, d) => {
-      const p = probabilities[d];
-      li.querySelector('.fill').style.width = `${(100 * p).toFixed(1)}%`;
-      li.querySelector('.pct').textContent = `${Math.round(100 * p)}%`;
-      li.classList.toggle('top', d === label);
-    });
-  }
 
-  function reset() {
-    answer.textContent = '?';
-    delete answer.dataset.unsure;
-    confidence.textContent = '';
-    bars.forEach(li => { li.querySelector('.fill').style.width = '0'; li.querySelector('.pct').textContent = '0%'; li.classList.remove('top'); });
-  }
 
   async function detail(r) {
     try { return (await r.json()).detail || r.statusText; } catch (_) { return r.statusText; }
