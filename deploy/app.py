@@ -6,6 +6,7 @@ uvicorn deploy.app:app_from_env --factory
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 import os
 from contextlib import asynccontextmanager
@@ -22,7 +23,7 @@ from .inputs import is_digits, reader_for
 from .limits import BodyLimit, Guard, Processes, RateLimit, Workers, return_large_blocks
 from .observe import observe
 from .policy import PagePolicy, docs_policy
-from .routes import admin, corrections, health, jobs, models, pages, predict, reports, score
+from .routes import ROUTERS, pages, predict
 from .schemas import describe_task, document_refusals
 from .serving import Gather, Reloader, load_model
 
@@ -83,18 +84,8 @@ def create_app(
     )
     app.add_middleware(PagePolicy)  # Content-Security-Policy of the scoring and reports pages
     observe(app)  # outermost: request id, metrics and access log for every answer, refusals included; adds /metrics
-    for r in (
-        health.router,
-        models.router,
-        predict.router,
-        corrections.router,
-        jobs.router,
-        admin.router,
-        pages.router,
-        reports.router,
-        score.router,
-    ):
-        app.include_router(r)
+    for name in ROUTERS:  # deploy/routes/__init__.py lists them (a project without an optional stage lacks its own)
+        app.include_router(importlib.import_module(f'{__package__}.routes.{name}').router)
     app.mount('/static', StaticFiles(directory=pages.STATIC), name='static')  # the demo page's script and style
     api_docs(app)
     describe_task(app, task, is_digits(task))  # /predict's body, the answers' classes, from the task

@@ -340,7 +340,20 @@ def _job_epilog(job: str) -> str | None:
 
 # %% ../nbs/90_cli.ipynb #5a9e0c22
 # modules below the CLI whose `add_commands(add)` adds their commands, in the order --help lists them
-STAGES = ('task', 'data', 'lineage', 'collect', 'lighten', 'suggest', 'servicelike', 'batch', 'release')
+STAGES = (
+    'task',
+    'data',
+    'lineage',
+    'collect',
+    'lighten',
+    'suggest',  # the annotate group
+    'servicelike',
+    'batch',
+    'release',
+    'workers',  # the queue's commands: up, worker
+    'queue',  # submit, jobs
+    'sweeps',  # sweep, rerun
+)
 
 # %% ../nbs/90_cli.ipynb #5e258f0a
 def _adder(sub):
@@ -505,14 +518,6 @@ def build_parser() -> argparse.ArgumentParser:
     _add_serve_commands(add)
     for stage in STAGES:
         importlib.import_module(f'mlproj.{stage}').add_commands(add)
-    from mlproj import (
-        queue,
-        sweeps,
-        workers,
-    )  # the queue's commands (up, worker, submit, jobs, sweep, rerun), imported directly
-
-    for m in (workers, queue, sweeps):
-        m.add_commands(add)
     return p
 
 # %% ../nbs/90_cli.ipynb #98ff0fe5

@@ -7,6 +7,10 @@ same answers: `copier update` replays it on the old and the new template version
 randomness or dependence on the destination's state would show up as false conflicts.
 
 What it does, in this order:
+0. removes each optional stage answered "no" (`--queue False`): the files template/stages.toml lists for it, the
+   notebook cells whose first line says `only-with: <stage>`, the lines that say it, and the lines from one saying
+   `begin-only-with: <stage>` to one saying `end-only-with: <stage>` (the registrations: CLI, API routes, deploy
+   recipes, docs rows);
 1. moves the package folder `mlproj/` to `<package>/` (over the files there: they are the team's last version, which
    copier's update merges back afterwards);
 2. removes the blocks between `<!-- template-only -->` and `<!-- /template-only -->` (the template's own
@@ -15,7 +19,8 @@ What it does, in this order:
    the argparse `prog`, the `[project.scripts]` key, `"mlproj", "serve"` command lists), the settings prefix
    (`MLPROJ` -> `<PREFIX>`), then every other `mlproj` (the package: imports, paths, Redis keys, nbdev's config);
 4. lays `<package>/_modidx.py` out again as nbdev writes it (its keys sort differently under another name);
-5. sets the starting task in settings.ini (`[task] name`, where settings.ini has that section);
+5. sets the starting task in settings.ini (`[task] name`, where settings.ini has that section): for the empty
+   skeleton, `<package>.skeleton` (nbs/27_skeleton.ipynb), and the Makefile's notebook tests then run on the digits;
 6. titles the README with the project's name and says which template version it came from (the only line, with
    copier's answers file, that still says `mlproj`);
 7. tidies what a longer or shorter name disturbs, with the project's own tools where copier's Python has them (copier
@@ -29,7 +34,9 @@ Standard library only: it runs in copier's own Python (`{{ _copier_python }}`), 
 
 import argparse
 import ast
+import fnmatch
 import functools
+import json
 import os
 import re
 import shutil
@@ -41,6 +48,7 @@ from pprint import pformat
 OLD = 'mlproj'  # the template's own name: package, command and (upper case) settings prefix
 SKIP_DIRS = {'.git', '.venv', '__pycache__', '.ipynb_checkpoints', '.pytest_cache'}
 TEMPLATE_ONLY = re.compile(r'[ \t]*<!-- template-only -->.*?<!-- /template-only -->[ \t]*\n?', re.DOTALL)
+STAGES = ('crawler', 'annotation', 'queue')  # the optional stages copier.yml asks about (template/stages.toml)
 README_SOURCE = (
     'Generated from the [mlproj](https://github.com/mlproj/mlproj) template at {version} '
     '([updating it](docs/guide/template.md#updating-a-project-to-a-later-template-version))'
@@ -92,6 +100,51 @@ def rename_text(text: str, a: argparse.Namespace, subs: list[str]) -> str:
     return text.replace(OLD, a.package)
 
 
+def stages(src: Path) -> dict:
+    "template/stages.toml: each optional stage's files, and whether it can be removed yet."
+    import tomllib
+
+    manifest = tomllib.loads((src / 'template' / 'stages.toml').read_text())
+    assert set(manifest) == set(STAGES), f'template/stages.toml describes {sorted(manifest)}, not {STAGES}'
+    return manifest
+
+
+def drop_lines(text: str, drop: list[str]) -> str:
+    "`text` without the lines marked `only-with: <a dropped stage>` nor the `begin-only-with`/`end-only-with` blocks."
+    if 'only-with: ' not in text:
+        return text
+    out, inside = [], None
+    for line in text.splitlines(True):
+        m = re.search(r'\b(begin-|end-)?only-with: ([a-z]+)', line)
+        if inside:
+            if m and m[1] == 'end-' and m[2] == inside:
+                inside = None
+            continue
+        if m and m[2] in drop:
+            inside = m[2] if m[1] == 'begin-' else None
+            continue
+        out.append(line)
+    assert not inside, f'a begin-only-with: {inside} block has no end-only-with: {inside}'
+    return ''.join(out)
+
+
+def drop_cells(text: str, drop: list[str]) -> str:
+    "A notebook without the cells whose first line is marked `only-with: <a dropped stage>`, other marked lines dropped."
+    if 'only-with: ' not in text:
+        return text
+    nb = json.loads(text)
+    cells = []
+    for c in nb['cells']:
+        src = ''.join(c['source'])
+        m = re.search(r'\bonly-with: ([a-z]+)', src.split('\n', 1)[0])
+        if m and m[1] in drop:
+            continue
+        c['source'] = drop_lines(src, drop).splitlines(True)
+        cells.append(c)
+    nb['cells'] = cells
+    return json.dumps(nb, indent=1, ensure_ascii=False) + '\n'
+
+
 def modidx_layout(text: str) -> str:
     "`_modidx.py` as nbdev-export writes it (doclinks._build_modidx), so that the sync check finds nothing to change."
     head, _, body = text.partition('d = ')
@@ -102,6 +155,17 @@ def modidx_layout(text: str) -> str:
 def set_task(text: str, task: str) -> str:
     "settings.ini with `[task] name = <task>` (unchanged where it has no [task] section yet: issue 21)."
     return re.sub(r'(?ms)^(\[task\]\n(?:(?!\[).*?\n)*?)name = .*?$', lambda m: f'{m[1]}name = {task}', text, count=1)
+
+
+def skeleton_nbtest(text: str, prefix: str) -> str:
+    "The Makefile of a project whose task is the empty skeleton: the notebooks' examples run on the digits task."
+    line = '\t$(BIN)/nbdev-test\n'
+    assert line in text, 'the Makefile has no nbdev-test line to give a task'
+    return text.replace(
+        line,
+        f"\t@# the notebooks' examples need a working task: the digits, until settings.ini names yours (then drop this)\n"
+        f'\t{prefix}_TASK_NAME=digits $(BIN)/nbdev-test\n',
+    )
 
 
 def readme_head(text: str, a: argparse.Namespace) -> str:
@@ -143,9 +207,25 @@ def main(argv=None) -> int:
     p.add_argument('--repo', required=True, help='repository name (its docs address too)')
     p.add_argument('--task', required=True)
     p.add_argument('--version', required=True, help='the template version, as copier describes it (a tag or a commit)')
+    for stage in STAGES:
+        p.add_argument(f'--{stage}', choices=['True', 'False'], default='True', help=f'keep the {stage} stage')
     a = p.parse_args(argv)
     src, dst = a.src.resolve(), a.dst.resolve()
+    manifest = stages(src)
+    drop = [s for s in STAGES if getattr(a, s) == 'False' and manifest[s]['removable']]
+    for s in STAGES:
+        if getattr(a, s) == 'False' and s not in drop:
+            print(f'the {s} stage is kept: it cannot be removed yet ({" ".join(manifest[s]["why"].split())})')
     files = [f for f in template_files(src) if (dst / f).is_file()]
+    gone = [f for s in drop for f in manifest[s]['files']]
+    removed = [f for f in files if any(fnmatch.fnmatch(f, g) for g in gone)]
+    for f in removed:
+        (dst / f).unlink()
+        files.remove(f)
+        for d in (dst / f).parents:  # a folder the stage alone had (deploy/annotate/routes/) goes with it
+            if d == dst or any(d.iterdir()):
+                break
+            d.rmdir()
     subs = subcommands((src / 'README.md').read_text())
     moved = []
     for f in files:
@@ -164,11 +244,14 @@ def main(argv=None) -> int:
             text = path.read_text(encoding='utf-8')
         except UnicodeDecodeError:
             continue  # a binary file (an image, a font): no names in it
-        new = rename_text(text, a, subs)
+        new = drop_cells(text, drop) if f.endswith('.ipynb') else drop_lines(text, drop)
+        new = rename_text(new, a, subs)
         if f == f'{a.package}/_modidx.py':
             new = modidx_layout(new)
         elif f == 'settings.ini':
-            new = set_task(new, a.task)
+            new = set_task(new, f'{a.package}.skeleton' if a.task == 'skeleton' else a.task)
+        elif f == 'Makefile' and a.task == 'skeleton':
+            new = skeleton_nbtest(new, a.prefix)
         elif f == 'README.md':
             new = readme_head(new, a)
         if new != text:
@@ -176,6 +259,7 @@ def main(argv=None) -> int:
     tidied = tidy(dst, moved)
     print(
         f'renamed {len(moved)} files: package {a.package}, command {a.command}, settings prefix {a.prefix}_'
+        + (f'; without {", ".join(drop)} ({len(removed)} files removed)' * bool(drop))
         + ('; tidied' * tidied)
     )
     return 0
