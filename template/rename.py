@@ -8,7 +8,7 @@ randomness or dependence on the destination's state would show up as false confl
 
 What it does, in this order:
 0. removes each optional stage answered "no" (`--queue False`): the files template/stages.toml lists for it, the
-   notebook cells whose first line says `only-with: <stage>`, the lines that say it, and the lines from one saying
+   notebook cells with a line saying `cell-only-with: <stage>`, the lines that say it, and the lines from one saying
    `begin-only-with: <stage>` to one saying `end-only-with: <stage>` (the registrations: CLI, API routes, deploy
    recipes, docs rows);
 1. moves the package folder `mlproj/` to `<package>/` (over the files there: they are the team's last version, which
@@ -115,7 +115,7 @@ def drop_lines(text: str, drop: list[str]) -> str:
         return text
     out, inside = [], None
     for line in text.splitlines(True):
-        m = re.search(r'\b(begin-|end-)?only-with: ([a-z]+)', line)
+        m = re.search(r'(?<!cell-)\b(begin-|end-)?only-with: ([a-z]+)', line)
         if inside:
             if m and m[1] == 'end-' and m[2] == inside:
                 inside = None
@@ -129,15 +129,14 @@ def drop_lines(text: str, drop: list[str]) -> str:
 
 
 def drop_cells(text: str, drop: list[str]) -> str:
-    "A notebook without the cells whose first line is marked `only-with: <a dropped stage>`, other marked lines dropped."
+    "A notebook without the cells marked `cell-only-with: <a dropped stage>` (any line), other marked lines dropped."
     if 'only-with: ' not in text:
         return text
     nb = json.loads(text)
     cells = []
     for c in nb['cells']:
         src = ''.join(c['source'])
-        m = re.search(r'\bonly-with: ([a-z]+)', src.split('\n', 1)[0])
-        if m and m[1] in drop:
+        if any(m in drop for m in re.findall(r'\bcell-only-with: ([a-z]+)', src)):
             continue
         c['source'] = drop_lines(src, drop).splitlines(True)
         cells.append(c)

@@ -257,3 +257,61 @@ def test_update_shows_a_conflict_where_the_team_changed_the_same_lines(versions,
         '<title>acme_vision runs</title>' in (project / 'acme_vision' / 'templates' / 'reports_index.html').read_text()
     )
     assert '_commit: v0.2' in (project / '.copier-answers.yml').read_text()
+
+
+# --- the empty task skeleton, and the optional stages' answers ---
+
+
+@pytest.fixture(scope='module')
+def skeleton(tmp_path_factory):
+    "A project generated with the empty task skeleton, and an optional stage answered no."
+    return generate(ROOT, tmp_path_factory.mktemp('skel') / 'acme', task='skeleton', queue='false')
+
+
+def test_skeleton_project_stops_saying_what_to_fill_in(skeleton):
+    settings = (skeleton / 'settings.ini').read_text()
+    assert '\nname = acme_vision.skeleton\n' in settings, settings[:1500]
+    assert (skeleton / 'acme_vision' / 'skeleton.py').is_file() and (skeleton / 'nbs' / '27_skeleton.ipynb').is_file()
+    # the notebooks' examples run on a working task until the team's is filled in
+    assert '\tACME_VISION_TASK_NAME=digits $(BIN)/nbdev-test\n' in (skeleton / 'Makefile').read_text()
+    r = cli(skeleton, 'demo', ok=False)
+    assert r.returncode == 1 and r.stdout == '', (r.stdout, r.stderr)
+    assert r.stderr == (
+        'acme: error: task acme_vision.skeleton: `classes` must name at least 2 distinct classes, got []\n'
+    ), r.stderr
+    r = cli(skeleton, 'tasks')
+    assert '* acme_vision.skeleton: cannot be used: ' in r.stdout, r.stdout
+
+
+def test_a_stage_that_cannot_be_removed_yet_is_kept_and_the_answer_recorded(skeleton):
+    # template/stages.toml says why the queue cannot be removed yet: its files and commands stay, the answer is kept
+    assert 'queue: false' in (skeleton / '.copier-answers.yml').read_text()
+    assert (skeleton / 'acme_vision' / 'queue.py').is_file() and (skeleton / 'deploy' / 'routes' / 'jobs.py').is_file()
+    assert cli(skeleton, 'submit', '--help').stdout.startswith('usage: acme submit')
+
+
+@pytest.mark.full
+def test_skeleton_project_is_in_sync_lint_clean_and_its_notebooks_pass(skeleton):
+    fast_checks(skeleton)
+    # the skeleton's own notebook: its examples check every part's message
+    in_project(skeleton, BIN / 'nbdev-test', 'nbs/27_skeleton.ipynb')
+
+
+def test_rename_drops_a_stages_marked_lines_and_cells():
+    sys.path.insert(0, str(ROOT / 'template'))
+    import rename
+
+    text = 'a\nb  # only-with: queue\nc\n# begin-only-with: crawler\nd\n# end-only-with: crawler\ne\n'
+    assert rename.drop_lines(text, ['queue', 'crawler']) == 'a\nc\ne\n'
+    assert rename.drop_lines(text, ['annotation']) == text
+    nb = {
+        'cells': [
+            {'cell_type': 'code', 'source': ['#| export\n', '# cell-only-with: queue\n', 'x = 1']},
+            {'cell_type': 'code', 'source': ['y = 1\n', 'z = 2  # only-with: queue']},
+        ]
+    }
+    out = json.loads(rename.drop_cells(json.dumps(nb), ['queue']))
+    assert [c['source'] for c in out['cells']] == [['y = 1\n']]
+    manifest = rename.stages(ROOT)
+    assert set(manifest) == {'crawler', 'annotation', 'queue'}
+    assert all(s['removable'] or s['why'] for s in manifest.values())
