@@ -31,6 +31,9 @@ def test_ctrl_c_of_a_job_is_one_line_and_an_interrupted_run(tmp_path):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # as from a terminal: a shell without job control starts background commands (and so this suite, when run
+        # as `make test &`) with SIGINT ignored, and Python installs no Ctrl-C handler where SIGINT is ignored
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
 
     def running_kernels():
