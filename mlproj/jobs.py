@@ -13,6 +13,7 @@ import dataclasses
 import functools
 import hashlib
 import json
+import logging
 import os
 import re
 import subprocess
@@ -424,8 +425,11 @@ def _kill_kernels():
     import psutil
 
     for p in psutil.Process().children(recursive=True):
-        if 'ipykernel' in ' '.join(p.cmdline()):
-            p.kill()
+        try:  # a child may end (or be a zombie) while it is looked at: nothing left to stop
+            if 'ipykernel' in ' '.join(p.cmdline()):
+                p.kill()
+        except psutil.Error:
+            pass
 
 
 def _in_thread(fn):
@@ -451,8 +455,13 @@ def _in_thread(fn):
         while t.is_alive():
             t.join(0.2)
     except BaseException:  # Ctrl-C, or a queue's time limit raised in this thread: the kernel must not run on
-        _kill_kernels()
-        t.join(10)
+        log = logging.getLogger('papermill')  # its "Kernel died" is our doing: the caller says why, once
+        was, log.disabled = log.disabled, True
+        try:
+            _kill_kernels()
+            t.join(10)
+        finally:
+            log.disabled = was
         raise
     if 'error' in box:
         raise box['error']

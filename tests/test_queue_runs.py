@@ -31,11 +31,21 @@ def test_ctrl_c_of_a_job_is_one_line_and_an_interrupted_run(tmp_path):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # as from a terminal: a shell without job control starts background commands (and so this suite, when run
+        # as `make test &`) with SIGINT ignored, and Python installs no Ctrl-C handler where SIGINT is ignored
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
 
     def running_kernels():
         assert p.poll() is None, p.communicate()
-        return [c for c in psutil.Process(p.pid).children(recursive=True) if 'ipykernel' in ' '.join(c.cmdline())]
+        kernels = []
+        for c in psutil.Process(p.pid).children(recursive=True):
+            try:  # a child may be a zombie for a moment (the kernel's launcher)
+                if 'ipykernel' in ' '.join(c.cmdline()):
+                    kernels.append(c)
+            except psutil.Error:
+                pass
+        return kernels
 
     kernels = wait_until(running_kernels, 120, 0.2, what='the notebook running in its kernel')
     time.sleep(2)
