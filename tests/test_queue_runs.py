@@ -3,6 +3,7 @@
 import json
 import signal
 import subprocess
+import sys
 import time
 
 import nbformat
@@ -11,6 +12,15 @@ from conftest import ROOT, wait_until
 from test_queue import SLEEP_JOB, make_project
 
 from mlproj.settings import to_env
+
+# the command starts with SIGINT at its default, as from a terminal: a shell without job control starts background
+# commands (and so this suite, when run as `make test &`) with SIGINT ignored, and Python installs no Ctrl-C handler
+# where SIGINT is ignored at its start
+SIGINT_AS_FROM_A_TERMINAL = [
+    sys.executable,
+    '-c',
+    'import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); os.execv(sys.argv[1], sys.argv[1:])',
+]
 
 
 def test_ctrl_c_of_a_job_is_one_line_and_an_interrupted_run(tmp_path):
@@ -25,15 +35,22 @@ def test_ctrl_c_of_a_job_is_one_line_and_an_interrupted_run(tmp_path):
         'MLPROJ_PATHS_STORE': str(tmp_path / 'store'),
     }
     p = subprocess.Popen(
-        [str(ROOT / '.venv/bin/mlproj'), 'train', '--quiet', '--dataset-version', 'x', '-p', 'seconds', '60'],
+        [
+            *SIGINT_AS_FROM_A_TERMINAL,
+            str(ROOT / '.venv/bin/mlproj'),
+            'train',
+            '--quiet',
+            '--dataset-version',
+            'x',
+            '-p',
+            'seconds',
+            '60',
+        ],
         cwd=tmp_path,
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        # as from a terminal: a shell without job control starts background commands (and so this suite, when run
-        # as `make test &`) with SIGINT ignored, and Python installs no Ctrl-C handler where SIGINT is ignored
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
 
     def running_kernels():
