@@ -15,9 +15,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from .preprocess import InputError
 from .settings import Problem
-from .task import Benchmark, RowInput, Task
+from .task import Benchmark, InputError, RowInput, Task
 
 # %% auto #0
 __all__ = ['FEATURES', 'UNITS', 'UNCERTAIN_UNITS', 'INDEX', 'ALIASES', 'TYPICAL', 'SPREAD', 'UNIT_TABLE', 'CAUSES', 'DECIMALS',
