@@ -1,4 +1,4 @@
-"""P2 of several trees side by side: `python bench/trees.py REF [REF ...]` (commits, or folders holding a tree).
+"""P2 (or P1: `--images 1`) of several trees side by side: `python bench/trees.py REF [REF ...]` (commits, or folders holding a tree).
 
 Every tree's server is up at once (its own `bench/serve_app.py`, or this one for a tree without it, on one registered
 model), and the load goes to one at a time, in each round in the order A B .. B A (then reversed), so the drift of 2
@@ -38,7 +38,7 @@ def unpack(ref: str, into: Path) -> Path:
 
 
 def bodies(x: np.ndarray) -> dict:
-    "The 256-image batch in each format /predict reads."
+    "The batch `x` in each format /predict reads."
     buf = io.BytesIO()
     np.save(buf, x.astype(np.uint8), allow_pickle=False)
     return dict(
@@ -69,6 +69,8 @@ def main(argv=None):
     ap.add_argument('--rounds', type=int, default=3, help='rounds, each tree measured twice a round (A B .. B A)')
     ap.add_argument('--seconds', type=float, default=3, help='length of each load run')
     ap.add_argument('--epochs', type=int, default=5, help='epochs of the model the servers load')
+    ap.add_argument('--images', type=int, default=256, help='images a request: 256 is P2, 1 is P1')
+    ap.add_argument('--connections', type=int, default=4, help='concurrent connections of the load')
     ap.add_argument('--out', help='write the figures to this JSON file')
     args = ap.parse_args(argv)
     os.environ.setdefault('WANDB_SILENT', 'true')
@@ -89,7 +91,7 @@ def main(argv=None):
         version = register(settings, run)
         bundle = Registry(Store(settings.store_url)).load(version)
         x, _ = load_split(Store(settings.store_url), bundle.manifest['dataset_version'], 'test')
-        x = np.concatenate([x] * (256 // len(x) + 1))[:256]
+        x = np.concatenate([x] * (args.images // len(x) + 1))[: args.images]
         body = bodies(x)
         env = {  # only what every tree's settings know: each reads the rest from its own settings.ini
             'MLPROJ_PATHS_STORE': str(work / 'store'),
@@ -108,7 +110,9 @@ def main(argv=None):
                 for ref in order + order[::-1]:
                     s = servers[ref]
                     before = cpu_seconds(s.proc.pid)
-                    got = load(f'{s.url}/predict', body[f], FORMATS[f], 4, args.seconds, work=work)['rps']
+                    got = load(f'{s.url}/predict', body[f], FORMATS[f], args.connections, args.seconds, work=work)[
+                        'rps'
+                    ]
                     us = (cpu_seconds(s.proc.pid) - before) / (got * args.seconds) * 1e6
                     rps.setdefault((ref, f), []).append(got)
                     cpu.setdefault((ref, f), []).append(us)
@@ -125,7 +129,7 @@ def main(argv=None):
             v, c = np.array(rps[ref, f]), np.array(cpu[ref, f])
             out[f'{ref} {f}'] = row = dict(
                 rps=float(np.median(v)),
-                p2_ratio=float(np.median(v * 256 / ips)),
+                p2_ratio=float(np.median(v * args.images / ips)),
                 cpu_us=float(np.median(c)),
                 rps_vs_first=float(np.median(v / np.array(rps[first, f]))),
                 cpu_vs_first=float(np.median(c / np.array(cpu[first, f]))),

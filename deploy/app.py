@@ -19,7 +19,7 @@ from mlproj import __version__
 from mlproj.settings import Settings, load_settings
 from mlproj.task import task_of
 
-from .inputs import is_digits, reader_for
+from .inputs import reader_for
 from .limits import BodyLimit, Guard, Processes, RateLimit, Workers, return_large_blocks
 from .observe import observe
 from .policy import PagePolicy, docs_policy
@@ -88,7 +88,7 @@ def create_app(
         app.include_router(importlib.import_module(f'{__package__}.routes.{name}').router)
     app.mount('/static', StaticFiles(directory=pages.STATIC), name='static')  # the demo page's script and style
     api_docs(app)
-    describe_task(app, task, is_digits(task))  # /predict's body, the answers' classes, from the task
+    describe_task(app, task, app.state.reader)  # /predict's body (the task's own, or from its input), its classes
     return document_refusals(app)  # last: it documents every route's 401/403/408/503
 
 

@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
+from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
-    'PIXELS_SCHEMA',
     'CorrectionResponse',
     'ErrorDetail',
     'Health',
     'LeaderboardResponse',
     'ModelRow',
     'Models',
-    'PixelsRequest',
     'PredictResponse',
     'Prediction',
     'Ready',
@@ -42,48 +40,6 @@ class Health(BaseModel):
 class Ready(BaseModel):
     ready: bool = True
     model_version: int = Field(description='the registered model version being served')
-
-
-_COUNT = {'type': 'number', 'minimum': 0, 'maximum': 16}  # a number, never a boolean or a string
-_FLAT = {'type': 'array', 'items': _COUNT, 'minItems': 64, 'maxItems': 64, 'title': 'one image as 64 counts'}
-_GRID = {
-    'type': 'array',
-    'minItems': 8,
-    'maxItems': 8,
-    'title': 'one image as 8 rows of 8 counts',
-    'items': {'type': 'array', 'items': _COUNT, 'minItems': 8, 'maxItems': 8},
-}
-PIXELS_SCHEMA = {
-    'oneOf': [
-        _FLAT,
-        _GRID,
-        {'type': 'array', 'items': _FLAT, 'minItems': 1, 'title': 'a list of images of 64 counts (n x 64)'},
-        {'type': 'array', 'items': _GRID, 'minItems': 1, 'title': 'a list of images of 8 rows of 8 counts (n x 8 x 8)'},
-    ]
-}
-
-
-class PixelsRequest(BaseModel):
-    "Digits as UCI 8x8 counts (0..16): one image or a list of images, all of one form; no other field."
-
-    model_config = ConfigDict(extra='forbid')
-    pixels: Annotated[list[Any], WithJsonSchema(PIXELS_SCHEMA)] = Field(
-        description='one image (64 counts, or 8 rows of 8 counts) or a list of images (n x 64 or n x 8 x 8); '
-        'counts are numbers 0..16 (never booleans), the number of inked pixels in each 4x4 block of a 32x32 bitmap; '
-        'more images than [serving] max_batch are refused with 413',
-        examples=[
-            [
-                [0, 0, 5, 13, 9, 1, 0, 0],
-                [0, 0, 13, 15, 10, 15, 5, 0],
-                [0, 3, 15, 2, 0, 11, 8, 0],
-                [0, 4, 12, 0, 0, 8, 8, 0],
-                [0, 5, 8, 0, 0, 9, 8, 0],
-                [0, 4, 11, 0, 1, 12, 7, 0],
-                [0, 2, 14, 5, 10, 12, 0, 0],
-                [0, 0, 6, 13, 10, 0, 0, 0],
-            ]
-        ],
-    )
 
 
 class Prediction(BaseModel):
@@ -269,47 +225,6 @@ _FILES = {
 }
 
 
-def _digits_body() -> dict:
-    "The digits task's request body (8x8 counts), as it has always been documented."
-    files = {
-        **_FILES,
-        'description': 'PNG, JPEG, TIFF or any image Pillow reads, one digit each, dark on light or light on dark; '
-        'EXIF orientation is applied, 16-bit and float images are scaled by their own range. '
-        'Refused with 422: a file that is not an image, empty, damaged or truncated, larger than '
-        '[serving] max_image_side a side or max_image_pixels in all, or of one flat colour (no digit '
-        'in it: a 1x1 image is one). Refused with 413: more files than max_batch or more pixels '
-        'than max_request_pixels in one request.',
-    }
-    return {
-        'required': True,
-        'content': {
-            'application/json': {'schema': PixelsRequest.model_json_schema()},
-            'multipart/form-data': {
-                'schema': {'type': 'object', 'required': ['files'], 'properties': {'files': files}}
-            },
-            _NPY: {
-                'schema': {
-                    'type': 'string',
-                    'format': 'binary',
-                    'description': 'The fastest form for batches with numpy clients: numpy.save of an array of counts 0..16 shaped like the JSON '
-                    'pixels (64, 8x8, n x 64 or n x 8 x 8), of any integer or float dtype. Refused with 422: booleans, strings, '
-                    f'objects, another shape, a value outside 0..16 (NaN, infinities); with 400: not a .npy file (format 1.0 or 2.0) '
-                    f'or data not as long as its header says; {_LIMITS}.',
-                }
-            },
-            _RAW: {
-                'schema': {
-                    'type': 'string',
-                    'format': 'binary',
-                    'description': 'The fastest form of all: raw unsigned bytes, one count 0..16 each, 64 per image row by row, images one after '
-                    f'the other (numpy: counts.astype("uint8").tobytes()). Refused with 422: a length not a multiple of 64 (empty '
-                    f'is 400), a byte over 16; {_LIMITS}.',
-                }
-            },
-        },
-    }
-
-
 def _image_body(task) -> dict:
     "An image task's request body: JSON arrays of its input's shape (one or a list, flat or not), .npy, raw bytes, files."
     inp = task.input
@@ -428,14 +343,17 @@ def _row_body(task) -> dict:
     }
 
 
-def predict_body(task, digits_readers: bool = False) -> dict:
-    "The OpenAPI request body of /predict for `task` (the digits' own when `digits_readers`: their readers are used)."
-    if digits_readers:
-        return _digits_body()
+def predict_body(
+    task,
+    reader=None,  # the server's `deploy.inputs.Reader` of the task: its `request_body` when the task brings its own
+) -> dict:
+    "The OpenAPI request body of /predict for `task`: the one the task's own readers document, else made from its input spec."
+    if reader is not None and reader.request_body is not None:
+        return reader.request_body
     return _row_body(task) if task.input.kind == 'row' else _image_body(task)
 
 
-def describe_task(app, task, digits_readers: bool = False):
+def describe_task(app, task, reader=None):
     "Make `app`'s OpenAPI schema say the task: /predict's request body, the classes of its answers, the labels of corrections."
     built = app.openapi
     n = len(task.classes)
@@ -448,7 +366,7 @@ def describe_task(app, task, digits_readers: bool = False):
         schema['info']['summary'] = f'Task {task.name!r}: {task.title or task.input.describe()}'
         op = schema['paths'].get('/predict', {}).get('post')
         if op is not None:
-            op['requestBody'] = predict_body(task, digits_readers)
+            op['requestBody'] = predict_body(task, reader)
         parts = schema.get('components', {}).get('schemas', {})
         if 'Prediction' in parts:
             p = parts['Prediction']['properties']

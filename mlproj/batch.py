@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from .console import say
-from .preprocess import InputError
+from .task import InputError
 
 # %% auto #0
 __all__ = ['LABEL_FIELDS', 'ROW_FILES', 'PREDICTION_COLUMNS', 'read_folder', 'read_rows', 'read_file', 'read_version',

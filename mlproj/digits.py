@@ -114,5 +114,11 @@ class Digits(Task):
     def render(self, x: np.ndarray) -> bytes:
         return render_counts(x)
 
+    def readers(self):
+        "Its own readers of request bodies (`mlproj.digits_bodies`): the usual large JSON body of counts read from its text."
+        from mlproj.digits_bodies import readers
+
+        return readers()
+
 
 TASK = Digits()

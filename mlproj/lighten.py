@@ -134,7 +134,7 @@ def distiller(
 # %% ../nbs/46_lighten.ipynb #130c105b
 def speed(
     onnx: str | Path | bytes,  # a graph or its path
-    x: np.ndarray,  # (256, 8, 8) counts
+    x: np.ndarray,  # a batch of the task's inputs, (256, *input.shape)
     calls: int = 200,  # calls at batch 1 (a quarter as many at batch 256)
 ) -> dict:
     "Median latency (ms) at batch 1 and at the batch `x`, and images per second at that batch, on one thread."

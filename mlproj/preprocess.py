@@ -1,4 +1,4 @@
-"""One function from any input image to the model's 8x8 input, the same at training, evaluation and serving time.
+"""The digits task's one function from any input image to the model's 8x8 input, the same at training, evaluation and serving time.
 
 Docs: https://mlproj.github.io/mlproj/preprocess.html.md"""
 
@@ -11,17 +11,15 @@ import io
 
 import numpy as np
 
+from .task import InputError
+
 # %% auto #0
-__all__ = ['BITMAP', 'BLOCK', 'MAX_COUNT', 'WORK_SIDE', 'STROKE', 'InputError', 'decode_image', 'to_bitmap', 'block_counts',
-           'to_model_input', 'render_counts']
+__all__ = ['BITMAP', 'BLOCK', 'MAX_COUNT', 'WORK_SIDE', 'STROKE', 'decode_image', 'to_bitmap', 'block_counts', 'to_model_input',
+           'render_counts']
 
 # %% ../nbs/10_preprocess.ipynb #107b8691
 BITMAP, BLOCK = 32, 4  # the UCI digits: 32x32 bitmaps counted in 4x4 blocks
 MAX_COUNT = BLOCK * BLOCK  # 16: a block whose pixels are all on
-
-
-class InputError(ValueError):
-    "An input that cannot be turned into a digit; the message says what to fix."
 
 # %% ../nbs/10_preprocess.ipynb #2aacb824
 WORK_SIDE = (

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from typing import ClassVar
 
@@ -17,8 +18,9 @@ import numpy as np
 from .settings import Problem
 
 # %% auto #0
-__all__ = ['SHIPPED', 'ImageInput', 'RowInput', 'Benchmark', 'Task', 'TaskError', 'load_task', 'use_task', 'task_of',
-           'check_task', 'check_inputs', 'check_labels', 'check_network', 'problem_of', 'cmd_tasks', 'add_commands']
+__all__ = ['SHIPPED', 'ImageInput', 'RowInput', 'Benchmark', 'InputError', 'TooManyInputs', 'Unreadable', 'too_many', 'Readers',
+           'Task', 'TaskError', 'load_task', 'use_task', 'task_of', 'check_task', 'check_inputs', 'check_labels',
+           'check_network', 'problem_of', 'cmd_tasks', 'add_commands']
 
 # %% ../nbs/05_task.ipynb #5a755eb9
 @dataclass(frozen=True)
@@ -72,6 +74,39 @@ class Benchmark:
     generated: list = field(default_factory=list)  # (bytes, media type, label) added to the training split only
     generated_source: str = ''  # what made them
 
+# %% ../nbs/05_task.ipynb #fafd4b51
+class InputError(ValueError):
+    "An input that cannot be turned into the model's input; the message says what to fix (a server answers 422)."
+
+
+class TooManyInputs(InputError):
+    "More inputs in one request than settings.ini [serving] max_batch allows (a server answers 413)."
+
+
+class Unreadable(ValueError):
+    "A body that cannot be parsed at all in its declared format (a server answers 400, as for invalid JSON)."
+
+
+def too_many(
+    n: int | str,  # how many were sent (or 'more than N')
+    max_batch: int,
+    what: str = 'images',  # what an input is called: images, rows
+) -> TooManyInputs:
+    "The refusal of a request holding more inputs than `max_batch`, saying what to do."
+    return TooManyInputs(f'{n} {what} in one request; at most {max_batch} are allowed: send them in several requests')
+
+
+@dataclass(frozen=True)
+class Readers:
+    "A task's own readers of request bodies; each part left out (empty, None) the server makes from the task's `input`."
+
+    bodies: dict = field(
+        default_factory=dict
+    )  # media type -> reader(body: bytes, max_batch: int) -> (n, *input.shape) float32; module-level functions (a large body is read in another process)
+    files: Callable | None = None  # ([(file name, bytes)], Serving) -> (n, *input.shape) float32: uploaded files
+    send: str = ''  # how to send inputs, in words: the end of every message about a body's form
+    request_body: dict | None = None  # /predict's OpenAPI request body (schemas, examples) for the forms it reads
+
 # %% ../nbs/05_task.ipynb #11bb195c
 class Task:
     "The problem a project solves. Subclass it; `mlproj.digits` and `mlproj.wine` are complete examples."
@@ -99,6 +134,16 @@ class Task:
     def prepare(self, x) -> np.ndarray:
         "The model's input for what a client sends: an array in the input's shape, image bytes, or a row mapping."
         raise NotImplementedError
+
+    def prepare_rows(self, rows: list) -> np.ndarray:
+        "(n, *input.shape) float32 inputs of many rows a client sent at once: by default `prepare` on each. A row task whose `prepare` spends Python work per row may do it with array operations instead (`mlproj.wine`); it must give what `prepare` gives, row for row."
+        if not rows:
+            return np.empty((0, *self.input.shape), np.float32)
+        return np.stack([np.asarray(self.prepare(r), dtype=np.float32) for r in rows])
+
+    def readers(self) -> Readers | None:
+        "The task's own readers of request bodies (`Readers`), for speed or forms of its own; None: the server's, made from `input`."
+        return None
 
     def network(self, width: int = 16, hidden: int = 64):
         "A torch module: (n, *input.shape) float32 -> (n, len(classes)) logits."

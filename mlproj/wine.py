@@ -8,21 +8,22 @@ Docs: https://mlproj.github.io/mlproj/wine.html.md"""
 from __future__ import annotations
 
 import difflib
+import itertools
 import json
 import math
+import operator
 import re
 from collections.abc import Mapping
 
 import numpy as np
 
-from .preprocess import InputError
 from .settings import Problem
-from .task import Benchmark, RowInput, Task
+from .task import Benchmark, InputError, RowInput, Task
 
 # %% auto #0
 __all__ = ['FEATURES', 'UNITS', 'UNCERTAIN_UNITS', 'INDEX', 'ALIASES', 'TYPICAL', 'SPREAD', 'UNIT_TABLE', 'CAUSES', 'DECIMALS',
-           'OTHER_UNITS', 'MEDIA_TYPE', 'TASK', 'to_declared', 'read_value', 'read_row', 'jitter', 'cultivar_rows',
-           'as_received', 'service_like_rows', 'Wine']
+           'OTHER_UNITS', 'MEDIA_TYPE', 'TASK', 'to_declared', 'read_value', 'read_row', 'read_rows', 'jitter',
+           'cultivar_rows', 'as_received', 'service_like_rows', 'Wine']
 
 # %% ../nbs/26_wine.ipynb #59f4124a
 FEATURES = (
@@ -170,6 +171,29 @@ def read_row(x) -> np.ndarray:
         f'a wine row is an object {{feature: number}} or a list of {len(FEATURES)} numbers, not {type(x).__name__}'
     )
 
+# %% ../nbs/26_wine.ipynb #cf96dfa0
+_ROW_KEYS = frozenset(FEATURES)
+_ROW_VALUES = operator.itemgetter(*FEATURES)
+_NUMBERS = frozenset((int, float))  # exact types: never bool
+
+
+def read_rows(
+    rows: list,  # what clients sent: mappings or lists, as `read_row` takes each
+) -> np.ndarray:
+    "(n, 13) float32: `read_row` of each row; the usual batch (every feature by its own name, plain numbers) in array operations."
+    if rows and all(type(r) is dict and r.keys() == _ROW_KEYS for r in rows):
+        values = list(map(_ROW_VALUES, rows))
+        if set(map(type, itertools.chain.from_iterable(values))) <= _NUMBERS:
+            try:
+                X = np.array(values, np.float64)
+            except OverflowError:  # an integer beyond float range: refused below, by name
+                X = None
+            if X is not None and ((X >= 0) & (X <= _LARGEST)).all():  # NaN fails too
+                return X.astype(np.float32)
+    if not rows:
+        return np.empty((0, len(FEATURES)), np.float32)
+    return np.stack([read_row(r) for r in rows])
+
 # %% ../nbs/26_wine.ipynb #fbd0cc01
 def jitter(x, g, scale: float = 0.03):
     "A batch of rows (torch tensor), each value multiplied by 1 + `scale` x a standard normal draw from `g`."
@@ -303,6 +327,10 @@ class Wine(Task):
     def prepare(self, x) -> np.ndarray:
         "`read_row`: a mapping in any order, other units, a missing feature filled with the benchmark's median."
         return read_row(x)
+
+    def prepare_rows(self, rows: list) -> np.ndarray:
+        "`read_rows`: the usual batch in array operations, the same inputs as `prepare` row by row."
+        return read_rows(rows)
 
     def network(self, width: int = 16, hidden: int = 64):
         from mlproj.model import MLP, MLPConfig

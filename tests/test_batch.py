@@ -61,11 +61,12 @@ def test_predict_job_through_the_queue_writes_predictions_and_summary(stack, tra
     assert [r['item'] for r in rows if r['error']] == ['readme.txt'] and len(rows) == 17
     ok = [r for r in rows if not r['error']]
     # the same preprocessing as the service: the API's own decoding of uploads, then the same model
-    from deploy.inputs import images_batch
+    from deploy.inputs import reader_for
+    from mlproj.task import task_of
 
     files = [(r['item'], (folder / r['item']).read_bytes()) for r in ok]
     probs = Predictor(open_registry(stack.settings).load('production').onnx).probabilities(
-        images_batch(files, stack.settings.serving)
+        reader_for(task_of(stack.settings)).files(files, stack.settings.serving)
     )
     assert [int(r['label']) for r in ok] == probs.argmax(1).tolist()
     assert np.allclose([float(r['probability']) for r in ok], probs.max(1), atol=1e-5)

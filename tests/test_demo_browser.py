@@ -151,7 +151,7 @@ def test_a_finger_draws_on_a_phone_sized_screen(browser, served):
     assert page.evaluate(  # the look every page shares, and a way to the others
         "() => [...document.styleSheets].some(s => s.href && s.href.endsWith('/static/site.css'))"
     )
-    assert page.locator('header.site nav a').all_inner_texts() == ['Draw a digit', 'Score predictions', 'Runs', 'API']
+    assert page.locator('header.site nav a').all_inner_texts() == ['Try the model', 'Score predictions', 'Runs', 'API']
     box = page.locator('#pad').bounding_box()
     assert box['width'] >= 0.8 * 390 - 40 and box['x'] >= 0 and box['x'] + box['width'] <= 390
     cdp = context.new_cdp_session(page)  # a real touch sequence (touchStart, touchMove..., touchEnd) as a finger makes

@@ -1,4 +1,4 @@
-"""JSON bodies read from their text (`deploy.inputs.counts_json`) against the general path (orjson, then `pixels_batch`):
+"""JSON bodies read from their text (`mlproj.digits_bodies.counts_json`, the digits task's own reader) against the general path (orjson, then `pixels_batch`):
 what the fast path reads, it reads exactly as the general path does; every other body it leaves to the general path."""
 
 from __future__ import annotations
@@ -11,9 +11,10 @@ import orjson
 import pytest
 from sklearn.datasets import load_digits
 
-from deploy import inputs
-from deploy.inputs import FAST_JSON_BYTES, Unreadable, counts_json, json_batch, loads_json, pixels_batch
-from mlproj.preprocess import InputError
+from mlproj import digits_bodies as inputs
+from mlproj.bodies import loads_json
+from mlproj.digits_bodies import FAST_JSON_BYTES, counts_json, json_batch, pixels_batch
+from mlproj.task import InputError, Unreadable
 
 DIGITS = load_digits().images.astype(int)
 DUMPS = {

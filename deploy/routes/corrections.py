@@ -16,10 +16,10 @@ from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 
 from mlproj.collect import sniff_image
-from mlproj.preprocess import InputError
 from mlproj.servicelike import add_correction
 from mlproj.store import Store, canonical_json
 from mlproj.suggest import capture_feedback
+from mlproj.task import InputError
 
 from ..deps import MaybeModelDep, SettingsDep
 from ..inputs import loads_json, prepare_row
@@ -29,7 +29,7 @@ router = APIRouter(tags=['corrections'])
 
 SEND = (
     "send multipart/form-data with the drawing under the field 'file' and the class it was (its index) under 'label', "
-    'e.g. curl -F file=@digit.png -F label=7'
+    'e.g. curl -F file=@drawing.png -F label=1'
 )
 ROW_SEND = 'send JSON {"row": {feature: value, ...}, "label": the index of the class it was}'
 

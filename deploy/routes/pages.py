@@ -73,6 +73,7 @@ async def demo(request: Request, settings: SettingsDep, model: MaybeModelDep):
             model_version=model.version if model else None,
             model_error=None if model else request.app.state.model_error,
             kind=task.input.kind,
+            title=task.title or task.input.describe(),
             classes=[str(c) for c in task.classes],
             fields=fields,
             min_confidence=settings.serving.min_confidence,

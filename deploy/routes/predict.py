@@ -15,20 +15,17 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 
-from mlproj.preprocess import InputError
 from mlproj.settings import Serving
 from mlproj.suggest import capture_unsure
+from mlproj.task import InputError, TooManyInputs, Unreadable, too_many
 
 from .. import inputs
-from ..inputs import TooManyImages, Unreadable, too_many
 from ..schemas import ErrorDetail, PredictResponse
 
 router = APIRouter(tags=['predict'])
 
 FILE_FIELDS = ('files', 'file')
 NPY, RAW = inputs.NPY, inputs.RAW
-DIGIT_CLASSES = tuple(str(d) for d in range(10))  # the digits task's (bench/serve_app.py's no-op answers as the digits)
-SEND = inputs.DIGITS_SEND  # the digits task's; a server says its own task's (`Reader.send`)
 _ERRORS = {
     code: {'model': ErrorDetail, 'description': d}
     for code, d in [
@@ -51,7 +48,7 @@ _ERRORS = {
 
 
 def _refuse(e: InputError) -> HTTPException:
-    return HTTPException(413 if isinstance(e, TooManyImages) else 422, str(e))
+    return HTTPException(413 if isinstance(e, TooManyInputs) else 422, str(e))
 
 
 INLINE_BYTES = (
@@ -61,7 +58,7 @@ INLINE_IMAGES = 64  # larger batches run the model on a worker thread: the event
 
 
 def _parse(
-    parse,  # json_batch, raw_batch or npy_batch
+    parse,  # a reader of the task's: (body, max_batch) -> inputs
     body: bytes,
     max_batch: int,
 ):
@@ -111,7 +108,7 @@ async def _from_upload(request: Request, serving: Serving, read_files, send: str
                 raise HTTPException(422, f"unexpected field {name!r}: upload image files under the field name 'files'")
             if not isinstance(value, UploadFile):
                 raise HTTPException(
-                    422, f'field {name!r} holds text, not a file: upload image files (e.g. curl -F files=@digit.png)'
+                    422, f'field {name!r} holds text, not a file: upload image files (e.g. curl -F files=@image.png)'
                 )
             files.append((value.filename or name, await value.read()))
     finally:
@@ -127,8 +124,8 @@ async def _from_upload(request: Request, serving: Serving, read_files, send: str
 def predictions_json(
     version: int,  # the model version that answered
     probs: np.ndarray,  # (n, classes) probabilities
-    labels: list | None = None,  # the most probable class of each row, if already known
-    classes: tuple = DIGIT_CLASSES,  # the task's class names
+    labels: list | None,  # the most probable class of each row, if already known (None: computed here)
+    classes: tuple,  # the task's class names
 ) -> bytes:
     "The /predict answer as `PredictResponse` documents it, encoded by orjson from the array (float32 printed as float32)."
     labels = probs.argmax(1).tolist() if labels is None else labels
@@ -200,7 +197,7 @@ class Answer(Response):
 
     media_type = 'application/json'
 
-    def __init__(self, version: int, probs: np.ndarray, labels: list | None = None, classes: tuple = DIGIT_CLASSES):
+    def __init__(self, version: int, probs: np.ndarray, labels: list | None, classes: tuple):
         self.status_code, self.background = 200, None
         self.body = predictions_json(version, np.ascontiguousarray(probs), labels, classes)
         self.raw_headers = [

@@ -1,5 +1,5 @@
 // The demo page: draw on the canvas (Pointer Events: mouse, touch and pen alike), send the drawing to POST /predict
-// as a PNG (debounced while drawing), show the answer and a bar per digit; "it was a _" posts it to POST /corrections.
+// as a PNG (debounced while drawing), show the answer and a bar per class; "it was a _" posts it to POST /corrections.
 'use strict';
 (function () {
   const WAIT_MS = 150; // debounce: read the drawing this long after the pen last moved...

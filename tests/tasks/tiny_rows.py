@@ -7,9 +7,8 @@ import json
 
 import numpy as np
 
-from mlproj.preprocess import InputError
 from mlproj.settings import Problem
-from mlproj.task import Benchmark, RowInput, Task
+from mlproj.task import Benchmark, InputError, RowInput, Task
 
 FEATURES, UNITS = ('length', 'width', 'weight'), ('cm', 'cm', 'g')
 TO_BASE = {'cm': ('cm', 1.0), 'mm': ('cm', 0.1), 'm': ('cm', 100.0), 'g': ('g', 1.0), 'kg': ('g', 1000.0)}

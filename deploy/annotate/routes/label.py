@@ -117,9 +117,7 @@ def row(item_id: Annotated[int, PathId('item')], person: PersonDep, db: DbDep, s
 def image(item_id: Annotated[int, PathId('item')], person: PersonDep, db: DbDep, settings: SettingsDep):
     "An item's image: for a person it was handed to, or a reviewer of its project."
     data, media = _item(person, db, settings, item_id)
-    if not media.startswith(
-        'image/'
-    ):  # an item that is not an image file (the digits' 8x8 counts): as the task draws it
+    if not media.startswith('image/'):  # an item that is not an image file (an array media type): as the task draws it
         from mlproj.task import task_of
 
         task = task_of(settings)
