@@ -58,13 +58,18 @@ sync-check: $(STAMP) ## nbdev-export and nbdev-clean must change nothing
 nbtest: $(STAMP) ## run every notebook in nbs/ as a test (job notebooks are run by pytest)
 	$(BIN)/nbdev-test
 
-pytest: $(STAMP) ## the fast tier of tests/ (everything not marked `full`)
-	$(BIN)/pytest -m 'not full'
+# test modules run side by side, one worker a core (TEST_WORKERS=1 runs them in this process, one after another);
+# a module stays on one worker (--dist loadfile): its fixtures, servers and browser are started once
+TEST_WORKERS ?= auto
+XDIST = $(if $(filter 1,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
+
+pytest: $(STAMP) ## the fast tier of tests/ (everything not marked `full`), a module a core (TEST_WORKERS=1: one process)
+	$(BIN)/pytest -m 'not full' $(XDIST)
 
 test-full: $(STAMP) lint sync-check nbtest pytest-full ## the fast tier and the slow one (tests marked `full`)
 
 pytest-full: $(STAMP) ## every test in tests/, the slow ones too
-	$(BIN)/pytest
+	$(BIN)/pytest $(XDIST)
 
 lab: $(STAMP) ## open JupyterLab on the notebooks, cleaning them on save (installs it on first use)
 	$(BIN)/pip install --disable-pip-version-check -q -e '.[dev,lab]'
