@@ -345,6 +345,7 @@ STAGES = (
     'data',
     'lineage',
     'collect',
+    'crawl',  # collect crawl; only-with: crawler
     'lighten',
     'suggest',  # the annotate group
     'servicelike',
