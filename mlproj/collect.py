@@ -115,7 +115,9 @@ def add_commands(add):
     add(
         'collect',
         cmd_collect,
-        'Collect raw images with their provenance: import a folder (or crawl a web site politely, resumably).',
+        'Collect raw images with their provenance: import a folder'
+        ' (or crawl a web site politely, resumably)'  # only-with: crawler
+        '.',
     )
     s = add(
         'folder',

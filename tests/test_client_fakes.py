@@ -2,7 +2,6 @@
 that is a path, an X-Forwarded-For header, and what the pages may run (their Content-Security-Policy)."""
 
 import base64
-import contextlib
 import hashlib
 import json
 import re
@@ -37,24 +36,27 @@ def served(trained, tmp_path_factory):
         (runs / rid / 'report.html').write_text(
             '<!doctype html><title>r</title><p>a report</p><script>document.title = "ran"</script>'
         )
-    with contextlib.ExitStack() as stack:
-        queue = {}
-        # begin-only-with: queue
-        redis = EmbeddedServer(tmp / 'q').start()
-        stack.callback(redis.stop)
-        queue['MLPROJ_QUEUE_URL'] = redis.url
-        # end-only-with: queue
-        env = server_env(
-            trained,
-            tmp / 'deep',
-            MLPROJ_MODEL='1',
-            MLPROJ_API_TOKENS='ci:s3cret',
-            MLPROJ_SERVING_CORRECTIONS_PER_MINUTE='2',
-            **queue,
-        )
+    stops, queue = [], {}
+    # begin-only-with: queue
+    redis = EmbeddedServer(tmp / 'q').start()
+    stops.append(redis.stop)
+    queue['MLPROJ_QUEUE_URL'] = redis.url
+    # end-only-with: queue
+    env = server_env(
+        trained,
+        tmp / 'deep',
+        MLPROJ_MODEL='1',
+        MLPROJ_API_TOKENS='ci:s3cret',
+        MLPROJ_SERVING_CORRECTIONS_PER_MINUTE='2',
+        **queue,
+    )
+    try:
         with ServerProcess(serve_argv('127.0.0.1', 0), env) as srv:
             srv.tmp = tmp
             yield srv
+    finally:
+        for stop in stops:
+            stop()
 
 
 # begin-only-with: queue
