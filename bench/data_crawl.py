@@ -3,7 +3,7 @@
     python bench/data_crawl.py [--pages 200] [--pages-limited 15] [--delay 1.0]
 
 The site (pages linking to each other, two PNG images per page, a robots.txt) is written to a temporary folder and
-served by `python -m http.server` in its own process on 127.0.0.1; the crawl is `mlproj.collect.crawl` in this
+served by `python -m http.server` in its own process on 127.0.0.1; the crawl is `mlproj.crawl.crawl` in this
 process, storing the images in a temporary store.
 """
 
@@ -19,8 +19,8 @@ import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from mlproj.collect import crawl
 from mlproj.console import free_port
+from mlproj.crawl import crawl
 from mlproj.settings import load_settings
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -345,14 +345,16 @@ STAGES = (
     'data',
     'lineage',
     'collect',
+    'crawl',  # collect crawl; only-with: crawler
     'lighten',
     'suggest',  # the annotate group
     'servicelike',
     'batch',
     'release',
-    'workers',  # the queue's commands: up, worker
-    'queue',  # submit, jobs
-    'sweeps',  # sweep, rerun
+    'rerun',
+    'workers',  # the queue's commands: up, worker; only-with: queue
+    'queue',  # submit, jobs; only-with: queue
+    'sweeps',  # sweep, and rerun's --queue; only-with: queue
 )
 
 # %% ../nbs/90_cli.ipynb #5e258f0a
@@ -392,6 +394,7 @@ def _adder(sub):
             s.add_argument('-q', '--quiet', action='store_true', help='no progress bar')
         return s
 
+    add.parsers = groups  # the commands added so far, by name: a later stage may add options to one (rerun --queue)
     return add
 
 # %% ../nbs/90_cli.ipynb #0a0a6887

@@ -1,4 +1,4 @@
-"""Raw images with provenance: a polite, resumable web crawler and a folder import.
+"""Raw images with provenance: the `collect` command group, and a folder import.
 
 Docs: https://mlproj.github.io/mlproj/collect.html.md"""
 
@@ -8,51 +8,14 @@ Docs: https://mlproj.github.io/mlproj/collect.html.md"""
 from __future__ import annotations
 
 import io
-import json
-import sqlite3
-import time
-from dataclasses import replace
-from html.parser import HTMLParser
 from pathlib import Path
-from urllib.parse import urldefrag, urljoin, urlsplit
 
 from .console import say
-from .items import Provenance, has_item, item_provenance, put_item
-from .store import Store, sha256, utc_now
+from .items import Provenance, has_item, put_item
+from .store import Store, sha256
 
 # %% auto #0
-__all__ = ['OUTCOMES', 'extract_links', 'sniff_image', 'Frontier', 'FetchError', 'Fetcher', 'Robots', 'check_url', 'state_path',
-           'crawl', 'import_folder', 'cmd_crawl', 'cmd_folder', 'add_commands']
-
-# %% ../nbs/11_collect.ipynb #46325bf8
-class _Links(HTMLParser):
-    "Collects `<a href>` (pages) and `<img src>` (items) of a page, however broken its HTML."
-
-    def __init__(self):
-        super().__init__(convert_charrefs=True)
-        self.pages, self.items = [], []
-
-    def handle_starttag(self, tag, attrs):
-        a = dict(attrs)
-        if tag == 'a' and a.get('href'):
-            self.pages.append(a['href'])
-        elif tag in ('img', 'source') and a.get('src'):
-            self.items.append(a['src'])
-
-
-def extract_links(
-    html: str,
-    base: str,  # the page's URL, against which relative links are resolved
-) -> tuple[list[str], list[str]]:
-    "(links to pages, links to images) of an HTML page, absolute and without fragments."
-    p = _Links()
-    try:
-        p.feed(html)
-        p.close()
-    except Exception:
-        pass  # html.parser gives up on very little; what it read before stays
-    absolute = lambda u: urldefrag(urljoin(base, u.strip()))[0]
-    return [absolute(u) for u in p.pages], [absolute(u) for u in p.items]
+__all__ = ['sniff_image', 'import_folder', 'cmd_folder', 'cmd_collect', 'add_commands']
 
 # %% ../nbs/11_collect.ipynb #38e1f11a
 _MAGIC = (
@@ -80,378 +43,6 @@ def sniff_image(data: bytes) -> str | None:
     except Exception:
         return None
     return mt
-
-# %% ../nbs/11_collect.ipynb #e93066d3
-OUTCOMES = ('page', 'stored', 'duplicate', 'robots', 'type', 'limit', 'error')
-
-
-class Frontier:
-    "A crawl's state in SQLite: every URL seen, its depth, where it was found and what became of it."
-
-    def __init__(self, path: str | Path):
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(str(path), isolation_level=None, timeout=30)
-        self.db.execute('PRAGMA journal_mode=WAL')
-        self.db.executescript("""
-            CREATE TABLE IF NOT EXISTS urls (url TEXT PRIMARY KEY, depth INTEGER NOT NULL, kind TEXT NOT NULL, found_on TEXT,
-                state TEXT NOT NULL DEFAULT 'queued', status INTEGER, error TEXT, detail TEXT, sha256 TEXT, fetched TEXT);
-            CREATE INDEX IF NOT EXISTS queued ON urls (state, depth);
-            CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);""")
-
-    def add(self, rows: list[tuple]):  # (url, depth, kind, found_on); a URL already known keeps its first row
-        self.db.executemany('INSERT OR IGNORE INTO urls (url, depth, kind, found_on) VALUES (?, ?, ?, ?)', rows)
-
-    def next(self) -> tuple | None:
-        "(url, depth, kind, found_on) of the next URL to fetch, or None when nothing is queued."
-        return self.db.execute(
-            "SELECT url, depth, kind, found_on FROM urls WHERE state = 'queued' ORDER BY depth, rowid LIMIT 1"
-        ).fetchone()
-
-    def finish(
-        self,
-        url: str,
-        state: str,
-        status: int | None = None,
-        error: str | None = None,
-        detail: str | None = None,
-        sha: str | None = None,
-        found: list[tuple] = (),
-    ):
-        "Record what became of `url` and queue the links it led to, in one transaction."
-        assert state in OUTCOMES, state
-        with self.db:
-            self.db.execute('BEGIN IMMEDIATE')
-            self.db.execute(
-                'UPDATE urls SET state = ?, status = ?, error = ?, detail = ?, sha256 = ?, fetched = ? WHERE url = ?',
-                (state, status, error, detail, sha, utc_now(), url),
-            )
-            self.add(list(found))
-
-    def retry_transient(self):
-        "Queue again the URLs that failed for a passing reason (timeout, dropped connection, 429, 5xx)."
-        self.db.execute(
-            "UPDATE urls SET state = 'queued' WHERE state = 'error' AND (error IN ('timeout', 'connection', 'http 429') OR error LIKE 'http 5%')"
-        )
-
-    def get(self, key: str) -> str | None:
-        row = self.db.execute('SELECT value FROM meta WHERE key = ?', (key,)).fetchone()
-        return row and row[0]
-
-    def put(self, key: str, value: str):
-        self.db.execute('INSERT OR REPLACE INTO meta VALUES (?, ?)', (key, value))
-
-    def counts(self) -> dict:
-        "URLs per state, errors per kind, and how many responses were received."
-        by = dict(self.db.execute('SELECT state, count(*) FROM urls GROUP BY state').fetchall())
-        errors = dict(
-            self.db.execute(
-                "SELECT error, count(*) FROM urls WHERE state = 'error' GROUP BY error ORDER BY 2 DESC"
-            ).fetchall()
-        )
-        fetched = self.db.execute('SELECT count(*) FROM urls WHERE status IS NOT NULL').fetchone()[0]
-        return dict(fetched=fetched, **{s: by.get(s, 0) for s in ('queued', *OUTCOMES)}, errors=errors)
-
-    def close(self):
-        self.db.close()
-
-# %% ../nbs/11_collect.ipynb #04182906
-class FetchError(Exception):
-    "A URL that could not be fetched; `kind` names the error for the summary (timeout, http 404, too large ...)."
-
-    def __init__(self, kind: str, detail: str = ''):
-        super().__init__(f'{kind}: {detail}' if detail else kind)
-        self.kind, self.detail = kind, detail
-
-# %% ../nbs/11_collect.ipynb #6f57edf8
-def _retry_after(value: str | None) -> float | None:
-    "Seconds to wait from a Retry-After header (seconds or an HTTP date)."
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    from datetime import datetime, timezone
-    from email.utils import parsedate_to_datetime
-
-    try:
-        return max(0.0, (parsedate_to_datetime(value) - datetime.now(timezone.utc)).total_seconds())
-    except (TypeError, ValueError):
-        return None
-
-
-def _reason(e: Exception) -> str:
-    "The OS's reason inside a requests error (e.g. [Errno 111] Connection refused)."
-    import re
-
-    m = re.search(r'\[Errno -?\d+\] [\w ,.-]+', str(e))
-    return m.group(0).strip() if m else str(e)[:200]
-
-# %% ../nbs/11_collect.ipynb #e0285af7
-class Fetcher:
-    "HTTP GETs that a site owner would not mind: user agent, per-host rate limit, timeouts, retries, size cap."
-
-    def __init__(
-        self,
-        cfg,  # settings.collect
-        sleep=time.sleep,
-    ):
-        import requests
-
-        if not cfg.contact.strip():
-            raise ValueError(
-                'set [collect] contact in settings.ini (an address a site owner can write to) before crawling'
-            )
-        self.cfg, self.sleep, self.requests = cfg, sleep, requests
-        self.session = requests.Session()
-        self.user_agent = f'{cfg.user_agent} (+{cfg.contact.strip()})'
-        self.session.headers['User-Agent'] = self.user_agent
-        self.last, self.delays = {}, {}  # host -> time of the last request; host -> seconds between requests
-        self.requests_sent = 0
-
-    def _wait_turn(self, host):
-        gap = self.delays.get(host, self.cfg.delay) - (time.monotonic() - self.last.get(host, float('-inf')))
-        if gap > 0:
-            self.sleep(gap)
-        self.last[host] = time.monotonic()
-
-    def get(self, url: str):
-        "The response to GET `url` (not following redirects; body not read yet), after retries; FetchError if none came."
-        host, cfg = urlsplit(url).netloc, self.cfg
-        for attempt in range(cfg.retries + 1):
-            self._wait_turn(host)
-            self.requests_sent += 1
-            wait = cfg.backoff * 2**attempt
-            try:
-                r = self.session.get(url, timeout=cfg.timeout, stream=True, allow_redirects=False)
-            except self.requests.Timeout:
-                err = FetchError('timeout', f'no answer within {cfg.timeout} s')
-            except self.requests.ConnectionError as e:
-                err = FetchError('connection', _reason(e))
-            except self.requests.RequestException as e:
-                raise FetchError('bad request', str(e)[:200]) from None
-            else:
-                if r.status_code != 429 and r.status_code < 500:
-                    return r
-                err = FetchError(f'http {r.status_code}')
-                after = _retry_after(r.headers.get('Retry-After'))
-                r.close()
-                if after is not None:
-                    if after > cfg.max_retry_after:
-                        raise FetchError(
-                            f'http {r.status_code}',
-                            f'Retry-After {after:.0f} s is longer than {cfg.max_retry_after:.0f} s',
-                        )
-                    wait = after
-            if attempt < cfg.retries:
-                self.last[host] = (
-                    time.monotonic() + wait - self.delays.get(host, cfg.delay)
-                )  # the host's next turn comes after the wait
-        raise err
-
-    def read(self, r) -> bytes:
-        "The body of `r`, refused (FetchError 'too large') past the size cap, announced or not."
-        cap = self.cfg.max_bytes
-        n = r.headers.get('Content-Length', '')
-        if n.isdigit() and int(n) > cap:
-            r.close()
-            raise FetchError('too large', f'{n} bytes announced, the cap is {cap}')
-        buf = bytearray()
-        try:
-            for chunk in r.iter_content(1 << 16):
-                buf += chunk
-                if len(buf) > cap:
-                    raise FetchError('too large', f'more than {cap} bytes')
-        except self.requests.RequestException as e:
-            raise FetchError('timeout' if 'timed out' in str(e).lower() else 'connection', str(e)[:200]) from None
-        finally:
-            r.close()
-        return bytes(buf)
-
-# %% ../nbs/11_collect.ipynb #a3466ac1
-class Robots:
-    "robots.txt of each site, fetched once per crawl and kept in its frontier."
-
-    def __init__(self, fetcher: Fetcher, frontier: Frontier):
-        self.fetcher, self.frontier, self.parsers = fetcher, frontier, {}
-
-    def _parser(self, origin):
-        from urllib.robotparser import RobotFileParser
-
-        if origin in self.parsers:
-            return self.parsers[origin]
-        kept = self.frontier.get(f'robots {origin}')
-        if kept is None:
-            try:
-                r = self.fetcher.get(f'{origin}/robots.txt')
-                status = r.status_code
-                text = self.fetcher.read(r).decode('utf-8', 'replace') if status == 200 else ''
-            except FetchError as e:
-                if e.kind == 'connection':
-                    raise
-                status, text = (
-                    503,
-                    '',
-                )  # unreachable robots.txt: assume everything is forbidden, and ask again next crawl
-            kept = json.dumps(dict(status=status, text=text))
-            if status < 500:
-                self.frontier.put(f'robots {origin}', kept)
-        k = json.loads(kept)
-        rp = RobotFileParser()
-        if k['status'] in (401, 403) or k['status'] >= 500:
-            rp.disallow_all = True
-        elif k['status'] >= 400:
-            rp.allow_all = True
-        else:
-            rp.parse(k['text'].splitlines())
-        delay = rp.crawl_delay(self.fetcher.user_agent)
-        if delay:
-            self.fetcher.delays[urlsplit(origin).netloc] = max(float(delay), self.fetcher.cfg.delay)
-        self.parsers[origin] = rp
-        return rp
-
-    def allowed(self, url: str) -> bool:
-        u = urlsplit(url)
-        return self._parser(f'{u.scheme}://{u.netloc}').can_fetch(self.fetcher.user_agent, url)
-
-# %% ../nbs/11_collect.ipynb #246ee0c9
-_HTML = ('text/html', 'application/xhtml+xml')
-_KEPT_HEADERS = ('Content-Type', 'Content-Length', 'ETag', 'Last-Modified')
-
-
-def check_url(url: str) -> str:
-    "`url` if it is an http(s) URL with a host; ValueError saying what is wrong otherwise."
-    u = urlsplit(url.strip())
-    if u.scheme not in ('http', 'https') or not u.netloc:
-        raise ValueError(f'{url!r} is not an http(s) URL: give one like https://example.org/digits/')
-    return urldefrag(url.strip())[0]
-
-
-def state_path(settings, url: str) -> Path:
-    "The frontier file of a crawl of `url` under [collect] state."
-    return (
-        Path(settings.resolve(settings.collect.state))
-        / f'{urlsplit(url).netloc.replace(":", "_")}-{sha256(url.encode())[:12]}.sqlite'
-    )
-
-# %% ../nbs/11_collect.ipynb #35c38d38
-def _follow(
-    fetcher: Fetcher,
-    robots: Robots,
-    u: str,  # the URL to fetch
-    same_site,  # URL -> whether it is on the crawl's site
-    max_redirects: int,
-) -> tuple:
-    "(the response, the final URL) of `u` after its redirects, each of which must stay on the site and be allowed; else FetchError."
-    final, chain = u, [u]
-    while True:
-        r = fetcher.get(final)
-        if not r.is_redirect:
-            break
-        nxt = urldefrag(urljoin(final, r.headers['Location']))[0]
-        r.close()
-        if nxt in chain:
-            raise FetchError('redirect loop', ' -> '.join([*chain, nxt]))
-        if len(chain) > max_redirects:
-            raise FetchError('too many redirects', f'more than {max_redirects}')
-        if not same_site(nxt):
-            raise FetchError('redirect off-site', nxt)
-        if not robots.allowed(nxt):
-            raise FetchError('redirect to a path robots.txt forbids', nxt)
-        chain.append(nxt)
-        final = nxt
-    return r, final
-
-# %% ../nbs/11_collect.ipynb #039957b8
-def crawl(
-    settings,
-    url: str,  # where to start (the crawl stays on its host)
-    state: str | Path | None = None,  # the frontier file; default: one per start URL under [collect] state
-    progress: bool = True,  # a progress bar
-    **overrides,  # any [collect] setting for this crawl (delay=0, max_pages=10 ...)
-) -> dict:
-    "Crawl a site from `url`, storing the images it finds as raw items; resumes an interrupted crawl; returns the summary."
-    url = check_url(url)
-    cfg = replace(settings.collect, **overrides)
-    store = Store(settings.store_url)
-    fr = Frontier(state or state_path(settings, url))
-    fetcher = Fetcher(cfg)
-    robots = Robots(fetcher, fr)
-    allowed = {t.strip().lower() for t in cfg.content_types.split(',') if t.strip()}
-    site = urlsplit(url).netloc.lower()
-    same_site = lambda u: urlsplit(u).scheme in ('http', 'https') and urlsplit(u).netloc.lower() == site
-    fr.add([(url, 0, 'page', None)])
-    fr.retry_transient()
-    from tqdm.auto import tqdm
-
-    bar = tqdm(desc=f'crawling {site}', unit=' url', disable=not progress)
-    t0, pages0, done = time.perf_counter(), fr.counts()['page'], 0
-    try:
-        while (row := fr.next()) is not None:
-            u, depth, kind, found_on = row
-            bar.update(1)
-            if kind == 'page' and fr.counts()['page'] >= cfg.max_pages:
-                fr.finish(u, 'limit', detail=f'max_pages {cfg.max_pages}')
-                continue
-            try:
-                if not robots.allowed(u):
-                    fr.finish(u, 'robots')
-                    continue
-                r, final = _follow(fetcher, robots, u, same_site, cfg.max_redirects)
-                if r.status_code != 200:
-                    r.close()
-                    raise FetchError(f'http {r.status_code}')
-                mt = r.headers.get('Content-Type', '').split(';')[0].strip().lower()
-                if kind == 'page' and mt in _HTML:
-                    body = fetcher.read(r)
-                    pages, items = extract_links(body.decode(r.encoding or 'utf-8', 'replace'), final)
-                    found = [(p, depth + 1, 'page', u) for p in pages if same_site(p) and depth + 1 <= cfg.max_depth]
-                    found += [(i, depth + 1, 'item', u) for i in items if same_site(i)]
-                    fr.finish(u, 'page', 200, found=found)
-                elif mt in allowed:
-                    body = fetcher.read(r)
-                    d = sha256(body)
-                    # stored already, unless by this very URL (a crawl killed between storing and recording it)
-                    dup = has_item(store, d) and item_provenance(store, d).get('source') != final
-                    if not dup:
-                        put_item(
-                            store,
-                            body,
-                            Provenance(
-                                source=final,
-                                media_type=mt,
-                                status=r.status_code,
-                                found_on=found_on,
-                                headers={h: r.headers[h] for h in _KEPT_HEADERS if h in r.headers},
-                            ),
-                        )
-                    fr.finish(u, 'duplicate' if dup else 'stored', 200, sha=d)
-                else:
-                    r.close()
-                    fr.finish(u, 'type', r.status_code, detail=mt or 'no Content-Type')
-            except FetchError as e:
-                fr.finish(u, 'error', error=e.kind, detail=e.detail[:500])
-                if depth == 0 and e.kind == 'connection' and fr.counts()['fetched'] == 0:
-                    raise ConnectionError(
-                        f'could not reach {u}: {e.detail or e.kind} (nothing was stored; the crawl can be run again)'
-                    ) from None
-            done += 1
-            c = fr.counts()
-            bar.set_postfix(stored=c['stored'], duplicates=c['duplicate'], errors=c['error'], refresh=False)
-    finally:
-        bar.close()
-        seconds = time.perf_counter() - t0
-        c = fr.counts()
-        fr.close()
-    pages = c['page'] - pages0
-    return dict(
-        c,
-        url=url,
-        state=str(state or state_path(settings, url)),
-        seconds=seconds,
-        requests=fetcher.requests_sent,
-        pages_this_run=pages,
-        pages_per_s=pages / seconds if seconds else 0.0,
-    )
 
 # %% ../nbs/11_collect.ipynb #46a38768
 def import_folder(
@@ -498,30 +89,6 @@ def import_folder(
         raise ValueError(f'no image in {root}: {what}')
     return out
 
-# %% ../nbs/11_collect.ipynb #839473e1
-def _summary_line(r: dict) -> str:
-    errors = ', '.join(f'{k} {n}' for k, n in r['errors'].items()) or 'none'
-    return (
-        f'{r["fetched"]} URLs fetched ({r["page"]} pages), {r["stored"]} images stored, {r["duplicate"]} duplicates, '
-        f'{r["robots"]} refused by robots.txt, {r["type"]} of another type, {r["limit"]} over the page limit; errors: {errors}'
-    )
-
-
-def cmd_crawl(args, settings):
-    "Crawl a site for images."
-    over = {
-        k: v
-        for k, v in dict(delay=args.delay, max_pages=args.max_pages, max_depth=args.max_depth).items()
-        if v is not None
-    }
-    r = crawl(settings, args.url, state=args.state, progress=not args.quiet, **over)
-    say('collect', _summary_line(r))
-    say(
-        'collect',
-        f'{r["pages_this_run"]} pages in {r["seconds"]:.1f} s this run ({r["pages_per_s"]:.1f} pages/s, {r["requests"]} requests); '
-        f'frontier {r["state"]} (run again to resume)',
-    )
-
 # %% ../nbs/11_collect.ipynb #44b16c1d
 def cmd_folder(args, settings):
     "Import a folder of images."
@@ -538,31 +105,27 @@ def cmd_folder(args, settings):
     )
 
 # %% ../nbs/11_collect.ipynb #fee94538
+def cmd_collect(args, settings):
+    "`mlproj collect` without a source."
+    raise ValueError('say where to collect from: `mlproj collect --help` lists the sources')
+
+
 def add_commands(add):
-    "The `collect` command group of the CLI."
-    p = add(
+    "The `collect` command group of the CLI, and its `folder` source."
+    add(
         'collect',
-        None,
-        'Collect raw images with their provenance: crawl a web site politely (resumable), or import a folder.',
+        cmd_collect,
+        'Collect raw images with their provenance: import a folder'
+        ' (or crawl a web site politely, resumably)'  # only-with: crawler
+        '.',
     )
-    sub = p.add_subparsers(dest='collect_command', metavar='SOURCE', required=True)
-    h = (
-        'Crawl a site from URL for images: robots.txt, user agent with contact, per-host rate limit, retries, size cap, '
-        'same-site links to a depth and page limit; run again to resume an interrupted crawl.'
+    s = add(
+        'folder',
+        cmd_folder,
+        'Import every image under PATH (recursively) as raw items with provenance; other files are counted and left '
+        'alone.',
+        under='collect',
     )
-    s = sub.add_parser('crawl', help=h, description=h)
-    s.add_argument('url', help='the start page (http or https); the crawl stays on its host')
-    s.add_argument('--delay', type=float, help='seconds between requests to the host (default: [collect] delay)')
-    s.add_argument('--max-pages', type=int, help='HTML pages to fetch (default: [collect] max_pages)')
-    s.add_argument(
-        '--max-depth', type=int, help='links to follow away from the start page (default: [collect] max_depth)'
-    )
-    s.add_argument('--state', help='the frontier file (default: one per start URL under [collect] state)')
-    s.add_argument('-q', '--quiet', action='store_true', help='no progress bar')
-    s.set_defaults(fn=cmd_crawl)
-    h = 'Import every image under PATH (recursively) as raw items with provenance; other files are counted and left alone.'
-    s = sub.add_parser('folder', help=h, description=h)
     s.add_argument('path', help='a folder')
     s.add_argument('-q', '--quiet', action='store_true', help='no progress bar')
-    s.set_defaults(fn=cmd_folder)
-    return p
+    return s

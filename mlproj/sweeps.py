@@ -1,4 +1,4 @@
-"""A grid of a job's parameters queued as one sweep, its report once the last job is done; a finished run queued or run again.
+"""A grid of a job's parameters queued as one sweep, its report once the last job is done; a finished run's rerun queued.
 
 Docs: https://mlproj.github.io/mlproj/sweeps.html.md"""
 
@@ -16,12 +16,13 @@ from pathlib import Path
 from fastcore.basics import patch
 
 from .console import say
-from .jobs import code_version, find_run, installed_packages, read_run, run_job
 from .queue import FINISHED, JobQueue, _show, check_job
+from .rerun import cmd_rerun as rerun_here
+from .rerun import rerun_plan
 from .store import utc_now
 
 # %% auto #0
-__all__ = ['parse_grid', 'bars_svg', 'sweep_finished', 'rerun_plan', 'compare_metrics', 'cmd_sweep', 'cmd_rerun', 'add_commands']
+__all__ = ['parse_grid', 'bars_svg', 'sweep_finished', 'cmd_sweep', 'cmd_rerun', 'add_commands']
 
 # %% ../nbs/43_sweeps.ipynb #1897b152
 def parse_grid(pairs: list) -> dict:
@@ -129,57 +130,11 @@ def sweep_finished(jq: JobQueue, job: dict):
         jq.sweep_report(job['sweep'])
 
 # %% ../nbs/43_sweeps.ipynb #5134cec3
-def _differences(settings, info: dict) -> list[str]:
-    "What differs now from what run `info` ran on: its code version and its packages."
-    notes, now, then = [], code_version(settings.root), info.get('code_version') or {}
-    key = lambda cv: (cv.get('commit'), cv.get('dirty'), cv.get('diff_sha256'))
-    if key(now) != key(then):
-        kept = f'; its diff is in runs/{info["run_id"]}/{then["diff"]}' if then.get('diff') else ''
-        notes.append(
-            f"the code differs from the run's: now {now.get('commit')} (dirty: {now.get('dirty')}), "
-            f'then {then.get("commit")} (dirty: {then.get("dirty")}){kept}'
-        )
-    pk_now, pk_then = installed_packages(), info.get('packages') or {}
-    if moved := [f'{n} {v} -> {pk_now.get(n)}' for n, v in pk_then.items() if pk_now.get(n) != v]:
-        notes.append("installed packages differ from the run's: " + ', '.join(moved))
-    return notes
-
-
-def rerun_plan(settings, run_id: str) -> tuple[str, dict, list[str]]:
-    "The job kind, parameters (every effective value the run recorded) and notes (what differs now) to run `run_id` again."
-    info = read_run(find_run(settings, run_id))
-    if info.get('state') != 'done':
-        raise ValueError(f'run {run_id} is {info.get("state")}, not done: only a finished run can be run again')
-    params = {k: v for k, v in info['parameters'].items() if k != 'run_dir'}
-    notes = []
-    if info['job'] == 'train' and 'sources' not in info:  # recorded before every effective value was
-        for name in ('seed', 'dataset_version'):
-            if params.get(name) is None:
-                notes.append(f'run {run_id} recorded no {name}: the rerun takes the current default')
-    return info['job'], params, notes + _differences(settings, info)
-
-
 @patch
 def rerun_submit(self: JobQueue, run_id: str) -> dict:
     "Queue a rerun of a finished run; its record's notes say what differs."
     kind, params, notes = rerun_plan(self.settings, run_id)
     return self.submit(kind, params, rerun_of=run_id, notes=notes)
-
-# %% ../nbs/43_sweeps.ipynb #b0291ab7
-def compare_metrics(a: dict, b: dict) -> list[tuple]:
-    "(name, a's value, b's value, same?) for every number two runs' metrics share, nested ones as a.b."
-
-    def flat(d, pre=''):
-        out = {}
-        for k, v in (d or {}).items():
-            if isinstance(v, dict):
-                out.update(flat(v, f'{pre}{k}.'))
-            elif isinstance(v, (int, float)) and not isinstance(v, bool):
-                out[pre + k] = v
-        return out
-
-    fa, fb = flat(a), flat(b)
-    return [(k, fa[k], fb[k], fa[k] == fb[k]) for k in fa if k in fb and k != 'seconds']
 
 # %% ../nbs/43_sweeps.ipynb #267dd379
 def cmd_sweep(args, settings):
@@ -197,26 +152,17 @@ def cmd_sweep(args, settings):
 
 # %% ../nbs/43_sweeps.ipynb #d55f1596
 def cmd_rerun(args, settings):
-    if args.queue:
-        job = JobQueue(settings).rerun_submit(args.run_id)
-        for n in job['notes']:
-            say('rerun', n)
-        return say('rerun', f'job {job["id"]} queued')
-    kind, params, notes = rerun_plan(settings, args.run_id)
-    for n in notes:
+    "`mlproj rerun`: with --queue, queue the rerun as a job; without, run it here (`mlproj.rerun`)."
+    if not args.queue:
+        return rerun_here(args, settings)
+    job = JobQueue(settings).rerun_submit(args.run_id)
+    for n in job['notes']:
         say('rerun', n)
-    say('rerun', f'running {kind} again with {json.dumps(params)}')
-    sources = {k: f'rerun of {args.run_id}' for k in params}
-    new = read_run(run_job(settings, kind, params, progress=not args.quiet, sources=sources))
-    rows = compare_metrics(read_run(find_run(settings, args.run_id)).get('metrics'), new.get('metrics'))
-    print(f'{"metric":24}  {args.run_id[:28]:>28}  {new["run_id"][:28]:>28}')
-    for name, a, b, same in rows:
-        print(f'{name[:24]:24}  {a:>28.6g}  {b:>28.6g}  {"same" if same else "DIFFERENT"}')
-    return 0 if all(same for *_, same in rows) else 1
+    return say('rerun', f'job {job["id"]} queued')
 
 # %% ../nbs/43_sweeps.ipynb #091a97b4
 def add_commands(add):
-    "The sweeps' commands: sweep, rerun."
+    "The sweeps' commands: sweep, and rerun's --queue."
     s = add(
         'sweep',
         cmd_sweep,
@@ -226,13 +172,6 @@ def add_commands(add):
     )
     s.add_argument('job', help='the job kind, e.g. train')
     s.add_argument('--wait', action='store_true', help='wait for every job and print the report path')
-    s = add(
-        'rerun',
-        cmd_rerun,
-        'Run a finished run again with every parameter value, the seed and the dataset version it recorded '
-        "(not today's settings.ini defaults); print both runs' metrics side by side (exit 1 if they differ) and say "
-        "when the code or the installed packages differ from the run's.",
-    )
-    s.add_argument('run_id', help='a run id under reports/runs/')
+    s = add.parsers['rerun']  # 34_rerun's command
     s.add_argument('--queue', action='store_true', help='queue the rerun as a job instead of running it here')
-    s.add_argument('-q', '--quiet', action='store_true', help='no progress bar')
+    s.set_defaults(fn=cmd_rerun)

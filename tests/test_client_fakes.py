@@ -13,7 +13,7 @@ from conftest import ROOT, ServerProcess, serving_env
 from test_api import server_env
 
 from mlproj.console import serve_argv
-from mlproj.redis_server import EmbeddedServer
+from mlproj.redis_server import EmbeddedServer  # only-with: queue
 
 TOKEN = {'Authorization': 'Bearer s3cret'}
 
@@ -36,23 +36,30 @@ def served(trained, tmp_path_factory):
         (runs / rid / 'report.html').write_text(
             '<!doctype html><title>r</title><p>a report</p><script>document.title = "ran"</script>'
         )
+    stops, queue = [], {}
+    # begin-only-with: queue
     redis = EmbeddedServer(tmp / 'q').start()
+    stops.append(redis.stop)
+    queue['MLPROJ_QUEUE_URL'] = redis.url
+    # end-only-with: queue
     env = server_env(
         trained,
         tmp / 'deep',
         MLPROJ_MODEL='1',
-        MLPROJ_QUEUE_URL=redis.url,
         MLPROJ_API_TOKENS='ci:s3cret',
         MLPROJ_SERVING_CORRECTIONS_PER_MINUTE='2',
+        **queue,
     )
     try:
         with ServerProcess(serve_argv('127.0.0.1', 0), env) as srv:
             srv.tmp = tmp
             yield srv
     finally:
-        redis.stop()
+        for stop in stops:
+            stop()
 
 
+# begin-only-with: queue
 # ---------------------------------------------------------------- a run id is a name
 
 
@@ -78,6 +85,7 @@ def test_a_rerun_of_a_run_that_exists_is_still_queued(served):
     r = httpx.post(f'{served.url}/jobs', json={'rerun': '20260101-000000-train-aaaaaa'}, headers=TOKEN, timeout=30)
     assert r.status_code in (202, 422), r.text  # queued, or refused for its parameters, never for its id
     assert 'not a path' not in r.text and 'no run' not in r.text
+    # end-only-with: queue
 
 
 # ---------------------------------------------------------------- X-Forwarded-For

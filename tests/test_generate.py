@@ -1,7 +1,8 @@
 """A team's project generated from this repository by copier, and updated to a later template version (issue 22).
 
-The fast tier generates one project under other names (project "Acme Vision": package acme_vision, command acme) and
-runs, in it, its sync and lint checks, two of its notebooks and a short pipeline through its CLI. The generated
+The fast tier generates one project under other names (project "Acme Vision": package acme_vision, command acme),
+without the optional crawler and queue stages, and runs, in it, its sync and lint checks, the notebooks next to the
+removed stages, its CLI's help, its app and a short pipeline through its CLI. The generated
 package is not installed: PYTHONPATH points at the project, and this environment's python runs it. The full tier
 generates from a tagged copy of this repository, commits a team's change, and updates to a later tag: a clean case
 and a conflicting one. docs/guide/template.md describes the mechanism.
@@ -77,8 +78,8 @@ def synced(dst):
     return {str(p.relative_to(dst)): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
 
 
-def fast_checks(dst):
-    "The generated project's sync check, its lint, and two of its notebooks as nbdev-test runs them."
+def fast_checks(dst, notebooks=()):
+    "The generated project's sync check, its lint, and two of its notebooks (and `notebooks`) as nbdev-test runs them."
     before = synced(dst)
     in_project(dst, BIN / 'nbdev-export')
     in_project(dst, BIN / 'nbdev-clean')
@@ -86,13 +87,14 @@ def fast_checks(dst):
     in_project(dst, BIN / 'ruff', 'check', '.')
     in_project(dst, BIN / 'ruff', 'format', '--check', '.')
     # settings (the prefix, settings.ini) and the CLI (its command name in every usage line)
-    for nb in ('nbs/00_settings.ipynb', 'nbs/90_cli.ipynb'):
+    for nb in ('nbs/00_settings.ipynb', 'nbs/90_cli.ipynb', *notebooks):
         in_project(dst, BIN / 'nbdev-test', nb)
 
 
 @pytest.fixture(scope='module')
 def project(tmp_path_factory):
-    return generate(ROOT, tmp_path_factory.mktemp('gen') / 'acme', task='wine')  # another name and another task
+    # another name, another task, and without the optional stages that can be removed (template/stages.toml)
+    return generate(ROOT, tmp_path_factory.mktemp('gen') / 'acme', task='wine', crawler='false', queue='false')
 
 
 def test_generated_project_says_mlproj_only_where_it_came_from(project):
@@ -136,7 +138,56 @@ def test_generated_project_names_its_command_package_and_prefix(project):
 
 
 def test_generated_project_is_in_sync_lint_clean_and_its_notebooks_pass(project):
-    fast_checks(project)
+    # the notebooks that lost a stage's cells or commands: the folder import (the crawler's group) and the local rerun
+    fast_checks(project, ('nbs/11_collect.ipynb', 'nbs/34_rerun.ipynb'))
+
+
+STAGE_FILES = {
+    'crawler': ['nbs/15_crawl.ipynb', 'acme_vision/crawl.py', 'tests/test_crawl.py', 'bench/data_crawl.py'],
+    'queue': [
+        *(f'nbs/{nb}.ipynb' for nb in ('41_redis_server', '42_queue', '43_sweeps', '44_workers')),
+        *(f'acme_vision/{m}.py' for m in ('redis_server', 'queue', 'sweeps', 'workers')),
+        'deploy/routes/jobs.py',
+        'tests/test_queue.py',
+        'tests/test_queue_rerun.py',
+        'docs/guide/queue.md',
+        'acme_vision/templates/sweep.html',
+    ],
+}
+
+
+def test_a_removed_stage_leaves_no_file_command_route_or_recipe(project, tmp_path):
+    assert not [f for files in STAGE_FILES.values() for f in files if (project / f).exists()]
+    # what they shared stays: the folder import and the image sniffer, a local rerun, the job runner
+    for f in ('acme_vision/collect.py', 'acme_vision/rerun.py', 'acme_vision/jobs.py', 'tests/test_collect.py'):
+        assert (project / f).is_file(), f
+    commands = set(re.findall(r'(?m)^    ([a-z][a-z-]*) ', cli(project, '--help').stdout))
+    assert {'collect', 'rerun', 'train', 'serve'} <= commands, commands
+    assert not commands & {'up', 'worker', 'submit', 'jobs', 'sweep'}, commands
+    collect = cli(project, 'collect', '--help').stdout
+    assert 'folder' in collect and 'crawl' not in collect, collect
+    assert '--queue' not in cli(project, 'rerun', '--help').stdout
+    assert re.findall(r'(?m)^(\w+):', (project / 'deploy' / 'Procfile').read_text()) == ['web']
+    assert 'redis' not in (project / 'deploy' / 'compose.yaml').read_text()
+    assert '[The queue]' not in (project / 'README.md').read_text()
+    # the app starts (an empty store: no model) and has no /jobs
+    code = (
+        'import json\n'
+        'from fastapi.testclient import TestClient\n'
+        'from deploy.app import create_app\n'
+        'from acme_vision.settings import load_settings\n'
+        'app = create_app(load_settings())\n'
+        'with TestClient(app) as c:\n'
+        '    print(json.dumps([c.get("/jobs").status_code, c.get("/health").status_code, sorted(app.openapi()["paths"])]))'
+    )
+    r = run(
+        [sys.executable, '-c', code],
+        project,
+        env={'PYTHONPATH': str(project), 'ACME_VISION_PATHS_STORE': str(tmp_path / 'store')},
+    )
+    jobs, health, paths = json.loads(r.stdout.splitlines()[-1])
+    assert jobs == 404 and health in (200, 503) and '/predict' in paths, r.stdout[-2000:]
+    assert not [p for p in paths if p.startswith('/jobs')], paths
 
 
 def test_generated_project_runs_its_pipeline(project):
@@ -264,8 +315,8 @@ def test_update_shows_a_conflict_where_the_team_changed_the_same_lines(versions,
 
 @pytest.fixture(scope='module')
 def skeleton(tmp_path_factory):
-    "A project generated with the empty task skeleton, and an optional stage answered no."
-    return generate(ROOT, tmp_path_factory.mktemp('skel') / 'acme', task='skeleton', queue='false')
+    "A project generated with the empty task skeleton, and an optional stage that cannot be removed yet answered no."
+    return generate(ROOT, tmp_path_factory.mktemp('skel') / 'acme', task='skeleton', annotation='false')
 
 
 def test_skeleton_project_stops_saying_what_to_fill_in(skeleton):
@@ -284,10 +335,12 @@ def test_skeleton_project_stops_saying_what_to_fill_in(skeleton):
 
 
 def test_a_stage_that_cannot_be_removed_yet_is_kept_and_the_answer_recorded(skeleton):
-    # template/stages.toml says why the queue cannot be removed yet: its files and commands stay, the answer is kept
-    assert 'queue: false' in (skeleton / '.copier-answers.yml').read_text()
-    assert (skeleton / 'acme_vision' / 'queue.py').is_file() and (skeleton / 'deploy' / 'routes' / 'jobs.py').is_file()
-    assert cli(skeleton, 'submit', '--help').stdout.startswith('usage: acme submit')
+    # template/stages.toml says why annotation cannot be removed yet: its files and commands stay, the answer is kept
+    assert 'annotation: false' in (skeleton / '.copier-answers.yml').read_text()
+    assert (skeleton / 'acme_vision' / 'annotate.py').is_file() and (skeleton / 'nbs' / '17_annotate.ipynb').is_file()
+    assert cli(skeleton, 'annotate', '--help').stdout.startswith('usage: acme annotate')
+    # the stages answered yes by default are all there
+    assert (skeleton / 'acme_vision' / 'queue.py').is_file() and (skeleton / 'acme_vision' / 'crawl.py').is_file()
 
 
 @pytest.mark.full

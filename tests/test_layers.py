@@ -141,10 +141,10 @@ def test_imports_are_found_inside_functions_and_relative(tmp_path):
     mods = sources()
     src = tmp_path / '_probe.py'
     src.write_text(
-        'def f():\n    from .cli import main\n    import mlproj.store\n    from . import queue\nimport deploy.app\n'
+        'def f():\n    from .cli import main\n    import mlproj.store\n    from . import items\nimport deploy.app\n'
     )
     found = sorted(imports('mlproj._probe', src, mods))
-    assert found == [(2, 'mlproj.cli'), (3, 'mlproj.store'), (4, 'mlproj.queue'), (5, 'deploy.app')]
+    assert found == [(2, 'mlproj.cli'), (3, 'mlproj.store'), (4, 'mlproj.items'), (5, 'deploy.app')]
 
 
 def test_no_import_points_up_the_notebook_numbers_or_into_the_app():

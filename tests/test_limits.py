@@ -180,22 +180,25 @@ def test_a_client_leaving_mid_body_is_counted_as_a_disconnect_in_one_log_line_no
 def test_a_client_leaving_mid_body_of_a_json_route_is_a_disconnect_not_a_400(limited):
     "FastAPI turns a failure while reading a declared body into 400; a client that left is still counted as a disconnect."
     url = limited.url
-    before = metric(url, 'mlproj_http_client_disconnects_total').get('{method="POST",route="/jobs"}', 0)
+    before = metric(url, 'mlproj_http_client_disconnects_total').get('{method="POST",route="/admin/promote"}', 0)
     s = raw_request(
         url,
-        'POST /jobs HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer x\r\nContent-Type: application/json\r\n'
+        'POST /admin/promote HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer x\r\nContent-Type: application/json\r\n'
         'Content-Length: 1000',
-        b'{"job": "no',
+        b'{"version": 9, "rea',
     )
     time.sleep(0.05)
     s.close()
     wait_until(
-        lambda: metric(url, 'mlproj_http_client_disconnects_total').get('{method="POST",route="/jobs"}', 0) != before,
+        lambda: (
+            metric(url, 'mlproj_http_client_disconnects_total').get('{method="POST",route="/admin/promote"}', 0)
+            != before
+        ),
         10,
         what='the disconnect counted',
     )
-    assert metric(url, 'mlproj_http_client_disconnects_total')['{method="POST",route="/jobs"}'] == before + 1
-    assert not any('route="/jobs"' in k for k in metric(url, 'mlproj_http_requests_total'))
+    assert metric(url, 'mlproj_http_client_disconnects_total')['{method="POST",route="/admin/promote"}'] == before + 1
+    assert not any('route="/admin/promote"' in k for k in metric(url, 'mlproj_http_requests_total'))
 
 
 async def guarded(app, chunks: list, gaps: float, body_timeout: float = 0.3) -> list:

@@ -118,9 +118,12 @@ def test_release_refuses_a_server_that_does_not_switch(trained, tmp_path):
 def test_release_runs_as_a_job_notebook(settings):
     "nbs/jobs/release.ipynb passes its parameters to `release` (so the queue can run it): a bad one fails the job saying why."
     from mlproj.jobs import JobFailed, run_job
+
+    # begin-only-with: queue
     from mlproj.queue import job_kinds, job_signature
 
     assert 'release' in job_kinds(settings) and job_signature(settings, 'release')['allow_dirty'] == 'bool'
+    # end-only-with: queue
     with pytest.raises(JobFailed) as e:
         run_job(settings, 'release', dict(allow_dirty=True, tests='all'), progress=False)
     assert 'tests must be one of notebooks, fast, none' in str(e.value)

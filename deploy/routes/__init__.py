@@ -7,7 +7,7 @@ ROUTERS = (
     'models',
     'predict',
     'corrections',
-    'jobs',
+    'jobs',  # only-with: queue
     'admin',
     'pages',
     'reports',
