@@ -25,7 +25,7 @@ def plain_fit(cfg) -> tuple[float, float, float]:
     dm = VersionDataModule(cfg.store, cfg.dataset_version, cfg.batch_size, cfg.seed)  # the batches train(cfg) fits on
     dm.setup('fit')
     train_dl, val_dl = dm.train_dataloader(), dm.val_dataloader()
-    net = SmallCNN(NetConfig(width=cfg.width, hidden=cfg.hidden))
+    net = SmallCNN(NetConfig(cfg.width, cfg.hidden, n_classes=10, in_shape=(8, 8), scale=16.0))  # the digits CNN
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.max_epochs * len(train_dl))
     g = torch.Generator().manual_seed(cfg.seed)

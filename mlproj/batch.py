@@ -64,12 +64,9 @@ def _files(folder) -> tuple[Path, list[Path]]:
 def read_folder(
     folder: str | Path,  # a folder of image files (of rows' files, for a row task), searched recursively
     serving,  # `settings.serving`: its max_image_side and max_image_pixels, as the API applies them
-    task=None,  # the project's task (`mlproj.task.Task`); None: digits
+    task,  # the project's task (`mlproj.task.Task`): how its items are read
 ) -> tuple[list[str], np.ndarray, list, dict]:
     "Item names (paths relative to `folder`), model inputs of the readable ones, labels (None: unknown) and {item: why unreadable}."
-    from mlproj.task import load_task
-
-    task = task or load_task('digits')
     root, files = _files(folder)
     items, X, labels, errors = [], [], [], {}
     if task.input.kind == 'row':  # every file of rows in it, its items named file:line

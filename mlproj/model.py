@@ -24,21 +24,26 @@ __all__ = ['NetConfig', 'SmallCNN', 'WithProbabilities', 'MLPConfig', 'MLP', 'ra
 # %% ../nbs/20_model.ipynb #f224945f
 @dataclass(frozen=True)
 class NetConfig:
-    "The shape of the CNN, and of the images it takes."
+    "The shape of the CNN, and of the images it takes: the class count and the input are the task's (`task.network` gives them)."
 
     width: int = 16  # channels of the first convolution (the second has twice as many)
     hidden: int = 64  # units of the hidden dense layer
     dropout: float = 0.3
-    n_classes: int = 10
-    in_shape: tuple = (8, 8)  # one input: (height, width) or (channels, height, width)
-    scale: float = 16.0  # inputs are divided by this (their largest value), inside the network
+    n_classes: int | None = None  # the task's classes
+    in_shape: tuple | None = None  # one input: (height, width) or (channels, height, width), the task's input.shape
+    scale: float = 1.0  # inputs are divided by this (their largest value), inside the network
 
 
 class SmallCNN(nn.Module):
     "Two 3x3 convolutions, a 2x2 max-pool and two dense layers: (n, *in_shape) images -> (n, n_classes) logits."
 
-    def __init__(self, cfg: NetConfig = NetConfig()):
+    def __init__(self, cfg: NetConfig):
         super().__init__()
+        if cfg.n_classes is None or cfg.in_shape is None:
+            raise ValueError(
+                f"NetConfig(n_classes={cfg.n_classes}, in_shape={cfg.in_shape}): a network needs the task's class count and "
+                'input shape; build it with task.network(width, hidden)'
+            )
         self.cfg, w = cfg, cfg.width
         shape = tuple(cfg.in_shape)
         c, h, wd = (1, *shape) if len(shape) == 2 else shape
@@ -263,6 +268,8 @@ def load_net(folder) -> nn.Module:
     folder = Path(folder)
     cfg = json.loads((folder / 'net.json').read_text())
     kind = cfg.pop('kind', 'SmallCNN')  # bundles written before tasks hold the digits CNN
+    if kind == 'SmallCNN' and 'in_shape' not in cfg:  # and record neither its input nor its scale: the digits'
+        cfg = {'n_classes': 10, 'in_shape': (8, 8), 'scale': 16.0, **cfg}
     if kind in ('SmallCNN', 'MLP'):
         cls = SmallCNN if kind == 'SmallCNN' else MLP
     else:
