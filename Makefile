@@ -59,17 +59,19 @@ nbtest: $(STAMP) ## run every notebook in nbs/ as a test (job notebooks are run 
 	$(BIN)/nbdev-test
 
 # test modules run side by side, one worker a core (TEST_WORKERS=1 runs them in this process, one after another);
-# a module stays on one worker (--dist loadfile): its fixtures, servers and browser are started once
+# a module stays on one worker (--dist loadfile): its fixtures, servers and browser are started once. The schema
+# test runs after them in one process: schemathesis gives all its operations one node id, which xdist cannot schedule
 TEST_WORKERS ?= auto
-XDIST = $(if $(filter 1,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
+XDIST = $(if $(filter 1,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile --ignore=tests/test_schema.py)
+THEN_SCHEMA = $(if $(XDIST),&& $(BIN)/pytest -p no:xdist $(1) tests/test_schema.py)
 
 pytest: $(STAMP) ## the fast tier of tests/ (everything not marked `full`), a module a core (TEST_WORKERS=1: one process)
-	$(BIN)/pytest -m 'not full' $(XDIST)
+	$(BIN)/pytest -m 'not full' $(XDIST) $(call THEN_SCHEMA,-m 'not full')
 
 test-full: $(STAMP) lint sync-check nbtest pytest-full ## the fast tier and the slow one (tests marked `full`)
 
 pytest-full: $(STAMP) ## every test in tests/, the slow ones too
-	$(BIN)/pytest $(XDIST)
+	$(BIN)/pytest $(XDIST) $(call THEN_SCHEMA)
 
 lab: $(STAMP) ## open JupyterLab on the notebooks, cleaning them on save (installs it on first use)
 	$(BIN)/pip install --disable-pip-version-check -q -e '.[dev,lab]'
