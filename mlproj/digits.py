@@ -107,9 +107,9 @@ class Digits(Task):
         return random_affine(x, g)
 
     def service_like(self, seed: int, per_class: int) -> list:
-        from mlproj.servicelike import generate
+        from mlproj.glyphs import service_like_digits
 
-        return [(png, 'image/png', label, sl) for png, label, sl in generate(seed, per_class)]
+        return [(png, 'image/png', label, sl) for png, label, sl in service_like_digits(seed, per_class)]
 
     def render(self, x: np.ndarray) -> bytes:
         return render_counts(x)

@@ -12,7 +12,8 @@ import io
 import numpy as np
 
 # %% auto #0
-__all__ = ['EVAL_FONTS', 'TRAIN_FONTS', 'STROKES', 'font_path', 'draw_strokes', 'draw_font', 'place', 'encode_png']
+__all__ = ['EVAL_FONTS', 'TRAIN_FONTS', 'STROKES', 'THICKNESS', 'font_path', 'draw_strokes', 'draw_font', 'place', 'encode_png',
+           'service_like_digits']
 
 # %% ../nbs/12_glyphs.ipynb #2e5ce606
 EVAL_FONTS = ('DejaVuSans.ttf', 'DejaVuSans-Bold.ttf', 'DejaVuSerif.ttf', 'DejaVuSansMono.ttf')
@@ -159,3 +160,32 @@ def encode_png(
     buf = io.BytesIO()
     Image.fromarray(255 - a if dark_on_light else a).save(buf, 'PNG', optimize=False)
     return buf.getvalue()
+
+# %% ../nbs/12_glyphs.ipynb #dbece880
+THICKNESS = dict(thin=0.035, medium=0.07, thick=0.12)  # stroke width as a fraction of the canvas side
+
+
+def service_like_digits(
+    seed: int = 0,  # the generator's seed: the same seed draws the same images
+    per_digit: int = 40,  # images of each digit
+    fonts: tuple = EVAL_FONTS,
+    side: int = 128,
+):
+    "(png bytes, label, slice dict) of service-like digits: pen strokes at three thicknesses and typeset fonts, both polarities."
+    rng = np.random.default_rng(seed)
+    out = []
+    for digit in range(10):
+        for i in range(per_digit):
+            polarity = 'dark-on-light' if i % 2 == 0 else 'light-on-dark'
+            if i % 4 < 3 or not fonts:
+                thickness = list(THICKNESS)[(i // 2) % 3]
+                ink, sl = (
+                    draw_strokes(digit, rng, THICKNESS[thickness], side),
+                    dict(source='strokes', thickness=thickness),
+                )
+            else:
+                font = fonts[(i // 4) % len(fonts)]
+                ink, sl = draw_font(digit, font, rng, side), dict(source='font', thickness='font', font=font)
+            ink = place(ink, rng)
+            out.append((encode_png(ink, polarity == 'dark-on-light'), digit, dict(sl, polarity=polarity)))
+    return out

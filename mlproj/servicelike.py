@@ -12,44 +12,16 @@ import json
 import numpy as np
 
 from .data import version_task
-from .glyphs import EVAL_FONTS, draw_font, draw_strokes, encode_png, place
 from .task import Task, check_labels, problem_of, task_of
 
 # %% auto #0
-__all__ = ['SOURCE', 'GENERATOR', 'THICKNESS', 'CORRECTIONS', 'generate', 'add_correction', 'list_corrections',
-           'build_service_like', 'load_service_like', 'service_like_version', 'cmd_service_like', 'add_commands']
+__all__ = ['SOURCE', 'GENERATOR', 'CORRECTIONS', 'add_correction', 'list_corrections', 'build_service_like', 'load_service_like',
+           'service_like_version', 'cmd_service_like', 'add_commands']
 
 # %% ../nbs/14_servicelike.ipynb #ac90b989
 SOURCE = 'mlproj.servicelike'
-GENERATOR = 1  # bumped when the generator draws differently: a new version of the set
-THICKNESS = dict(thin=0.035, medium=0.07, thick=0.12)  # stroke width as a fraction of the canvas side
+GENERATOR = 1  # recorded in each set's version: bumped when the sets are built differently
 CORRECTIONS = 'corrections'  # store folder: one JSON per corrected drawing from the demo page
-
-# %% ../nbs/14_servicelike.ipynb #dbece880
-def generate(
-    seed: int = 0,  # the generator's seed: the same seed draws the same images
-    per_digit: int = 40,  # images of each digit
-    fonts: tuple = EVAL_FONTS,
-    side: int = 128,
-):
-    "(png bytes, label, slice dict) of service-like digits: pen strokes at three thicknesses and typeset fonts, both polarities."
-    rng = np.random.default_rng(seed)
-    out = []
-    for digit in range(10):
-        for i in range(per_digit):
-            polarity = 'dark-on-light' if i % 2 == 0 else 'light-on-dark'
-            if i % 4 < 3 or not fonts:
-                thickness = list(THICKNESS)[(i // 2) % 3]
-                ink, sl = (
-                    draw_strokes(digit, rng, THICKNESS[thickness], side),
-                    dict(source='strokes', thickness=thickness),
-                )
-            else:
-                font = fonts[(i // 4) % len(fonts)]
-                ink, sl = draw_font(digit, font, rng, side), dict(source='font', thickness='font', font=font)
-            ink = place(ink, rng)
-            out.append((encode_png(ink, polarity == 'dark-on-light'), digit, dict(sl, polarity=polarity)))
-    return out
 
 # %% ../nbs/14_servicelike.ipynb #a7e0c482
 def add_correction(
