@@ -75,8 +75,8 @@ def _read_rows(data: bytes, max_bytes: int):
 def parse_predictions(
     data: bytes,  # the uploaded file
     items: list,  # the item ids (sha256) of the split being scored
+    classes: tuple,  # the task's class names: a label is one of them, or its index
     where: str = 'the test split',  # how messages name the split
-    classes: tuple = tuple(str(d) for d in range(10)),  # the task's class names: a label is one of them, or its index
     max_bytes: int = MAX_BYTES,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     "Answers (and confidences, when a confidence column is given) in the order of `items`, from CSV bytes; `ScoreError` lists every problem."
@@ -169,7 +169,7 @@ def score_predictions(
     if not test:
         raise ScoreError([f'dataset version {vid} has no test split to score'])
     items, y = [e.sha256 for _, e in test], np.array([e.label for _, e in test], np.int64)
-    pred, conf = parse_predictions(data, items, f'the test split of dataset version {vid}', task.classes, max_bytes)
+    pred, conf = parse_predictions(data, items, task.classes, f'the test split of dataset version {vid}', max_bytes)
     shown = (
         None if hidden else items
     )  # item ids are what makes a mistake list: without them, only figures over many items
