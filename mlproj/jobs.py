@@ -432,6 +432,17 @@ def _kill_kernels():
             pass
 
 
+_STOPPED = set()  # papermill threads whose kernel this process stopped: their "Kernel died" is our own doing
+
+
+class _NotWhenStopped(logging.Filter):
+    def filter(self, record) -> bool:
+        return record.thread not in _STOPPED
+
+
+logging.getLogger('papermill').addFilter(_NotWhenStopped())
+
+
 def _in_thread(fn):
     "Call `fn` in a thread (papermill then installs no signal handler of its own); on Ctrl-C stop the kernels and re-raise."
     box = {}
@@ -442,6 +453,7 @@ def _in_thread(fn):
         except BaseException as e:
             box['error'] = e
         finally:  # the event loop papermill made for this thread
+            _STOPPED.discard(threading.get_ident())
             try:
                 loop = asyncio.get_event_loop_policy().get_event_loop()
             except RuntimeError:
@@ -455,13 +467,9 @@ def _in_thread(fn):
         while t.is_alive():
             t.join(0.2)
     except BaseException:  # Ctrl-C, or a queue's time limit raised in this thread: the kernel must not run on
-        log = logging.getLogger('papermill')  # its "Kernel died" is our doing: the caller says why, once
-        was, log.disabled = log.disabled, True
-        try:
-            _kill_kernels()
-            t.join(10)
-        finally:
-            log.disabled = was
+        _STOPPED.add(t.ident)  # papermill's "Kernel died" is not news: the caller says why, once
+        _kill_kernels()
+        t.join(10)
         raise
     if 'error' in box:
         raise box['error']

@@ -292,6 +292,7 @@ def test_annotate_commands_create_add_and_export(tmp_path):
     vid = put_version(store, [Example(h, i, 'train') for i, h in enumerate(shas)], label_source='benchmark')
     env = {
         'PATH': '/usr/bin:/bin',
+        'MLPROJ_TASK_NAME': 'digits',  # the fixture's models and the assertions are the digits' (any project task)
         'MLPROJ_PATHS_STORE': str(tmp_path / 'store'),
         'MLPROJ_ANNOTATE_DATABASE': f'sqlite:///{tmp_path}/a.sqlite',
         'MLPROJ_ANNOTATE_BASE_URL': 'https://label.example',

@@ -39,6 +39,7 @@ def test_cli_start_does_not_import_heavy_modules():
 def test_cli_errors_are_one_line(tmp_path):
     env = {
         'PATH': '/usr/bin:/bin',
+        'MLPROJ_TASK_NAME': 'digits',  # the fixture's models and the assertions are the digits' (any project task)
         'MLPROJ_PATHS_STORE': str(tmp_path / 'store'),
         'MLPROJ_PATHS_REPORTS': str(tmp_path / 'r'),
     }
@@ -52,7 +53,13 @@ def test_cli_errors_are_one_line(tmp_path):
     assert r.returncode == 1 and "-p max_epochs: 'ten' is not an int" in r.stderr
     r = subprocess.run([MLPROJ, 'register'], capture_output=True, text=True, cwd=ROOT, env=env)
     assert r.returncode == 1 and 'no finished evaluate run' in r.stderr
-    r = subprocess.run([MLPROJ, 'models'], capture_output=True, text=True, cwd=tmp_path, env={'PATH': '/usr/bin:/bin'})
+    r = subprocess.run(
+        [MLPROJ, 'models'],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={'PATH': '/usr/bin:/bin', 'MLPROJ_TASK_NAME': 'digits'},
+    )
     assert r.returncode == 1 and 'no settings.ini' in r.stderr
     r = subprocess.run([MLPROJ, 'serve', '--port', 'eighty'], capture_output=True, text=True, cwd=ROOT, env=env)
     assert r.returncode == 2 and 'invalid int value' in r.stderr
@@ -67,6 +74,7 @@ def registered_env(trained, tmp_path):
     shutil.copytree(s.store_url, tmp_path / 'store')
     return {
         'PATH': '/usr/bin:/bin',
+        'MLPROJ_TASK_NAME': 'digits',  # the fixture's models and the assertions are the digits' (any project task)
         'MLPROJ_PATHS_STORE': str(tmp_path / 'store'),
         'MLPROJ_PATHS_REPORTS': str(tmp_path / 'r'),
         'PYTHONPATH': str(ROOT),  # this tree's package, whichever the console script's install points at

@@ -28,6 +28,7 @@ def _cli(env, *args, cwd=ROOT):
 def test_folder_import_stores_images_with_provenance_and_bad_input_gets_one_line(tmp_path):
     env = {
         'PATH': '/usr/bin:/bin',
+        'MLPROJ_TASK_NAME': 'digits',  # the fixture's models and the assertions are the digits' (any project task)
         'MLPROJ_PATHS_STORE': str(tmp_path / 'store'),
         'MLPROJ_PATHS_REPORTS': str(tmp_path / 'r'),
     }

@@ -304,6 +304,7 @@ def _cli(env, *args, cwd=ROOT):
 def test_bad_input_gets_one_line_and_loses_nothing(tmp_path):
     env = {
         'PATH': '/usr/bin:/bin',
+        'MLPROJ_TASK_NAME': 'digits',  # the fixture's models and the assertions are the digits' (any project task)
         'MLPROJ_PATHS_STORE': str(tmp_path / 'store'),
         'MLPROJ_PATHS_REPORTS': str(tmp_path / 'r'),
         'MLPROJ_COLLECT_STATE': str(tmp_path / 'crawls'),

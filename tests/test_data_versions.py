@@ -100,6 +100,7 @@ def _run(env, *args):
 def test_data_commands_build_show_diff_list_and_pack(tmp_path):
     env = {
         'PATH': '/usr/bin:/bin',
+        'MLPROJ_TASK_NAME': 'digits',  # the fixture's models and the assertions are the digits' (any project task)
         'MLPROJ_PATHS_STORE': str(tmp_path / 'store'),
         'MLPROJ_PATHS_REPORTS': str(tmp_path / 'r'),
     }

@@ -90,6 +90,7 @@ def test_procfile_runs_api_workers_and_redis_and_stops_them_all(trained, tmp_pat
         **{k: v for k, v in os.environ.items() if not k.startswith(('MLPROJ_', 'PROMETHEUS_'))},
         'PATH': f'{Path(sys.executable).parent}:{os.environ["PATH"]}',
         'MLPROJ_SETTINGS': str(ROOT / 'settings.ini'),
+        'MLPROJ_TASK_NAME': 'digits',  # the fixture's models are the digits' (any project task)
         'MLPROJ_PATHS_STORE': str(tmp_path / 'store'),
         'MLPROJ_PATHS_REPORTS': str(tmp_path / 'reports'),
         'MLPROJ_QUEUE_DATA': str(tmp_path / 'q'),

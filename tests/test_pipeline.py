@@ -14,6 +14,7 @@ def _metrics(tmp_path) -> dict:
 def test_demo_pipeline_learns_registers_and_serves(tmp_path):
     env = {
         'PATH': '/usr/bin:/bin',
+        'MLPROJ_TASK_NAME': 'digits',  # the fixture's models and the assertions are the digits' (any project task)
         'HOME': str(tmp_path),
         'MLPROJ_PATHS_STORE': str(tmp_path / 'store'),
         'MLPROJ_PATHS_REPORTS': str(tmp_path / 'reports'),

@@ -77,6 +77,7 @@ def test_promotion_checks_the_criteria_in_force_and_names_the_one_missed(trained
     shutil.copytree(s.store_url, tmp_path / 'store')
     env = {
         'PATH': '/usr/bin:/bin',
+        'MLPROJ_TASK_NAME': 'digits',  # the fixture's models and the assertions are the digits' (any project task)
         'MLPROJ_PATHS_STORE': str(tmp_path / 'store'),
         'MLPROJ_PATHS_REPORTS': str(tmp_path / 'reports'),
         **SHORT_RUN_SERVICE_LIKE,

@@ -49,6 +49,7 @@ def make_project(tmp, **env):
     return load_settings(
         tmp / 'settings.ini',
         env={
+            'MLPROJ_TASK_NAME': 'digits',  # the jobs that predict use the fixture's digits models (any project task)
             'MLPROJ_QUEUE_HEARTBEAT_TIMEOUT': '2',
             'MLPROJ_QUEUE_MAINTENANCE_CHANCE': '1000000',
             'MLPROJ_QUEUE_RETRY_BACKOFF': '0.05',

@@ -158,6 +158,7 @@ def test_models_endpoint_names_a_damaged_alias(reg, tmp_path):
 def cli(reg, tmp_path):
     env = {
         'PATH': '/usr/bin:/bin',
+        'MLPROJ_TASK_NAME': 'digits',  # the fixture's models and the assertions are the digits' (any project task)
         'USER': 'ana',
         'MLPROJ_PATHS_STORE': reg.store.root,
         'MLPROJ_PATHS_REPORTS': str(tmp_path / 'r'),

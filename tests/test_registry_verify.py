@@ -30,6 +30,7 @@ def models(reg, tmp_path):
     "`mlproj models ...` in its own process over this registry: (exit code, stdout, stderr)."
     env = {
         'PATH': '/usr/bin:/bin',
+        'MLPROJ_TASK_NAME': 'digits',  # the fixture's models and the assertions are the digits' (any project task)
         'USER': 'ana',
         'PYTHONPATH': str(ROOT),
         'MLPROJ_PATHS_STORE': reg.store.root,

@@ -2,6 +2,7 @@
 (tests/tasks/tiny_colour.py, 3 classes of 16x16 colour images), goes through data -> train -> evaluate -> register -> serve -> predict
 over HTTP with nothing but its task module; a task that is incomplete or inconsistent is refused before it trains."""
 
+import os
 import subprocess
 
 import httpx
@@ -18,7 +19,13 @@ EPOCHS = {'digits': 4, 'wine': 30, TINY: 8}  # short runs: each must still beat 
 
 
 def test_mlproj_tasks_lists_the_shipped_tasks_one_a_line_then_describes_them():
-    r = subprocess.run([str(ROOT / '.venv/bin/mlproj'), 'tasks'], capture_output=True, text=True, cwd=ROOT)
+    r = subprocess.run(
+        [str(ROOT / '.venv/bin/mlproj'), 'tasks'],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, 'MLPROJ_TASK_NAME': 'digits'},  # marked as the project's, whatever settings.ini says
+    )
     assert r.returncode == 0, r.stderr
     names = r.stdout.split('\n\n')[0].split()
     assert names == list(SHIPPED)
