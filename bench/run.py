@@ -136,6 +136,7 @@ def rows(r: dict) -> list[dict]:
             h['health_max_ms'] < 50,
             headline=f'{h["health_max_ms"]:.0f} ms',
         )
+    # begin-only-with: annotation
     a = r.get('annotate')
     if a:  # issue 9: label writes with 50 annotators, each row's two modes (see bench/annotate_writes.py)
         from annotate_writes import goal_met
@@ -156,6 +157,7 @@ def rows(r: dict) -> list[dict]:
             )
         if a.get('skipped'):
             row('annotate pg', a['skipped'], '', None, headline='skipped')
+    # end-only-with: annotation
     t = r.get('training')
     if t:
         ratio = t['lightning_cpu_s'] / t['plain_cpu_s']
@@ -358,6 +360,7 @@ def main(argv=None):
             from mlproj.settings import to_env
 
             r['health'] = health({**to_env(settings), 'MLPROJ_SERVING_MODEL': str(version)}, work)
+        # begin-only-with: annotation
         if 'annotate' in parts:
             print('Annotation saves: 50 annotators, open and closed loop, SQLite and PostgreSQL', flush=True)
             from annotate_writes import run as annotate
@@ -367,6 +370,7 @@ def main(argv=None):
                 pg=os.environ.get('MLPROJ_TEST_DATABASE_URL', 'postgresql+psycopg://postgres@127.0.0.1:5432/test'),
                 out=Path(args.out),
             )
+        # end-only-with: annotation
         r['meta']['total_s'] = round(time.perf_counter() - start, 1)
     r['table'] = rows(r)
     out = Path(args.out)

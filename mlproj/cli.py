@@ -347,7 +347,7 @@ STAGES = (
     'collect',
     'crawl',  # collect crawl; only-with: crawler
     'lighten',
-    'suggest',  # the annotate group
+    'suggest',  # the annotate group; only-with: annotation
     'servicelike',
     'batch',
     'release',

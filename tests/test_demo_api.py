@@ -93,6 +93,7 @@ def test_corrected_drawings_join_the_service_like_set_and_never_a_training_split
     assert sum(sl['source'] == 'demo' for sl in slices) == 2 and X.shape[1:] == (8, 8)
 
 
+# begin-only-with: annotation
 def test_corrections_flow_into_the_feedback_project_when_feedback_is_on_and_never_into_its_export(trained, tmp_path):
     import shutil
     from pathlib import Path
@@ -118,6 +119,7 @@ def test_corrections_flow_into_the_feedback_project_when_feedback_is_on_and_neve
         assert counts['evaluation_only'] == 1 and counts['examples'] == 0
     finally:
         db.close()
+        # end-only-with: annotation
 
 
 @pytest.mark.parametrize(

@@ -133,7 +133,8 @@ def test_every_command_and_subcommand_has_help_and_a_place_in_the_guide():
                 yield from commands(sub, f'{prefix} {name}')
 
     found = list(commands(build_parser(), 'mlproj'))
-    assert len(found) > 30
+    # the walk found the commands (the core ones at least: a project may leave optional stages' commands out)
+    assert {'mlproj data', 'mlproj train', 'mlproj evaluate', 'mlproj serve', 'mlproj models'} <= {c for c, _ in found}
     for cmd, help in found:
         assert help, f'{cmd} has no help'
         assert re.search(re.escape(cmd) + r'\b', guide), f'{cmd} appears on no page of docs/guide/'

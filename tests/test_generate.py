@@ -2,7 +2,8 @@
 
 The fast tier generates one project under other names (project "Acme Vision": package acme_vision, command acme),
 without the optional crawler and queue stages, and runs, in it, its sync and lint checks, the notebooks next to the
-removed stages, its CLI's help, its app and a short pipeline through its CLI. The generated
+removed stages, its CLI's help, its app and a short pipeline through its CLI; and one with the empty task skeleton and
+without the annotation stage, whose files and command it checks are gone, in sync and lint clean. The generated
 package is not installed: PYTHONPATH points at the project, and this environment's python runs it. The full tier
 generates from a tagged copy of this repository, commits a team's change, and updates to a later tag: a clean case
 and a conflicting one. docs/guide/template.md describes the mechanism.
@@ -78,14 +79,19 @@ def synced(dst):
     return {str(p.relative_to(dst)): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
 
 
-def fast_checks(dst, notebooks=()):
-    "The generated project's sync check, its lint, and two of its notebooks (and `notebooks`) as nbdev-test runs them."
+def in_sync_and_lint_clean(dst):
+    "The generated project's sync check (nbdev-export and nbdev-clean change nothing) and its lint."
     before = synced(dst)
     in_project(dst, BIN / 'nbdev-export')
     in_project(dst, BIN / 'nbdev-clean')
     assert synced(dst) == before, 'nbdev-export/nbdev-clean changed the generated project'
     in_project(dst, BIN / 'ruff', 'check', '.')
     in_project(dst, BIN / 'ruff', 'format', '--check', '.')
+
+
+def fast_checks(dst, notebooks=()):
+    "The generated project's sync check, its lint, and two of its notebooks (and `notebooks`) as nbdev-test runs them."
+    in_sync_and_lint_clean(dst)
     # settings (the prefix, settings.ini) and the CLI (its command name in every usage line)
     for nb in ('nbs/00_settings.ipynb', 'nbs/90_cli.ipynb', *notebooks):
         in_project(dst, BIN / 'nbdev-test', nb)
@@ -315,7 +321,7 @@ def test_update_shows_a_conflict_where_the_team_changed_the_same_lines(versions,
 
 @pytest.fixture(scope='module')
 def skeleton(tmp_path_factory):
-    "A project generated with the empty task skeleton, and an optional stage that cannot be removed yet answered no."
+    "A project generated with the empty task skeleton and without the annotation stage (the other fixture keeps it)."
     return generate(ROOT, tmp_path_factory.mktemp('skel') / 'acme', task='skeleton', annotation='false')
 
 
@@ -334,13 +340,28 @@ def test_skeleton_project_stops_saying_what_to_fill_in(skeleton):
     assert '* acme_vision.skeleton: cannot be used: ' in r.stdout, r.stdout
 
 
-def test_a_stage_that_cannot_be_removed_yet_is_kept_and_the_answer_recorded(skeleton):
-    # template/stages.toml says why annotation cannot be removed yet: its files and commands stay, the answer is kept
+ANNOTATION_FILES = [
+    *(f'nbs/{nb}.ipynb' for nb in ('17_annotate', '18_agreement', '40_suggest')),
+    *(f'acme_vision/{m}.py' for m in ('annotate', 'agreement', 'suggest')),
+    'deploy/annotate',
+    'tests/test_annotate.py',
+    'tests/test_annotate_browser.py',
+    'bench/annotate_writes.py',
+    'docs/guide/annotation.md',
+]
+
+
+def test_the_annotation_stage_removed_leaves_the_database_and_a_project_in_sync_and_lint_clean(skeleton):
     assert 'annotation: false' in (skeleton / '.copier-answers.yml').read_text()
-    assert (skeleton / 'acme_vision' / 'annotate.py').is_file() and (skeleton / 'nbs' / '17_annotate.ipynb').is_file()
-    assert cli(skeleton, 'annotate', '--help').stdout.startswith('usage: acme annotate')
-    # the stages answered yes by default are all there
-    assert (skeleton / 'acme_vision' / 'queue.py').is_file() and (skeleton / 'acme_vision' / 'crawl.py').is_file()
+    assert not [f for f in ANNOTATION_FILES if (skeleton / f).exists()]
+    # the database stays (the scoring page keeps its results in it), as do the stages answered yes by default
+    for f in ('acme_vision/db.py', 'acme_vision/score.py', 'acme_vision/queue.py', 'acme_vision/crawl.py'):
+        assert (skeleton / f).is_file(), f
+    commands = set(re.findall(r'(?m)^    ([a-z][a-z-]*) ', cli(skeleton, '--help').stdout))
+    assert {'collect', 'train', 'serve', 'submit'} <= commands and 'annotate' not in commands, commands
+    assert 'suggest' not in (skeleton / 'deploy' / 'routes' / 'predict.py').read_text()
+    assert 'annotation.md' not in (skeleton / 'docs' / 'guide' / 'settings.md').read_text()
+    in_sync_and_lint_clean(skeleton)
 
 
 @pytest.mark.full

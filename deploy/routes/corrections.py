@@ -3,8 +3,8 @@ what people send becomes data. Labels are checked against the task's classes (th
 JSON (application/json), a drawing as the image it was sent as.
 
 A correction is kept through the raw store (`mlproj.servicelike.add_correction`: content-addressed, with provenance),
-joins the service-like evaluation set the next time it is built (never training), and, with `[annotate] feedback`
-on, the feedback annotation project (`mlproj.suggest.capture_feedback`)."""
+joins the service-like evaluation set the next time it is built (never training), and, with the annotation stage
+and `[annotate] feedback` on, the feedback annotation project (`mlproj.suggest.capture_feedback`)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 from mlproj.collect import sniff_image
 from mlproj.servicelike import add_correction
 from mlproj.store import Store, canonical_json
-from mlproj.suggest import capture_feedback
+from mlproj.suggest import capture_feedback  # only-with: annotation
 from mlproj.task import InputError
 
 from ..deps import MaybeModelDep, SettingsDep
@@ -188,11 +188,15 @@ async def correct(request: Request, settings: SettingsDep, model: MaybeModelDep)
     )
     store = Store(settings.store_url)
     sha = await run_in_threadpool(add_correction, store, data, label, task, 'demo', headers, media_type)
-    kept = await run_in_threadpool(capture_feedback, settings, data, media_type, 'demo correction', probs, label)
+    feedback = None  # the annotation project it joined, with [annotate] feedback on
+    # begin-only-with: annotation
+    if await run_in_threadpool(capture_feedback, settings, data, media_type, 'demo correction', probs, label):
+        feedback = settings.annotate.feedback_project
+    # end-only-with: annotation
     return CorrectionResponse(
         sha256=sha,
         label=label,
         model_version=headers['model_version'],
         model_answer=answer,
-        feedback_project=settings.annotate.feedback_project if kept else None,
+        feedback_project=feedback,
     )

@@ -11,12 +11,12 @@ from __future__ import annotations
 import numpy as np
 import orjson
 from fastapi import APIRouter, HTTPException, Request, Response
-from starlette.concurrency import run_in_threadpool
+from starlette.concurrency import run_in_threadpool  # only-with: annotation
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 
 from mlproj.settings import Serving
-from mlproj.suggest import capture_unsure
+from mlproj.suggest import capture_unsure  # only-with: annotation
 from mlproj.task import InputError, TooManyInputs, Unreadable, too_many
 
 from .. import inputs
@@ -247,8 +247,10 @@ async def predict(request: Request):
         if len(x) <= INLINE_IMAGES
         else await state.workers.run(model.predictor.probabilities, x)
     )  # a large batch: off the event loop
+    # begin-only-with: annotation
     if settings.annotate.feedback:
         await run_in_threadpool(capture_unsure, settings, x, probs)  # opt-in: [annotate] feedback
+    # end-only-with: annotation
     labels = probs.argmax(1).tolist()
     state.metrics.predicted(labels)
     if accept and (fmt := answer_format(accept.decode('latin-1'))):
