@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mlproj.bodies import each_file, kind_of, loads_json, npy_header, shape_words
+from mlproj.bodies import each_file, kind_of, loads_json, nested_shape, npy_header
 from mlproj.settings import Serving
 from mlproj.task import InputError, TooManyInputs, Unreadable, too_many
 
@@ -51,25 +51,9 @@ def _values(inp) -> str:
     return f'numbers from {inp.low:g} to {inp.high:g}'
 
 
-def _walk(x, where: str, depth: int, inp) -> tuple:
+def _walk(x, where: str, inp) -> tuple:
     "The shape of nested lists of numbers, or an InputError naming the first thing that is not one."
-    if isinstance(x, list):
-        if depth > len(inp.shape):
-            raise InputError(f'{where} is nested too deeply: send {image_forms(inp)}')
-        if not x:
-            raise InputError(f'{where} is an empty list: send {image_forms(inp)}')
-        shapes = [_walk(v, f'{where}[{i}]', depth + 1, inp) for i, v in enumerate(x)]
-        for i, s in enumerate(shapes):
-            if s != shapes[0]:
-                raise InputError(
-                    f'{where} is ragged: {where}[0] is {shape_words(shapes[0])} but {where}[{i}] is {shape_words(s)}'
-                )
-        return (len(x), *shapes[0])
-    if depth == 0:
-        raise InputError(f'pixels must be a list, not {kind_of(x)}: send {image_forms(inp)}')
-    if type(x) not in (int, float):
-        raise InputError(f'{where} is {kind_of(x)}; pixel values must be {_values(inp)}')
-    return ()
+    return nested_shape(x, where, len(inp.shape), image_forms(inp), _values(inp))
 
 
 def _image_shape(shape: tuple, inp, max_batch: int, what: str) -> bool:
@@ -116,7 +100,7 @@ def image_json(name: str, raw: bytes, max_batch: int) -> np.ndarray:
         raise InputError(
             f'unexpected field{"s" * (len(extra) > 1)} {", ".join(map(repr, extra))}: the body takes only "pixels"'
         )
-    _walk(body['pixels'], 'pixels', 0, inp)  # numbers in regular nested lists, never booleans, or which one is not
+    _walk(body['pixels'], 'pixels', inp)  # numbers in regular nested lists, never booleans, or which one is not
     try:
         a = np.array(body['pixels'], dtype=np.float64)
     except OverflowError:

@@ -17,7 +17,7 @@ from .settings import Serving
 from .task import InputError, TooManyInputs, Unreadable
 
 # %% auto #0
-__all__ = ['loads_json', 'kind_of', 'shape_words', 'npy_header', 'image_pixels', 'each_file']
+__all__ = ['loads_json', 'kind_of', 'shape_words', 'nested_shape', 'npy_header', 'image_pixels', 'each_file']
 
 # %% ../nbs/07_bodies.ipynb #90faadbb
 def loads_json(body: bytes):
@@ -46,6 +46,34 @@ def kind_of(x) -> str:
 def shape_words(shape: tuple) -> str:
     "'a number' or 'a list of 3x4': the shape of nested lists, in words."
     return 'a number' if not shape else f'a list of {"x".join(map(str, shape))}'
+
+# %% ../nbs/07_bodies.ipynb #fdcc689c
+def nested_shape(
+    x,  # a parsed JSON value
+    where: str,  # how a message names it ('pixels', then 'pixels[3][1]' further down)
+    max_depth: int,  # lists within lists allowed below a list of images: an image's number of dimensions
+    forms: str,  # what to send, in words (the reader's accepted forms)
+    values: str,  # what each value must be, in words
+    depth: int = 0,
+) -> tuple:
+    "The shape of nested lists of numbers, or an InputError naming the first thing that is not one."
+    if isinstance(x, list):
+        if depth > max_depth:
+            raise InputError(f'{where} is nested too deeply: send {forms}')
+        if not x:
+            raise InputError(f'{where} is an empty list: send {forms}')
+        shapes = [nested_shape(v, f'{where}[{i}]', max_depth, forms, values, depth + 1) for i, v in enumerate(x)]
+        for i, s in enumerate(shapes):
+            if s != shapes[0]:
+                raise InputError(
+                    f'{where} is ragged: {where}[0] is {shape_words(shapes[0])} but {where}[{i}] is {shape_words(s)}'
+                )
+        return (len(x), *shapes[0])
+    if depth == 0:
+        raise InputError(f'{where} must be a list, not {kind_of(x)}: send {forms}')
+    if type(x) not in (int, float):
+        raise InputError(f'{where} is {kind_of(x)}; pixel values must be {values}')
+    return ()
 
 # %% ../nbs/07_bodies.ipynb #34af2ad5
 def npy_header(

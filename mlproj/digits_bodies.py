@@ -11,7 +11,7 @@ import re
 
 import numpy as np
 
-from .bodies import each_file, kind_of, loads_json, npy_header, shape_words
+from .bodies import each_file, kind_of, loads_json, nested_shape, npy_header, shape_words
 from .preprocess import MAX_COUNT, decode_image, to_model_input
 from .settings import Serving
 from .task import InputError, Readers, Unreadable, too_many
@@ -24,25 +24,9 @@ __all__ = ['FAST_JSON_BYTES', 'NPY_SEND', 'RAW_SEND', 'NPY', 'RAW', 'SEND', 'EXA
 _FORMS = 'one image as 64 counts or as 8 rows of 8 counts, or a list of such images (n x 64 or n x 8 x 8)'
 
 
-def _shape(x, where: str, depth: int = 0) -> tuple:
-    "The shape of nested lists of numbers, or an InputError naming the first thing that is not one."
-    if isinstance(x, list):
-        if depth == 3:
-            raise InputError(f'{where} is nested too deeply: send {_FORMS}')
-        if not x:
-            raise InputError(f'{where} is an empty list: send {_FORMS}')
-        shapes = [_shape(v, f'{where}[{i}]', depth + 1) for i, v in enumerate(x)]
-        for i, s in enumerate(shapes):
-            if s != shapes[0]:
-                raise InputError(
-                    f'{where} is ragged: {where}[0] is {shape_words(shapes[0])} but {where}[{i}] is {shape_words(s)}'
-                )
-        return (len(x), *shapes[0])
-    if depth == 0:
-        raise InputError(f'pixels must be a list, not {kind_of(x)}: send {_FORMS}')
-    if type(x) not in (int, float):
-        raise InputError(f'{where} is {kind_of(x)}; pixel values must be numbers, counts from 0 to 16')
-    return ()
+def _shape(x, where: str) -> tuple:
+    "The shape of nested lists of counts, or an InputError naming the first thing that is not one."
+    return nested_shape(x, where, 2, _FORMS, 'numbers, counts from 0 to 16')
 
 
 def _as_array(pixels, may_hold_booleans: bool = True) -> np.ndarray:
