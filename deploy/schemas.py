@@ -6,6 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from mlproj.bodies import image_request_body
+
 __all__ = [
     'CorrectionResponse',
     'ErrorDetail',
@@ -212,7 +214,7 @@ class LeaderboardResponse(BaseModel):
 
 # ---------------------------------------------------------------- the task's part of the schema
 
-_NPY, _RAW, _CSV = 'application/x-npy', 'application/octet-stream', 'text/csv'
+_CSV = 'text/csv'
 _LIMITS = 'more than [serving] max_batch inputs are refused with 413'
 _FILES = {
     'type': 'array',
@@ -251,41 +253,16 @@ def _image_body(task) -> dict:
         'description': f'the model input of task {task.name!r} ({inp.describe()}): one image or a list of images; '
         f'values are numbers {inp.low:g}..{inp.high:g} (never booleans); {_LIMITS}',
     }
-    return {
-        'required': True,
-        'content': {
-            'application/json': {
-                'schema': {
-                    'type': 'object',
-                    'title': 'PixelsRequest',
-                    'required': ['pixels'],
-                    'additionalProperties': False,
-                    'properties': {'pixels': pixels},
-                }
-            },
-            'multipart/form-data': {
-                'schema': {'type': 'object', 'required': ['files'], 'properties': {'files': _FILES}}
-            },
-            _NPY: {
-                'schema': {
-                    'type': 'string',
-                    'format': 'binary',
-                    'description': f'numpy.save of an array shaped like the JSON pixels ({flat}, {dims}, n x {flat} or '
-                    f'n x {dims}), any integer or float dtype, values {inp.low:g}..{inp.high:g}. Refused with 422: another '
-                    f'shape or dtype, a value out of range; with 400: not a .npy file; {_LIMITS}.',
-                }
-            },
-            _RAW: {
-                'schema': {
-                    'type': 'string',
-                    'format': 'binary',
-                    'description': f'raw unsigned bytes, one value each, {flat} per image ({dims}, C order), images one '
-                    f'after the other (numpy: values.astype("uint8").tobytes()). Refused with 422: a length not a '
-                    f'multiple of {flat}, a value outside {inp.low:g}..{inp.high:g}; {_LIMITS}.',
-                }
-            },
-        },
-    }
+    return image_request_body(
+        pixels,
+        _FILES,
+        npy=f'numpy.save of an array shaped like the JSON pixels ({flat}, {dims}, n x {flat} or '
+        f'n x {dims}), any integer or float dtype, values {inp.low:g}..{inp.high:g}. Refused with 422: another '
+        f'shape or dtype, a value out of range; with 400: not a .npy file; {_LIMITS}.',
+        raw=f'raw unsigned bytes, one value each, {flat} per image ({dims}, C order), images one '
+        f'after the other (numpy: values.astype("uint8").tobytes()). Refused with 422: a length not a '
+        f'multiple of {flat}, a value outside {inp.low:g}..{inp.high:g}; {_LIMITS}.',
+    )
 
 
 def _row_body(task) -> dict:

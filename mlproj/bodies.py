@@ -17,7 +17,8 @@ from .settings import Serving
 from .task import InputError, TooManyInputs, Unreadable
 
 # %% auto #0
-__all__ = ['loads_json', 'kind_of', 'shape_words', 'nested_shape', 'npy_header', 'image_pixels', 'each_file']
+__all__ = ['NPY', 'RAW', 'loads_json', 'kind_of', 'shape_words', 'nested_shape', 'image_request_body', 'npy_header',
+           'image_pixels', 'each_file']
 
 # %% ../nbs/07_bodies.ipynb #90faadbb
 def loads_json(body: bytes):
@@ -74,6 +75,40 @@ def nested_shape(
     if type(x) not in (int, float):
         raise InputError(f'{where} is {kind_of(x)}; pixel values must be {values}')
     return ()
+
+# %% ../nbs/07_bodies.ipynb #de7344c4
+NPY, RAW = 'application/x-npy', 'application/octet-stream'  # the two media types of arrays sent as bytes
+
+
+def image_request_body(
+    pixels: dict,  # the JSON schema of the pixels: one image or a list of them
+    files: dict,  # the JSON schema of the uploaded files
+    npy: str,  # what a .npy body holds and why one is refused
+    raw: str,  # what a raw body holds and why one is refused
+    description: str | None = None,  # of the JSON body as a whole
+) -> dict:
+    "/predict's OpenAPI request body for an image task: JSON pixels, image files, .npy and raw bytes."
+    binary = lambda text: {'schema': {'type': 'string', 'format': 'binary', 'description': text}}
+    return {
+        'required': True,
+        'content': {
+            'application/json': {
+                'schema': {
+                    'type': 'object',
+                    'title': 'PixelsRequest',
+                    **({'description': description} if description else {}),
+                    'required': ['pixels'],
+                    'additionalProperties': False,
+                    'properties': {'pixels': pixels},
+                }
+            },
+            'multipart/form-data': {
+                'schema': {'type': 'object', 'required': ['files'], 'properties': {'files': files}}
+            },
+            NPY: binary(npy),
+            RAW: binary(raw),
+        },
+    }
 
 # %% ../nbs/07_bodies.ipynb #34af2ad5
 def npy_header(

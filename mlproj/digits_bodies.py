@@ -11,14 +11,14 @@ import re
 
 import numpy as np
 
-from .bodies import each_file, kind_of, loads_json, nested_shape, npy_header, shape_words
+from .bodies import NPY, RAW, each_file, image_request_body, kind_of, loads_json, nested_shape, npy_header
 from .preprocess import MAX_COUNT, decode_image, to_model_input
 from .settings import Serving
 from .task import InputError, Readers, Unreadable, too_many
 
 # %% auto #0
-__all__ = ['FAST_JSON_BYTES', 'NPY_SEND', 'RAW_SEND', 'NPY', 'RAW', 'SEND', 'EXAMPLE', 'pixels_batch', 'counts_json',
-           'json_batch', 'npy_batch', 'raw_batch', 'images_batch', 'request_body', 'readers']
+__all__ = ['FAST_JSON_BYTES', 'NPY_SEND', 'RAW_SEND', 'SEND', 'EXAMPLE', 'pixels_batch', 'counts_json', 'json_batch', 'npy_batch',
+           'raw_batch', 'images_batch', 'request_body', 'readers']
 
 # %% ../nbs/19_digits_bodies.ipynb #1217672d
 _FORMS = 'one image as 64 counts or as 8 rows of 8 counts, or a list of such images (n x 64 or n x 8 x 8)'
@@ -245,7 +245,6 @@ def images_batch(
     return each_file(files, serving, lambda data, _: to_model_input(decode_image(data, side, pixels), side))
 
 # %% ../nbs/19_digits_bodies.ipynb #5aae9517
-NPY, RAW = 'application/x-npy', 'application/octet-stream'
 SEND = (
     'send JSON (Content-Type: application/json) as {"pixels": ...}, '
     "image files as multipart/form-data under the field 'files', "
@@ -304,43 +303,18 @@ def request_body() -> dict:
         'in it: a 1x1 image is one). Refused with 413: more files than max_batch or more pixels '
         'than max_request_pixels in one request.',
     }
-    return {
-        'required': True,
-        'content': {
-            'application/json': {
-                'schema': {
-                    'type': 'object',
-                    'title': 'PixelsRequest',
-                    'description': 'Digits as UCI 8x8 counts (0..16): one image or a list of images, all of one form; no other field.',
-                    'required': ['pixels'],
-                    'additionalProperties': False,
-                    'properties': {'pixels': pixels},
-                }
-            },
-            'multipart/form-data': {
-                'schema': {'type': 'object', 'required': ['files'], 'properties': {'files': files}}
-            },
-            NPY: {
-                'schema': {
-                    'type': 'string',
-                    'format': 'binary',
-                    'description': 'The fastest form for batches with numpy clients: numpy.save of an array of counts 0..16 shaped like the JSON '
+    return image_request_body(
+        pixels,
+        files,
+        npy='The fastest form for batches with numpy clients: numpy.save of an array of counts 0..16 shaped like the JSON '
                     'pixels (64, 8x8, n x 64 or n x 8 x 8), of any integer or float dtype. Refused with 422: booleans, strings, '
                     'objects, another shape, a value outside 0..16 (NaN, infinities); with 400: not a .npy file (format 1.0 or 2.0) '
                     f'or data not as long as its header says; {_LIMITS}.',
-                }
-            },
-            RAW: {
-                'schema': {
-                    'type': 'string',
-                    'format': 'binary',
-                    'description': 'The fastest form of all: raw unsigned bytes, one count 0..16 each, 64 per image row by row, images one after '
+        raw='The fastest form of all: raw unsigned bytes, one count 0..16 each, 64 per image row by row, images one after '
                     'the other (numpy: counts.astype("uint8").tobytes()). Refused with 422: a length not a multiple of 64 (empty '
                     f'is 400), a byte over 16; {_LIMITS}.',
-                }
-            },
-        },
-    }
+        description='Digits as UCI 8x8 counts (0..16): one image or a list of images, all of one form; no other field.',
+    )
 
 
 def readers() -> Readers:
