@@ -14,6 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from conftest import ROOT, free_port, make_settings, wait_until
 from PIL import Image
+from test_collect import _cli
 
 from mlproj.crawl import crawl
 from mlproj.items import item_provenance
@@ -294,11 +295,6 @@ def test_crawl_killed_with_sigkill_resumes_without_fetching_or_storing_twice(tmp
     assert len(raw) == 19 and not [p for p in store.fs.find(store.path('raw')) if '.tmp-' in p]
     with sqlite3.connect(state) as db:
         assert db.execute("SELECT count(*) FROM urls WHERE state = 'stored'").fetchone()[0] == 19
-
-
-def _cli(env, *args, cwd=ROOT):
-    env = {**env, **{k: v for k, v in os.environ.items() if k == 'PYTHONPATH'}}  # a worktree's code, where set
-    return subprocess.run([MLPROJ, *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=120)
 
 
 def test_bad_input_gets_one_line_and_loses_nothing(tmp_path):
