@@ -65,4 +65,10 @@ def main() -> dict:
 
 
 if __name__ == '__main__':
+    import argparse
+
+    argparse.ArgumentParser(
+        description=__doc__.split('\n\n')[0].replace('\n', ' '),
+        epilog="BENCH_SECONDS and BENCH_ROUNDS set each measurement's length and the rounds (bench/common.py).",
+    ).parse_args()
     main()
