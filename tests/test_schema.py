@@ -70,8 +70,9 @@ schemathesis.openapi.media_type(
 CASES = Counter()  # per operation, printed at the end (pytest -s)
 
 
-# the schema the app publishes, every route in it (building the app loads no model: that happens at startup)
-schema = schemathesis.openapi.from_dict(create_app(load_settings()).openapi())
+# the schema the app publishes, every route in it (building the app loads no model: that happens at startup), for
+# the task the server below serves: the digits (the fixture's model), whatever the project's task is
+schema = schemathesis.openapi.from_dict(create_app(load_settings(env={'MLPROJ_TASK_NAME': 'digits'})).openapi())
 SETTINGS = dict(suppress_health_check=list(HealthCheck), deadline=None, derandomize=True, database=None)
 
 
