@@ -307,12 +307,12 @@ def request_body() -> dict:
         pixels,
         files,
         npy='The fastest form for batches with numpy clients: numpy.save of an array of counts 0..16 shaped like the JSON '
-                    'pixels (64, 8x8, n x 64 or n x 8 x 8), of any integer or float dtype. Refused with 422: booleans, strings, '
-                    'objects, another shape, a value outside 0..16 (NaN, infinities); with 400: not a .npy file (format 1.0 or 2.0) '
-                    f'or data not as long as its header says; {_LIMITS}.',
+        'pixels (64, 8x8, n x 64 or n x 8 x 8), of any integer or float dtype. Refused with 422: booleans, strings, '
+        'objects, another shape, a value outside 0..16 (NaN, infinities); with 400: not a .npy file (format 1.0 or 2.0) '
+        f'or data not as long as its header says; {_LIMITS}.',
         raw='The fastest form of all: raw unsigned bytes, one count 0..16 each, 64 per image row by row, images one after '
-                    'the other (numpy: counts.astype("uint8").tobytes()). Refused with 422: a length not a multiple of 64 (empty '
-                    f'is 400), a byte over 16; {_LIMITS}.',
+        'the other (numpy: counts.astype("uint8").tobytes()). Refused with 422: a length not a multiple of 64 (empty '
+        f'is 400), a byte over 16; {_LIMITS}.',
         description='Digits as UCI 8x8 counts (0..16): one image or a list of images, all of one form; no other field.',
     )
 
