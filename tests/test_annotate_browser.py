@@ -205,6 +205,7 @@ def test_on_a_phone_log_in_by_pasting_the_link_label_and_review_by_tapping(brows
         page.fill('#link', rev)  # the token alone works too
         page.tap('button[type=submit]')
         page.wait_for_selector('#queue li')
+        page.wait_for_load_state('load')  # the list is the server's; its buttons work once review.js has run
         assert page.url == url + '/review' and fits(page)
         items = page.locator('#queue li')
         assert items.count() == 3
