@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .preprocess import MAX_COUNT, render_counts, to_model_input
+from .digits_preprocess import MAX_COUNT, render_counts, to_model_input
 from .settings import Problem
 from .task import Benchmark, ImageInput, Task
 

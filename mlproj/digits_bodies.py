@@ -12,7 +12,7 @@ import re
 import numpy as np
 
 from .bodies import NPY, RAW, each_file, image_request_body, kind_of, loads_json, nested_shape, npy_header
-from .preprocess import MAX_COUNT, decode_image, to_model_input
+from .digits_preprocess import MAX_COUNT, decode_image, to_model_input
 from .settings import Serving
 from .task import InputError, Readers, Unreadable, too_many
 

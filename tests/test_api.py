@@ -22,8 +22,8 @@ from deploy.app import create_app
 from deploy.limits import BodyLimit
 from deploy.serving import ServedModel
 from mlproj.data import load_split
+from mlproj.digits_preprocess import render_counts
 from mlproj.predict import Predictor
-from mlproj.preprocess import render_counts
 from mlproj.registry import open_registry
 from mlproj.store import Store
 

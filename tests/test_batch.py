@@ -13,8 +13,8 @@ from test_jobs import assert_reads_as_report
 from test_queue import stack  # noqa: F401 (the fixture: an embedded or a real Redis, and workers)
 
 from mlproj.data import load_split
+from mlproj.digits_preprocess import render_counts
 from mlproj.predict import Predictor
-from mlproj.preprocess import render_counts
 from mlproj.registry import open_registry
 from mlproj.settings import to_env
 from mlproj.store import Store

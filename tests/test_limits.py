@@ -24,7 +24,7 @@ from deploy.app import create_app
 from deploy.limits import Guard, Processes
 from deploy.routes.predict import INLINE_BYTES
 from mlproj.console import serve_argv
-from mlproj.preprocess import render_counts
+from mlproj.digits_preprocess import render_counts
 from mlproj.settings import load_settings
 
 

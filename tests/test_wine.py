@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 from sklearn.datasets import load_wine
 
-from mlproj.preprocess import InputError
-from mlproj.task import check_inputs, load_task
+from mlproj.task import InputError, check_inputs, load_task
 from mlproj.wine import FEATURES, TYPICAL, UNITS, cultivar_rows
 
 TASK = load_task('wine')

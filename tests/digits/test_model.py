@@ -3,8 +3,8 @@
 import numpy as np
 
 from mlproj.data import load_split
+from mlproj.digits_preprocess import render_counts
 from mlproj.predict import Predictor
-from mlproj.preprocess import render_counts
 from mlproj.store import Store
 from mlproj.task import load_task
 
