@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mlproj.bodies import each_file, kind_of, loads_json, nested_shape, npy_header
+from mlproj.bodies import each_file, kind_of, loads_json, nested_shape, npy_header, pixels_field
 from mlproj.settings import Serving
 from mlproj.task import InputError, TooManyInputs, Unreadable, too_many
 
@@ -91,18 +91,10 @@ def image_json(name: str, raw: bytes, max_batch: int) -> np.ndarray:
         body = loads_json(raw)
     except (ValueError, RecursionError) as e:
         raise Unreadable(f'the body is not valid JSON ({e}): send {{"pixels": ...}} with {image_forms(inp)}') from None
-    if not isinstance(body, dict):
-        raise InputError(f'the JSON body must be an object {{"pixels": ...}}, not {kind_of(body)}')
-    if 'pixels' not in body:
-        raise InputError(f'the JSON body has no "pixels" field: send {{"pixels": ...}} with {image_forms(inp)}')
-    if len(body) > 1:
-        extra = sorted(set(body) - {'pixels'})
-        raise InputError(
-            f'unexpected field{"s" * (len(extra) > 1)} {", ".join(map(repr, extra))}: the body takes only "pixels"'
-        )
-    _walk(body['pixels'], 'pixels', inp)  # numbers in regular nested lists, never booleans, or which one is not
+    pixels = pixels_field(body, image_forms(inp))
+    _walk(pixels, 'pixels', inp)  # numbers in regular nested lists, never booleans, or which one is not
     try:
-        a = np.array(body['pixels'], dtype=np.float64)
+        a = np.array(pixels, dtype=np.float64)
     except OverflowError:
         raise InputError(f'pixels holds a number far outside the range: values must be {_values(inp)}') from None
     one = _image_shape(a.shape, inp, max_batch, 'pixels')

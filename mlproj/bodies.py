@@ -17,8 +17,8 @@ from .settings import Serving
 from .task import InputError, TooManyInputs, Unreadable
 
 # %% auto #0
-__all__ = ['NPY', 'RAW', 'loads_json', 'kind_of', 'shape_words', 'nested_shape', 'image_request_body', 'npy_header',
-           'image_pixels', 'each_file']
+__all__ = ['NPY', 'RAW', 'loads_json', 'kind_of', 'shape_words', 'nested_shape', 'pixels_field', 'image_request_body',
+           'npy_header', 'image_pixels', 'each_file']
 
 # %% ../nbs/07_bodies.ipynb #90faadbb
 def loads_json(body: bytes):
@@ -75,6 +75,20 @@ def nested_shape(
     if type(x) not in (int, float):
         raise InputError(f'{where} is {kind_of(x)}; pixel values must be {values}')
     return ()
+
+# %% ../nbs/07_bodies.ipynb #7fe9b2d9
+def pixels_field(body, forms: str):
+    'The value of a JSON body\'s one field "pixels", or an InputError saying what to send.'
+    if not isinstance(body, dict):
+        raise InputError(f'the JSON body must be an object {{"pixels": ...}}, not {kind_of(body)}')
+    if 'pixels' not in body:
+        raise InputError(f'the JSON body has no "pixels" field: send {{"pixels": ...}} with {forms}')
+    if len(body) > 1:
+        extra = sorted(set(body) - {'pixels'})
+        raise InputError(
+            f'unexpected field{"s" * (len(extra) > 1)} {", ".join(map(repr, extra))}: the body takes only "pixels"'
+        )
+    return body['pixels']
 
 # %% ../nbs/07_bodies.ipynb #de7344c4
 NPY, RAW = 'application/x-npy', 'application/octet-stream'  # the two media types of arrays sent as bytes

@@ -11,7 +11,16 @@ import re
 
 import numpy as np
 
-from .bodies import NPY, RAW, each_file, image_request_body, kind_of, loads_json, nested_shape, npy_header
+from mlproj.bodies import (
+    NPY,
+    RAW,
+    each_file,
+    image_request_body,
+    loads_json,
+    nested_shape,
+    npy_header,
+    pixels_field,
+)
 from .digits_preprocess import MAX_COUNT, decode_image, to_model_input
 from .settings import Serving
 from .task import InputError, Readers, Unreadable, too_many
@@ -97,25 +106,17 @@ def pixels_batch(
     | None = None,  # the JSON text it was parsed from: lets the usual body (unsigned integers) skip type inference and the walk for booleans
 ) -> np.ndarray:
     "(n, 8, 8) float32 model inputs for a JSON body holding one image or a list of images of UCI counts."
-    if not isinstance(body, dict):
-        raise InputError(f'the JSON body must be an object {{"pixels": ...}}, not {kind_of(body)}')
-    if 'pixels' not in body:
-        raise InputError(f'the JSON body has no "pixels" field: send {{"pixels": ...}} with {_FORMS}')
-    if len(body) > 1:
-        extra = sorted(set(body) - {'pixels'})
-        raise InputError(
-            f'unexpected field{"s" * (len(extra) > 1)} {", ".join(map(repr, extra))}: the body takes only "pixels"'
-        )
+    pixels = pixels_field(body, _FORMS)
     rest = None if raw is None else raw.translate(None, _COUNTS_TEXT)
     if rest == _COUNTS_ONLY:  # no sign, fraction, exponent, string, boolean or null anywhere
         try:
-            a = np.array(body['pixels'], dtype=np.int16)  # faster to build than uint8 for large batches
+            a = np.array(pixels, dtype=np.int16)  # faster to build than uint8 for large batches
         except (ValueError, OverflowError):
             a = None  # ragged, or a number beyond int16: the general path says which
         if a is not None and a.ndim and a.size:
             return _batch(a.view(np.uint16), max_batch, 'pixels')  # no sign: one reduction
     # true and false are the only JSON tokens with a t or an f (outside strings, which the walk refuses anyway)
-    return _batch(_as_array(body['pixels'], rest is None or b't' in rest or b'f' in rest), max_batch, 'pixels')
+    return _batch(_as_array(pixels, rest is None or b't' in rest or b'f' in rest), max_batch, 'pixels')
 
 # %% ../nbs/19_digits_bodies.ipynb #f6f78797
 _PREFIX, _WS, _DIGITS = re.compile(rb'[ \t\n\r]*\{[ \t\n\r]*"pixels"[ \t\n\r]*:'), b' \t\n\r', b'0123456789'
