@@ -216,15 +216,12 @@ class LeaderboardResponse(BaseModel):
 
 _CSV = 'text/csv'
 _LIMITS = 'more than [serving] max_batch inputs are refused with 413'
-_FILES = {
-    'type': 'array',
-    'items': {'type': 'string', 'format': 'binary'},
-    'minItems': 1,
-    'description': "PNG, JPEG, TIFF or any image Pillow reads, one input each, read by the task's own preprocessing. "
+_FILES = (  # what an uploaded file may be
+    "PNG, JPEG, TIFF or any image Pillow reads, one input each, read by the task's own preprocessing. "
     'Refused with 422: a file that is not an image, empty, damaged or truncated, larger than '
     '[serving] max_image_side a side or max_image_pixels in all, or one the preprocessing cannot read. Refused with '
-    '413: more files than max_batch or more pixels than max_request_pixels in one request.',
-}
+    '413: more files than max_batch or more pixels than max_request_pixels in one request.'
+)
 
 
 def _image_body(task) -> dict:

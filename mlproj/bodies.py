@@ -96,7 +96,7 @@ NPY, RAW = 'application/x-npy', 'application/octet-stream'  # the two media type
 
 def image_request_body(
     pixels: dict,  # the JSON schema of the pixels: one image or a list of them
-    files: dict,  # the JSON schema of the uploaded files
+    files: str,  # what the uploaded files may be and why one is refused
     npy: str,  # what a .npy body holds and why one is refused
     raw: str,  # what a raw body holds and why one is refused
     description: str | None = None,  # of the JSON body as a whole
@@ -117,7 +117,18 @@ def image_request_body(
                 }
             },
             'multipart/form-data': {
-                'schema': {'type': 'object', 'required': ['files'], 'properties': {'files': files}}
+                'schema': {
+                    'type': 'object',
+                    'required': ['files'],
+                    'properties': {
+                        'files': {
+                            'type': 'array',
+                            'items': {'type': 'string', 'format': 'binary'},
+                            'minItems': 1,
+                            'description': files,
+                        }
+                    },
+                }
             },
             NPY: binary(npy),
             RAW: binary(raw),

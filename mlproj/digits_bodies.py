@@ -293,17 +293,14 @@ def request_body() -> dict:
         'more images than [serving] max_batch are refused with 413',
         'examples': [EXAMPLE],
     }
-    files = {
-        'type': 'array',
-        'items': {'type': 'string', 'format': 'binary'},
-        'minItems': 1,
-        'description': 'PNG, JPEG, TIFF or any image Pillow reads, one digit each, dark on light or light on dark; '
+    files = (  # what an uploaded file may be
+        'PNG, JPEG, TIFF or any image Pillow reads, one digit each, dark on light or light on dark; '
         'EXIF orientation is applied, 16-bit and float images are scaled by their own range. '
         'Refused with 422: a file that is not an image, empty, damaged or truncated, larger than '
         '[serving] max_image_side a side or max_image_pixels in all, or of one flat colour (no digit '
         'in it: a 1x1 image is one). Refused with 413: more files than max_batch or more pixels '
-        'than max_request_pixels in one request.',
-    }
+        'than max_request_pixels in one request.'
+    )
     return image_request_body(
         pixels,
         files,
